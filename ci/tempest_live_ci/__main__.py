@@ -1,0 +1,3 @@
+from tempest_live_ci.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""Command line: a thin click layer.
+
+Each command parses its options, calls one plain function and exits with the
+code that function returns or the exception it raises maps to (errors.py).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+from typing import NoReturn
+
+import click
+
+from tempest_live_ci import __version__
+from tempest_live_ci.errors import ExitCode, TLCError
+from tempest_live_ci.log import log, setup_logging
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    # SIGTERM and SIGHUP unwind the stack like Ctrl-C, so every context
+    # manager undoes what it did.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show every command run and tracebacks.")
+@click.version_option(__version__, prog_name="tempest-live-ci")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Test OpenStack packages: boot a Debian Live guest, install OpenStack in RAM, run tempest."""
+    setup_logging(debug)
+    ctx.obj = {"debug": debug}
+
+
+def _register() -> None:
+    from tempest_live_ci.doctor import doctor
+    from tempest_live_ci.image.commands import image
+    from tempest_live_ci.job_commands import cleanup, job, run
+    from tempest_live_ci.results.commands import results
+    from tempest_live_ci.testbed.commands import host
+    from tempest_live_ci.vm.commands import vm
+
+    for command in (run, host, image, vm, results, job, doctor, cleanup):
+        cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupt)
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = cli.main(args=argv, prog_name="tempest-live-ci", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.exceptions.Abort:
+        log.error("interrupted")
+        code = ExitCode.INTERRUPTED
+    except click.ClickException as e:
+        # click's own usage errors exit 2; bad usage is 20 here, like autopkgtest.
+        e.show()
+        code = ExitCode.USAGE
+    except TLCError as e:
+        log.error("%s", e.message, exc_info=debug)
+        if e.hint:
+            log.info("hint: %s", e.hint)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        code = ExitCode.INTERRUPTED
+    sys.exit(int(code or 0))

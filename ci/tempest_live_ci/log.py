@@ -1,0 +1,108 @@
+"""Logging: progress and diagnostics on stderr, timed steps, die().
+
+stdout is reserved for machine output (JSON, subunit); everything a person
+reads goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import NoReturn
+
+from tempest_live_ci.errors import ExitCode, TLCError
+
+log = logging.getLogger("tempest-live-ci")
+
+_depth = 0
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, color: bool) -> None:
+        super().__init__()
+        self.color = color
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and log.isEnabledFor(logging.DEBUG):
+            message += "\n" + self.formatException(record.exc_info)
+        prefix = {
+            logging.DEBUG: "‣ ",
+            logging.WARNING: "warning: ",
+            logging.ERROR: "error: ",
+            logging.CRITICAL: "error: ",
+        }.get(record.levelno, "")
+        line = "  " * getattr(record, "depth", 0) + prefix + message
+        if self.color:
+            code = {logging.DEBUG: "2", logging.WARNING: "33;1", logging.ERROR: "31;1"}.get(
+                record.levelno
+            )
+            if code:
+                line = f"\033[{code}m{line}\033[0m"
+        return line
+
+
+class _DepthFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "depth"):
+            record.depth = _depth
+        return True
+
+
+def setup_logging(debug: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(color=sys.stderr.isatty()))
+    handler.addFilter(_DepthFilter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    log.propagate = False
+
+
+def add_file_log(path: str) -> logging.Handler:
+    """Also write the whole debug log of a run to a file (the run's output directory)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    if log.level > logging.DEBUG:
+        # The console handler keeps its level; the file gets everything.
+        for h in log.handlers:
+            if h is not handler:
+                h.setLevel(log.level)
+        log.setLevel(logging.DEBUG)
+    return handler
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s"
+
+
+@contextlib.contextmanager
+def step(title: str) -> Iterator[None]:
+    """A timed, nested progress step: `with step("Booting VM"): ...`."""
+    global _depth
+    log.info("%s…", title, extra={"depth": _depth})
+    _depth += 1
+    start = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        _depth -= 1
+        log.info("%s failed after %s", title, format_duration(time.monotonic() - start),
+                 extra={"depth": _depth})
+        raise
+    _depth -= 1
+    log.info("%s done (%s)", title, format_duration(time.monotonic() - start),
+             extra={"depth": _depth})
+
+
+def die(message: str, *, hint: str | None = None, code: ExitCode = ExitCode.TESTBED) -> NoReturn:
+    error = TLCError(message, hint=hint)
+    error.exit_code = code
+    raise error

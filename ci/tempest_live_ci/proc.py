@@ -1,0 +1,240 @@
+"""Every external command goes through run() or spawn().
+
+Commands are argv lists (never a shell), logged at debug level. spawn() is a
+context manager: its child is terminated when the block is left, also when an
+exception or a signal unwinds the stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from tempest_live_ci.errors import TestbedError, UsageError
+from tempest_live_ci.log import log
+
+# Debian package that ships each binary we call, for the "install it" hint.
+PACKAGE_OF = {
+    "ip": "iproute2",
+    "dnsmasq": "dnsmasq-base",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "socat": "socat",
+    "nft": "nftables",
+    "libvirtd": "libvirt-daemon",
+    "virtlogd": "libvirt-daemon",
+    "virsh": "libvirt-clients",
+    "apt-cacher-ng": "apt-cacher-ng",
+    "lb": "live-build",
+    "debootstrap": "debootstrap",
+    "mksquashfs": "squashfs-tools",
+    "unsquashfs": "squashfs-tools",
+    "ssh-keygen": "openssh-client",
+    "modprobe": "kmod",
+    "udhcpc": "udhcpc",
+    "busybox": "busybox-static",
+}
+
+Argv = Sequence[str | os.PathLike[str]]
+
+
+def _argv(cmd: Argv, netns: str | None) -> list[str]:
+    argv = [os.fspath(a) for a in cmd]
+    if netns is not None:
+        argv = ["ip", "netns", "exec", netns, *argv]
+    return argv
+
+
+def which(binary: str) -> str | None:
+    found = shutil.which(binary)
+    if found is None:
+        # Root's PATH on some machines lacks the sbin directories.
+        for directory in ("/usr/sbin", "/sbin"):
+            candidate = Path(directory) / binary
+            if candidate.exists():
+                return str(candidate)
+    return found
+
+
+def require(*binaries: str) -> None:
+    """Fail with exit 20 before changing anything if a needed binary is missing."""
+    missing = [b for b in binaries if which(b) is None]
+    if missing:
+        packages = sorted({PACKAGE_OF.get(b, b) for b in missing})
+        raise UsageError(
+            f"missing command{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+            hint=f"apt-get install {' '.join(packages)}",
+        )
+
+
+def _missing(argv: list[str]) -> UsageError:
+    binary = argv[0]
+    return UsageError(
+        f"command not found: {binary}",
+        hint=f"apt-get install {PACKAGE_OF.get(os.path.basename(binary), os.path.basename(binary))}",
+    )
+
+
+def _resolve(argv: list[str]) -> list[str]:
+    if "/" not in argv[0]:
+        found = which(argv[0])
+        if found is None:
+            raise _missing(argv)
+        argv = [found, *argv[1:]]
+    return argv
+
+
+def run(
+    cmd: Argv,
+    *,
+    check: bool = True,
+    capture: bool = False,
+    input: str | bytes | None = None,
+    netns: str | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    stdout: IO[Any] | int | None = None,
+    stderr: IO[Any] | int | None = None,
+    error: type[Exception] = TestbedError,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion.
+
+    capture=True collects stdout and stderr as text. A failing command raises
+    `error` (TestbedError by default) with the command, its exit status and the
+    tail of its stderr, so a failed run explains itself.
+    """
+    argv = _resolve(_argv(cmd, netns))
+    log.debug("+ %s", shlex.join(argv))
+    full_env = None
+    if env is not None:
+        full_env = {**os.environ, **env}
+    try:
+        result = subprocess.run(
+            argv,
+            input=input.encode() if isinstance(input, str) else input,
+            stdout=subprocess.PIPE if capture else stdout,
+            stderr=subprocess.PIPE if capture else stderr,
+            env=full_env,
+            cwd=cwd,
+            timeout=timeout,
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise _missing(argv) from e
+    except subprocess.TimeoutExpired as e:
+        raise TestbedError(f"command timed out after {timeout:.0f}s: {shlex.join(argv)}") from e
+    out = result.stdout.decode(errors="replace") if isinstance(result.stdout, bytes) else result.stdout
+    err = result.stderr.decode(errors="replace") if isinstance(result.stderr, bytes) else result.stderr
+    completed = subprocess.CompletedProcess(argv, result.returncode, out, err)
+    if check and result.returncode != 0:
+        detail = (err or "").strip().splitlines()[-5:]
+        message = f"command failed with exit status {result.returncode}: {shlex.join(argv)}"
+        if detail:
+            message += ": " + " / ".join(detail)
+        raise error(message)
+    return completed
+
+
+def terminate(process: subprocess.Popen[Any], *, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; reaps the child. Safe to call twice."""
+    if process.poll() is not None:
+        return
+    log.debug("stopping pid %d (%s)", process.pid, os.path.basename(str(process.args[0])))  # type: ignore[index]
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def spawn(
+    cmd: Argv,
+    *,
+    netns: str | None = None,
+    stdout: IO[Any] | int | None = None,
+    stderr: IO[Any] | int | None = None,
+    stdin: IO[Any] | int | None = subprocess.DEVNULL,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    grace: float = 5.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a long-running child; it is stopped when the block is left."""
+    argv = _resolve(_argv(cmd, netns))
+    log.debug("+ %s &", shlex.join(argv))
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env={**os.environ, **env} if env is not None else None,
+            cwd=cwd,
+            # Our own session: a Ctrl-C on the terminal reaches us, and we stop
+            # the child in order, instead of every child dying at once.
+            start_new_session=True,
+        )
+    except FileNotFoundError as e:
+        raise _missing(argv) from e
+    try:
+        yield process
+    finally:
+        terminate(process, grace=grace)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_pid(pid: int, *, grace: float = 5.0) -> bool:
+    """Stop a process that is not our child (a daemon that wrote a pid file).
+
+    Returns True if a process was there to stop.
+    """
+    if not pid_alive(pid):
+        return False
+    log.debug("stopping pid %d", pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not pid_alive(pid) or _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def read_pidfile(path: str | os.PathLike[str]) -> int | None:
+    try:
+        text = Path(path).read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
