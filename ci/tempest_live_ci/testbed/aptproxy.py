@@ -1,0 +1,258 @@
+"""The apt proxy: apt-cacher-ng in the root namespace, reached through a unix socket.
+
+The guest and live-build reach Debian's archive only through apt-cacher-ng.
+An address does not cross network namespaces but a unix socket does (the file
+system is shared), so the proxy listens on 127.0.0.1, socat bridges a unix
+socket to it, and inside a test namespace another socat listens on the bridge
+address and connects to that socket.
+
+One daemon serves every concurrent run, because it owns its cache directory:
+users are counted in a file under the state directory (guarded by flock), and
+the last one out stops the daemon. A proxy already answering on the port (the
+host's own apt-cacher-ng service) is used as it is and never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tempest_live_ci import paths, proc, render
+from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.log import log, step
+
+ADDRESS = "127.0.0.1"
+PORT = 3142
+DEBIAN_BACKEND = "http://deb.debian.org/debian/"
+SECURITY_BACKEND = "http://deb.debian.org/debian-security/"
+START_TIMEOUT = 15.0
+LISTEN_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class AptCacher:
+    """A running apt-cacher-ng.
+
+    url is where it answers in the root namespace; socket is a unix socket
+    forwarding to it, usable from any network namespace.
+    """
+
+    url: str
+    socket: Path
+
+
+def proxy_state_dir() -> Path:
+    """Configuration, logs, pid files, user count and sockets of the shared proxy."""
+    return paths.state_dir() / "apt-cacher-ng"
+
+
+def proxy_cache_dir() -> Path:
+    return paths.cache_dir() / "apt-cacher-ng"
+
+
+def answers_as_apt_cacher_ng(address: str = ADDRESS, port: int = PORT,
+                             timeout: float = 2.0) -> bool:
+    """True if an HTTP server on address:port says it is apt-cacher-ng."""
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        body = response.read(65536)
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+    return b"Apt-Cacher NG" in body or "apt-cacher" in (response.getheader("Server") or "").lower()
+
+
+def _port_in_use(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((address, port)) == 0
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    with open(directory / "lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_users(directory: Path) -> list[str]:
+    """The users still alive: lines "<pid> <token>"; users whose process died are dropped."""
+    try:
+        lines = (directory / "users").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    users = []
+    for line in lines:
+        pid, _, _ = line.partition(" ")
+        if pid.isdigit() and proc.pid_alive(int(pid)):
+            users.append(line)
+    return users
+
+
+def _write_users(directory: Path, users: list[str]) -> None:
+    tmp = directory / "users.tmp"
+    tmp.write_text("".join(f"{u}\n" for u in users))
+    tmp.rename(directory / "users")
+
+
+def _daemon_pid(directory: Path) -> int | None:
+    pid = proc.read_pidfile(directory / "apt-cacher-ng.pid")
+    return pid if pid is not None and proc.pid_alive(pid) else None
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _start_daemon(directory: Path) -> None:
+    if _port_in_use(ADDRESS, PORT):
+        raise TestbedError(
+            f"{ADDRESS}:{PORT} is in use by something that is not apt-cacher-ng",
+            hint="stop it, or run apt-cacher-ng there (the host's own service is reused)",
+        )
+    conf_dir = directory / "conf"
+    log_dir = directory / "log"
+    cache = proxy_cache_dir()
+    for d in (conf_dir, log_dir, cache):
+        d.mkdir(parents=True, exist_ok=True)
+    render.render_to(
+        "host-setup/apt-cacher-ng/acng.conf.j2", conf_dir / "acng.conf",
+        cache_dir=cache, log_dir=log_dir, pid_file=directory / "apt-cacher-ng.pid",
+        bind_address=ADDRESS, port=PORT,
+        debian_backend=DEBIAN_BACKEND, security_backend=SECURITY_BACKEND,
+    )
+    errors = log_dir / "daemon.stderr"
+    with open(errors, "w") as err:
+        # The daemon forks, detaches into its own session and writes its pid file.
+        proc.run(["apt-cacher-ng", "-c", conf_dir, "ForeGround=0"], input=b"",
+                 stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not answers_as_apt_cacher_ng(timeout=0.5):
+        if time.monotonic() > deadline:
+            pid = _daemon_pid(directory)
+            if pid is not None:
+                proc.kill_pid(pid)
+            raise TestbedError(
+                f"apt-cacher-ng did not answer on {ADDRESS}:{PORT} within {START_TIMEOUT:.0f}s: "
+                + (_log_tail(errors) or _log_tail(log_dir / "apt-cacher.err")),
+                hint=f"logs in {log_dir}",
+            )
+        time.sleep(0.05)
+    log.debug("apt-cacher-ng started (pid %s), cache %s", _daemon_pid(directory), cache)
+
+
+def _stop_daemon(directory: Path) -> None:
+    pid = _daemon_pid(directory)
+    if pid is not None:
+        proc.kill_pid(pid)
+        # The daemon is init's child, and init here reaps only every second or
+        # so: wait until it is really gone, so that "stopped" means stopped.
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log.debug("apt-cacher-ng (pid %d) stopped: no user left", pid)
+    with contextlib.suppress(FileNotFoundError):
+        (directory / "apt-cacher-ng.pid").unlink()
+
+
+def _wait_for(condition_met: Callable[[], bool], process: subprocess.Popen[bytes],
+              what: str) -> None:
+    deadline = time.monotonic() + LISTEN_TIMEOUT
+    while not condition_met():
+        if process.poll() is not None:
+            raise TestbedError(f"{what} exited with status {process.returncode} before listening")
+        if time.monotonic() > deadline:
+            raise TestbedError(f"{what} did not listen within {LISTEN_TIMEOUT:.0f}s")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def _pidfile(path: Path, pid: int) -> Iterator[None]:
+    path.write_text(f"{pid}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+@contextlib.contextmanager
+def start_apt_cacher_ng() -> Iterator[AptCacher]:
+    """Use (or start) the shared apt-cacher-ng and a unix socket forwarding to it.
+
+    Reuses a proxy already answering on 127.0.0.1:3142; otherwise starts a
+    private one (configuration rendered from host-setup/apt-cacher-ng/, cache
+    under cache_dir()/apt-cacher-ng, logs under the state directory). The last
+    user to leave stops the daemon this module started.
+    """
+    proc.require("apt-cacher-ng", "socat")
+    directory = proxy_state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    user = f"{os.getpid()} {secrets.token_hex(4)}"
+    with _locked(directory):
+        users = _read_users(directory)
+        if not answers_as_apt_cacher_ng():
+            with step("Starting apt-cacher-ng"):
+                _start_daemon(directory)
+        _write_users(directory, [*users, user])
+    try:
+        name = user.replace(" ", "-")
+        sock_path = directory / f"acng-{name}.sock"
+        with proc.spawn(
+            ["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
+             f"TCP:{ADDRESS}:{PORT}"],
+            stderr=subprocess.DEVNULL,
+        ) as socat, _pidfile(directory / f"socat-{name}.pid", socat.pid):
+            _wait_for(sock_path.exists, socat, "socat (unix socket to apt-cacher-ng)")
+            try:
+                yield AptCacher(url=f"http://{ADDRESS}:{PORT}", socket=sock_path)
+            finally:
+                proc.terminate(socat)
+                with contextlib.suppress(FileNotFoundError):
+                    sock_path.unlink()
+    finally:
+        with _locked(directory):
+            users = [u for u in _read_users(directory) if u != user]
+            _write_users(directory, users)
+            if not users:
+                _stop_daemon(directory)
+
+
+def _listening(netns: str | None, address: str, port: int) -> bool:
+    out = proc.run(["ss", "-Hltn", f"sport = :{port}"], netns=netns, capture=True, check=False)
+    return f"{address}:{port}" in out.stdout
+
+
+@contextlib.contextmanager
+def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
+                       port: int = PORT) -> Iterator[None]:
+    """Make the proxy answer on address:port inside netns (None: the host namespace)."""
+    directory = proxy_state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    pidfile = directory / f"forward-{netns or 'host'}-{address}-{port}.pid"
+    with proc.spawn(
+        ["socat", f"TCP-LISTEN:{port},bind={address},fork,reuseaddr",
+         f"UNIX-CONNECT:{proxy.socket}"],
+        netns=netns, stderr=subprocess.DEVNULL,
+    ) as socat, _pidfile(pidfile, socat.pid):
+        _wait_for(lambda: _listening(netns, address, port), socat,
+                  f"socat (apt proxy on {address}:{port} in {netns or 'the host namespace'})")
+        yield
