@@ -1,0 +1,170 @@
+"""Is KVM usable here? Decided by booting a real kernel under it, not by looking at /dev/kvm.
+
+A /dev/kvm can exist and still not run a stock kernel: nested or PVM-style
+hypervisors reject MSRs (`-cpu host`) or hang early in boot. So the probe
+boots a stock kernel with a busybox initramfs that prints a marker and powers
+off; the verdict is cached per (kernel, qemu, /dev/kvm, host boot) so only
+the first call pays for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tempest_live_ci import paths, proc
+from tempest_live_ci.errors import TLCError
+from tempest_live_ci.log import log
+from tempest_live_ci.vm import tinyguest
+
+DEV_KVM = Path("/dev/kvm")
+MARKER = "TEMPEST-LIVE-CI-KVM-PROBE-OK"
+QEMU = "qemu-system-x86_64"
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    kind: str  # "kvm" or "tcg"
+    reason: str  # one line: why this accelerator
+    usable: bool  # KVM works (kind == "kvm")
+
+    @property
+    def domain_type(self) -> str:
+        """The libvirt <domain type=...>."""
+        return "kvm" if self.kind == "kvm" else "qemu"
+
+
+def nested_kvm_status() -> str:
+    """One line on nested virtualisation of this host's KVM module."""
+    for module in ("kvm_intel", "kvm_amd"):
+        parameter = Path(f"/sys/module/{module}/parameters/nested")
+        if parameter.exists():
+            value = parameter.read_text().strip()
+            enabled = value in ("Y", "1")
+            return f"{module} nested={value} ({'enabled' if enabled else 'disabled'})"
+    for module in ("kvm_pvm",):
+        if Path(f"/sys/module/{module}").exists():
+            return f"{module} loaded (PVM-style nested KVM; stock kernels may not boot under it)"
+    if Path("/sys/module/kvm").exists():
+        return "kvm loaded without kvm_intel/kvm_amd"
+    return "no kvm module loaded"
+
+
+def probe_kernel() -> Path | None:
+    """The kernel the probe boots when none is given: the host's, else one cached by us."""
+    host = Path(f"/boot/vmlinuz-{os.uname().release}")
+    if host.exists() and os.access(host, os.R_OK):
+        return host
+    try:
+        return tinyguest.debian_kernel(paths.cache_dir() / "probe")
+    except TLCError as e:
+        log.debug("no probe kernel: %s", e.message)
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _qemu_version() -> str:
+    out = proc.run([QEMU, "--version"], capture=True, check=False).stdout
+    return out.splitlines()[0] if out else "unknown"
+
+
+def _kvm_identity() -> str:
+    st = DEV_KVM.stat()
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}:{st.st_ino}:{boot_id}"
+
+
+def _cache_file(kernel: Path) -> Path:
+    key = "\n".join((_sha256(kernel), _qemu_version(), _kvm_identity()))
+    return paths.cache_dir() / "kvm-probe" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+
+
+def detect_accelerator(kernel: Path | None = None, timeout: float = 20) -> Accelerator:
+    """KVM if a stock kernel really boots under it, else TCG, with the reason on one line."""
+    if not DEV_KVM.exists():
+        return Accelerator("tcg", "/dev/kvm does not exist", False)
+    if not os.access(DEV_KVM, os.R_OK | os.W_OK):
+        return Accelerator("tcg", "/dev/kvm is not readable and writable by this user", False)
+    kernel = kernel or probe_kernel()
+    if kernel is None:
+        return Accelerator("tcg", "/dev/kvm present but no kernel to try it with", False)
+    cache = _cache_file(kernel)
+    try:
+        cached = json.loads(cache.read_text())
+        return Accelerator(cached["kind"], cached["reason"], cached["usable"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    accelerator = _probe(kernel, timeout)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp")
+    tmp.write_text(json.dumps(asdict(accelerator)))
+    tmp.replace(cache)
+    return accelerator
+
+
+def _probe(kernel: Path, timeout: float) -> Accelerator:
+    log.debug("probing KVM with %s (timeout %.0fs)", kernel, timeout)
+    with tempfile.TemporaryDirectory(prefix="tlc-kvm-probe-") as tmp:
+        initrd = tinyguest.busybox_initramfs(
+            Path(tmp) / "initrd.img", f"echo {MARKER} > /dev/console"
+        )
+        console = Path(tmp) / "console.log"
+        argv = [
+            QEMU, "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "256",
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-serial", f"file:{console}",
+            "-kernel", kernel, "-initrd", initrd,
+            "-append", "console=ttyS0 panic=-1 quiet",
+        ]
+        start = time.monotonic()
+        exited = False
+        with open(Path(tmp) / "qemu.err", "w+b") as err, proc.spawn(
+            argv, stdout=subprocess.DEVNULL, stderr=err, grace=1
+        ) as qemu:
+            while time.monotonic() - start < timeout:
+                if MARKER in _read(console):
+                    elapsed = time.monotonic() - start
+                    return Accelerator(
+                        "kvm", f"KVM usable: a stock kernel booted under it in {elapsed:.1f}s", True
+                    )
+                if qemu.poll() is not None:
+                    exited = True
+                    break
+                time.sleep(0.1)
+            err.flush()
+            err.seek(0)
+            error = err.read().decode(errors="replace").strip().splitlines()
+        if exited and error and qemu.returncode != 0:
+            detail = error[-1].removeprefix(f"{QEMU}: ")
+            return Accelerator(
+                "tcg", f"/dev/kvm present but unusable: qemu -accel kvm -cpu host failed: {detail}",
+                False,
+            )
+        last = [line for line in _read(console).splitlines() if line.strip()]
+        where = f' (last console line: "{last[-1].strip()[:80]}")' if last else ""
+        return Accelerator(
+            "tcg",
+            f"/dev/kvm present but unusable: a stock kernel did not boot under KVM in "
+            f"{timeout:.0f}s{where}; {nested_kvm_status()}",
+            False,
+        )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,127 @@
+"""A tiny guest: a stock Debian kernel and a busybox initramfs whose /init runs a script.
+
+Used to probe whether KVM really works (testbed/kvm.py) and by the tests to
+boot something real in seconds instead of a full live image.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tempest_live_ci import proc
+from tempest_live_ci.errors import TestbedError
+
+BUSYBOX = Path("/bin/busybox")
+
+
+@dataclass(frozen=True)
+class CpioEntry:
+    name: str  # without leading slash
+    mode: int  # full st_mode, file type included
+    data: bytes = b""
+    rdev: tuple[int, int] = (0, 0)
+
+
+def _pad4(length: int) -> bytes:
+    return b"\0" * (-length % 4)
+
+
+def newc_archive(entries: Iterable[CpioEntry]) -> bytes:
+    """A cpio archive in the "newc" format, the one the kernel unpacks as an initramfs."""
+    out = bytearray()
+    entries = [*entries, CpioEntry("TRAILER!!!", 0)]
+    for ino, entry in enumerate(entries, start=1):
+        name = entry.name.encode() + b"\0"
+        fields = (
+            ino, entry.mode, 0, 0,
+            2 if stat.S_ISDIR(entry.mode) else 1,
+            0, len(entry.data), 0, 0, entry.rdev[0], entry.rdev[1], len(name), 0,
+        )
+        header = b"070701" + b"".join(b"%08X" % f for f in fields)
+        out += header + name + _pad4(len(header) + len(name))
+        out += entry.data + _pad4(len(entry.data))
+    return bytes(out)
+
+
+def busybox_initramfs(path: Path, init_script: str, *, busybox: Path = BUSYBOX) -> Path:
+    """Write an initramfs whose /init sets up /proc, /sys, /dev and runs `init_script` (sh).
+
+    The console device nodes are in the archive itself: the kernel opens
+    /dev/console for init before anything could mount devtmpfs.
+    """
+    if not busybox.exists():
+        raise TestbedError(f"{busybox} not found", hint="apt-get install busybox-static")
+    init = (
+        "#!/bin/busybox sh\n"
+        "/bin/busybox --install -s /bin\n"
+        "export PATH=/bin\n"
+        "mount -t proc proc /proc\n"
+        "mount -t sysfs sysfs /sys\n"
+        "mount -t devtmpfs devtmpfs /dev 2>/dev/null\n"
+        + init_script
+        + "\npoweroff -f\n"
+    )
+    directory = stat.S_IFDIR | 0o755
+    entries = [
+        CpioEntry("bin", directory),
+        CpioEntry("dev", directory),
+        CpioEntry("proc", directory),
+        CpioEntry("sys", directory),
+        CpioEntry("tmp", directory),
+        CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
+        CpioEntry("dev/ttyS0", stat.S_IFCHR | 0o600, rdev=(4, 64)),
+        CpioEntry("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3)),
+        CpioEntry("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()),
+        CpioEntry("init", stat.S_IFREG | 0o755, init.encode()),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(newc_archive(entries))
+    tmp.replace(path)
+    return path
+
+
+def debian_kernel_package() -> str:
+    """The versioned linux-image package the host's suite's linux-image-amd64 points at."""
+    out = proc.run(["apt-cache", "depends", "linux-image-amd64"], capture=True).stdout
+    found = re.findall(r"Depends:\s*(linux-image-[0-9][^\s]*)", out)
+    if not found:
+        raise TestbedError(
+            "apt-cache knows no linux-image-amd64 dependency",
+            hint="run apt-get update",
+        )
+    return found[0]
+
+
+def debian_kernel(directory: Path) -> Path:
+    """A stock Debian vmlinuz in `directory`, downloaded with apt-get once and reused.
+
+    Only the kernel image is kept (the package's modules are not needed to
+    boot an initramfs that has everything built in).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = sorted(directory.glob("vmlinuz-*"))
+    if existing:
+        return existing[-1]
+    package = debian_kernel_package()
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        proc.run(["apt-get", "download", package], cwd=tmp, capture=True)
+        debs = list(Path(tmp).glob("*.deb"))
+        if not debs:
+            raise TestbedError(f"apt-get download {package} produced no .deb")
+        tree = Path(tmp) / "tree"
+        proc.run(["dpkg-deb", "-x", debs[0], tree])
+        kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+        if not kernels:
+            raise TestbedError(f"{debs[0].name} holds no boot/vmlinuz-*")
+        destination = directory / kernels[0].name
+        shutil.copyfile(kernels[0], destination.with_name(destination.name + ".tmp"))
+        os.replace(destination.with_name(destination.name + ".tmp"), destination)
+    return destination
