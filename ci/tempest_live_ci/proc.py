@@ -238,3 +238,42 @@ def read_pidfile(path: str | os.PathLike[str]) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def start_daemon(
+    cmd: Argv,
+    *,
+    netns: str | None = None,
+    log_file: str | os.PathLike[str],
+    pid_file: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Start a child that may outlive this process (a persistent testbed, a kept run).
+
+    Its output goes to log_file and its pid to pid_file; whoever undoes the
+    testbed stops it through that pid (see testbed/journal.py).
+    """
+    argv = _resolve(_argv(cmd, netns))
+    log.debug("+ %s > %s &", shlex.join(argv), log_file)
+    with open(log_file, "ab") as out:
+        try:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                env={**os.environ, **env} if env is not None else None,
+                start_new_session=True,
+            )
+        except FileNotFoundError as e:
+            raise _missing(argv) from e
+    Path(pid_file).write_text(f"{process.pid}\n")
+    # Reap it if it dies while we are still around; it is not waited for otherwise.
+    _daemons.append(process)
+    return process.pid
+
+
+_daemons: list[subprocess.Popen[bytes]] = []
+
+
+def reap_daemons() -> None:
+    for process in list(_daemons):
+        if process.poll() is not None:
+            _daemons.remove(process)

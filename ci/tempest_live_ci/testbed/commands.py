@@ -1,8 +1,150 @@
-"""`tempest-live-ci host ...`."""
+"""`tempest-live-ci host setup|teardown|status`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
 
 import click
+
+from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.log import log
+from tempest_live_ci.testbed import create_testbed, teardown_testbed
+from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT, TestbedConfig, require_root
+from tempest_live_ci.testbed.nested import enable_nested_kvm
+from tempest_live_ci.testbed.status import list_testbeds, testbed_status
 
 
 @click.group()
 def host() -> None:
     """Set up, inspect and tear down the testbed network on this host."""
+
+
+def _name_option(f: Any) -> Any:
+    return click.option("--name", default=None,
+                        help="Testbed name (default: tempest, or the --netns name).")(f)
+
+
+@host.command()
+@_name_option
+@click.option("--netns", default=None, metavar="NAME",
+              help="Isolated: build it inside a new network namespace NAME instead of the host's.")
+@click.option("--bridge", default="tempestbr", show_default=True)
+@click.option("--tap", default="tempesttap", show_default=True)
+@click.option("--tap-owner", default=None, metavar="USER", help="User allowed to use the tap.")
+@click.option("--nic", default="tempestnic0", show_default=True,
+              help="The NIC on the bridge (created, unless --real-nic).")
+@click.option("--nic-kind", type=click.Choice(["auto", "dummy", "veth"]), default="auto",
+              show_default=True, help="auto: dummy when the kernel has it, else a veth pair.")
+@click.option("--real-nic", default=None, metavar="IFACE",
+              help="Put this existing interface on the bridge instead (boots real hardware).")
+@click.option("--host-address", default="192.168.100.1/24", show_default=True)
+@click.option("--host-ipv6", default="fd74:6c63:0:1::1/64", show_default=True,
+              help="IPv6 ULA /64 on the bridge ('none' for none).")
+@click.option("--guest-address", default=None, help="[default: host address + 1]")
+@click.option("--guest-mac", default="52:54:00:7e:57:02", show_default=True)
+@click.option("--nat/--no-nat", default=False, show_default=True,
+              help="Masquerade the testbed subnets (persistent testbeds only).")
+@click.option("--nat-interface", default=None, help="[default: the default route's interface]")
+@click.option("--apt-proxy/--no-apt-proxy", default=True, show_default=True,
+              help="Offer apt-cacher-ng to the guest on the host address, port 3142.")
+@click.option("--http-port", default=80, show_default=True, type=int)
+@click.option("--enable-nested-kvm", is_flag=True,
+              help="Also set nested=1 for kvm_intel/kvm_amd (modprobe.d) and reload it if idle.")
+def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner: str | None,
+          nic: str, nic_kind: str, real_nic: str | None, host_address: str, host_ipv6: str,
+          guest_address: str | None, guest_mac: str, nat: bool, nat_interface: str | None,
+          apt_proxy: bool, http_port: int, enable_nested_kvm: bool) -> int:
+    """Set up a testbed and leave it running (persistent, or isolated with --netns)."""
+    config = TestbedConfig(
+        name=name or netns or "tempest",
+        mode=ISOLATED if netns else PERSISTENT,
+        netns=netns,
+        bridge=bridge,
+        tap=tap,
+        tap_owner=tap_owner,
+        nic=real_nic or nic,
+        nic_kind="physical" if real_nic else nic_kind,
+        host_address=host_address,
+        host_ipv6=None if host_ipv6.lower() == "none" else host_ipv6,
+        guest_address=guest_address,
+        guest_mac=guest_mac.lower(),
+        nat=nat,
+        nat_interface=nat_interface,
+        apt_proxy=apt_proxy,
+        http_port=http_port,
+    )
+    return setup_host(config, enable_nested=enable_nested_kvm)
+
+
+def setup_host(config: TestbedConfig, *, enable_nested: bool = False) -> int:
+    """Idempotent: an existing healthy testbed with the same settings is left as it is."""
+    require_root()
+    if enable_nested:
+        log.info("%s", enable_nested_kvm().message)
+    status = testbed_status(config.name)
+    if status is not None:
+        from tempest_live_ci.testbed import load_testbed
+
+        existing, _ = load_testbed(config.name)
+        if dataclasses.replace(existing, extra={}) != dataclasses.replace(config, extra={}):
+            raise UsageError(
+                f"testbed {config.name} exists with other settings",
+                hint=f"tempest-live-ci host teardown --name {config.name}, then set it up again",
+            )
+        if status.healthy:
+            log.info("testbed %s is already set up; nothing changed", config.name)
+            return ExitCode.OK
+        log.warning("testbed %s is incomplete; setting it up again", config.name)
+        teardown_testbed(config.name)
+    testbed = create_testbed(config)
+    where = f"namespace {testbed.netns}" if testbed.netns else "the host namespace"
+    log.info("testbed %s is up in %s: boot files go in %s", config.name, where, testbed.http_root)
+    return ExitCode.OK
+
+
+@host.command()
+@_name_option
+@click.option("--netns", default=None, metavar="NAME", help="The isolated testbed in NAME.")
+def teardown(name: str | None, netns: str | None) -> int:
+    """Remove a testbed: everything its setup created, nothing else."""
+    require_root()
+    name = name or netns or "tempest"
+    removed = teardown_testbed(name)
+    if not removed:
+        log.info("no testbed named %s: nothing to do", name)
+    return ExitCode.OK
+
+
+@host.command()
+@_name_option
+@click.option("--netns", default=None, metavar="NAME")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable, on stdout.")
+def status(name: str | None, netns: str | None, as_json: bool) -> int:
+    """Show a testbed's parts and whether each is still there (exit 16 if not all)."""
+    names = [name or netns] if (name or netns) else list_testbeds()
+    report = []
+    code = ExitCode.OK
+    for testbed in names:
+        assert testbed is not None
+        st = testbed_status(testbed)
+        if st is None:
+            if name or netns:
+                log.info("no testbed named %s", testbed)
+                code = ExitCode.TESTBED
+            continue
+        report.append(st.as_dict())
+        if not st.healthy:
+            code = ExitCode.TESTBED
+        if not as_json:
+            click.echo(f"{testbed}: {'up' if st.healthy else 'DEGRADED'}", err=True)
+            for what, ok in st.items:
+                click.echo(f"  {'ok     ' if ok else 'MISSING'} {what}", err=True)
+            for lease in st.leases:
+                click.echo(f"  lease  {lease}", err=True)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+    elif not names:
+        log.info("no testbed is set up")
+    return code

@@ -1,0 +1,31 @@
+"""The HTTP server of the testbed: boot script, kernel, initrd, squashfs, and
+the candidate package repository.
+
+Python's own http.server is enough here: one client, a few large files, and
+its access log ("GET /img/vmlinuz ... 200") is the boot progress the VM
+runner follows. It is bound to the bridge address only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tempest_live_ci import proc
+from tempest_live_ci.testbed.journal import Journal
+from tempest_live_ci.testbed.listen import wait_listening
+
+
+def start_http_server(journal: Journal, netns: str | None, address: str, port: int,
+                      root: Path, state_dir: Path) -> int:
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    log_file = state_dir / "http.log"
+    pid = proc.start_daemon(
+        [sys.executable, "-u", "-m", "http.server", "--bind", address,
+         "--directory", str(root), str(port)],
+        netns=netns, log_file=log_file, pid_file=state_dir / "http.pid",
+    )
+    journal.add("pid", pid=pid, name="http.server", marker=str(root))
+    wait_listening(pid, port, what="HTTP server")
+    return pid

@@ -1,0 +1,103 @@
+"""The testbed's links: the NIC standing for the outside (dummy, veth or a
+real one), the bridge with the host addresses, and the VM's tap."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import os
+from typing import Any
+
+from tempest_live_ci import proc
+from tempest_live_ci.errors import UsageError
+from tempest_live_ci.log import log
+from tempest_live_ci.testbed.journal import Journal
+
+
+def _ip(netns: str | None, *args: str, check: bool = True) -> str:
+    argv = ["ip", *(["-n", netns] if netns else []), *args]
+    return proc.run(argv, capture=True, check=check).stdout
+
+
+def link_info(name: str, netns: str | None) -> dict[str, Any] | None:
+    out = _ip(netns, "-j", "-d", "addr", "show", "dev", name, check=False)
+    if not out.strip():
+        return None
+    data: list[dict[str, Any]] = json.loads(out)
+    return data[0] if data else None
+
+
+def link_exists(name: str, netns: str | None) -> bool:
+    return link_info(name, netns) is not None
+
+
+@functools.cache
+def kernel_has_dummy() -> bool:
+    """Try to make a dummy link in a scratch namespace: the only sure test."""
+    scratch = f"tlc-probe-{os.getpid()}"
+    proc.run(["ip", "netns", "add", scratch])
+    try:
+        result = proc.run(["ip", "-n", scratch, "link", "add", "probe0", "type", "dummy"],
+                          check=False, capture=True)
+        return result.returncode == 0
+    finally:
+        proc.run(["ip", "netns", "delete", scratch], check=False)
+
+
+def choose_nic_kind(requested: str) -> str:
+    if requested != "auto":
+        if requested == "dummy" and not kernel_has_dummy():
+            raise UsageError("nic-kind: this kernel has no dummy network device; use veth")
+        return requested
+    return "dummy" if kernel_has_dummy() else "veth"
+
+
+def _new_link(journal: Journal, netns: str | None, name: str, *args: str) -> None:
+    _ip(netns, "link", "add", name, *args)
+    journal.add("link", name=name, netns=netns)
+
+
+def create_nic(journal: Journal, netns: str | None, name: str, kind: str, bridge: str) -> None:
+    """The NIC that gives the bridge a carrier and, on real hardware, the wire.
+
+    A bridge stays NO-CARRIER until a port has carrier. A dummy link has one;
+    where the kernel lacks dummy, a veth pair stands in (its peer stays
+    unattached, with ARP off so it never answers for the bridge's address).
+    """
+    if kind == "physical":
+        if not link_exists(name, netns):
+            raise UsageError(f"nic: no such interface: {name}")
+        _ip(netns, "link", "set", name, "master", bridge, "up")
+        journal.add("enslaved", name=name, netns=netns)
+        log.info("NIC %s: physical, on bridge %s", name, bridge)
+    elif kind == "dummy":
+        _new_link(journal, netns, name, "type", "dummy")
+        _ip(netns, "link", "set", name, "master", bridge, "up")
+        log.info("NIC %s: dummy", name)
+    else:
+        peer = name + "p"
+        _new_link(journal, netns, name, "type", "veth", "peer", "name", peer)
+        _ip(netns, "link", "set", peer, "arp", "off", "up")
+        _ip(netns, "link", "set", name, "master", bridge, "up")
+        log.info("NIC %s: veth (this kernel has no dummy device), peer %s", name, peer)
+
+
+def create_bridge(journal: Journal, netns: str | None, name: str,
+                  ipv4: ipaddress.IPv4Interface, ipv6: ipaddress.IPv6Interface | None) -> None:
+    _new_link(journal, netns, name, "type", "bridge", "forward_delay", "0", "stp_state", "0")
+    _ip(netns, "addr", "add", str(ipv4), "dev", name)
+    if ipv6 is not None:
+        # nodad: usable at once; the address is ours alone on a private bridge.
+        _ip(netns, "addr", "add", str(ipv6), "dev", name, "nodad")
+    _ip(netns, "link", "set", name, "up")
+
+
+def create_tap(journal: Journal, netns: str | None, name: str, bridge: str,
+               owner: str | None) -> None:
+    argv = ["tuntap", "add", "dev", name, "mode", "tap"]
+    if owner:
+        argv += ["user", owner]
+    _ip(netns, *argv)
+    journal.add("link", name=name, netns=netns)
+    _ip(netns, "link", "set", name, "master", bridge, "up")
