@@ -1,0 +1,132 @@
+"""The plain functions behind `tempest-live-ci results ...`: streams in, exit code out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import IO
+
+from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
+from tempest_live_ci.results.html import render_html
+from tempest_live_ci.results.junit import junit_xml
+from tempest_live_ci.results.model import Run
+from tempest_live_ci.results.run import (
+    HTML,
+    JUNIT,
+    SUMMARY,
+    load_run,
+    print_summary,
+    stored_metadata,
+)
+from tempest_live_ci.results.store import format_history, latest_run, read_index
+from tempest_live_ci.results.store import store_run as _store_run
+from tempest_live_ci.results.summary import build_summary, write_summary
+
+
+def _load(source: Path) -> tuple[Run, dict[str, object]]:
+    metadata = stored_metadata(source)
+    run = load_run(source, interrupted=bool(metadata.pop("interrupted", False)))
+    return run, metadata
+
+
+def _write(text: str, destination: Path | None, out: IO[str]) -> None:
+    if destination is None:
+        out.write(text)
+    else:
+        destination.write_text(text, encoding="utf-8")
+
+
+def _destination(source: Path, output: str | None, default_name: str) -> Path | None:
+    """-o PATH, '-' for stdout; by default a file in a run directory, stdout for a bare stream."""
+    if output == "-":
+        return None
+    if output is not None:
+        return Path(output)
+    return source / default_name if source.is_dir() else None
+
+
+def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
+         out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> ExitCode:
+    """Summarize a run; write summary.json into the run (or output) directory.
+
+    Returns the run's own exit code (0, 4, 8 or 16).
+    """
+    run, metadata = _load(source)
+    summary = build_summary(run, metadata)
+    target = output_dir if output_dir is not None else (source if source.is_dir() else None)
+    if target is not None:
+        target.mkdir(parents=True, exist_ok=True)
+        write_summary(summary, target / SUMMARY)
+    if as_json:
+        out.write(json.dumps(summary, indent=2) + "\n")
+    print_summary(summary, err)
+    return ExitCode(summary["exit_code"])
+
+
+def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
+    """Write junit.xml for a run (into its directory, or stdout for a bare stream)."""
+    run, _ = _load(source)
+    text = '<?xml version="1.0" encoding="UTF-8"?>\n' + junit_xml(run)
+    _write(text, _destination(source, output, JUNIT), out)
+    return ExitCode.OK
+
+
+def html(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
+    """Write report.html for a run (into its directory, or stdout for a bare stream)."""
+    run, metadata = _load(source)
+    summary = build_summary(run, metadata)
+    _write(render_html(run, summary), _destination(source, output, HTML), out)
+    return ExitCode.OK
+
+
+def _job_of(source: Path) -> str | None:
+    job = stored_metadata(source).get("job")
+    return job if isinstance(job, str) else None
+
+
+def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = False,
+            as_json: bool = False, out: IO[str] = sys.stdout,
+            err: IO[str] = sys.stderr) -> ExitCode:
+    """Compare BASE and NEW (directories or streams); BASE defaults to the job's latest run.
+
+    With gate=True the exit code is 4 when NEW has failures BASE did not, else 0.
+    """
+    if len(sources) == 2:
+        base, new = sources
+    elif len(sources) == 1:
+        new = sources[0]
+        job = job or _job_of(new)
+        if job is None:
+            raise UsageError("compare: no BASE given and no job to take the latest run of",
+                             hint="pass BASE NEW, or --job JOB")
+        found = latest_run(job)
+        if found is None:
+            raise UsageError(f"compare: job {job} has no stored run to compare with")
+        base = found
+    else:
+        raise UsageError("compare takes [BASE] NEW")
+    comparison = compare_runs(base, new)
+    if as_json:
+        out.write(json.dumps(comparison.to_json(), indent=2) + "\n")
+    else:
+        err.write(format_comparison(comparison))
+    return gate_exit_code(comparison) if gate else ExitCode.OK
+
+
+def history(job: str, *, as_json: bool = False, out: IO[str] = sys.stdout,
+            err: IO[str] = sys.stderr) -> ExitCode:
+    """List a job's stored runs, oldest first."""
+    entries = read_index(job)
+    if as_json:
+        out.write(json.dumps(entries, indent=2) + "\n")
+    else:
+        err.write(format_history(job, entries))
+    return ExitCode.OK
+
+
+def store(job: str, output_dir: Path, *, out: IO[str] = sys.stdout) -> ExitCode:
+    """Keep a run's output directory in the results store; prints the stored path."""
+    out.write(f"{_store_run(job, output_dir)}\n")
+    return ExitCode.OK
