@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ sys.path.insert(0, str(TOP / "ci"))
 
 @dataclass
 class Dirs:
+    top: Path
     state: Path
     cache: Path
     results: Path
@@ -30,12 +33,19 @@ class Dirs:
 
 
 @pytest.fixture
-def dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dirs:
-    """State, cache and results directories of the test's own, also for in-process code."""
-    d = Dirs(tmp_path / "state", tmp_path / "cache", tmp_path / "results")
+def dirs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dirs]:
+    """State, cache and results directories of the test's own, also for in-process code.
+
+    Not under pytest's tmp_path: that is private to root (0700), and dnsmasq
+    serves TFTP as an unprivileged user.
+    """
+    top = Path(tempfile.mkdtemp(prefix="tlc-test-", dir="/var/tmp"))
+    top.chmod(0o755)
+    d = Dirs(top, top / "state", top / "cache", top / "results")
     for key, value in d.env().items():
         monkeypatch.setenv(key, value)
-    return d
+    yield d
+    shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture
@@ -68,57 +78,36 @@ def _links() -> set[str]:
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
 
 
-def _descendants() -> set[int]:
-    """Processes whose ancestry leads back to this test process."""
-    me = os.getpid()
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found = set()
-    for pid in parents:
-        p = pid
-        while p > 1 and p in parents:
-            p = parents[p]
-            if p == me:
-                found.add(pid)
-                break
-    return found
-
-
-def _daemons(names: tuple[str, ...]) -> set[int]:
+def _processes_using(marker: str) -> set[int]:
+    """Processes whose command line names `marker` (the test's own directories)."""
     found = set()
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                comm = (entry / "comm").read_text().strip()
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if comm.startswith(names):
+            if marker in cmdline:
                 found.add(int(entry.name))
     return found
 
 
-DAEMONS = ("dnsmasq", "qemu-system", "libvirtd", "virtlogd", "socat", "apt-cacher-ng", "python3")
-
-
 @pytest.fixture
-def no_leaks() -> Iterator[None]:
-    """Assert the test left no network namespace, link or daemon process behind."""
+def no_leaks(dirs: Dirs) -> Iterator[None]:
+    """Assert the test left no network namespace, link or process behind.
+
+    Processes count when their command line names the test's directories:
+    every daemon the harness starts carries its state path, and other work on
+    the machine is not this test's business.
+    """
     before_ns, before_links = _netns(), _links()
-    before_daemons = _daemons(DAEMONS[:-1])
     yield
     leaked_ns = _netns() - before_ns
     leaked_links = _links() - before_links
-    leaked_daemons = _daemons(DAEMONS[:-1]) - before_daemons
+    leaked = _processes_using(str(dirs.top))
     assert not leaked_ns, f"network namespaces left behind: {sorted(leaked_ns)}"
     assert not leaked_links, f"links left behind: {sorted(leaked_links)}"
-    assert not leaked_daemons, f"processes left behind: {sorted(leaked_daemons)}"
+    assert not leaked, f"processes left behind: {sorted(leaked)}"
 
 
 def is_root() -> bool:

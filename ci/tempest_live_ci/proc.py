@@ -195,13 +195,15 @@ def spawn(
 
 
 def pid_alive(pid: int) -> bool:
+    """Is `pid` running? A zombie (exited, not yet reaped) is not."""
+    _reap(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
 
 
 def kill_pid(pid: int, *, grace: float = 5.0) -> bool:
@@ -216,12 +218,20 @@ def kill_pid(pid: int, *, grace: float = 5.0) -> bool:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not pid_alive(pid) or _is_zombie(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+    time.sleep(0.05)
+    _reap(pid)
     return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if `pid` is our own child (a daemon we started)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _is_zombie(pid: int) -> bool:

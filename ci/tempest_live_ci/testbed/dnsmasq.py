@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from tempest_live_ci import proc, render
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.testbed.config import TestbedConfig
 from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.listen import wait_listening
@@ -42,7 +42,6 @@ def render_config(config: TestbedConfig, state_dir: Path, tftp_root: Path,
         router=config.nat,
         host_address=iface.ip,
         bridge=config.bridge,
-        pid_file=state_dir / "dnsmasq.pid",
         log_file=state_dir / "dnsmasq.log",
         lease_file=state_dir / "dnsmasq.leases",
         guest_address=config.guest_ip,
@@ -61,13 +60,16 @@ def start_dnsmasq(journal: Journal, config: TestbedConfig, state_dir: Path,
     conf = state_dir / "dnsmasq.conf"
     conf.write_text(render_config(config, state_dir, tftp_root, boot_script_url))
     (state_dir / "dnsmasq.log").touch()
-    pid_file = state_dir / "dnsmasq.pid"
-    # dnsmasq forks and writes its pid file before the parent returns.
-    proc.run(["dnsmasq", f"--conf-file={conf}"], netns=config.namespace)
-    pid = proc.read_pidfile(pid_file)
-    if pid is None:
-        raise UsageError(f"dnsmasq wrote no pid file at {pid_file}")
+    # In the foreground, as our own child: we reap it when we stop it (the
+    # machine's init may not), and its pid is known before it can fail.
+    pid = proc.start_daemon(["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}"],
+                            netns=config.namespace, log_file=state_dir / "dnsmasq.stderr",
+                            pid_file=state_dir / "dnsmasq.pid")
     journal.add("pid", pid=pid, name="dnsmasq", marker=str(conf))
-    wait_listening(pid, 67, protocol="udp", what="dnsmasq (DHCP)")
-    wait_listening(pid, 69, protocol="udp", what="dnsmasq (TFTP)")
+    try:
+        wait_listening(pid, 67, protocol="udp", what="dnsmasq (DHCP)")
+        wait_listening(pid, 69, protocol="udp", what="dnsmasq (TFTP)")
+    except TestbedError as e:
+        output = (state_dir / "dnsmasq.stderr").read_text(errors="replace").strip()
+        raise TestbedError(f"{e.message}: {' / '.join(output.splitlines()[-3:])}") from None
     return pid

@@ -15,6 +15,8 @@ class Testbed:
     None for the host's own namespace (persistent mode).
     """
 
+    __test__ = False
+
     run_id: str
     netns: str | None
     bridge: str
