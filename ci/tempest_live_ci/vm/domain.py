@@ -1,0 +1,151 @@
+"""The libvirt domain of a run: rendered from host-setup/domain.xml.j2, transient (createXML)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import libvirt
+
+from tempest_live_ci import proc, render
+from tempest_live_ci.errors import TestbedError, UsageError
+from tempest_live_ci.log import log
+
+METADATA_NS = "https://salsa.debian.org/openstack-team/tempest-live-ci/domain/1"
+BOOT_MODES = ("network", "direct")
+NIC_MODELS = ("virtio", "e1000")
+DEFAULT_MEMORY_MIB = 8192
+# Left to the host (page cache, dnsmasq, the HTTP server, libvirtd) when sizing the guest.
+HOST_RESERVE_MIB = 1024
+MIN_MEMORY_MIB = 512
+
+
+@dataclass(frozen=True)
+class VMConfig:
+    """How the guest is shaped; the defaults suit an OpenStack all-in-one."""
+
+    memory_mib: int | None = None  # None: DEFAULT_MEMORY_MIB capped by the host's free memory
+    vcpus: int = 2
+    nic_model: str = "virtio"  # virtio (iPXE ROM) or e1000 (legacy PXE)
+    boot: str = "network"  # network (iPXE over HTTP) or direct (kernel + initrd given to libvirt)
+
+    def __post_init__(self) -> None:
+        if self.boot not in BOOT_MODES:
+            raise UsageError(f"boot mode {self.boot!r} is none of {', '.join(BOOT_MODES)}")
+        if self.nic_model not in NIC_MODELS:
+            raise UsageError(f"NIC model {self.nic_model!r} is none of {', '.join(NIC_MODELS)}")
+        if self.vcpus < 1:
+            raise UsageError(f"vcpus must be at least 1, not {self.vcpus}")
+        if self.memory_mib is not None and self.memory_mib < MIN_MEMORY_MIB:
+            raise UsageError(f"memory must be at least {MIN_MEMORY_MIB} MiB, not {self.memory_mib}")
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """Everything the domain template needs."""
+
+    name: str
+    run_id: str
+    state_dir: Path
+    domain_type: str  # "kvm" or "qemu" (TCG)
+    memory_mib: int
+    vcpus: int
+    tap: str
+    mac: str
+    nic_model: str
+    boot: str
+    console_log: Path
+    kernel: Path | None = None  # direct boot only
+    initrd: Path | None = None
+    cmdline: str = ""
+    emulator: str = "/usr/bin/qemu-system-x86_64"
+
+
+def domain_name(run_id: str) -> str:
+    return f"tlc-{run_id}"
+
+
+def host_available_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return DEFAULT_MEMORY_MIB
+
+
+def guest_memory_mib(requested: int | None) -> int:
+    """The guest's memory: the request, or the default capped by what the host has free."""
+    if requested is not None:
+        return requested
+    free = host_available_mib() - HOST_RESERVE_MIB
+    memory = max(MIN_MEMORY_MIB, min(DEFAULT_MEMORY_MIB, free))
+    if memory < DEFAULT_MEMORY_MIB:
+        log.warning("the host has %d MiB free: the guest gets %d MiB instead of %d",
+                    host_available_mib(), memory, DEFAULT_MEMORY_MIB)
+    return memory
+
+
+def render_domain_xml(spec: DomainSpec) -> str:
+    if spec.boot == "direct" and (spec.kernel is None or spec.initrd is None):
+        raise UsageError("direct boot needs a kernel and an initrd")
+    context = {k: ("" if v is None else str(v)) for k, v in asdict(spec).items()}
+    context["emulator"] = proc.which(Path(spec.emulator).name) or spec.emulator
+    return render.render("host-setup/domain.xml.j2", metadata_ns=METADATA_NS, **context)
+
+
+def run_id_of(domain: libvirt.virDomain) -> str | None:
+    """The run id in a domain's metadata, or None if the domain is not ours."""
+    try:
+        text = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+    except libvirt.libvirtError:
+        return None
+    # libvirt hands the element back without its namespace.
+    for element in ET.fromstring(text):
+        if element.tag.rsplit("}", 1)[-1] == "id":
+            return element.text
+    return None
+
+
+def is_running(domain: libvirt.virDomain) -> bool:
+    try:
+        state, _reason = domain.state()
+    except libvirt.libvirtError:
+        return False  # a transient domain that stopped is gone
+    return bool(state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED,
+                          libvirt.VIR_DOMAIN_PAUSED))
+
+
+def destroy_domain(domain: libvirt.virDomain) -> None:
+    """Stop the domain and remove its definition. Safe to call twice."""
+    name = domain.name()
+    with contextlib.suppress(libvirt.libvirtError):
+        domain.destroy()
+        log.debug("domain %s destroyed", name)
+    # A transient domain is gone once destroyed; a persistent one (defined by
+    # someone else's tooling) is undefined as well.
+    with contextlib.suppress(libvirt.libvirtError):
+        domain.undefine()
+
+
+@contextlib.contextmanager
+def start_domain(conn: libvirt.virConnect, xml: str, *,
+                 keep: list[bool] | None = None) -> Iterator[libvirt.virDomain]:
+    """Start a transient domain; it is destroyed when the block is left.
+
+    keep: a one-item list the caller may set to [True] (--keep-on-failure) to
+    leave the domain running.
+    """
+    start = time.monotonic()
+    try:
+        domain = conn.createXML(xml, 0)
+    except libvirt.libvirtError as e:
+        raise TestbedError(f"libvirt could not start the domain: {e}") from e
+    log.debug("domain %s started in %.2fs", domain.name(), time.monotonic() - start)
+    try:
+        yield domain
+    finally:
+        if not (keep and keep[0]):
+            destroy_domain(domain)
