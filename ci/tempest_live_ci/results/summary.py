@@ -168,6 +168,9 @@ def format_summary(summary: Mapping[str, Any], *, limit: int = 20) -> str:
             lines.extend(f"  {i}" for i in ids[:limit])
             if len(ids) > limit:
                 lines.append(f"  ... and {len(ids) - limit} more")
+    if summary["exit_code"] in (ExitCode.NO_TESTS, ExitCode.TESTBED) and summary["stray_output"]:
+        lines.append("runner output outside the stream (last lines):")
+        lines.extend(f"  {line}" for line in summary["stray_output"].rstrip().splitlines()[-15:])
     for error in summary["incomplete"]["stream_errors"][:3]:
         lines.append(f"stream error: {error}")
     lines.append(f"{summary['verdict']} (exit {summary['exit_code']})")
