@@ -1,0 +1,101 @@
+"""Bad input: a one-line error naming the culprit, exit 20, nothing changed."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+from tests.conftest import TOP, Dirs, is_root, needs_root
+
+from tempest_live_ci import proc
+from tempest_live_ci.errors import UsageError
+
+Tlc = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def netns_list() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def links() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+@needs_root
+@pytest.mark.parametrize("args, culprit", [
+    (["--host-address", "192.168.100.1"], "needs a prefix length"),
+    (["--host-address", "192.168.300.1/24"], "'192.168.300.1/24' is not an IPv4"),
+    (["--host-address", "192.168.100.0/24"], "network or broadcast"),
+    (["--host-address", "10.0.0.1/31"], "/31 leaves no room"),
+    (["--guest-address", "10.1.1.2"], "guest-address: 10.1.1.2 is not a host address in 192.168.100.0/24"),
+    (["--guest-address", "192.168.100.1"], "the host's own address"),
+    (["--guest-address", "192.168.100.255"], "not a host address"),
+    (["--host-ipv6", "fd00::1/48"], "must be a /64"),
+    (["--guest-mac", "52:54:00:zz:00:01"], "guest-mac"),
+    (["--guest-mac", "01:00:5e:00:00:01"], "multicast"),
+    (["--bridge", "a-bridge-name-too-long"], "bridge: interface name 'a-bridge-name-too-long' is longer than 15"),
+    (["--tap", "bad name"], "tap: 'bad name' is not a valid interface name"),
+    (["--nic", "exactly15chars_"], "leaves no room for its veth peer"),
+    (["--bridge", "same", "--tap", "same"], "must differ"),
+    (["--tap-owner", "no-such-user-here"], "tap-owner: no such user"),
+    (["--netns", "tlc-x", "--nat"], "NAT needs a persistent testbed"),
+    (["--bridge", "lo"], "bridge: interface lo already exists"),
+    (["--real-nic", "no-such-nic0", "--no-apt-proxy"], "nic: no such interface: no-such-nic0"),
+])
+def test_bad_setup_input_exits_20_and_changes_nothing(tlc: Tlc, dirs: Dirs, args: list[str],
+                                                      culprit: str) -> None:
+    ns_before, links_before = netns_list(), links()
+    result = tlc("host", "setup", *args)
+    assert result.returncode == 20, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert culprit in errors[0]
+    assert netns_list() == ns_before
+    assert links() == links_before
+    assert not (dirs.state / "tempest" / "journal.json").exists()
+
+
+@needs_root
+def test_existing_namespace_is_refused(tlc: Tlc, dirs: Dirs) -> None:
+    subprocess.run(["ip", "netns", "add", "tlc-taken"], check=True)
+    try:
+        result = tlc("host", "setup", "--netns", "tlc-taken", "--no-apt-proxy")
+        assert result.returncode == 20
+        assert "netns: a network namespace named 'tlc-taken' already exists" in result.stderr
+        # The namespace someone else made is still there.
+        assert "tlc-taken" in netns_list()
+    finally:
+        subprocess.run(["ip", "netns", "delete", "tlc-taken"], check=False)
+
+
+def test_not_root_is_refused(tlc: Tlc) -> None:
+    argv = ["host", "setup", "--netns", "tlc-nobody"]
+    if is_root():
+        result = subprocess.run(
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+             "/usr/bin/python3", str(TOP / "bin" / "tempest-live-ci"), *argv],
+            capture_output=True, text=True, cwd="/",
+        )
+    else:
+        result = tlc(*argv)
+    assert result.returncode == 20
+    assert "needs root" in result.stderr
+    assert "tlc-nobody" not in netns_list()
+
+
+def test_missing_binary_names_the_package() -> None:
+    with pytest.raises(UsageError) as error:
+        proc.require("ip", "no-such-binary-tlc")
+    assert error.value.message == "missing command: no-such-binary-tlc"
+    with pytest.raises(UsageError, match="command not found: no-such-binary-tlc"):
+        proc.run(["no-such-binary-tlc"])
+    with pytest.raises(UsageError) as error:
+        proc.require("nft") if proc.which("nft") is None else proc.require("nft", "dnsmasq-nope")
+    assert error.value.hint is not None and error.value.hint.startswith("apt-get install")
+
+
+def test_usage_errors_of_click_exit_20(tlc: Tlc) -> None:
+    result = tlc("host", "setup", "--no-such-option")
+    assert result.returncode == 20
+    assert "No such option" in result.stderr
