@@ -1,0 +1,60 @@
+"""What the guest boots: kernel, initrd and squashfs under the HTTP root, and
+the iPXE script that ties them together with the kernel command line.
+
+The image carries no address: the command line, fetch= included, is written
+here from the testbed's own address, so one image boots on any subnet.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tempest_live_ci import render
+from tempest_live_ci.testbed.model import Testbed
+
+IMAGE_DIR = "img"
+
+
+def _link(source: Path, destination: Path) -> None:
+    """A hard link when on the same file system (no copy of 300 MB), else a symlink."""
+    destination.unlink(missing_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        destination.symlink_to(source.resolve())
+
+
+def boot_cmdline(testbed: Testbed, base_cmdline: str, squashfs: bool = True) -> str:
+    """The image's command line plus where to fetch the root filesystem from."""
+    parts = [base_cmdline.strip()]
+    if squashfs:
+        parts.append(f"fetch={testbed.http_url}/{IMAGE_DIR}/filesystem.squashfs")
+    return " ".join(p for p in parts if p)
+
+
+def publish_boot_files(testbed: Testbed, *, vmlinuz: Path, initrd: Path,
+                       squashfs: Path | None, cmdline: str) -> str:
+    """Put the boot files under the HTTP root, write boot.ipxe; return its URL.
+
+    `cmdline` is the image's kernel command line without fetch=, which is
+    added here when there is a squashfs to fetch.
+    """
+    directory = testbed.http_root / IMAGE_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    _link(vmlinuz, directory / "vmlinuz")
+    _link(initrd, directory / "initrd.img")
+    if squashfs is not None:
+        _link(squashfs, directory / "filesystem.squashfs")
+    script = render.render(
+        "host-setup/boot.ipxe.j2",
+        name=testbed.run_id,
+        base_url=testbed.http_url,
+        kernel=f"{IMAGE_DIR}/vmlinuz",
+        initrd=f"{IMAGE_DIR}/initrd.img",
+        initrd_name="initrd.img",
+        cmdline=boot_cmdline(testbed, cmdline, squashfs is not None),
+    )
+    (testbed.http_root / "boot.ipxe").write_text(script)
+    return f"{testbed.http_url}/boot.ipxe"
