@@ -1,0 +1,132 @@
+"""summary.json, junit.xml and the exit code, from real streams through process_run()."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from conftest import Streams
+
+from tempest_live_ci.errors import ExitCode
+from tempest_live_ci.results import print_summary, process_run
+
+METADATA = {
+    "job": "smoke-bookworm",
+    "run_id": "r1",
+    "image": "bookworm-identity-3f2a",
+    "versions": {"keystone": "2:23.0.0-1", "python3-tempest": "1:33.0.0-1"},
+    "candidates": ["keystone_23.0.0-2_all.deb"],
+}
+
+
+@pytest.mark.parametrize(("name", "code"), [
+    ("passing", ExitCode.OK),
+    ("mixed", ExitCode.TESTS_FAILED),
+    ("all_skipped", ExitCode.NO_TESTS),
+    ("import_error_stestr", ExitCode.NO_TESTS),
+    ("import_error_subunit_run", ExitCode.TESTS_FAILED),
+    ("worker_died", ExitCode.TESTBED),
+    ("cut", ExitCode.TESTBED),
+])
+def test_exit_codes(streams: Streams, tmp_path: Path, name: str, code: ExitCode) -> None:
+    result = process_run(getattr(streams, name), tmp_path, METADATA)
+    assert result.exit_code == code
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["exit_code"] == code
+    assert summary["metadata"] == METADATA
+
+
+def test_summary_json(streams: Streams, tmp_path: Path) -> None:
+    result = process_run(streams.mixed, tmp_path, METADATA)
+    s = json.loads(result.summary_path.read_text())
+    assert s["counts"] == {
+        "passed": 3, "failed": 2, "error": 1, "skipped": 4, "xfail": 1, "uxsuccess": 1,
+        "flaky": 0, "incomplete": 0, "total": 12, "not_run": 0,
+    }
+    assert s["complete"] is True
+    assert s["slowest"][0] == {
+        "id": "tempest.api.network.test_ports.PortsTest.test_create_port",
+        "status": "passed", "duration": pytest.approx(0.3, abs=0.2)}
+    assert set(s["services"]) == {"tempest.api.compute", "tempest.api.identity",
+                                  "tempest.api.network", "tempest.scenario"}
+    assert s["services"]["tempest.api.identity"]["total"] == 7
+    assert s["services"]["tempest.api.compute"]["skipped"] == 2
+    assert s["services"]["tempest.scenario"]["error"] == 1
+    assert s["skip_reasons"][0]["reason"] in ("compute service is not available",
+                                              "identity v2 API is disabled")
+    reasons = {g["reason"]: g["count"] for g in s["skip_reasons"]}
+    assert reasons == {"compute service is not available": 2, "identity v2 API is disabled": 2}
+    assert s["duration"] >= 0.3
+    failing = {f["id"]: f for f in s["failures"]}
+    assert "token mismatch" in failing[
+        "tempest.api.identity.v3.test_tokens.TokensV3Test.test_validate_token"]["text"]
+    assert len(s["tests"]) == 12
+
+
+def test_human_summary(streams: Streams, tmp_path: Path) -> None:
+    out = io.StringIO()
+    print_summary(process_run(streams.worker_died, tmp_path, {}), out)
+    text = out.getvalue()
+    assert "INCOMPLETE" in text and "testbed failure" in text and "(exit 16)" in text
+    assert "tempest.api.network.test_routers.RoutersTest.test_b_update_router" in text
+    out = io.StringIO()
+    print_summary(process_run(streams.import_error_stestr, tmp_path, {}), out)
+    assert "NO TESTS" in out.getvalue()
+    assert "Failed to import test module: tempest.scenario.test_broken" in out.getvalue()
+
+
+def test_interrupted_is_incomplete_even_if_all_passed(streams: Streams, tmp_path: Path) -> None:
+    result = process_run(streams.passing, tmp_path, {}, interrupted=True)
+    assert result.exit_code == ExitCode.TESTBED
+    assert result.summary["incomplete"]["interrupted"] is True
+
+
+def _testcases(path: Path) -> dict[str, ET.Element]:
+    root = ET.parse(path).getroot()
+    assert root.tag == "testsuite"
+    cases = {}
+    for case in root.iter("testcase"):
+        classname = case.get("classname") or ""
+        name = case.get("name") or ""
+        cases[f"{classname}.{name}" if classname else name] = case
+    return cases
+
+
+def test_junit(streams: Streams, tmp_path: Path) -> None:
+    result = process_run(streams.mixed, tmp_path, METADATA)
+    root = ET.parse(result.junit_path).getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("12", "3", "1")
+    cases = _testcases(result.junit_path)
+    assert len(cases) == 12
+    tokens = "tempest.api.identity.v3.test_tokens.TokensV3Test."
+    failure = cases[tokens + "test_validate_token"].find("failure")
+    assert failure is not None and "token mismatch" in (failure.text or "")
+    skipped = cases[tokens + "test_token_v2"].find("skipped")
+    assert skipped is not None and skipped.text == "identity v2 API is disabled"
+    error = cases["setUpClass (tempest.scenario.test_network_basic_ops.TestNetworkBasicOps)"]
+    assert "quota exceeded" in (error.findtext("error") or "")
+    assert float(cases["tempest.api.network.test_ports.PortsTest.test_create_port"]
+                 .get("time") or 0) >= 0.3
+
+
+def test_junit_same_testcases_as_subunit2junitxml(streams: Streams, tmp_path: Path) -> None:
+    result = process_run(streams.evolving_v2, tmp_path, {})
+    with streams.evolving_v2.open("rb") as f:
+        reference = subprocess.run(["subunit2junitxml"], stdin=f, capture_output=True,
+                                   timeout=60).stdout
+    (tmp_path / "ref.xml").write_bytes(reference)
+    ours, theirs = _testcases(result.junit_path), _testcases(tmp_path / "ref.xml")
+    assert sorted(ours) == sorted(theirs)
+    for name, case in ours.items():
+        assert [c.tag for c in case] == [c.tag for c in theirs[name]], name
+
+
+def test_junit_marks_unfinished_test_as_error(streams: Streams, tmp_path: Path) -> None:
+    result = process_run(streams.worker_died, tmp_path, {})
+    cases = _testcases(result.junit_path)
+    error = cases["tempest.api.network.test_routers.RoutersTest.test_b_update_router"]
+    assert "stream ended while this test was running" in (error.findtext("error") or "")
