@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-import paramiko
+import paramiko  # type: ignore[import]
 
 from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
@@ -146,7 +146,8 @@ class GuestSSH:
         with theirs:
             stack.enter_context(proc.spawn(
                 ["socat", "STDIO", f"TCP:{t.address}:{t.port},connect-timeout=10"],
-                netns=t.netns, stdin=theirs, stdout=theirs, stderr=subprocess.DEVNULL, grace=1))
+                netns=t.netns, stdin=theirs.fileno(), stdout=theirs.fileno(),
+                stderr=subprocess.DEVNULL, grace=1))
         return ours
 
     def connect(self) -> None:
@@ -225,7 +226,10 @@ class GuestSSH:
             command = shlex.join(command)
         log.debug("+ ssh %s %s", self.target.address, command)
         # Only opening the channel is retried: a command that may have started is not re-run.
-        channel = self._retry(lambda: self.transport.open_session(timeout=self.connect_timeout))
+        def open_channel() -> paramiko.Channel:
+            return self.transport.open_session(timeout=self.connect_timeout)
+
+        channel = self._retry(open_channel)
         with channel:
             channel.settimeout(0.2)
             channel.exec_command(command)

@@ -89,7 +89,8 @@ def _kvm_identity() -> str:
 
 def _cache_file(kernel: Path) -> Path:
     key = "\n".join((_sha256(kernel), _qemu_version(), _kvm_identity()))
-    return paths.cache_dir() / "kvm-probe" / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
+    name = hashlib.sha256(key.encode()).hexdigest()[:24] + ".json"
+    return paths.cache_dir() / "kvm-probe" / name
 
 
 def detect_accelerator(kernel: Path | None = None, timeout: float = 20) -> Accelerator:
@@ -122,7 +123,7 @@ def _probe(kernel: Path, timeout: float) -> Accelerator:
             Path(tmp) / "initrd.img", f"echo {MARKER} > /dev/console"
         )
         console = Path(tmp) / "console.log"
-        argv = [
+        argv: list[str | os.PathLike[str]] = [
             QEMU, "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "256",
             "-nodefaults", "-display", "none", "-no-reboot",
             "-serial", f"file:{console}",

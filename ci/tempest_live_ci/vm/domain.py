@@ -24,6 +24,13 @@ HOST_RESERVE_MIB = 1024
 MIN_MEMORY_MIB = 512
 
 
+@dataclass
+class Keep:
+    """Set `keep = True` to leave the guest (and its libvirtd) running when the block ends."""
+
+    keep: bool = False
+
+
 @dataclass(frozen=True)
 class VMConfig:
     """How the guest is shaped; the defaults suit an OpenStack all-in-one."""
@@ -132,12 +139,8 @@ def destroy_domain(domain: libvirt.virDomain) -> None:
 
 @contextlib.contextmanager
 def start_domain(conn: libvirt.virConnect, xml: str, *,
-                 keep: list[bool] | None = None) -> Iterator[libvirt.virDomain]:
-    """Start a transient domain; it is destroyed when the block is left.
-
-    keep: a one-item list the caller may set to [True] (--keep-on-failure) to
-    leave the domain running.
-    """
+                 keep: Keep | None = None) -> Iterator[libvirt.virDomain]:
+    """Start a transient domain; it is destroyed when the block is left, unless keep.keep."""
     start = time.monotonic()
     try:
         domain = conn.createXML(xml, 0)
@@ -147,5 +150,5 @@ def start_domain(conn: libvirt.virConnect, xml: str, *,
     try:
         yield domain
     finally:
-        if not (keep and keep[0]):
+        if not (keep and keep.keep):
             destroy_domain(domain)

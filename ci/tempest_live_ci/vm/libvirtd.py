@@ -43,6 +43,7 @@ import libvirt
 from tempest_live_ci import paths, proc, render
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log
+from tempest_live_ci.vm.domain import Keep
 
 SYSTEM_URI = "qemu:///system"
 # Paths the private daemon sees replaced by the run's own directories.
@@ -97,20 +98,24 @@ def private_uri(root: Path) -> str:
 
 
 @contextlib.contextmanager
-def libvirt_for_run(state_dir: Path, netns: str | None, *,
-                    debug: bool = False) -> Iterator[LibvirtDaemon]:
-    """The libvirt to use for a run: the system's (host namespace, if it answers) or a private one."""
+def libvirt_for_run(state_dir: Path, netns: str | None, *, debug: bool = False,
+                    keep: Keep | None = None) -> Iterator[LibvirtDaemon]:
+    """The libvirt to use for a run: the system's (host namespace, if it answers) or a private one.
+
+    A private daemon is stopped when the block ends, unless keep.keep.
+    """
     if netns is None and system_libvirt_answers():
         log.info("using the system libvirtd at %s", SYSTEM_URI)
         yield LibvirtDaemon(SYSTEM_URI, False, None, None)
         return
-    with start_private_libvirtd(state_dir, netns, debug=debug) as daemon:
+    with start_private_libvirtd(state_dir, netns, debug=debug, keep=keep) as daemon:
         yield daemon
 
 
 @contextlib.contextmanager
 def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = False,
-                           timeout: float = 30) -> Iterator[LibvirtDaemon]:
+                           timeout: float = 30, keep: Keep | None = None
+                           ) -> Iterator[LibvirtDaemon]:
     """Start libvirtd in `netns` (or the host's namespace) with the run's own directories.
 
     Its pid is in state_dir/libvirtd.pid, so a cleanup of a killed run finds it.
@@ -152,7 +157,8 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
     except TestbedError as e:
         raise TestbedError(f"{e.message}{_log_tail(daemon)}") from e
     finally:
-        stop_private_libvirtd(state_dir)
+        if not (keep and keep.keep):
+            stop_private_libvirtd(state_dir)
 
 
 QEMU_ACCOUNT = "libvirt-qemu"
@@ -161,8 +167,9 @@ QEMU_ACCOUNT = "libvirt-qemu"
 def _account_files(root: Path) -> list[str]:
     """Bind specs for /etc/passwd and /etc/group with QEMU_ACCOUNT added, if the host lacks it."""
     binds = []
-    for name, line in (("passwd", f"{QEMU_ACCOUNT}:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin"),
-                       ("group", f"{QEMU_ACCOUNT}:x:64055:")):
+    entries = (("passwd", f"{QEMU_ACCOUNT}:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin"),
+               ("group", f"{QEMU_ACCOUNT}:x:64055:"))
+    for name, line in entries:
         host = Path("/etc") / name
         text = host.read_text()
         if any(entry.split(":", 1)[0] == QEMU_ACCOUNT for entry in text.splitlines()):

@@ -97,7 +97,7 @@ def debian_kernel_package() -> str:
             "apt-cache knows no linux-image-amd64 dependency",
             hint="run apt-get update",
         )
-    return found[0]
+    return str(found[0])
 
 
 def debian_kernel(directory: Path) -> Path:

@@ -12,6 +12,7 @@ from tempest_live_ci.errors import UsageError
 from tempest_live_ci.vm.domain import (
     METADATA_NS,
     DomainSpec,
+    Keep,
     VMConfig,
     destroy_domain,
     guest_memory_mib,
@@ -114,9 +115,10 @@ def test_libvirt_test_driver_accepts_the_domain(tmp_path: Path, domain_type: str
 def test_keep_leaves_the_domain_running(tmp_path: Path) -> None:
     conn = libvirt.open("test:///default")
     try:
-        keep = [False]
-        with start_domain(conn, render_domain_xml(spec(tmp_path, name="tlc-kept")), keep=keep) as dom:
-            keep[0] = True
+        keep = Keep()
+        xml = render_domain_xml(spec(tmp_path, name="tlc-kept"))
+        with start_domain(conn, xml, keep=keep) as dom:
+            keep.keep = True
         assert is_running(dom)
         destroy_domain(dom)
         assert "tlc-kept" not in [d.name() for d in conn.listAllDomains()]

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.guestkit import stock_kernel
 from tempest_live_ci.testbed import kvm
-
 from tests.conftest import Dirs
+from tests.guestkit import stock_kernel
 
 pytestmark = pytest.mark.skipif(not kvm.DEV_KVM.exists(), reason="no /dev/kvm on this host")
 

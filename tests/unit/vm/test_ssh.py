@@ -84,7 +84,7 @@ def test_a_dropped_connection_is_reopened_once(sshd: Sshd) -> None:
 def test_wait_for_ssh(sshd: Sshd) -> None:
     assert wait_for_ssh(sshd.address, timeout=10, netns=sshd.netns) < 10
     assert not port_open(sshd.address, 2222, netns=sshd.netns)
-    with pytest.raises(TestbedError, match="port 2222 .* did not open"):
+    with pytest.raises(TestbedError, match=r"port 2222 .* did not open"):
         wait_for_ssh(sshd.address, timeout=1, netns=sshd.netns, port=2222, interval=0.2)
 
 

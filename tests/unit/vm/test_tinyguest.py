@@ -11,7 +11,8 @@ import pytest
 from tests.guestkit import busybox_initramfs
 
 
-@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed (tools/deps/test.list)")
+@pytest.mark.skipif(shutil.which("cpio") is None,
+                    reason="cpio not installed (tools/deps/test.list)")
 def test_initramfs_lists_and_extracts_with_cpio(tmp_path: Path) -> None:
     image = busybox_initramfs(tmp_path / "initrd.img", "echo MARKER > /dev/console")
     listing = subprocess.run(["cpio", "-it", "--quiet"], input=image.read_bytes(),

@@ -1,0 +1,256 @@
+"""Boot the guest on a testbed and reach it over SSH.
+
+    with boot_vm(testbed, image, output_dir, VMConfig()) as vm:
+        vm.ssh.run("cat /proc/cmdline", timeout=30)
+
+Stages, undone in reverse order on success, error, Ctrl-C and SIGTERM:
+accelerator (KVM if it really works, else TCG) → libvirt (system or private
+daemon in the run's namespace) → transient domain → boot progress → phases
+with their own timeouts (DHCP, kernel, SSH) → SSH login with the pinned key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import libvirt
+
+from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
+from tempest_live_ci.image.model import Image
+from tempest_live_ci.log import log, step
+from tempest_live_ci.testbed import kvm
+from tempest_live_ci.testbed.boot import IMAGE_DIR, boot_cmdline, publish_boot_files
+from tempest_live_ci.testbed.model import Testbed
+from tempest_live_ci.vm import domain as vmdomain
+from tempest_live_ci.vm.domain import DomainSpec, Keep, VMConfig
+from tempest_live_ci.vm.libvirtd import LibvirtDaemon, libvirt_for_run, open_connection
+from tempest_live_ci.vm.progress import BootProgress, console_tail
+
+STATE_FILE = "vm.json"
+# The guest's serial console: also where the kernel's messages go.
+CONSOLE = "console=ttyS0,115200n8"
+
+
+@dataclass(frozen=True)
+class BootTimeouts:
+    """Seconds each phase may take, counted from the start of the domain.
+
+    Sized for TCG on a slow host (network boot to SSH is ~90-120 s there).
+    """
+
+    dhcp: float = 120
+    kernel: float = 300  # boot.ipxe, kernel and initrd fetched over HTTP
+    ssh: float = 900  # sshd answers
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """What the guest boots: an image's files, or a tiny test guest's."""
+
+    vmlinuz: Path
+    initrd: Path
+    squashfs: Path | None
+    cmdline: str  # without fetch= (added for the testbed) and without console=
+
+    @classmethod
+    def of_image(cls, image: Image) -> BootFiles:
+        return cls(image.vmlinuz, image.initrd, image.squashfs, image.kernel_cmdline)
+
+
+@dataclass
+class VM:
+    testbed: Testbed
+    name: str
+    uri: str
+    domain: libvirt.virDomain
+    accelerator: kvm.Accelerator
+    console_log: Path
+    output_dir: Path
+    boot: str
+    progress: BootProgress
+    ssh: GuestSSH | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def running(self) -> bool:
+        return vmdomain.is_running(self.domain)
+
+
+@dataclass(frozen=True)
+class VMState:
+    """What `vm ssh` and `vm destroy` need of a guest left running, in STATE_FILE."""
+
+    run_id: str
+    uri: str
+    domain: str
+    address: str
+    netns: str | None
+    private_key: str
+    host_key: str
+    output_dir: str
+    private_libvirtd: bool
+
+    def write(self, state_dir: Path) -> Path:
+        path = state_dir / STATE_FILE
+        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, state_dir: Path) -> VMState:
+        return cls(**json.loads((state_dir / STATE_FILE).read_text()))
+
+
+def _phase_failed(vm: VM, phase: str, why: str) -> TestbedError:
+    tail = console_tail(vm.console_log, 5)
+    shown = " | ".join(line.strip()[:120] for line in tail) if tail else "(console empty)"
+    for line in console_tail(vm.console_log, 20):
+        log.info("console: %s", line)
+    return TestbedError(f"boot phase {phase}: {why}; console.log ends: {shown}",
+                        hint=f"full console: {vm.console_log}")
+
+
+def _guest_alive(vm: VM, phase: str) -> None:
+    if not vm.running():
+        raise _phase_failed(vm, phase, f"the guest stopped after {vm.progress.elapsed():.0f}s")
+
+
+def wait_for_phase(vm: VM, phase: str, events: tuple[str, ...], timeout: float) -> None:
+    remaining = timeout - vm.progress.elapsed()
+    if not vm.progress.wait_for(events, remaining, check=lambda: _guest_alive(vm, phase)):
+        missing = [e for e in events if e not in vm.progress.times]
+        raise _phase_failed(vm, phase, f"no {', '.join(missing)} within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def start_vm(testbed: Testbed, files: BootFiles, output_dir: Path, config: VMConfig, *,
+             keep: Keep | None = None, accelerator: kvm.Accelerator | None = None,
+             debug: bool = False) -> Iterator[VM]:
+    """Start the guest (not waiting for anything) with boot progress reported as it comes."""
+    keep = keep or Keep()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    console_log = output_dir / "console.log"
+    if accelerator is None:
+        with step("Checking KVM"):
+            accelerator = kvm.detect_accelerator(files.vmlinuz)
+    if accelerator.usable:
+        log.info("accelerator: kvm (%s)", accelerator.reason)
+    else:
+        log.warning("accelerator: tcg, the guest will be slow (%s)", accelerator.reason)
+    publish_boot_files(testbed, vmlinuz=files.vmlinuz, initrd=files.initrd,
+                       squashfs=files.squashfs, cmdline=f"{files.cmdline} {CONSOLE}".strip())
+    published = testbed.http_root / IMAGE_DIR
+    spec = DomainSpec(
+        name=vmdomain.domain_name(testbed.run_id),
+        run_id=testbed.run_id,
+        state_dir=testbed.state_dir,
+        domain_type=accelerator.domain_type,
+        memory_mib=vmdomain.guest_memory_mib(config.memory_mib),
+        vcpus=config.vcpus,
+        tap=testbed.tap,
+        mac=testbed.guest_mac,
+        nic_model=config.nic_model,
+        boot=config.boot,
+        console_log=console_log,
+        # Direct boot: the same files the network boot fetches, the same fetch=.
+        kernel=published / "vmlinuz",
+        initrd=published / "initrd.img",
+        cmdline=boot_cmdline(testbed, f"{files.cmdline} {CONSOLE}".strip(),
+                             files.squashfs is not None),
+    )
+    xml = vmdomain.render_domain_xml(spec)
+    (output_dir / "domain.xml").write_text(xml)
+    with contextlib.ExitStack() as stack:
+        daemon: LibvirtDaemon = stack.enter_context(
+            libvirt_for_run(testbed.state_dir, testbed.netns, debug=debug, keep=keep))
+        conn = open_connection(daemon.uri)
+        stack.callback(conn.close)
+        progress = BootProgress(testbed.guest_mac, testbed.dnsmasq_log, testbed.http_log,
+                                console_log)
+        with step(f"Starting {spec.domain_type} domain {spec.name} ({config.boot} boot, "
+                  f"{spec.memory_mib} MiB, {spec.vcpus} vCPUs)"):
+            dom = stack.enter_context(vmdomain.start_domain(conn, xml, keep=keep))
+        progress.start = time.monotonic()
+        stack.enter_context(progress)
+        yield VM(testbed, spec.name, daemon.uri, dom, accelerator, console_log, output_dir,
+                 config.boot, progress, timings=progress.times)
+        if not keep.keep:
+            log.debug("tearing down domain %s", spec.name)
+
+
+@contextlib.contextmanager
+def boot_vm(testbed: Testbed, image: Image, output_dir: Path, config: VMConfig, *,
+            timeouts: BootTimeouts = BootTimeouts(), keep: Keep | None = None,
+            keep_on_failure: bool = False, accelerator: kvm.Accelerator | None = None,
+            debug: bool = False) -> Iterator[VM]:
+    """Boot `image` on `testbed`, wait for SSH, log in; torn down when the block ends.
+
+    keep_on_failure leaves the guest running when the block fails and says how
+    to reach and destroy it.
+    """
+    keep = keep or Keep()
+    with start_vm(testbed, BootFiles.of_image(image), output_dir, config, keep=keep,
+                  accelerator=accelerator, debug=debug) as vm:
+        try:
+            with step("Booting the guest"):
+                if config.boot == "network":
+                    wait_for_phase(vm, "DHCP", ("dhcp",), timeouts.dhcp)
+                    wait_for_phase(vm, "kernel", ("kernel", "initrd"), timeouts.kernel)
+                wait_for_guest_ssh(vm, timeouts.ssh)
+            target = SSHTarget(str(testbed.guest_address), image.host_key, image.ssh_private_key,
+                               netns=testbed.netns)
+            with step("Logging in over SSH"):
+                try:
+                    vm.ssh = GuestSSH(target)
+                    vm.ssh.connect()
+                except TestbedError as e:
+                    raise _phase_failed(vm, "SSH login", e.message) from e
+            vm.progress.mark("login", f"logged in as root@{testbed.guest_address}")
+            record_state(vm, image, daemon_private=_is_private(vm.uri))
+            try:
+                yield vm
+            finally:
+                vm.ssh.close()
+        except BaseException:
+            if keep_on_failure:
+                keep.keep = True
+                record_state(vm, image, daemon_private=_is_private(vm.uri))
+                log.info("the guest is kept running: tempest-live-ci vm ssh --run %s; "
+                         "remove it with: tempest-live-ci vm destroy --run %s",
+                         testbed.run_id, testbed.run_id)
+            raise
+
+
+def wait_for_guest_ssh(vm: VM, timeout: float) -> None:
+    testbed = vm.testbed
+    remaining = timeout - vm.progress.elapsed()
+
+    def alive() -> None:
+        _guest_alive(vm, "SSH")
+
+    try:
+        wait_for_ssh(str(testbed.guest_address), max(remaining, 1), netns=testbed.netns,
+                     while_waiting=alive)
+    except TestbedError as e:
+        if "did not open" in e.message:
+            raise _phase_failed(vm, "SSH", f"port 22 of {testbed.guest_address} did not open "
+                                f"within {timeout:.0f}s") from e
+        raise
+    vm.progress.mark("ssh", f"SSH port of {testbed.guest_address} open")
+
+
+def _is_private(uri: str) -> bool:
+    return "socket=" in uri
+
+
+def record_state(vm: VM, image: Image, *, daemon_private: bool) -> Path:
+    return VMState(
+        run_id=vm.testbed.run_id, uri=vm.uri, domain=vm.name,
+        address=str(vm.testbed.guest_address), netns=vm.testbed.netns,
+        private_key=str(image.ssh_private_key), host_key=image.host_key,
+        output_dir=str(vm.output_dir), private_libvirtd=daemon_private,
+    ).write(vm.testbed.state_dir)
