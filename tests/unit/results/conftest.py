@@ -269,7 +269,7 @@ def make_tree(root: Path, files: Mapping[str, str]) -> Path:
 
 def stestr(tree: Path, *args: str, env: Mapping[str, str] | None = None,
            check: bool = False) -> subprocess.CompletedProcess[bytes]:
-    result = subprocess.run(
+    result: subprocess.CompletedProcess[bytes] = subprocess.run(
         ["stestr", *args], cwd=tree, capture_output=True, timeout=300,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
     )
@@ -287,7 +287,7 @@ def recorded_run(tree: Path, *args: str, env: Mapping[str, str] | None = None) -
 
 
 def live_run(tree: Path, *args: str, env: Mapping[str, str] | None = None) -> bytes:
-    """`stestr run --subunit`: the stream as it flows while the run goes on (as tempest sends it)."""
+    """`stestr run --subunit`: the stream as it flows during the run (as tempest sends it)."""
     if not (tree / ".stestr").exists():
         stestr(tree, "init", check=True)
     return stestr(tree, "run", "--subunit", *args, env=env).stdout

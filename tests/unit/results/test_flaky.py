@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Streams, live_run, stestr
-
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.results import load_run, process_run
 
@@ -22,7 +21,8 @@ def stestr_rerun(tree: Path, calls: list[list[str]]) -> Callable[[Path], bytes]:
 
     def rerun(load_list: Path) -> bytes:
         calls.append(load_list.read_text().splitlines())
-        return stestr(tree, "run", "--serial", "--subunit", "--load-list", str(load_list)).stdout
+        result = stestr(tree, "run", "--serial", "--subunit", "--load-list", str(load_list))
+        return bytes(result.stdout)
 
     return rerun
 

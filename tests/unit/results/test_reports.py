@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import Streams
 
+from conftest import Streams
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.results import print_summary, process_run
 

@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Streams, subunit_stats
 
+from conftest import Streams, subunit_stats
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.results.model import (
     ERROR,
@@ -59,7 +59,8 @@ def test_mixed_run_every_status(streams: Streams) -> None:
     assert "token mismatch" in records[tokens + "test_validate_token"].failure_text
     assert "quota exceeded" in records[fixture].failure_text
     assert records[tokens + "test_token_v2"].reason == "identity v2 API is disabled"
-    assert records["tempest.api.network.test_ports.PortsTest.test_create_port"].duration >= 0.3
+    assert (records["tempest.api.network.test_ports.PortsTest.test_create_port"].duration
+            or 0) >= 0.3
 
 
 def test_duplicate_fixture_failure_counted_once(streams: Streams) -> None:
