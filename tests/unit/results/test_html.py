@@ -39,7 +39,6 @@ def chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProc
     )
 
 
-@pytest.mark.slow
 def test_report_in_headless_chromium(streams: Streams, tmp_path: Path) -> None:
     # A run with every section: failures, an error, a flaky test, skips.
     tree = streams.flaky_tree("html")
