@@ -24,7 +24,7 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.log import log, step
-from tempest_live_ci.testbed import kvm
+from tempest_live_ci.testbed import keep_testbed, kvm
 from tempest_live_ci.testbed.boot import IMAGE_DIR, boot_cmdline, publish_boot_files
 from tempest_live_ci.testbed.model import Testbed
 from tempest_live_ci.vm import domain as vmdomain
@@ -215,9 +215,11 @@ def boot_vm(testbed: Testbed, image: Image, output_dir: Path, config: VMConfig, 
                 yield vm
             finally:
                 vm.ssh.close()
-        except BaseException:
+        except Exception:
+            # A failure, not Ctrl-C or SIGTERM: those always tear down.
             if keep_on_failure:
                 keep.keep = True
+                keep_testbed(testbed)
                 record_state(vm, image, daemon_private=_is_private(vm.uri))
                 log.info("the guest is kept running: tempest-live-ci vm ssh --run %s; "
                          "remove it with: tempest-live-ci vm destroy --run %s",

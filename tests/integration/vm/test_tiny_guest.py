@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci import proc
+from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.image.model import Image
 from tempest_live_ci.testbed import TestbedConfig, start_testbed
 from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.kvm import Accelerator
-from tempest_live_ci.vm.boot import BootFiles, start_vm, wait_for_phase
+from tempest_live_ci.vm.boot import BootFiles, BootTimeouts, boot_vm, start_vm, wait_for_phase
+from tempest_live_ci.vm.commands import destroy_guest
 from tempest_live_ci.vm.domain import VMConfig
 from tests.conftest import TOP, Dirs, needs_root
 from tests.guestkit import busybox_initramfs, stock_kernel
@@ -91,3 +94,46 @@ def test_sigint_during_boot_exits_130_and_leaves_nothing(
                 process.wait()
     assert not (dirs.state / run_id).exists()
     assert proc.run(["ip", "netns", "list"], capture=True).stdout.count(run_id) == 0
+
+
+def _image_of(tmp_path: Path, init_script: str) -> Image:
+    """An Image record around the tiny guest: it boots, but never runs sshd."""
+    initrd = busybox_initramfs(tmp_path / "initrd.img", init_script)
+    squashfs = tmp_path / "filesystem.squashfs"
+    squashfs.write_bytes(b"")
+    proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "key"])
+    host_key = (tmp_path / "key.pub").read_text().strip()
+    return Image(tmp_path, "tiny", stock_kernel(), initrd, squashfs, tmp_path / "key", host_key,
+                 "SHA256:unused", "panic=-1", manifest={})
+
+
+def test_ssh_phase_timeout_names_the_phase_and_keep_on_failure_keeps_the_guest(
+        dirs: Dirs, no_leaks: None, tmp_path: Path) -> None:
+    image = _image_of(tmp_path, f"echo {MARKER} > /dev/console; sleep 600")
+    config = TestbedConfig(name=new_run_id(), apt_proxy=False)
+    with pytest.raises(TestbedError) as raised, start_testbed(config) as testbed, boot_vm(
+            testbed, image, dirs.top / "out", VMConfig(memory_mib=512, boot="direct"),
+            timeouts=BootTimeouts(ssh=20), keep_on_failure=True, accelerator=TCG):
+        pytest.fail("the tiny guest has no sshd")
+    message = raised.value.message
+    assert message.startswith("boot phase SSH: port 22 of 192.168.100.2 did not open"), message
+    assert MARKER in message  # the console's last lines
+    state = dirs.state / config.name
+    assert (state / "vm.json").exists() and (state / "keep").exists()
+    assert proc.read_pidfile(state / "libvirtd.pid") is not None
+    assert destroy_guest(config.name) == 0
+    assert not state.exists()
+
+
+def test_a_guest_that_stops_fails_its_phase_at_once(dirs: Dirs, no_leaks: None,
+                                                    tmp_path: Path) -> None:
+    image = _image_of(tmp_path, f"echo {MARKER} > /dev/console")
+    config = TestbedConfig(name=new_run_id(), apt_proxy=False)
+    started = time.monotonic()
+    with pytest.raises(TestbedError, match="boot phase SSH: the guest stopped after"), \
+            start_testbed(config) as testbed, boot_vm(
+            testbed, image, dirs.top / "out", VMConfig(memory_mib=512, boot="direct"),
+            accelerator=TCG):
+        pytest.fail("the tiny guest powers off")
+    assert time.monotonic() - started < BootTimeouts.ssh
+    assert not (dirs.state / config.name).exists()
