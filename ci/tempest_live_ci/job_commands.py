@@ -1,18 +1,107 @@
-"""`tempest-live-ci run`, `job ...`, `cleanup`."""
+"""`tempest-live-ci run`, `job validate|list|show`, `cleanup`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import click
+import yaml
+
+from tempest_live_ci.config import Job, job_as_dict, list_jobs, load_job, parse_job
+from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.log import log
+
+DEFAULT_JOB = "smoke-trixie"
+
+
+def _load(job_file: str | None) -> Job:
+    if job_file is None:
+        from tempest_live_ci import paths
+
+        path = paths.jobs_dir() / f"{DEFAULT_JOB}.yaml"
+        # The defaults are embedded too, so a bare checkout or package runs.
+        return load_job(path) if path.exists() else parse_job({}, "<embedded>", DEFAULT_JOB)
+    return load_job(job_file)
 
 
 @click.command()
-def run() -> None:
-    """Run a job end to end."""
+@click.argument("job_file", required=False, metavar="[JOB.yaml|NAME]")
+@click.option("--candidate", "candidates", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A .deb or .changes to test (repeatable).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: ./output/JOB-DATE-RUNID].")
+@click.option("--keep-on-failure", is_flag=True, help="Leave the guest running if the run fails.")
+@click.pass_context
+def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
+        output: Path | None, keep_on_failure: bool) -> int:
+    """Run a job end to end (default job: smoke-trixie)."""
+    from tempest_live_ci.job import image_options, run_job
+
+    job = _load(job_file)
+    for i, candidate in enumerate(candidates):
+        if candidate.suffix not in (".deb", ".changes"):
+            raise UsageError(f"--candidate: {candidate} is not a .deb or .changes file")
+        if not candidate.is_file():
+            raise UsageError(f"--candidate: no such file: {candidate}")
+    image_options(job)
+    return run_job(job, candidates=candidates, output_dir=output,
+                   keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")))
 
 
 @click.group()
 def job() -> None:
-    """Validate and list job definitions."""
+    """Validate, list and show job definitions."""
+
+
+@job.command("validate")
+@click.argument("job_files", nargs=-1, required=True, metavar="JOB.yaml...")
+def validate_command(job_files: tuple[str, ...]) -> int:
+    """Check job files; exit 20 at the first invalid one, naming file and key."""
+    from tempest_live_ci.job import image_options
+
+    for job_file in job_files:
+        loaded = load_job(job_file)
+        image_options(loaded)
+        log.info("%s: valid job %s", loaded.source, loaded.name)
+    return ExitCode.OK
+
+
+@job.command("list")
+def list_command() -> int:
+    """The jobs shipped with tempest-live-ci."""
+    for path in list_jobs():
+        loaded = load_job(path)
+        click.echo(f"{loaded.name:16} {loaded.description}")
+    return ExitCode.OK
+
+
+@job.command("show")
+@click.argument("job_file", required=False, metavar="[JOB.yaml|NAME]")
+@click.option("--json", "as_json", is_flag=True)
+def show_command(job_file: str | None, as_json: bool) -> int:
+    """Print a job with every default filled in."""
+    loaded = _load(job_file)
+    data = job_as_dict(loaded)
+    click.echo(json.dumps(data, indent=1) if as_json else yaml.safe_dump(data, sort_keys=False),
+               nl=as_json)
+    return ExitCode.OK
 
 
 @click.command()
-def cleanup() -> None:
-    """Remove what killed runs left behind."""
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--include-kept", is_flag=True,
+              help="Also remove runs kept on purpose (--keep-on-failure, vm boot).")
+def cleanup(dry_run: bool, include_kept: bool) -> int:
+    """Remove what killed runs left behind (namespaces, daemons, domains, state)."""
+    from tempest_live_ci.cleanup import cleanup as do_cleanup
+    from tempest_live_ci.testbed.config import require_root
+
+    require_root()
+    lines = do_cleanup(dry_run=dry_run, include_kept=include_kept)
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        log.info("nothing to clean up")
+    return ExitCode.OK

@@ -1,0 +1,282 @@
+"""Job definitions: YAML → frozen dataclasses.
+
+Each section is a dataclass; the YAML keys are its field names with dashes or
+underscores. Unknown keys, wrong types and bad values are UsageErrors naming
+the file and the dotted key (`jobs/x.yaml: vm.memory: ...`), raised before
+anything is done on the host.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tempest_live_ci import paths
+from tempest_live_ci.errors import UsageError
+
+PROFILES = ("identity", "image", "compute", "volume", "object", "full")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MEMORY = re.compile(r"^(\d+)\s*([MG])(i?B)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TestbedSection:
+    __test__ = False
+
+    mode: str = "isolated"
+    host_address: str = "192.168.100.1/24"
+    host_ipv6: str | None = "fd74:6c63:0:1::1/64"
+    guest_address: str | None = None
+    guest_mac: str = "52:54:00:7e:57:02"
+    apt_proxy: bool = True
+    nat: bool = False
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    suite: str = "trixie"
+    mirror: str = "http://deb.debian.org/debian"
+    packages: tuple[str, ...] = ()
+    compression: str = "zstd"
+    compression_level: int | None = None
+    ssh_key: str | None = None
+
+
+@dataclass(frozen=True)
+class VmSection:
+    memory: str = "8G"
+    vcpus: int = 2
+    boot: str = "network"  # network | direct
+    nic_model: str = "virtio"  # virtio | e1000
+    dhcp_timeout: int = 120
+    kernel_timeout: int = 300
+    ssh_timeout: int = 600
+
+    @property
+    def memory_mib(self) -> int:
+        match = _MEMORY.match(self.memory)
+        assert match is not None  # validated on load
+        value = int(match.group(1))
+        return value * 1024 if match.group(2).upper() == "G" else value
+
+
+@dataclass(frozen=True)
+class GuestSection:
+    sources_list: str | None = None
+    candidates: tuple[str, ...] = ()
+    setup_commands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TempestSection:
+    profile: str = "identity"
+    regex: str | None = None
+    exclude_regex: str | None = None
+    concurrency: int = 2
+    timeout: int = 7200
+    rerun_failures: int = 0
+
+
+@dataclass(frozen=True)
+class ResultsSection:
+    baseline: str | None = "latest"
+    gate: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str = ""
+    testbed: TestbedSection = field(default_factory=TestbedSection)
+    image: ImageSection = field(default_factory=ImageSection)
+    vm: VmSection = field(default_factory=VmSection)
+    guest: GuestSection = field(default_factory=GuestSection)
+    tempest: TempestSection = field(default_factory=TempestSection)
+    results: ResultsSection = field(default_factory=ResultsSection)
+    source: str = "<defaults>"
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "testbed": TestbedSection,
+    "image": ImageSection,
+    "vm": VmSection,
+    "guest": GuestSection,
+    "tempest": TempestSection,
+    "results": ResultsSection,
+}
+
+# Per-key checks beyond the type: (predicate, what the value must be).
+CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "testbed.mode": (lambda v: v in ("isolated", "persistent"), "isolated or persistent"),
+    "image.suite": (lambda v: v in ("bookworm", "trixie", "sid"), "bookworm, trixie or sid"),
+    "image.compression": (lambda v: v in ("zstd", "xz", "lz4", "gzip"), "zstd, xz, lz4 or gzip"),
+    "vm.memory": (lambda v: _MEMORY.match(v) is not None, "a size such as 8G or 6144M"),
+    "vm.vcpus": (lambda v: 1 <= v <= 256, "between 1 and 256"),
+    "vm.boot": (lambda v: v in ("network", "direct"), "network or direct"),
+    "vm.nic_model": (lambda v: v in ("virtio", "e1000"), "virtio or e1000"),
+    "vm.dhcp_timeout": (lambda v: v > 0, "positive"),
+    "vm.kernel_timeout": (lambda v: v > 0, "positive"),
+    "vm.ssh_timeout": (lambda v: v > 0, "positive"),
+    "tempest.profile": (lambda v: v in PROFILES, " | ".join(PROFILES)),
+    "tempest.concurrency": (lambda v: 1 <= v <= 64, "between 1 and 64"),
+    "tempest.timeout": (lambda v: v > 0, "positive"),
+    "tempest.rerun_failures": (lambda v: 0 <= v <= 5, "between 0 and 5"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(where: str, tp: Any, value: Any) -> Any:
+    """Check `value` against the annotation `tp`; return it in the field's type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _coerce(where, inner, value)
+    if origin is tuple:
+        (inner, _) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise UsageError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{where}[{i}]", inner, v) for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise UsageError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {_type_name(tp)}")
+
+
+def _section(prefix: str, cls: type[Any], data: Any) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{prefix}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("-", "_")
+        if key not in fields:
+            raise UsageError(f"{prefix}.{raw_key}: unknown key (known: "
+                             f"{', '.join(sorted(f.replace('_', '-') for f in fields))})")
+        where = f"{prefix}.{raw_key}"
+        values[key] = _coerce(where, hints[key], value)
+        check = CHECKS.get(f"{prefix}.{key}")
+        if check and values[key] is not None and not check[0](values[key]):
+            raise UsageError(f"{where}: {values[key]!r} is not {check[1]}")
+    return cls(**values)
+
+
+def parse_job(data: Any, source: str, default_name: str) -> Job:
+    def fail(e: UsageError) -> UsageError:
+        return UsageError(f"{source}: {e.message}", hint=e.hint)
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: a job is a mapping of sections, got {type(data).__name__}")
+    known = {"name", "description", *SECTIONS}
+    for key in data:
+        if key not in known:
+            raise UsageError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UsageError(f"{source}: name: {name!r} is not a valid job name "
+                         "(letters, digits, . _ -; 64 at most)")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise UsageError(f"{source}: description: expected a string")
+    try:
+        sections = {key: _section(key, cls, data.get(key)) for key, cls in SECTIONS.items()}
+    except UsageError as e:
+        raise fail(e) from None
+    job = Job(name=name, description=description, source=source, **sections)
+    try:
+        _check_cross(job)
+    except UsageError as e:
+        raise fail(e) from None
+    return job
+
+
+def _check_cross(job: Job) -> None:
+    """Checks that involve the testbed's own rules, and files the job names."""
+    from tempest_live_ci.testbed.config import validate
+
+    validate(testbed_config(job, "tlc-check"))
+    if job.guest.sources_list is not None and not Path(job.guest.sources_list).is_file():
+        raise UsageError(f"guest.sources-list: no such file: {job.guest.sources_list}")
+    for i, candidate in enumerate(job.guest.candidates):
+        if not candidate.endswith((".deb", ".changes")):
+            raise UsageError(f"guest.candidates[{i}]: {candidate!r} is not a .deb or .changes file")
+        if not Path(candidate).is_file():
+            raise UsageError(f"guest.candidates[{i}]: no such file: {candidate}")
+
+
+def testbed_config(job: Job, run_id: str) -> Any:
+    from tempest_live_ci.testbed.config import TestbedConfig
+
+    t = job.testbed
+    return TestbedConfig(
+        name=run_id if t.mode == "isolated" else "tempest",
+        mode=t.mode,
+        host_address=t.host_address,
+        host_ipv6=t.host_ipv6,
+        guest_address=t.guest_address,
+        guest_mac=t.guest_mac.lower(),
+        apt_proxy=t.apt_proxy,
+        nat=t.nat,
+    )
+
+
+def load_job(path: str | Path) -> Job:
+    """Load a job file; a bare name means jobs/<name>.yaml of the data directory."""
+    path = Path(path)
+    if not path.suffix and not path.exists():
+        path = paths.jobs_dir() / f"{path}.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such job file") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UsageError(f"{where}: invalid YAML: {problem}") from None
+    return parse_job(data, str(path), path.stem)
+
+
+def job_as_dict(job: Job) -> dict[str, Any]:
+    data = dataclasses.asdict(job)
+    data.pop("source")
+    return data
+
+
+def list_jobs() -> list[Path]:
+    directory = paths.jobs_dir()
+    return sorted(directory.glob("*.yaml")) if directory.is_dir() else []

@@ -1,0 +1,204 @@
+"""run_job(): one job, end to end, as one ExitStack over the stages.
+
+    job      load + validate (config.py), print the plan, write job.yaml
+    image    build_image(): a cached image when its inputs did not change
+    testbed  start_testbed(): isolated namespace (or the persistent testbed)
+    vm       boot_vm(): network boot, SSH with the pinned host key
+    guest    the in-guest stages (OpenStack in RAM, tempest) — not built yet:
+             the run says so and ends with "no test ran" (8)
+    results  process_run() when a subunit stream came back; summary.json
+
+Every stage is undone in reverse order on success, error, Ctrl-C and
+SIGTERM; the logs of the testbed are copied to the output directory first,
+so that a failed run explains itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tempest_live_ci import __version__
+from tempest_live_ci.config import Job, job_as_dict, testbed_config
+from tempest_live_ci.errors import ExitCode, TestbedError, TLCError, UsageError
+from tempest_live_ci.log import add_file_log, format_duration, log, step
+from tempest_live_ci.testbed.config import new_run_id
+
+GUEST_STAGES_MISSING = (
+    "the in-guest stages (OpenStack install, tempest.conf, tempest run) are not part of "
+    "tempest-live-ci yet: the run ends once the guest is up and reachable"
+)
+
+
+@dataclass
+class RunContext:
+    job: Job
+    run_id: str
+    output_dir: Path
+    candidates: tuple[Path, ...]
+    keep_on_failure: bool = False
+    debug: bool = False
+    stages: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, title: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            with step(title):
+                yield
+        finally:
+            self.stages[name] = round(time.monotonic() - start, 1)
+
+
+def default_output_dir(job: Job, run_id: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    return Path.cwd() / "output" / f"{job.name}-{stamp}-{run_id}"
+
+
+def print_plan(ctx: RunContext) -> None:
+    job = ctx.job
+    log.info("job %s (%s): %s", job.name, job.source, job.description or "no description")
+    log.info("  run id %s, output %s", ctx.run_id, ctx.output_dir)
+    log.info("  testbed: %s, %s, guest %s, %s", job.testbed.mode, job.testbed.host_address,
+             job.testbed.guest_mac, "apt proxy" if job.testbed.apt_proxy else "NAT")
+    log.info("  image: %s, %s compression%s", job.image.suite, job.image.compression,
+             f", extra packages: {' '.join(job.image.packages)}" if job.image.packages else "")
+    log.info("  vm: %s, %d vCPUs, %s boot", job.vm.memory, job.vm.vcpus, job.vm.boot)
+    log.info("  tempest: profile %s%s", job.tempest.profile,
+             f", regex {job.tempest.regex}" if job.tempest.regex else "")
+    for candidate in ctx.candidates:
+        log.info("  candidate: %s", candidate)
+
+
+def image_options(job: Job) -> Any:
+    from tempest_live_ci.image.model import ImageOptions, validate
+
+    options = ImageOptions(
+        suite=job.image.suite,
+        mirror=job.image.mirror,
+        packages=job.image.packages,
+        compression=job.image.compression,
+        compression_level=job.image.compression_level,
+        ssh_key=Path(job.image.ssh_key) if job.image.ssh_key else None,
+    )
+    validate(options)
+    return options
+
+
+def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
+    for name in ("dnsmasq.log", "http.log", "dnsmasq.conf", "nftables.conf"):
+        source = state_dir / name
+        if source.exists():
+            with contextlib.suppress(OSError):
+                shutil.copyfile(source, output_dir / name)
+
+
+def _guest_facts(vm: Any) -> dict[str, str]:
+    facts = {}
+    for key, command in (("kernel", "uname -rv"), ("cmdline", "cat /proc/cmdline"),
+                         ("os", ". /etc/os-release && echo $PRETTY_NAME")):
+        out = io.BytesIO()
+        status = vm.ssh.run(command, timeout=60, stdout=[out])
+        if status != 0:
+            raise TestbedError(f"guest: {command!r} exited with status {status}")
+        facts[key] = out.getvalue().decode(errors="replace").strip()
+    return facts
+
+
+def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path:
+    """summary.json: merged into the one the results stage wrote, if any."""
+    path = ctx.output_dir / "summary.json"
+    data: dict[str, Any] = {}
+    if path.exists():
+        with contextlib.suppress(ValueError):
+            data = json.loads(path.read_text())
+    data.update({
+        "job": ctx.job.name,
+        "run_id": ctx.run_id,
+        "tool_version": __version__,
+        "stages": ctx.stages,
+        "exit_code": int(exit_code),
+        **({"note": note} if note else {}),
+        **ctx.facts,
+    })
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    return path
+
+
+def run_job(job: Job, *, candidates: tuple[Path, ...] = (), output_dir: Path | None = None,
+            keep_on_failure: bool = False, debug: bool = False) -> ExitCode:
+    """Run `job` end to end; return the exit code (DESIGN.md's table)."""
+    from tempest_live_ci.testbed.config import require_root
+
+    require_root()
+    run_id = new_run_id()
+    ctx = RunContext(job, run_id, (output_dir or default_output_dir(job, run_id)).resolve(),
+                     candidates, keep_on_failure, debug)
+    if ctx.output_dir.exists() and any(ctx.output_dir.iterdir()):
+        raise UsageError(f"--output: {ctx.output_dir} exists and is not empty")
+    # Everything up to here changed nothing on the host.
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    add_file_log(str(ctx.output_dir / "run.log"))
+    (ctx.output_dir / "job.yaml").write_text(yaml.safe_dump(job_as_dict(job), sort_keys=False))
+    print_plan(ctx)
+    started = time.monotonic()
+    code: ExitCode = ExitCode.TESTBED
+    note: str | None = None
+    try:
+        code, note = _run_stages(ctx)
+        return code
+    except TLCError as e:
+        code = e.exit_code
+        note = e.message
+        raise
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+        note = "interrupted"
+        raise
+    finally:
+        ctx.stages["total"] = round(time.monotonic() - started, 1)
+        summary = write_run_summary(ctx, code, note)
+        log.info("run %s ended with exit code %d after %s; results in %s", run_id, code,
+                 format_duration(ctx.stages["total"]), summary.parent)
+
+
+def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
+    from tempest_live_ci.image import build_image
+    from tempest_live_ci.testbed import start_testbed
+    from tempest_live_ci.vm.boot import BootTimeouts, boot_vm
+    from tempest_live_ci.vm.domain import VMConfig
+
+    job = ctx.job
+    with ctx.stage("image", "Preparing the image"):
+        image = build_image(image_options(job))
+        ctx.facts["image"] = {"directory": str(image.directory),
+                              "host_key_fingerprint": image.host_key_fingerprint}
+    with contextlib.ExitStack() as stack:
+        with ctx.stage("testbed", "Setting up the testbed"):
+            testbed = stack.enter_context(start_testbed(testbed_config(job, ctx.run_id)))
+        stack.callback(_collect_testbed_logs, testbed.state_dir, ctx.output_dir)
+        with ctx.stage("vm", "Booting the guest"):
+            vm = stack.enter_context(boot_vm(
+                testbed, image, ctx.output_dir,
+                VMConfig(memory_mib=job.vm.memory_mib, vcpus=job.vm.vcpus, boot=job.vm.boot,
+                         nic_model=job.vm.nic_model),
+                timeouts=BootTimeouts(dhcp=job.vm.dhcp_timeout, kernel=job.vm.kernel_timeout,
+                                      ssh=job.vm.ssh_timeout),
+                keep_on_failure=ctx.keep_on_failure, debug=ctx.debug))
+            ctx.facts["boot"] = dict(vm.timings)
+        with ctx.stage("guest", "Checking the guest"):
+            ctx.facts["guest"] = _guest_facts(vm)
+            log.info("guest: %s, kernel %s", ctx.facts["guest"]["os"],
+                     ctx.facts["guest"]["kernel"])
+        log.warning("%s", GUEST_STAGES_MISSING)
+        return ExitCode.NO_TESTS, GUEST_STAGES_MISSING

@@ -1,0 +1,84 @@
+"""Job files: every shipped job loads; bad ones name file and dotted key, exit 20."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tempest_live_ci.config import Job, list_jobs, load_job, parse_job
+from tempest_live_ci.errors import UsageError
+
+Tlc = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def test_every_shipped_job_is_valid() -> None:
+    jobs = list_jobs()
+    assert {p.stem for p in jobs} >= {"smoke-trixie", "nightly-sid", "upload-check"}
+    for path in jobs:
+        job = load_job(path)
+        assert job.name == path.stem
+
+
+def test_defaults_fill_every_section() -> None:
+    job = parse_job({"name": "x"}, "x.yaml", "x")
+    assert job == Job(name="x", source="x.yaml")
+    assert job.vm.memory_mib == 8192
+    assert job.testbed.host_address == "192.168.100.1/24"
+
+
+def test_dashes_and_underscores_both_work() -> None:
+    job = parse_job({"vm": {"ssh-timeout": 5, "dhcp_timeout": 6}}, "x.yaml", "x")
+    assert (job.vm.ssh_timeout, job.vm.dhcp_timeout) == (5, 6)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"vm": {"memory": "lots"}}, "j.yaml: vm.memory: 'lots' is not a size"),
+    ({"vm": {"vcpus": "two"}}, "j.yaml: vm.vcpus: expected an integer, got 'two'"),
+    ({"vm": {"vcpus": True}}, "j.yaml: vm.vcpus: expected an integer"),
+    ({"vm": {"cpus": 2}}, "j.yaml: vm.cpus: unknown key (known: "),
+    ({"vm": [1]}, "j.yaml: vm: expected a mapping"),
+    ({"image": {"suite": "buster"}}, "j.yaml: image.suite: 'buster' is not bookworm, trixie or sid"),
+    ({"image": {"packages": "keystone"}}, None),
+    ({"image": {"packages": [1]}}, None),
+    ({"tempest": {"profile": "everything"}}, "j.yaml: tempest.profile: 'everything' is not"),
+    ({"testbed": {"host_address": "300.1.1.1/24"}}, "j.yaml: host-address: '300.1.1.1/24'"),
+    ({"testbed": {"guest_address": "10.0.0.2"}}, "j.yaml: guest-address: 10.0.0.2 is not"),
+    ({"testbed": {"nat": True}}, "NAT needs a persistent testbed"),
+    ({"guest": {"candidates": ["x.txt"]}}, "j.yaml: guest.candidates[0]: 'x.txt' is not a .deb"),
+    ({"guest": {"candidates": ["/nonexistent/x.deb"]}}, "guest.candidates[0]: no such file"),
+    ({"name": "bad name"}, "j.yaml: name: 'bad name' is not a valid job name"),
+    ({"tempset": {}}, "j.yaml: tempset: unknown key"),
+])
+def test_bad_jobs_name_the_key(data: dict[str, object], message: str | None) -> None:
+    if message is None:
+        # A single string where a list is expected is taken as a one-item list;
+        # a number is taken as its text.
+        job = parse_job(data, "j.yaml", "j")
+        assert all(isinstance(p, str) for p in job.image.packages)
+        return
+    with pytest.raises(UsageError) as error:
+        parse_job(data, "j.yaml", "j")
+    assert message in error.value.message
+
+
+def test_cli_validate_reports_yaml_errors_with_line(tlc: Tlc, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: x\nvm:\n  memory: [\n")
+    result = tlc("job", "validate", str(bad))
+    assert result.returncode == 20
+    assert f"error: {bad}:4: invalid YAML" in result.stderr
+    missing = tlc("job", "validate", str(tmp_path / "none.yaml"))
+    assert missing.returncode == 20 and "no such job file" in missing.stderr
+    ok = tlc("job", "validate", "smoke-trixie")
+    assert ok.returncode == 0 and "valid job smoke-trixie" in ok.stderr
+
+
+def test_cli_run_rejects_a_bad_candidate_before_touching_the_host(tlc: Tlc, tmp_path: Path) -> None:
+    before = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    result = tlc("run", "--candidate", str(tmp_path / "keystone.txt"))
+    assert result.returncode == 20
+    assert "--candidate:" in result.stderr and "is not a .deb or .changes" in result.stderr
+    assert subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout == before
