@@ -287,3 +287,27 @@ def reap_daemons() -> None:
     for process in list(_daemons):
         if process.poll() is not None:
             _daemons.remove(process)
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with the pid, an identity
+    that a recycled pid does not share."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def identity(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{pid} {start_time(pid)}"
+
+
+def identity_alive(text: str) -> bool:
+    """Is the process named by identity() still the same one, running?"""
+    fields = text.split()
+    if len(fields) != 2 or not fields[0].isdigit():
+        return False
+    pid = int(fields[0])
+    return pid_alive(pid) and str(start_time(pid)) == fields[1]

@@ -119,6 +119,8 @@ def create_testbed(config: TestbedConfig) -> Testbed:
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)
     (directory / "testbed.json").write_text(json.dumps(asdict(config), indent=1))
+    # Who made it: `cleanup` leaves a testbed alone while this process lives.
+    (directory / "owner").write_text(proc.identity() + "\n")
     journal = Journal(directory)
     try:
         with step(f"Setting up {config.mode} testbed {config.name}"):

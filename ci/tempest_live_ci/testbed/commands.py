@@ -10,7 +10,7 @@ import click
 
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.testbed import create_testbed, teardown_testbed
+from tempest_live_ci.testbed import create_testbed, keep_testbed, teardown_testbed
 from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT, TestbedConfig, require_root
 from tempest_live_ci.testbed.nested import enable_nested_kvm
 from tempest_live_ci.testbed.status import list_testbeds, testbed_status
@@ -99,6 +99,9 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False) -> int:
         log.warning("testbed %s is incomplete; setting it up again", config.name)
         teardown_testbed(config.name)
     testbed = create_testbed(config)
+    if testbed.netns is not None:
+        # Set up to outlive this command: not a leftover for `cleanup`.
+        keep_testbed(testbed)
     where = f"namespace {testbed.netns}" if testbed.netns else "the host namespace"
     log.info("testbed %s is up in %s: boot files go in %s", config.name, where, testbed.http_root)
     return ExitCode.OK
