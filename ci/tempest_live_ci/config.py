@@ -114,20 +114,20 @@ SECTIONS: dict[str, type[Any]] = {
 
 # Per-key checks beyond the type: (predicate, what the value must be).
 CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "testbed.mode": (lambda v: v in ("isolated", "persistent"), "isolated or persistent"),
-    "image.suite": (lambda v: v in ("bookworm", "trixie", "sid"), "bookworm, trixie or sid"),
-    "image.compression": (lambda v: v in ("zstd", "xz", "lz4", "gzip"), "zstd, xz, lz4 or gzip"),
-    "vm.memory": (lambda v: _MEMORY.match(v) is not None, "a size such as 8G or 6144M"),
-    "vm.vcpus": (lambda v: 1 <= v <= 256, "between 1 and 256"),
-    "vm.boot": (lambda v: v in ("network", "direct"), "network or direct"),
-    "vm.nic_model": (lambda v: v in ("virtio", "e1000"), "virtio or e1000"),
-    "vm.dhcp_timeout": (lambda v: v > 0, "positive"),
-    "vm.kernel_timeout": (lambda v: v > 0, "positive"),
-    "vm.ssh_timeout": (lambda v: v > 0, "positive"),
-    "tempest.profile": (lambda v: v in PROFILES, " | ".join(PROFILES)),
-    "tempest.concurrency": (lambda v: 1 <= v <= 64, "between 1 and 64"),
-    "tempest.timeout": (lambda v: v > 0, "positive"),
-    "tempest.rerun_failures": (lambda v: 0 <= v <= 5, "between 0 and 5"),
+    "testbed.mode": (lambda v: bool(v in ("isolated", "persistent")), "isolated or persistent"),
+    "image.suite": (lambda v: bool(v in ("bookworm", "trixie", "sid")), "bookworm, trixie or sid"),
+    "image.compression": (lambda v: bool(v in ("zstd", "xz", "lz4", "gzip")), "zstd, xz, lz4 or gzip"),
+    "vm.memory": (lambda v: bool(_MEMORY.match(v) is not None), "a size such as 8G or 6144M"),
+    "vm.vcpus": (lambda v: bool(1 <= v <= 256), "between 1 and 256"),
+    "vm.boot": (lambda v: bool(v in ("network", "direct")), "network or direct"),
+    "vm.nic_model": (lambda v: bool(v in ("virtio", "e1000")), "virtio or e1000"),
+    "vm.dhcp_timeout": (lambda v: bool(v > 0), "positive"),
+    "vm.kernel_timeout": (lambda v: bool(v > 0), "positive"),
+    "vm.ssh_timeout": (lambda v: bool(v > 0), "positive"),
+    "tempest.profile": (lambda v: bool(v in PROFILES), " | ".join(PROFILES)),
+    "tempest.concurrency": (lambda v: bool(1 <= v <= 64), "between 1 and 64"),
+    "tempest.timeout": (lambda v: bool(v > 0), "positive"),
+    "tempest.rerun_failures": (lambda v: bool(0 <= v <= 5), "between 0 and 5"),
 }
 
 

@@ -201,4 +201,4 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
             log.info("guest: %s, kernel %s", ctx.facts["guest"]["os"],
                      ctx.facts["guest"]["kernel"])
         log.warning("%s", GUEST_STAGES_MISSING)
-        return ExitCode.NO_TESTS, GUEST_STAGES_MISSING
+    return ExitCode.NO_TESTS, GUEST_STAGES_MISSING

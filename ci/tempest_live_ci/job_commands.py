@@ -40,7 +40,7 @@ def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
     from tempest_live_ci.job import image_options, run_job
 
     job = _load(job_file)
-    for i, candidate in enumerate(candidates):
+    for candidate in candidates:
         if candidate.suffix not in (".deb", ".changes"):
             raise UsageError(f"--candidate: {candidate} is not a .deb or .changes file")
         if not candidate.is_file():

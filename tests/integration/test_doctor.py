@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import needs_root
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]

@@ -24,7 +24,13 @@ from tempest_live_ci import paths, proc
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.log import log, step
 from tempest_live_ci.testbed import dnsmasq, http, links, nat, netns
-from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT, TestbedConfig, require_root, validate
+from tempest_live_ci.testbed.config import (
+    ISOLATED,
+    PERSISTENT,
+    TestbedConfig,
+    require_root,
+    validate,
+)
 from tempest_live_ci.testbed.journal import Journal, describe, netns_exists
 from tempest_live_ci.testbed.model import Testbed
 

@@ -122,23 +122,32 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
+def render_config(directory: Path) -> Path:
+    """Render host-setup/apt-cacher-ng/ into directory/conf; returns that configuration dir."""
+    conf_dir = directory / "conf"
+    log_dir = directory / "log"
+    cache = proxy_cache_dir()
+    for d in (conf_dir, log_dir, cache):
+        d.mkdir(parents=True, exist_ok=True)
+    for template in sorted((paths.host_setup_dir() / "apt-cacher-ng").glob("*.j2")):
+        render.render_to(
+            f"host-setup/apt-cacher-ng/{template.name}", conf_dir / template.stem,
+            cache_dir=cache, log_dir=log_dir, pid_file=directory / "apt-cacher-ng.pid",
+            bind_address=ADDRESS, port=PORT,
+            debian_backend=DEBIAN_BACKEND, security_backend=SECURITY_BACKEND,
+        )
+    return conf_dir
+
+
 def _start_daemon(directory: Path) -> None:
     if _port_in_use(ADDRESS, PORT):
         raise TestbedError(
             f"{ADDRESS}:{PORT} is in use by something that is not apt-cacher-ng",
             hint="stop it, or run apt-cacher-ng there (the host's own service is reused)",
         )
-    conf_dir = directory / "conf"
+    conf_dir = render_config(directory)
     log_dir = directory / "log"
     cache = proxy_cache_dir()
-    for d in (conf_dir, log_dir, cache):
-        d.mkdir(parents=True, exist_ok=True)
-    render.render_to(
-        "host-setup/apt-cacher-ng/acng.conf.j2", conf_dir / "acng.conf",
-        cache_dir=cache, log_dir=log_dir, pid_file=directory / "apt-cacher-ng.pid",
-        bind_address=ADDRESS, port=PORT,
-        debian_backend=DEBIAN_BACKEND, security_backend=SECURITY_BACKEND,
-    )
     errors = log_dir / "daemon.stderr"
     with open(errors, "w") as err:
         # The daemon forks, detaches into its own session and writes its pid file.
@@ -194,6 +203,48 @@ def _pidfile(path: Path, pid: int) -> Iterator[None]:
             path.unlink()
 
 
+def _running_owner() -> Path | None:
+    """The state directory of a running apt-cacher-ng this module started, whatever its state dir.
+
+    Tests and concurrent runs may use different state directories; they
+    must still share the one daemon that can listen on the port, and count
+    themselves where its owner counts.
+    """
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or os.path.basename(argv[0]) != b"apt-cacher-ng" or b"-c" not in argv:
+            continue
+        index = argv.index(b"-c") + 1
+        if index < len(argv):
+            candidate = Path(os.fsdecode(argv[index])).parent
+            if (candidate / "lock").exists() and _daemon_pid(candidate) == int(entry.name):
+                return candidate
+    return None
+
+
+def _register(own: Path, user: str) -> Path:
+    """Count `user` in the directory of the daemon it will use (starting one if needed)."""
+    for _ in range(5):
+        directory = _running_owner() or own
+        with _locked(directory):
+            users = _read_users(directory)
+            if answers_as_apt_cacher_ng():
+                _write_users(directory, [*users, user])
+                return directory
+            if directory != own:
+                continue  # its owner stopped it meanwhile: look again
+            with step("Starting apt-cacher-ng"):
+                _start_daemon(directory)
+            _write_users(directory, [*users, user])
+            return directory
+    raise TestbedError(f"apt-cacher-ng on {ADDRESS}:{PORT} keeps going away")
+
+
 @contextlib.contextmanager
 def start_apt_cacher_ng() -> Iterator[AptCacher]:
     """Use (or start) the shared apt-cacher-ng and a unix socket forwarding to it.
@@ -204,23 +255,18 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
     user to leave stops the daemon this module started.
     """
     proc.require("apt-cacher-ng", "socat")
-    directory = proxy_state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    own = proxy_state_dir()
+    own.mkdir(parents=True, exist_ok=True)
     user = f"{os.getpid()} {secrets.token_hex(4)}"
-    with _locked(directory):
-        users = _read_users(directory)
-        if not answers_as_apt_cacher_ng():
-            with step("Starting apt-cacher-ng"):
-                _start_daemon(directory)
-        _write_users(directory, [*users, user])
+    directory = _register(own, user)
     try:
         name = user.replace(" ", "-")
-        sock_path = directory / f"acng-{name}.sock"
+        sock_path = own / f"acng-{name}.sock"
         with proc.spawn(
             ["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
              f"TCP:{ADDRESS}:{PORT}"],
             stderr=subprocess.DEVNULL,
-        ) as socat, _pidfile(directory / f"socat-{name}.pid", socat.pid):
+        ) as socat, _pidfile(own / f"socat-{name}.pid", socat.pid):
             _wait_for(sock_path.exists, socat, "socat (unix socket to apt-cacher-ng)")
             try:
                 yield AptCacher(url=f"http://{ADDRESS}:{PORT}", socket=sock_path)

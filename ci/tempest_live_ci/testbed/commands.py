@@ -126,11 +126,11 @@ def teardown(name: str | None, netns: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, on stdout.")
 def status(name: str | None, netns: str | None, as_json: bool) -> int:
     """Show a testbed's parts and whether each is still there (exit 16 if not all)."""
-    names = [name or netns] if (name or netns) else list_testbeds()
+    wanted = name or netns
+    names = [wanted] if wanted else list_testbeds()
     report = []
     code = ExitCode.OK
     for testbed in names:
-        assert testbed is not None
         st = testbed_status(testbed)
         if st is None:
             if name or netns:

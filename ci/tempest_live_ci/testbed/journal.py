@@ -148,9 +148,8 @@ def undo_record(record: Record) -> None:
                 argv[1:1] = ["-n", netns]
             proc.run(argv, check=False)
     elif kind == "pid":
-        pid = int(record["pid"])
-        if process_matches(pid, record["marker"]):
-            proc.kill_pid(pid)
+        if process_matches(int(record["pid"]), record["marker"]):
+            proc.kill_pid(int(record["pid"]))
     elif kind == "nft-table":
         if netns is not None and not netns_exists(netns):
             return

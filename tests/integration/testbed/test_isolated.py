@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import Dirs, needs_root
-from tests.integration.testbed.clients import client_on_bridge, sh
 
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.testbed import TestbedConfig, create_testbed, teardown_testbed
 from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.model import Testbed
+from tests.conftest import Dirs, needs_root
+from tests.integration.testbed.clients import client_on_bridge, sh
 
 pytestmark = [needs_root]
 
@@ -93,7 +93,7 @@ def test_http_server_is_bound_to_the_bridge_address_only(testbed: Testbed) -> No
     out = sh("ip", "netns", "exec", testbed.netns, "ss", "-Hltn").stdout
     listeners = {line.split()[3] for line in out.splitlines()}
     assert "192.168.100.1:80" in listeners
-    assert not any(l.startswith(("0.0.0.0:", "*:", "[::]:")) for l in listeners)
+    assert not any(a.startswith(("0.0.0.0:", "*:", "[::]:")) for a in listeners)
 
 
 def test_teardown_removes_everything_and_is_safe_twice(dirs: Dirs, no_leaks: None) -> None:

@@ -9,13 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import Dirs, needs_root
-from tests.guestkit import busybox_initramfs, stock_kernel
 
 from tempest_live_ci import proc
 from tempest_live_ci.testbed import TestbedConfig, start_testbed
 from tempest_live_ci.testbed.boot import publish_boot_files
 from tempest_live_ci.testbed.config import new_run_id
+from tests.conftest import Dirs, needs_root
+from tests.guestkit import busybox_initramfs, stock_kernel
 
 pytestmark = [needs_root, pytest.mark.slow]
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+
 from tests.conftest import TOP, Dirs, needs_root
 from tests.integration.testbed.clients import sh
 

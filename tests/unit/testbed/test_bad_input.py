@@ -6,10 +6,10 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from tests.conftest import TOP, Dirs, is_root, needs_root
 
 from tempest_live_ci import proc
 from tempest_live_ci.errors import UsageError
+from tests.conftest import TOP, Dirs, is_root, needs_root
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -18,8 +18,11 @@ def netns_list() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
-def links() -> str:
-    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+def links() -> set[str]:
+    """This host's links that a testbed could have made (other work on the machine aside)."""
+    out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    return {n for n in names if n.startswith(("tempest", "same", "exactly", "bad"))}
 
 
 @needs_root
@@ -34,7 +37,8 @@ def links() -> str:
     (["--host-ipv6", "fd00::1/48"], "must be a /64"),
     (["--guest-mac", "52:54:00:zz:00:01"], "guest-mac"),
     (["--guest-mac", "01:00:5e:00:00:01"], "multicast"),
-    (["--bridge", "a-bridge-name-too-long"], "bridge: interface name 'a-bridge-name-too-long' is longer than 15"),
+    (["--bridge", "a-bridge-name-too-long"],
+     "bridge: interface name 'a-bridge-name-too-long' is longer than 15"),
     (["--tap", "bad name"], "tap: 'bad name' is not a valid interface name"),
     (["--nic", "exactly15chars_"], "leaves no room for its veth peer"),
     (["--bridge", "same", "--tap", "same"], "must differ"),
