@@ -8,10 +8,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from tests.conftest import TOP, Dirs, needs_root
-
 from tempest_live_ci import proc
 from tempest_live_ci.testbed.config import new_run_id
+from tests.conftest import TOP, Dirs, needs_root
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
