@@ -1,0 +1,133 @@
+"""The Debian packaging's own sources: the generated man page and bash completion,
+the systemd units, the shell scripts, the version. (.ci/package-check builds,
+lints and installs the real packages.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from tempest_live_ci import __version__
+from tempest_live_ci.cli import cli
+from tempest_live_ci.errors import ExitCode
+
+TOP = Path(__file__).resolve().parents[2]
+
+ENV = {**os.environ, "PYTHONPATH": str(TOP / "ci"), "SOURCE_DATE_EPOCH": "1700000000"}
+
+
+def command_paths(group: click.Group, prefix: str) -> list[str]:
+    """'tempest-live-ci host setup' and so on, for every visible command."""
+    found = []
+    for name, command in group.commands.items():
+        if command.hidden:
+            continue
+        found.append(f"{prefix} {name}")
+        if isinstance(command, click.Group):
+            found.extend(command_paths(command, f"{prefix} {name}"))
+    return found
+
+
+@pytest.fixture(scope="module")
+def manpage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("man") / "tempest-live-ci.1"
+    subprocess.run([sys.executable, str(TOP / "debian" / "gen-manpage.py"), str(out)],
+                   env=ENV, check=True)
+    return out
+
+
+def test_manpage_documents_every_command_and_exit_code(manpage: Path) -> None:
+    roff = manpage.read_text()
+    paths = command_paths(cli, "tempest-live-ci")
+    assert len(paths) > 8, paths
+    for path in paths:
+        assert f".SS {path.replace('-', chr(92) + '-')}\n" in roff, path
+    for code in ExitCode:
+        assert f".TP\n.B {int(code)}\n" in roff, code
+    # Reproducible: the date comes from SOURCE_DATE_EPOCH (the changelog's, in a build).
+    assert '"2023-11-14"' in roff.splitlines()[0]
+
+
+def test_manpage_renders_without_warnings(manpage: Path) -> None:
+    # The same man invocation lintian's manpage check runs.
+    result = subprocess.run(
+        ["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", str(manpage)],
+        capture_output=True, text=True, env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    text = subprocess.run(["man", "-l", str(manpage)], capture_output=True, text=True,
+                          env={**os.environ, "MANWIDTH": "80"}, check=True).stdout
+    assert "tempest-live-ci host setup" in text
+
+
+def test_bash_completion_completes_through_the_command(tmp_path: Path) -> None:
+    script = subprocess.run(
+        [sys.executable, "-m", "tempest_live_ci"], capture_output=True, text=True, check=True,
+        env={**ENV, "_TEMPEST_LIVE_CI_COMPLETE": "bash_source"},
+    ).stdout
+    (tmp_path / "completion.bash").write_text(script)
+    host = cli.commands["host"]
+    assert isinstance(host, click.Group)
+    expected = sorted(name for name in host.commands if name.startswith("s"))
+    assert expected
+    # The completion function runs its first argument: the checkout's wrapper here.
+    result = subprocess.run(
+        ["bash", "-c", f'. {tmp_path}/completion.bash; COMP_WORDS=(x host s); COMP_CWORD=2; '
+         f'_tempest_live_ci_completion {TOP}/bin/tempest-live-ci; echo "${{COMPREPLY[*]}}"'],
+        capture_output=True, text=True, check=True, env=ENV,
+    )
+    assert sorted(result.stdout.split()) == expected
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_units_verify(tmp_path: Path) -> None:
+    units = sorted((TOP / "host-setup" / "systemd").glob("tempest-live-ci-*"))
+    assert {u.name for u in units} == {
+        "tempest-live-ci-testbed.service",
+        "tempest-live-ci-nightly.service",
+        "tempest-live-ci-nightly.timer",
+    }
+    # verify wants ExecStart= to exist: the checkout's wrapper stands in for
+    # /usr/bin/tempest-live-ci, which is there only once the package is installed.
+    for unit in units:
+        text = unit.read_text()
+        assert "/usr/bin/tempest-live-ci " in text or unit.suffix == ".timer", unit
+        (tmp_path / unit.name).write_text(
+            text.replace("/usr/bin/tempest-live-ci ", f"{TOP}/bin/tempest-live-ci ")
+        )
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *[str(tmp_path / u.name) for u in units]],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_nightly_job_the_timer_runs_exists() -> None:
+    service = (TOP / "host-setup" / "systemd" / "tempest-live-ci-nightly.service").read_text()
+    job = next(line for line in service.splitlines() if line.startswith("ExecStart=")).split()[-1]
+    installed = Path("/usr/share/tempest-live-ci")
+    assert job.startswith(f"{installed}/")
+    assert (TOP / Path(job).relative_to(installed)).is_file(), job
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
+def test_shell_scripts_pass_shellcheck() -> None:
+    scripts = [TOP / ".ci" / "package-check", TOP / "debian" / "tests" / "cli",
+               TOP / "debian" / "tests" / "unit"]
+    result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.skipif(shutil.which("dpkg-parsechangelog") is None, reason="needs dpkg-dev")
+def test_changelog_version_is_the_package_version() -> None:
+    version = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=TOP,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == __version__
