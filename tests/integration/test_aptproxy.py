@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOP, Dirs, needs_root
 from tempest_live_ci import proc
 from tempest_live_ci.testbed import aptproxy
+from tests.conftest import TOP, Dirs, needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -49,8 +49,10 @@ def daemon_pid() -> int | None:
     return proc.read_pidfile(aptproxy.proxy_state_dir() / "apt-cacher-ng.pid")
 
 
-def test_guest_namespace_reaches_only_the_archive(
-        dirs: Dirs, private_port: None, netns: str, no_leaks: None) -> None:
+def test_guest_namespace_reaches_only_the_archive(dirs: Dirs, netns: str,
+                                                  no_leaks: None) -> None:
+    # Another run's daemon (even with another state directory) is shared, not duplicated.
+    shared = aptproxy.answers_as_apt_cacher_ng()
     with aptproxy.start_apt_cacher_ng() as proxy:
         assert proxy.url == "http://127.0.0.1:3142"
         assert proxy.socket.is_socket()
@@ -79,12 +81,16 @@ def test_guest_namespace_reaches_only_the_archive(
         assert after.returncode != 0
     assert not proxy.socket.exists()
     assert daemon_pid() is None
-    assert (dirs.cache / "apt-cacher-ng" / "debrep").is_dir()
+    if not shared:
+        assert (dirs.cache / "apt-cacher-ng" / "debrep").is_dir()
+        assert not aptproxy.answers_as_apt_cacher_ng()
 
 
 HOLDER = """
-import sys
+import os, sys
 sys.path.insert(0, sys.argv[1])
+if len(sys.argv) > 2:
+    os.environ["TEMPEST_LIVE_CI_STATE_DIR"] = sys.argv[2]
 from tempest_live_ci.testbed import aptproxy
 with aptproxy.start_apt_cacher_ng() as proxy:
     print(proxy.socket, flush=True)
@@ -92,17 +98,21 @@ with aptproxy.start_apt_cacher_ng() as proxy:
 """
 
 
-def test_concurrent_users_share_one_daemon(dirs: Dirs, private_port: None,
+def test_concurrent_users_share_one_daemon(dirs: Dirs, private_port: None, tmp_path: Path,
                                            no_leaks: None) -> None:
+    """Another run, even with a state directory of its own, uses and counts the same daemon."""
+    other_state = tmp_path / "other-state"
     with aptproxy.start_apt_cacher_ng() as first:
         pid = daemon_pid()
         assert pid is not None and proc.pid_alive(pid)
-        other = subprocess.Popen([sys.executable, "-c", HOLDER, str(TOP / "ci")],
+        other = subprocess.Popen([sys.executable, "-c", HOLDER, str(TOP / "ci"), str(other_state)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert other.stdout is not None
             other_socket = Path(other.stdout.readline().strip())
             assert other_socket.is_socket() and other_socket != first.socket
+            assert other_socket.parent == other_state / "apt-cacher-ng"
+            assert not (other_state / "apt-cacher-ng" / "apt-cacher-ng.pid").exists()
             assert daemon_pid() == pid
             users = (aptproxy.proxy_state_dir() / "users").read_text().splitlines()
             assert len(users) == 2

@@ -1,0 +1,169 @@
+"""The image store: one directory per image, named by the hash of its inputs.
+
+Every input that can change the image goes into the hash: the files under
+live-build/, the options, the tool's and live-build's versions, the user's
+public key. An image directory only ever appears complete (it is renamed into
+place after a successful build), so its presence means a good image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tempest_live_ci import __version__, paths
+from tempest_live_ci.errors import UsageError
+from tempest_live_ci.image.model import Image, ImageOptions
+from tempest_live_ci.log import log
+
+HASH_LENGTH = 16
+MANIFEST = "manifest.json"
+ARTIFACTS = ("vmlinuz", "initrd.img", "filesystem.squashfs")
+FORMAT = 1
+
+
+def live_build_files() -> Iterator[tuple[str, Path]]:
+    """(relative name, path) of every file of the live-build configuration, sorted."""
+    top = paths.live_build_dir()
+    for path in sorted(top.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            yield path.relative_to(top).as_posix(), path
+
+
+def live_build_version() -> str:
+    """The installed live-build's version, from dpkg's status file (no fork: cache hits are fast)."""
+    try:
+        with open("/var/lib/dpkg/status", encoding="utf-8", errors="replace") as status:
+            record: dict[str, str] = {}
+            for line in status:
+                if line.strip() == "":
+                    if record.get("Package") == "live-build":
+                        break
+                    record = {}
+                elif ":" in line and not line.startswith(" "):
+                    key, _, value = line.partition(":")
+                    record[key] = value.strip()
+            if record.get("Package") == "live-build":
+                return record.get("Version", "unknown")
+    except OSError:
+        pass
+    return "unknown"
+
+
+def image_inputs(options: ImageOptions) -> dict[str, Any]:
+    """Everything that decides the image's content, as JSON-able data."""
+    files = {}
+    for name, path in live_build_files():
+        mode = "x" if path.stat().st_mode & 0o111 else "-"
+        files[name] = f"{mode}{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    public_key = None
+    if options.ssh_public_key is not None:
+        public_key = " ".join(options.ssh_public_key.read_text().split()[:2])
+    return {
+        "format": FORMAT,
+        "tool_version": __version__,
+        "live_build_version": live_build_version(),
+        "suite": options.suite,
+        "mirror": options.mirror.rstrip("/"),
+        "packages": list(options.packages),
+        "compression": options.compression,
+        "compression_level": options.effective_compression_level,
+        "ssh_public_key": public_key,
+        "files": files,
+    }
+
+
+def inputs_hash(inputs: dict[str, Any]) -> str:
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:HASH_LENGTH]
+
+
+def load_image(directory: Path) -> Image:
+    """The image in `directory`, from its manifest."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{directory / MANIFEST}: not a readable image manifest ({e})") from e
+    if manifest.get("ssh_key_generated"):
+        # The generated key travels with the image directory, wherever it is.
+        private_key = directory / manifest["ssh_private_key_relative"]
+    else:
+        private_key = Path(manifest["ssh_private_key"])
+    return Image(
+        directory=directory,
+        hash=manifest["hash"],
+        vmlinuz=directory / "vmlinuz",
+        initrd=directory / "initrd.img",
+        squashfs=directory / "filesystem.squashfs",
+        ssh_private_key=private_key,
+        host_key=manifest["host_key"],
+        host_key_fingerprint=manifest["host_key_fingerprint"],
+        kernel_cmdline=manifest["kernel_cmdline"],
+        manifest=manifest,
+    )
+
+
+def is_complete(directory: Path) -> bool:
+    """All artifacts present with the sizes the manifest recorded (cheap: no hashing)."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+        return all(
+            (directory / name).stat().st_size == manifest["artifacts"][name]["size"]
+            for name in ARTIFACTS
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def find_image(options: ImageOptions) -> Image | None:
+    """The stored image built from exactly these options and files, if there is one."""
+    directory = options.store / inputs_hash(image_inputs(options))
+    if is_complete(directory):
+        return load_image(directory)
+    return None
+
+
+def list_images(store: Path) -> list[Image]:
+    """Complete images in the store, newest first."""
+    images = []
+    if store.is_dir():
+        for directory in store.iterdir():
+            if directory.is_dir() and not directory.name.startswith((".", "failed-")) \
+                    and is_complete(directory):
+                images.append(load_image(directory))
+    images.sort(key=lambda i: str(i.manifest.get("built_at", "")), reverse=True)
+    return images
+
+
+def resolve_image(store: Path, ref: str) -> Image:
+    """An image by hash (or unique prefix of it), or "latest"."""
+    images = list_images(store)
+    if ref == "latest":
+        if not images:
+            raise UsageError(f"no image in {store}", hint="tempest-live-ci image build")
+        return images[0]
+    matches = [i for i in images if i.hash.startswith(ref)]
+    if len(matches) != 1:
+        problem = "no image" if not matches else f"{len(matches)} images"
+        raise UsageError(f"{problem} matching {ref!r} in {store}")
+    return matches[0]
+
+
+def prune_images(store: Path, keep: int) -> list[Path]:
+    """Remove all but the `keep` newest images, and the logs of failed builds."""
+    removed = []
+    for image in list_images(store)[keep:]:
+        shutil.rmtree(image.directory)
+        removed.append(image.directory)
+    if store.is_dir():
+        for directory in store.iterdir():
+            if directory.name.startswith("failed-"):
+                shutil.rmtree(directory)
+                removed.append(directory)
+    for path in removed:
+        log.info("removed %s", path)
+    return removed

@@ -1,0 +1,458 @@
+"""Building the live image with Debian's live-build.
+
+build_image() reads like the build: check the options, return the stored
+image if its inputs did not change, else render the live-build configuration,
+make the SSH keys, run `lb config` and `lb build` (through the apt proxy),
+collect the artifacts, write the manifest and rename the image into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tempest_live_ci import __version__, paths, proc, render
+from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.image.cache import (
+    ARTIFACTS,
+    MANIFEST,
+    image_inputs,
+    inputs_hash,
+    is_complete,
+    live_build_files,
+    live_build_version,
+    load_image,
+)
+from tempest_live_ci.image.model import (
+    APT_PROXY_AUTO,
+    DEFAULT_MIRROR,
+    Image,
+    ImageOptions,
+    validate,
+)
+from tempest_live_ci.log import log, step
+
+# Everything the guest's kernel needs but fetch=, which names the testbed's
+# HTTP server and so comes from the iPXE script. quiet: every kernel line on
+# a 115200 baud serial console costs boot time under TCG.
+KERNEL_CMDLINE = ("boot=live components quiet systemd.show_status=auto "
+                  "net.ifnames=0 console=ttyS0,115200n8")
+HOST_KEY_COMMENT = "root@tempest-live-ci"
+LOG_TAIL = 15
+
+
+@dataclass(frozen=True)
+class Mirrors:
+    """Where live-build fetches from, and what the image's sources.list says."""
+
+    build: str
+    build_security: str
+    http_proxy: str | None
+
+
+def build_image(options: ImageOptions) -> Image:
+    """The image for these options: from the store if its inputs are unchanged, else built.
+
+    Raises UsageError for bad options (before anything is done) and
+    TestbedError when live-build fails (its log is kept in the store).
+    """
+    validate(options)
+    inputs = image_inputs(options)
+    digest = inputs_hash(inputs)
+    store = options.store
+    final = store / digest
+    if not options.rebuild and is_complete(final):
+        log.info("image %s is up to date: %s", digest, final)
+        return load_image(final)
+    proc.require("lb", "debootstrap", "mksquashfs", "ssh-keygen")
+    store.mkdir(parents=True, exist_ok=True)
+    with _build_lock(store, digest):
+        # Someone else may have built it while we waited for the lock.
+        if not options.rebuild and is_complete(final):
+            log.info("image %s was built meanwhile: %s", digest, final)
+            return load_image(final)
+        with step(f"Building image {digest} ({options.suite}, {options.compression})"):
+            return _build(options, inputs, digest, final)
+
+
+@contextlib.contextmanager
+def _build_lock(store: Path, digest: str) -> Iterator[None]:
+    with open(store / f".lock-{digest}", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Path) -> Image:
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix=f".build-{digest}-", dir=options.store))
+    image_dir = work / "image"
+    lb_dir = work / "lb"
+    image_dir.mkdir()
+    build_log = image_dir / "build.log"
+    try:
+        with contextlib.ExitStack() as stack:
+            mirrors = stack.enter_context(_mirrors(options))
+            prepare_config(lb_dir, options, mirrors)
+            ssh = make_ssh_keys(options, lb_dir, image_dir, final)
+            bootstrap = _restore_bootstrap_cache(options, lb_dir)
+            run_live_build(lb_dir, build_log, mirrors)
+        _collect_artifacts(lb_dir, image_dir, build_log)
+        if bootstrap is not None:
+            _save_bootstrap_cache(lb_dir, bootstrap)
+        manifest = _manifest(options, inputs, digest, lb_dir, image_dir, final, ssh,
+                             time.monotonic() - started)
+        (image_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        _publish(image_dir, final)
+    except BaseException:
+        _keep_failure_log(build_log, options.store / f"failed-{digest}")
+        raise
+    finally:
+        _remove_work_dir(work)
+    image = load_image(final)
+    log.info("image %s: %s", digest, final)
+    return image
+
+
+@contextlib.contextmanager
+def _mirrors(options: ImageOptions) -> Iterator[Mirrors]:
+    mirror = options.mirror.rstrip("/") + "/"
+    security = options.security_mirror.rstrip("/") + "/"
+    if options.apt_proxy == APT_PROXY_AUTO and mirror == DEFAULT_MIRROR + "/":
+        from tempest_live_ci.testbed.aptproxy import start_apt_cacher_ng
+
+        # apt-cacher-ng maps these path prefixes to Debian's archive: the
+        # proxy URL itself is the mirror, and the cache fills as we build.
+        with start_apt_cacher_ng() as proxy:
+            yield Mirrors(f"{proxy.url}/debian/", f"{proxy.url}/debian-security/", None)
+        return
+    if options.apt_proxy == APT_PROXY_AUTO:
+        log.info("mirror %s is not Debian's main archive: not using the apt proxy", mirror)
+        yield Mirrors(mirror, security, None)
+    elif options.apt_proxy is None:
+        yield Mirrors(mirror, security, None)
+    else:
+        yield Mirrors(mirror, security, options.apt_proxy)
+
+
+def template_context(options: ImageOptions, mirrors: Mirrors) -> dict[str, Any]:
+    """What the live-build/ templates are rendered with."""
+    return {
+        "suite": options.suite,
+        "mirror": options.mirror.rstrip("/") + "/",
+        "security": options.security,
+        "security_mirror": options.security_mirror.rstrip("/") + "/",
+        "build_mirror": mirrors.build,
+        "build_security_mirror": mirrors.build_security,
+        "http_proxy": mirrors.http_proxy,
+        "compression": options.compression,
+        "compression_level": options.effective_compression_level,
+        "kernel_cmdline": KERNEL_CMDLINE,
+        "extra_packages": list(options.packages),
+    }
+
+
+def prepare_config(lb_dir: Path, options: ImageOptions, mirrors: Mirrors) -> None:
+    """Copy live-build/ into the working directory, rendering the *.j2 templates.
+
+    Our hooks are in place before `lb config` runs, so that it does not link
+    live-build's hooks of the same names (8050 would remove our host key).
+    """
+    context = template_context(options, mirrors)
+    for name, path in live_build_files():
+        destination = lb_dir / name
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".j2"):
+            destination = destination.with_suffix("")
+            destination.write_text(render.render(f"live-build/{name}", **context))
+            destination.chmod(0o755 if path.stat().st_mode & 0o111 or name.startswith("auto/")
+                              else 0o644)
+        else:
+            shutil.copy2(path, destination)
+
+
+@dataclass(frozen=True)
+class SSHKeys:
+    private_key: Path  # where the runner finds it once the image is in place
+    public_key: str
+    generated: bool
+    host_key: str
+    host_key_fingerprint: str
+
+
+def _keygen(path: Path, comment: str) -> None:
+    proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path],
+             capture=True)
+
+
+def fingerprint(public_key_file: Path) -> str:
+    """"SHA256:..." as `ssh-keygen -lf` prints it."""
+    out = proc.run(["ssh-keygen", "-l", "-f", public_key_file], capture=True).stdout
+    return out.split()[1]
+
+
+def make_ssh_keys(options: ImageOptions, lb_dir: Path, image_dir: Path, final: Path) -> SSHKeys:
+    """Put root's authorized key and a fresh host key into the chroot includes."""
+    includes = lb_dir / "config" / "includes.chroot_after_packages"
+    if options.ssh_key is not None:
+        assert options.ssh_public_key is not None
+        private_key = options.ssh_key.resolve()
+        public_key = options.ssh_public_key.read_text().strip()
+        generated = False
+    else:
+        (image_dir / "ssh").mkdir(mode=0o700)
+        _keygen(image_dir / "ssh" / "id_ed25519", "tempest-live-ci")
+        private_key = final / "ssh" / "id_ed25519"
+        public_key = (image_dir / "ssh" / "id_ed25519.pub").read_text().strip()
+        generated = True
+    root_ssh = includes / "root" / ".ssh"
+    root_ssh.mkdir(parents=True, exist_ok=True)
+    # cpio copies these modes onto the chroot's /root and /root/.ssh.
+    (includes / "root").chmod(0o700)
+    root_ssh.chmod(0o700)
+    (root_ssh / "authorized_keys").write_text(public_key + "\n")
+    (root_ssh / "authorized_keys").chmod(0o600)
+
+    ssh_etc = includes / "etc" / "ssh"
+    ssh_etc.mkdir(parents=True, exist_ok=True)
+    host_key = ssh_etc / "ssh_host_ed25519_key"
+    _keygen(host_key, HOST_KEY_COMMENT)
+    host_key.chmod(0o600)
+    host_public = Path(f"{host_key}.pub")
+    return SSHKeys(private_key, public_key, generated,
+                   host_public.read_text().strip(), fingerprint(host_public))
+
+
+def _bootstrap_cache_dir(options: ImageOptions) -> Path:
+    key = hashlib.sha256(json.dumps(
+        [options.suite, options.mirror.rstrip("/"), live_build_version()]
+    ).encode()).hexdigest()[:16]
+    return paths.cache_dir() / "live-build" / f"bootstrap-{options.suite}-{key}"
+
+
+def _restore_bootstrap_cache(options: ImageOptions, lb_dir: Path) -> Path | None:
+    """Seed live-build's bootstrap stage cache (the debootstrapped chroot) from the shared one.
+
+    live-build copies it into the chroot and then runs apt-get dist-upgrade,
+    so an old cache yields current packages. Returns where to save it after a
+    successful build, or None when there is nothing to save.
+    """
+    shared = _bootstrap_cache_dir(options)
+    target = lb_dir / "cache" / "bootstrap"
+    if options.rebuild:
+        return None
+    if not shared.is_dir():
+        return shared
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Hard links: live-build only copies from it and later removes it.
+    if proc.run(["cp", "-al", shared, target], check=False, capture=True).returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        proc.run(["cp", "-a", shared, target])
+    log.debug("bootstrap stage from %s", shared)
+    return None
+
+
+def _save_bootstrap_cache(lb_dir: Path, shared: Path) -> None:
+    saved = lb_dir / "cache" / "bootstrap"
+    if not saved.is_dir() or shared.exists():
+        return
+    shared.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=shared.parent))
+    try:
+        shutil.move(saved, staging / "bootstrap")
+        with contextlib.suppress(OSError):
+            os.rename(staging / "bootstrap", shared)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_live_build(lb_dir: Path, build_log: Path, mirrors: Mirrors) -> None:
+    """`lb config` then `lb build` in lb_dir, all output to build_log.
+
+    lb runs in its own process group; if we are interrupted, the whole group
+    is stopped and whatever it mounted under lb_dir is unmounted.
+    """
+    env = {"LC_ALL": "C.UTF-8"}
+    if mirrors.http_proxy:
+        env["http_proxy"] = mirrors.http_proxy
+    with open(build_log, "ab") as out:
+        for argv, title in ((["lb", "config"], "lb config"), (["lb", "build"], "lb build")):
+            out.write(f"### {title}\n".encode())
+            out.flush()
+            with step(f"{title} (log: {build_log})"):
+                code = _run_process_group(argv, lb_dir, out, env)
+            if code != 0:
+                raise _build_failure(f"{title} failed with exit status {code}", build_log)
+
+
+def _run_process_group(argv: list[str], cwd: Path, out: Any, env: dict[str, str]) -> int:
+    with proc.spawn(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env) as process:
+        try:
+            return process.wait()
+        finally:
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop every process of the group spawn() started (lb, debootstrap, apt, dpkg, mksquashfs)."""
+    pgid = process.pid
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        # lb's own exit trap unmounts the chroot's file systems: let it.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(20)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(5)
+
+
+def _log_tail(build_log: Path, lines: int = LOG_TAIL) -> list[str]:
+    try:
+        text = build_log.read_text(errors="replace")
+    except OSError:
+        return []
+    return text.rstrip().splitlines()[-lines:]
+
+
+def _build_failure(message: str, build_log: Path) -> TestbedError:
+    tail = _log_tail(build_log)
+    for line in tail:
+        log.error("  %s", line)
+    last = tail[-1].strip() if tail else ""
+    return TestbedError(f"{message}: {last}" if last else message,
+                        hint=f"full log: {build_log}")
+
+
+def _collect_artifacts(lb_dir: Path, image_dir: Path, build_log: Path) -> None:
+    live = lb_dir / "binary" / "live"
+    for name in ARTIFACTS:
+        if not (live / name).is_file():
+            raise _build_failure(f"live-build produced no binary/live/{name}", build_log)
+        os.rename(live / name, image_dir / name)
+    for listing in (live / "filesystem.packages", lb_dir / "chroot.packages.live"):
+        if listing.is_file():
+            shutil.copyfile(listing, image_dir / "packages.txt")
+            break
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _packages(image_dir: Path) -> list[dict[str, str]]:
+    try:
+        lines = (image_dir / "packages.txt").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    packages = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2:
+            packages.append({"name": fields[0], "version": fields[1]})
+    return packages
+
+
+def _manifest(options: ImageOptions, inputs: dict[str, Any], digest: str, lb_dir: Path,
+              image_dir: Path, final: Path, ssh: SSHKeys, seconds: float) -> dict[str, Any]:
+    artifacts = {
+        name: {"path": name, "size": (image_dir / name).stat().st_size,
+               "sha256": _sha256(image_dir / name)}
+        for name in ARTIFACTS
+    }
+    manifest: dict[str, Any] = {
+        "format": inputs["format"],
+        "hash": digest,
+        "inputs": inputs,
+        "suite": options.suite,
+        "packages": _packages(image_dir),
+        "artifacts": artifacts,
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 1),
+        "tool_version": __version__,
+        "live_build_version": inputs["live_build_version"],
+        "kernel_cmdline": KERNEL_CMDLINE,
+        "ssh_private_key": str(ssh.private_key),
+        "ssh_public_key": ssh.public_key,
+        "ssh_key_generated": ssh.generated,
+        "host_key": ssh.host_key,
+        "host_key_fingerprint": ssh.host_key_fingerprint,
+        "build_log": "build.log",
+    }
+    if ssh.generated:
+        manifest["ssh_private_key_relative"] = str(ssh.private_key.relative_to(final))
+    return manifest
+
+
+def _publish(image_dir: Path, final: Path) -> None:
+    """Rename the finished image into place: a reader sees all of it or nothing."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        os.rename(final, old)
+    os.rename(image_dir, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _keep_failure_log(build_log: Path, failed_dir: Path) -> None:
+    if not build_log.is_file():
+        return
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(build_log, failed_dir / "build.log")
+    log.error("live-build log kept in %s", failed_dir / "build.log")
+
+
+def mounts_under(directory: Path) -> list[Path]:
+    """Mount points at or below directory, deepest first."""
+    top = str(directory.resolve())
+    found = []
+    with open("/proc/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            # /proc/mounts escapes spaces and the like as octal (\040).
+            point = line.split()[1].encode().decode("unicode_escape")
+            if point == top or point.startswith(top + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def unmount_under(directory: Path) -> None:
+    """Unmount everything mounted below directory (proc, sys, dev/pts of a chroot)."""
+    for _ in range(5):
+        points = mounts_under(directory)
+        if not points:
+            return
+        for point in points:
+            log.debug("unmounting leftover %s", point)
+            if proc.run(["umount", point], check=False, capture=True).returncode != 0:
+                proc.run(["umount", "-l", point], check=False, capture=True)
+    left = mounts_under(directory)
+    if left:
+        raise TestbedError(f"cannot unmount {left[0]} (and {len(left) - 1} more)")
+
+
+def _remove_work_dir(work: Path) -> None:
+    unmount_under(work)
+    # Never rm -rf through a mount that is still there (a chroot's /dev).
+    if not mounts_under(work):
+        shutil.rmtree(work, ignore_errors=True)
