@@ -73,7 +73,8 @@ class DomainSpec:
 
 
 def domain_name(run_id: str) -> str:
-    return f"tlc-{run_id}"
+    """The domain is named after the run (run ids already start with tlc-)."""
+    return run_id if run_id.startswith("tlc-") else f"tlc-{run_id}"
 
 
 def host_available_mib() -> int:
