@@ -20,6 +20,13 @@ from tempest_live_ci.errors import UsageError
 from tempest_live_ci.image.model import Image, ImageOptions
 from tempest_live_ci.log import log
 
+# What the guest's kernel needs besides fetch= (which names the testbed's HTTP
+# server and so comes from the iPXE script). quiet: every kernel line on a
+# 115200 baud serial console costs boot time under TCG. mitigations=off: the
+# guest is a throwaway test machine, and page-table isolation and the like
+# are expensive to emulate.
+KERNEL_CMDLINE = ("boot=live components quiet systemd.show_status=auto mitigations=off "
+                  "net.ifnames=0 console=ttyS0,115200n8")
 HASH_LENGTH = 16
 MANIFEST = "manifest.json"
 ARTIFACTS = ("vmlinuz", "initrd.img", "filesystem.squashfs")
@@ -73,6 +80,7 @@ def image_inputs(options: ImageOptions) -> dict[str, Any]:
         "compression": options.compression,
         "compression_level": options.effective_compression_level,
         "ssh_public_key": public_key,
+        "kernel_cmdline": KERNEL_CMDLINE,
         "files": files,
     }
 

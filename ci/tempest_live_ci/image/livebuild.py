@@ -28,6 +28,7 @@ from tempest_live_ci import __version__, paths, proc, render
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.image.cache import (
     ARTIFACTS,
+    KERNEL_CMDLINE,
     MANIFEST,
     image_inputs,
     inputs_hash,
@@ -45,11 +46,6 @@ from tempest_live_ci.image.model import (
 )
 from tempest_live_ci.log import log, step
 
-# Everything the guest's kernel needs but fetch=, which names the testbed's
-# HTTP server and so comes from the iPXE script. quiet: every kernel line on
-# a 115200 baud serial console costs boot time under TCG.
-KERNEL_CMDLINE = ("boot=live components quiet systemd.show_status=auto "
-                  "net.ifnames=0 console=ttyS0,115200n8")
 HOST_KEY_COMMENT = "root@tempest-live-ci"
 LOG_TAIL = 15
 

@@ -10,12 +10,8 @@ import jinja2
 import pytest
 
 from tempest_live_ci import paths, render
-from tempest_live_ci.image.livebuild import (
-    KERNEL_CMDLINE,
-    Mirrors,
-    prepare_config,
-    template_context,
-)
+from tempest_live_ci.image.cache import KERNEL_CMDLINE
+from tempest_live_ci.image.livebuild import Mirrors, prepare_config, template_context
 from tempest_live_ci.image.model import COMPRESSION_LEVELS, SUITES, ImageOptions
 from tempest_live_ci.testbed import aptproxy
 from tests.conftest import Dirs
