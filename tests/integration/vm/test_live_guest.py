@@ -15,7 +15,9 @@ from tempest_live_ci.vm.domain import VMConfig
 from tests.conftest import Dirs, needs_root
 
 fixtures_image = pytest.importorskip("tests.fixtures_image")
+# Until tests/conftest.py loads tests.fixtures_image as a plugin, use its fixtures from here.
 live_image = fixtures_image.live_image
+live_image_state_dir = fixtures_image.live_image_state_dir
 
 pytestmark = [needs_root, pytest.mark.slow]
 
