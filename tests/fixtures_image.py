@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tempest_live_ci.image import Image, load_image
-
 TOP = Path(__file__).resolve().parents[1]
+# Also usable with `pytest -p tests.fixtures_image`, before conftest set the path.
+if str(TOP / "ci") not in sys.path:
+    sys.path.insert(0, str(TOP / "ci"))
+
+from tempest_live_ci.image import Image, load_image  # noqa: E402
+
 # A fixed place (not a per-test tmp dir): the image and the apt cache are reused across sessions.
 TEST_CACHE_DIR = Path(os.environ.get("TEMPEST_LIVE_CI_TEST_CACHE_DIR",
                                      "/var/tmp/tempest-live-ci-test-cache"))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import __version__, paths, proc, render
-from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.errors import TestbedError, TLCError
 from tempest_live_ci.image.cache import (
     ARTIFACTS,
     KERNEL_CMDLINE,
@@ -115,8 +115,11 @@ def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Pa
                              time.monotonic() - started)
         (image_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         _publish(image_dir, final)
-    except BaseException:
-        _keep_failure_log(build_log, options.store / f"failed-{digest}")
+    except BaseException as e:
+        kept = _keep_failure_log(build_log, options.store / f"failed-{digest}")
+        if isinstance(e, TLCError) and kept is not None:
+            # The working directory and its log are about to go.
+            e.hint = f"full log: {kept}"
         raise
     finally:
         _remove_work_dir(work)
@@ -292,8 +295,8 @@ def run_live_build(lb_dir: Path, build_log: Path, mirrors: Mirrors) -> None:
             out.flush()
             with step(f"{title} (log: {build_log})"):
                 code = _run_process_group(argv, lb_dir, out, env)
-            if code != 0:
-                raise _build_failure(f"{title} failed with exit status {code}", build_log)
+                if code != 0:
+                    raise _build_failure(f"{title} failed with exit status {code}", build_log)
 
 
 def _run_process_group(argv: list[str], cwd: Path, out: Any, env: dict[str, str]) -> int:
@@ -331,7 +334,9 @@ def _build_failure(message: str, build_log: Path) -> TestbedError:
     tail = _log_tail(build_log)
     for line in tail:
         log.error("  %s", line)
-    last = tail[-1].strip() if tail else ""
+    # live-build's own "E:" lines say what went wrong; its last lines are cleanup.
+    errors = [line.strip() for line in tail if line.startswith("E:")]
+    last = errors[0] if errors else (tail[-1].strip() if tail else "")
     return TestbedError(f"{message}: {last}" if last else message,
                         hint=f"full log: {build_log}")
 
@@ -411,12 +416,14 @@ def _publish(image_dir: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _keep_failure_log(build_log: Path, failed_dir: Path) -> None:
+def _keep_failure_log(build_log: Path, failed_dir: Path) -> Path | None:
     if not build_log.is_file():
-        return
+        return None
     failed_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(build_log, failed_dir / "build.log")
-    log.error("live-build log kept in %s", failed_dir / "build.log")
+    kept = failed_dir / "build.log"
+    shutil.copyfile(build_log, kept)
+    log.info("live-build log kept in %s", kept)
+    return kept
 
 
 def mounts_under(directory: Path) -> list[Path]:
