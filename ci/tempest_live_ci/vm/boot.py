@@ -105,6 +105,13 @@ class VMState:
         return cls(**json.loads((state_dir / STATE_FILE).read_text()))
 
 
+def with_serial_console(cmdline: str) -> str:
+    """The console.log of a run is the serial port: make sure the kernel writes there."""
+    if any(arg.split(",")[0] == "console=ttyS0" for arg in cmdline.split()):
+        return cmdline.strip()
+    return f"{cmdline} {CONSOLE}".strip()
+
+
 def _phase_failed(vm: VM, phase: str, why: str) -> TestbedError:
     tail = console_tail(vm.console_log, 5)
     shown = " | ".join(line.strip()[:120] for line in tail) if tail else "(console empty)"
@@ -142,7 +149,7 @@ def start_vm(testbed: Testbed, files: BootFiles, output_dir: Path, config: VMCon
     else:
         log.warning("accelerator: tcg, the guest will be slow (%s)", accelerator.reason)
     publish_boot_files(testbed, vmlinuz=files.vmlinuz, initrd=files.initrd,
-                       squashfs=files.squashfs, cmdline=f"{files.cmdline} {CONSOLE}".strip())
+                       squashfs=files.squashfs, cmdline=with_serial_console(files.cmdline))
     published = testbed.http_root / IMAGE_DIR
     spec = DomainSpec(
         name=vmdomain.domain_name(testbed.run_id),
@@ -159,7 +166,7 @@ def start_vm(testbed: Testbed, files: BootFiles, output_dir: Path, config: VMCon
         # Direct boot: the same files the network boot fetches, the same fetch=.
         kernel=published / "vmlinuz",
         initrd=published / "initrd.img",
-        cmdline=boot_cmdline(testbed, f"{files.cmdline} {CONSOLE}".strip(),
+        cmdline=boot_cmdline(testbed, with_serial_console(files.cmdline),
                              files.squashfs is not None),
     )
     xml = vmdomain.render_domain_xml(spec)
