@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -245,6 +246,16 @@ def _register(own: Path, user: str) -> Path:
     raise TestbedError(f"apt-cacher-ng on {ADDRESS}:{PORT} keeps going away")
 
 
+# sun_path holds 108 bytes; a deep state directory (a test's tmp dir) can exceed it.
+_SOCKET_PATH_MAX = 100
+
+
+def _socket_path(wanted: Path) -> Path:
+    if len(os.fsencode(wanted)) <= _SOCKET_PATH_MAX:
+        return wanted
+    return Path(tempfile.mkdtemp(prefix="tlc-acng-")) / "acng.sock"
+
+
 @contextlib.contextmanager
 def start_apt_cacher_ng() -> Iterator[AptCacher]:
     """Use (or start) the shared apt-cacher-ng and a unix socket forwarding to it.
@@ -261,7 +272,7 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
     directory = _register(own, user)
     try:
         name = user.replace(" ", "-")
-        sock_path = own / f"acng-{name}.sock"
+        sock_path = _socket_path(own / f"acng-{name}.sock")
         with proc.spawn(
             ["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
              f"TCP:{ADDRESS}:{PORT}"],
@@ -274,6 +285,9 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
                 proc.terminate(socat)
                 with contextlib.suppress(FileNotFoundError):
                     sock_path.unlink()
+                if sock_path.parent != own:
+                    with contextlib.suppress(OSError):
+                        sock_path.parent.rmdir()
     finally:
         with _locked(directory):
             users = [u for u in _read_users(directory) if u != user]
