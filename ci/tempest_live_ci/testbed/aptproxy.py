@@ -6,10 +6,13 @@ system is shared), so the proxy listens on 127.0.0.1, socat bridges a unix
 socket to it, and inside a test namespace another socat listens on the bridge
 address and connects to that socket.
 
-One daemon serves every concurrent run, because it owns its cache directory:
-users are counted in a file under the state directory (guarded by flock), and
-the last one out stops the daemon. A proxy already answering on the port (the
-host's own apt-cacher-ng service) is used as it is and never stopped.
+One daemon serves every concurrent run, because it owns its cache directory
+and only one process can listen on the port: users are counted in a file
+under the state directory of the run that started it (guarded by flock, found
+through the daemon's -c argument, so runs with other state directories count
+themselves there too), and the last one out stops the daemon. A proxy already
+answering on the port that we did not start (the host's own apt-cacher-ng
+service) is used as it is and never stopped.
 """
 
 from __future__ import annotations
