@@ -175,7 +175,7 @@ def test_failed_build_keeps_its_log_and_exits_16(live_image: Image, live_image_s
     result = build_through_cli(live_image_state_dir, "--output", str(store),
                                "--packages", "tempest-live-ci-no-such-package")
     assert result.returncode == 16, result.stderr
-    assert "lb build failed with exit status" in result.stderr
+    assert "lb chroot failed with exit status" in result.stderr
     assert "E: Unable to locate package tempest-live-ci-no-such-package" in result.stderr
     failed = [p for p in store.iterdir() if p.name.startswith("failed-")]
     assert len(failed) == 1
