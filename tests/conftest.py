@@ -16,6 +16,9 @@ import pytest
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "ci"))
 
+# The session fixture live_image: the default image, built once and cached (tests/fixtures_image.py).
+pytest_plugins = ["tests.fixtures_image"]
+
 
 @dataclass
 class Dirs:
