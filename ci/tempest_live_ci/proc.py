@@ -275,18 +275,13 @@ def start_daemon(
         except FileNotFoundError as e:
             raise _missing(argv) from e
     Path(pid_file).write_text(f"{process.pid}\n")
-    # Reap it if it dies while we are still around; it is not waited for otherwise.
+    # Held so that Python does not warn about a running child it lost track
+    # of; kill_pid() reaps it.
     _daemons.append(process)
     return process.pid
 
 
 _daemons: list[subprocess.Popen[bytes]] = []
-
-
-def reap_daemons() -> None:
-    for process in list(_daemons):
-        if process.poll() is not None:
-            _daemons.remove(process)
 
 
 def start_time(pid: int) -> int | None:

@@ -5,7 +5,7 @@ daemon's pid, an nftables table, a sysctl value it changed) before moving on.
 The same records serve three callers:
 
 - the run itself, which undoes its records in reverse order when its block
-  unwinds (success, error, Ctrl-C, SIGTERM);
+  unwinds (success, error, Ctrl-C, SIGTERM), or when a setup fails halfway;
 - `host teardown`, for a persistent testbed set up by an earlier command;
 - `cleanup`, for a run that was killed before it could undo anything.
 
@@ -72,15 +72,6 @@ class Journal:
             undone.append(record)
         return undone
 
-    @contextlib.contextmanager
-    def entry(self, kind: str, **fields: Any) -> Iterator[Record]:
-        """Record something just created; undo it when the block is left."""
-        record = self.add(kind, **fields)
-        try:
-            yield record
-        finally:
-            self.undo(record)
-
 
 def describe(record: Record) -> str:
     kind = record["kind"]
@@ -97,16 +88,12 @@ def describe(record: Record) -> str:
         return f"nftables table {record['family']} {record['name']}{where}"
     if kind == "sysctl":
         return f"sysctl {record['key']} (restored to {record['old']}){where}"
-    if kind == "file":
-        return f"file {record['path']}"
     return f"{kind} {record}"
 
 
-def _link_exists(name: str, netns: str | None) -> bool:
-    argv = ["ip", "link", "show", "dev", name]
-    if netns:
-        argv[1:1] = ["-n", netns]
-    return proc.run(argv, check=False, capture=True).returncode == 0
+def _ip(netns: str | None, *args: str) -> int:
+    argv = ["ip", *(["-n", netns] if netns else []), *args]
+    return proc.run(argv, check=False, capture=True).returncode
 
 
 def netns_exists(name: str) -> bool:
@@ -126,6 +113,8 @@ def undo_record(record: Record) -> None:
     kind = record["kind"]
     netns = record.get("netns")
     log.debug("undoing %s", describe(record))
+    if netns is not None and not netns_exists(netns):
+        return  # Gone with its namespace.
     if kind == "netns":
         name = record["name"]
         if not netns_exists(name):
@@ -135,37 +124,21 @@ def undo_record(record: Record) -> None:
         for pid in pids:
             proc.kill_pid(int(pid), grace=3)
         proc.run(["ip", "netns", "delete", name], check=False)
-    elif kind == "link":
-        if (netns is None or netns_exists(netns)) and _link_exists(record["name"], netns):
-            argv = ["ip", "link", "delete", "dev", record["name"]]
-            if netns:
-                argv[1:1] = ["-n", netns]
-            proc.run(argv, check=False)
-    elif kind == "enslaved":
-        if (netns is None or netns_exists(netns)) and _link_exists(record["name"], netns):
-            argv = ["ip", "link", "set", "dev", record["name"], "nomaster"]
-            if netns:
-                argv[1:1] = ["-n", netns]
-            proc.run(argv, check=False)
+    elif kind in ("link", "enslaved"):
+        if _ip(netns, "link", "show", "dev", record["name"]) == 0:
+            if kind == "link":
+                _ip(netns, "link", "delete", "dev", record["name"])
+            else:
+                _ip(netns, "link", "set", "dev", record["name"], "nomaster")
     elif kind == "pid":
         if process_matches(int(record["pid"]), record["marker"]):
             proc.kill_pid(int(record["pid"]))
     elif kind == "nft-table":
-        if netns is not None and not netns_exists(netns):
-            return
         exists = proc.run(["nft", "list", "table", record["family"], record["name"]],
                           netns=netns, check=False, capture=True).returncode == 0
         if exists:
             proc.run(["nft", "delete", "table", record["family"], record["name"]], netns=netns)
     elif kind == "sysctl":
-        if netns is not None and not netns_exists(netns):
-            return
-        if netns is None:
-            Path("/proc/sys", record["key"].replace(".", "/")).write_text(record["old"] + "\n")
-        else:
-            proc.run(["sysctl", "-q", "-w", f"{record['key']}={record['old']}"], netns=netns)
-    elif kind == "file":
-        with contextlib.suppress(FileNotFoundError):
-            Path(record["path"]).unlink()
+        proc.run(["sysctl", "-q", "-w", f"{record['key']}={record['old']}"], netns=netns)
     else:
         raise ValueError(f"unknown journal record kind: {kind}")
