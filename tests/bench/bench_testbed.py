@@ -19,11 +19,12 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(TOP / "ci"), str(TOP)]
 
+from tests.guestkit import busybox_initramfs, stock_kernel  # noqa: E402
+
 from tempest_live_ci import proc  # noqa: E402
 from tempest_live_ci.testbed import TestbedConfig, create_testbed, teardown_testbed  # noqa: E402
 from tempest_live_ci.testbed.boot import publish_boot_files  # noqa: E402
 from tempest_live_ci.testbed.config import new_run_id  # noqa: E402
-from tests.guestkit import busybox_initramfs, stock_kernel  # noqa: E402
 
 MAC = "52:54:00:7e:57:42"
 
