@@ -6,6 +6,7 @@ Debian kernel with a busybox initramfs that prints a marker and powers off.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -137,3 +138,65 @@ def test_a_guest_that_stops_fails_its_phase_at_once(dirs: Dirs, no_leaks: None,
         pytest.fail("the tiny guest powers off")
     assert time.monotonic() - started < BootTimeouts.ssh
     assert not (dirs.state / config.name).exists()
+
+
+def test_a_guest_without_a_lease_fails_in_the_dhcp_phase(dirs: Dirs, no_leaks: None,
+                                                         tmp_path: Path) -> None:
+    image = _image_of(tmp_path, "sleep 600")
+    config = TestbedConfig(name=new_run_id(), apt_proxy=False)
+    with pytest.raises(TestbedError) as raised, start_testbed(config) as testbed:
+        # dnsmasq leases the testbed's MAC; the domain gets another one.
+        stranger = dataclasses.replace(testbed, guest_mac="52:54:00:de:ad:01")
+        with boot_vm(stranger, image, dirs.top / "out", VMConfig(memory_mib=512),
+                     timeouts=BootTimeouts(dhcp=30), accelerator=TCG):
+            pytest.fail("a guest without a lease cannot boot")
+    assert raised.value.exit_code == 16
+    assert raised.value.message.startswith("boot phase DHCP"), raised.value.message
+    assert not (dirs.state / config.name).exists()
+
+
+SSH_WAIT_INTERRUPTED = """
+import sys
+sys.path[:0] = [{ci!r}, {top!r}]
+from pathlib import Path
+from tempest_live_ci.log import setup_logging
+from tempest_live_ci.testbed import TestbedConfig, start_testbed
+from tempest_live_ci.vm.boot import boot_vm
+from tempest_live_ci.vm.domain import VMConfig
+from tests.integration.vm.test_tiny_guest import TCG, _image_of
+setup_logging()
+image = _image_of(Path({tmp!r}), "sleep 600")
+try:
+    with start_testbed(TestbedConfig(name={run_id!r}, apt_proxy=False)) as testbed:
+        with boot_vm(testbed, image, Path({out!r}), VMConfig(memory_mib=512), accelerator=TCG):
+            pass
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+def test_sigint_during_the_ssh_wait_leaves_nothing(dirs: Dirs, no_leaks: None,
+                                                   tmp_path: Path) -> None:
+    run_id = new_run_id()
+    script = SSH_WAIT_INTERRUPTED.format(ci=str(TOP / "ci"), top=str(TOP), tmp=str(tmp_path),
+                                         run_id=run_id, out=str(dirs.top / "out"))
+    stderr = tmp_path / "stderr"
+    with open(stderr, "wb") as err:
+        process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                                   stderr=err, env={**os.environ, **dirs.env()})
+        try:
+            deadline = time.monotonic() + 180
+            # The kernel and initrd are fetched: the harness now waits for SSH.
+            while "initrd fetched" not in stderr.read_text():
+                assert process.poll() is None, stderr.read_text()
+                assert time.monotonic() < deadline, stderr.read_text()
+                time.sleep(0.2)
+            time.sleep(2)
+            process.send_signal(signal.SIGINT)
+            assert process.wait(60) == 130, stderr.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert not (dirs.state / run_id).exists()
+    assert run_id not in proc.run(["ip", "netns", "list"], capture=True).stdout
