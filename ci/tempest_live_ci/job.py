@@ -115,6 +115,22 @@ def _guest_facts(vm: Any) -> dict[str, str]:
     return facts
 
 
+def persistent_testbed(name: str = "tempest") -> Any:
+    """The testbed `host setup` made: runs use it as it is and leave it up."""
+    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.status import testbed_status
+
+    status = testbed_status(name)
+    if status is None:
+        raise UsageError(f"testbed.mode: persistent, but no persistent testbed {name!r} is set up",
+                         hint="tempest-live-ci host setup")
+    if not status.healthy:
+        missing = ", ".join(what for what, ok in status.items if not ok)
+        raise TestbedError(f"persistent testbed {name!r} is degraded (missing: {missing})",
+                           hint="tempest-live-ci host setup repairs it")
+    return load_testbed(name)[1]
+
+
 def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path:
     """summary.json: merged into the one the results stage wrote, if any."""
     path = ctx.output_dir / "summary.json"
@@ -179,13 +195,18 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     from tempest_live_ci.vm.domain import VMConfig
 
     job = ctx.job
+    # Checked first: minutes of image build for a run that cannot start would be a waste.
+    persistent = persistent_testbed() if job.testbed.mode == "persistent" else None
     with ctx.stage("image", "Preparing the image"):
         image = build_image(image_options(job))
         ctx.facts["image"] = {"directory": str(image.directory),
                               "host_key_fingerprint": image.host_key_fingerprint}
     with contextlib.ExitStack() as stack:
         with ctx.stage("testbed", "Setting up the testbed"):
-            testbed = stack.enter_context(start_testbed(testbed_config(job, ctx.run_id)))
+            if persistent is not None:
+                testbed = persistent
+            else:
+                testbed = stack.enter_context(start_testbed(testbed_config(job, ctx.run_id)))
         stack.callback(_collect_testbed_logs, testbed.state_dir, ctx.output_dir)
         with ctx.stage("vm", "Booting the guest"):
             vm = stack.enter_context(boot_vm(

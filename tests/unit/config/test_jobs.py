@@ -83,3 +83,14 @@ def test_cli_run_rejects_a_bad_candidate_before_touching_the_host(tlc: Tlc, tmp_
     assert "--candidate:" in result.stderr and "is not a .deb or .changes" in result.stderr
     after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     assert not after - before
+
+
+def test_persistent_job_without_a_testbed_stops_before_anything(tlc: Tlc, tmp_path: Path) -> None:
+    job = tmp_path / "persistent.yaml"
+    job.write_text("name: on-the-host\ntestbed:\n  mode: persistent\n")
+    result = tlc("run", str(job), "--output", str(tmp_path / "out"))
+    assert result.returncode == 20, result.stderr
+    assert "no persistent testbed 'tempest' is set up" in result.stderr
+    assert "Preparing the image" not in result.stderr
+    summary = (tmp_path / "out" / "summary.json").read_text()
+    assert '"exit_code": 20' in summary
