@@ -69,8 +69,10 @@ def print_plan(ctx: RunContext) -> None:
     job = ctx.job
     log.info("job %s (%s): %s", job.name, job.source, job.description or "no description")
     log.info("  run id %s, output %s", ctx.run_id, ctx.output_dir)
-    log.info("  testbed: %s, %s, guest %s, %s", job.testbed.mode, job.testbed.host_address,
-             job.testbed.guest_mac, "apt proxy" if job.testbed.apt_proxy else "NAT")
+    archive = ", ".join(way for way, used in (("apt proxy", job.testbed.apt_proxy),
+                                                 ("NAT", job.testbed.nat)) if used)
+    log.info("  testbed: %s, %s, guest %s, archive through %s", job.testbed.mode,
+             job.testbed.host_address, job.testbed.guest_mac, archive or "nothing")
     log.info("  image: %s, %s compression%s", job.image.suite, job.image.compression,
              f", extra packages: {' '.join(job.image.packages)}" if job.image.packages else "")
     log.info("  vm: %s, %d vCPUs, %s boot", job.vm.memory, job.vm.vcpus, job.vm.boot)
@@ -78,6 +80,9 @@ def print_plan(ctx: RunContext) -> None:
              f", regex {job.tempest.regex}" if job.tempest.regex else "")
     for candidate in ctx.candidates:
         log.info("  candidate: %s", candidate)
+    if ctx.candidates:
+        log.warning("candidate packages are checked but not installed yet: %s",
+                    GUEST_STAGES_MISSING)
 
 
 def image_options(job: Job) -> Any:
