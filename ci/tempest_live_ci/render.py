@@ -14,12 +14,13 @@ import jinja2
 
 from tempest_live_ci import paths
 
-_environments: dict[Path, jinja2.Environment] = {}
+_environments: dict[tuple[Path, bool], jinja2.Environment] = {}
 
 
-def environment(directory: Path | None = None) -> jinja2.Environment:
+def environment(directory: Path | None = None, *, autoescape: bool = False) -> jinja2.Environment:
+    """Configuration files are rendered as they are; HTML (autoescape) escapes its values."""
     directory = directory or paths.data_dir()
-    env = _environments.get(directory)
+    env = _environments.get((directory, autoescape))
     if env is None:
         env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(directory)),
@@ -27,9 +28,9 @@ def environment(directory: Path | None = None) -> jinja2.Environment:
             keep_trailing_newline=True,
             trim_blocks=True,
             lstrip_blocks=True,
-            autoescape=False,
+            autoescape=autoescape,
         )
-        _environments[directory] = env
+        _environments[(directory, autoescape)] = env
     return env
 
 

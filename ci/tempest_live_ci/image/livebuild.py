@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import __version__, paths, proc, render
+from tempest_live_ci.digest import sha256_file
 from tempest_live_ci.errors import TestbedError, TLCError
 from tempest_live_ci.image.cache import (
     ARTIFACTS,
@@ -361,14 +362,6 @@ def _collect_artifacts(lb_dir: Path, image_dir: Path, build_log: Path) -> None:
             break
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _packages(image_dir: Path) -> list[dict[str, str]]:
     try:
         lines = (image_dir / "packages.txt").read_text().splitlines()
@@ -386,7 +379,7 @@ def _manifest(options: ImageOptions, inputs: dict[str, Any], digest: str, lb_dir
               image_dir: Path, final: Path, ssh: SSHKeys, seconds: float) -> dict[str, Any]:
     artifacts = {
         name: {"path": name, "size": (image_dir / name).stat().st_size,
-               "sha256": _sha256(image_dir / name)}
+               "sha256": sha256_file(image_dir / name)}
         for name in ARTIFACTS
     }
     manifest: dict[str, Any] = {

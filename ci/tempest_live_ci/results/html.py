@@ -8,12 +8,12 @@ from typing import Any
 
 import jinja2
 
+from tempest_live_ci import render
 from tempest_live_ci.log import format_duration
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-_environment: jinja2.Environment | None = None
 
 
 def _duration(value: float | None) -> str:
@@ -25,18 +25,10 @@ def _duration(value: float | None) -> str:
 
 
 def environment() -> jinja2.Environment:
-    global _environment
-    if _environment is None:
-        _environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-            undefined=jinja2.StrictUndefined,
-            # Test ids, tracebacks and metadata are untrusted text in HTML.
-            autoescape=True,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        _environment.filters["duration"] = _duration
-    return _environment
+    # Test ids, tracebacks and metadata are untrusted text in HTML.
+    env = render.environment(TEMPLATES, autoescape=True)
+    env.filters["duration"] = _duration
+    return env
 
 
 def _key_id(record: TestRecord) -> str:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tempest_live_ci import paths, proc
+from tempest_live_ci.digest import sha256_file
 from tempest_live_ci.errors import TLCError
 from tempest_live_ci.log import log
 from tempest_live_ci.vm import tinyguest
@@ -68,14 +69,6 @@ def probe_kernel() -> Path | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _qemu_version() -> str:
     out = proc.run([QEMU, "--version"], capture=True, check=False).stdout
     return out.splitlines()[0] if out else "unknown"
@@ -88,7 +81,7 @@ def _kvm_identity() -> str:
 
 
 def _cache_file(kernel: Path) -> Path:
-    key = "\n".join((_sha256(kernel), _qemu_version(), _kvm_identity()))
+    key = "\n".join((sha256_file(kernel), _qemu_version(), _kvm_identity()))
     name = hashlib.sha256(key.encode()).hexdigest()[:24] + ".json"
     return paths.cache_dir() / "kvm-probe" / name
 
