@@ -21,7 +21,7 @@ import yaml
 from tempest_live_ci import paths
 from tempest_live_ci.errors import UsageError
 
-PROFILES = ("identity", "image", "compute", "volume", "object", "full")
+from tempest_live_ci.deploy.profiles import PROFILES
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MEMORY = re.compile(r"^(\d+)\s*([MG])(i?B)?$", re.IGNORECASE)
 
@@ -47,6 +47,9 @@ class ImageSection:
     compression: str = "zstd"
     compression_level: int | None = None
     ssh_key: str | None = None
+    # The profile's packages in the image (dpkg at native speed at build time),
+    # or installed in the guest (the old tool's way; for hosts with real KVM).
+    preinstall: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,16 @@ class VmSection:
 
 @dataclass(frozen=True)
 class GuestSection:
+    # The suite the guest is upgraded to, when it is not the image's.
+    suite: str | None = None
     sources_list: str | None = None
     candidates: tuple[str, ...] = ()
+    # Shell commands run in the guest (never on the host) after apt-get update.
     setup_commands: tuple[str, ...] = ()
+    # Seconds each in-guest step may take: sized for TCG.
+    prepare_timeout: int = 1200
+    install_timeout: int = 3600
+    configure_timeout: int = 1800
 
 
 @dataclass(frozen=True)
@@ -79,14 +89,21 @@ class TempestSection:
     profile: str = "identity"
     regex: str | None = None
     exclude_regex: str | None = None
-    concurrency: int = 2
+    smoke: bool = False
+    include_list: str | None = None
+    exclude_list: str | None = None
+    concurrency: int | None = None  # default: the guest's vCPUs
     timeout: int = 7200
     rerun_failures: int = 0
+    # tempest.conf values over what discovery finds: {"section.key": value}
+    conf: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ResultsSection:
-    baseline: str | None = "latest"
+    # Not built yet: comparing with a stored baseline and gating on it.
+    # Refused when set, rather than accepted and ignored.
+    baseline: str | None = None
     gate: bool = False
 
 
@@ -115,7 +132,6 @@ SECTIONS: dict[str, type[Any]] = {
 # Per-key checks beyond the type: (predicate, what the value must be).
 CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "testbed.mode": (lambda v: bool(v in ("isolated", "persistent")), "isolated or persistent"),
-    "image.suite": (lambda v: bool(v in ("bookworm", "trixie", "sid")), "bookworm, trixie or sid"),
     "image.compression": (lambda v: bool(v in ("zstd", "xz", "lz4", "gzip")), "zstd, xz, lz4 or gzip"),
     "vm.memory": (lambda v: bool(_MEMORY.match(v) is not None), "a size such as 8G or 6144M"),
     "vm.vcpus": (lambda v: bool(1 <= v <= 256), "between 1 and 256"),
@@ -124,11 +140,33 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "vm.dhcp_timeout": (lambda v: bool(v > 0), "positive"),
     "vm.kernel_timeout": (lambda v: bool(v > 0), "positive"),
     "vm.ssh_timeout": (lambda v: bool(v > 0), "positive"),
+    "image.suite": (lambda v: bool(v in ("bookworm", "trixie", "sid")), "bookworm, trixie or sid"),
+    "guest.suite": (lambda v: bool(v in ("bookworm", "trixie", "sid")), "bookworm, trixie or sid"),
+    "guest.prepare_timeout": (lambda v: bool(v > 0), "positive"),
+    "guest.install_timeout": (lambda v: bool(v > 0), "positive"),
+    "guest.configure_timeout": (lambda v: bool(v > 0), "positive"),
     "tempest.profile": (lambda v: bool(v in PROFILES), " | ".join(PROFILES)),
+    "tempest.regex": (lambda v: _is_regex(v), "a valid regular expression"),
+    "tempest.exclude_regex": (lambda v: _is_regex(v), "a valid regular expression"),
+    "results.baseline": (lambda v: False, "supported yet (comparing with a baseline is not "
+                         "built: leave results.baseline unset)"),
+    "results.gate": (lambda v: v is False, "supported yet (gating on a baseline is not built: "
+                     "leave results.gate unset)"),
     "tempest.concurrency": (lambda v: bool(1 <= v <= 64), "between 1 and 64"),
     "tempest.timeout": (lambda v: bool(v > 0), "positive"),
     "tempest.rerun_failures": (lambda v: bool(0 <= v <= 5), "between 0 and 5"),
 }
+
+
+_CONF_KEY = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+
+
+def _is_regex(value: str) -> bool:
+    try:
+        re.compile(value)
+    except re.error:
+        return False
+    return True
 
 
 def _type_name(tp: Any) -> str:
@@ -151,6 +189,19 @@ def _coerce(where: str, tp: Any, value: Any) -> Any:
         if not isinstance(value, list):
             raise UsageError(f"{where}: expected a list, got {value!r}")
         return tuple(_coerce(f"{where}[{i}]", inner, v) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"{where}: expected a mapping of section.key: value, got {value!r}")
+        result = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not _CONF_KEY.match(key):
+                raise UsageError(f"{where}: {key!r} is not a section.key name")
+            if isinstance(item, bool):
+                item = "true" if item else "false"
+            if not isinstance(item, (str, int, float)) or "\n" in str(item):
+                raise UsageError(f"{where}.{key}: expected one line of text, got {item!r}")
+            result[key] = str(item)
+        return result
     if tp is bool:
         if not isinstance(value, bool):
             raise UsageError(f"{where}: expected true or false, got {value!r}")
@@ -213,6 +264,8 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     except UsageError as e:
         raise fail(e) from None
     job = Job(name=name, description=description, source=source, **sections)
+    if Path(source).is_file():
+        job = _resolve_paths(job, Path(source).resolve().parent)
     try:
         _check_cross(job)
     except UsageError as e:
@@ -220,18 +273,44 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     return job
 
 
+def _resolve_paths(job: Job, base: Path) -> Job:
+    """Relative paths in a job file name files beside it, wherever the tool is run from."""
+    def resolved(value: str | None) -> str | None:
+        return None if value is None else str(base / value)
+
+    return dataclasses.replace(
+        job,
+        image=dataclasses.replace(job.image, ssh_key=resolved(job.image.ssh_key)),
+        guest=dataclasses.replace(
+            job.guest, sources_list=resolved(job.guest.sources_list),
+            candidates=tuple(str(base / c) for c in job.guest.candidates)),
+        tempest=dataclasses.replace(
+            job.tempest, include_list=resolved(job.tempest.include_list),
+            exclude_list=resolved(job.tempest.exclude_list)),
+    )
+
+
 def _check_cross(job: Job) -> None:
     """Checks that involve the testbed's own rules, and files the job names."""
     from tempest_live_ci.testbed.config import validate
 
     validate(testbed_config(job, "tlc-check"))
-    if job.guest.sources_list is not None and not Path(job.guest.sources_list).is_file():
-        raise UsageError(f"guest.sources-list: no such file: {job.guest.sources_list}")
+    for key, value in (("guest.sources_list", job.guest.sources_list),
+                       ("tempest.include_list", job.tempest.include_list),
+                       ("tempest.exclude_list", job.tempest.exclude_list)):
+        if value is not None and not Path(value).is_file():
+            raise UsageError(f"{key}: no such file: {value}")
     for i, candidate in enumerate(job.guest.candidates):
         if not candidate.endswith((".deb", ".changes")):
-            raise UsageError(f"guest.candidates[{i}]: {candidate!r} is not a .deb or .changes file")
+            raise UsageError(f"guest.candidates[{i}]: {Path(candidate).name!r} is not a .deb "
+                             "or .changes file")
         if not Path(candidate).is_file():
             raise UsageError(f"guest.candidates[{i}]: no such file: {candidate}")
+    if job.guest.candidates:
+        raise UsageError(f"guest.candidates: {job.guest.candidates[0]!r}: installing candidate "
+                         "packages is not built yet; leave guest.candidates unset")
+    if job.tempest.smoke and job.tempest.include_list:
+        raise UsageError("tempest.smoke: cannot be combined with tempest.include_list")
 
 
 def testbed_config(job: Job, run_id: str) -> Any:

@@ -4,9 +4,12 @@
     image    build_image(): a cached image when its inputs did not change
     testbed  start_testbed(): isolated namespace (or the persistent testbed)
     vm       boot_vm(): network boot, SSH with the pinned host key
-    guest    the in-guest stages (OpenStack in RAM, tempest) — not built yet:
-             the run says so and ends with "no test ran" (8)
-    results  process_run() when a subunit stream came back; summary.json
+    guest    deploy/ pushed into the guest and run step by step over SSH:
+             prepare (apt sources, update, setup commands), install (the
+             profile's packages), configure (the services, the Debian way),
+             tempest-conf (discover-tempest-config), tempest (the subunit
+             stream comes home as it is produced)
+    results  process_run(): summary.json, junit.xml, report.html; exit code
 
 Every stage is undone in reverse order on success, error, Ctrl-C and
 SIGTERM; the logs of the testbed are copied to the output directory first,
@@ -33,10 +36,6 @@ from tempest_live_ci.errors import ExitCode, TestbedError, TLCError, UsageError
 from tempest_live_ci.log import add_file_log, format_duration, log, step
 from tempest_live_ci.testbed.config import new_run_id
 
-GUEST_STAGES_MISSING = (
-    "the in-guest stages (OpenStack install, tempest.conf, tempest run) are not part of "
-    "tempest-live-ci yet: the run ends once the guest is up and reachable"
-)
 
 
 @dataclass
@@ -76,13 +75,17 @@ def print_plan(ctx: RunContext) -> None:
     log.info("  image: %s, %s compression%s", job.image.suite, job.image.compression,
              f", extra packages: {' '.join(job.image.packages)}" if job.image.packages else "")
     log.info("  vm: %s, %d vCPUs, %s boot", job.vm.memory, job.vm.vcpus, job.vm.boot)
-    log.info("  tempest: profile %s%s", job.tempest.profile,
-             f", regex {job.tempest.regex}" if job.tempest.regex else "")
-    for candidate in ctx.candidates:
-        log.info("  candidate: %s", candidate)
-    if ctx.candidates:
-        log.warning("candidate packages are checked but not installed yet: %s",
-                    GUEST_STAGES_MISSING)
+    log.info("  image: profile %s %s", job.tempest.profile,
+             "preinstalled" if job.image.preinstall else "installed in the guest")
+    t = job.tempest
+    selection = [f"regex {t.regex}" if t.regex else "", "smoke" if t.smoke else "",
+                 f"include list {t.include_list}" if t.include_list else "",
+                 f"exclude regex {t.exclude_regex}" if t.exclude_regex else "",
+                 f"exclude list {t.exclude_list}" if t.exclude_list else ""]
+    log.info("  tempest: profile %s, %s, concurrency %d, timeout %s%s", t.profile,
+             ", ".join(x for x in selection if x) or "the profile's default tests",
+             t.concurrency or job.vm.vcpus, format_duration(t.timeout),
+             f", failures re-run up to {t.rerun_failures} times" if t.rerun_failures else "")
 
 
 def image_options(job: Job) -> Any:
@@ -92,6 +95,7 @@ def image_options(job: Job) -> Any:
         suite=job.image.suite,
         mirror=job.image.mirror,
         packages=job.image.packages,
+        profile=job.tempest.profile if job.image.preinstall else None,
         compression=job.image.compression,
         compression_level=job.image.compression_level,
         ssh_key=Path(job.image.ssh_key) if job.image.ssh_key else None,
@@ -106,18 +110,6 @@ def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
         if source.exists():
             with contextlib.suppress(OSError):
                 shutil.copyfile(source, output_dir / name)
-
-
-def _guest_facts(vm: Any) -> dict[str, str]:
-    facts = {}
-    for key, command in (("kernel", "uname -rv"), ("cmdline", "cat /proc/cmdline"),
-                         ("os", ". /etc/os-release && echo $PRETTY_NAME")):
-        out = io.BytesIO()
-        status = vm.ssh.run(command, timeout=60, stdout=[out])
-        if status != 0:
-            raise TestbedError(f"guest: {command!r} exited with status {status}")
-        facts[key] = out.getvalue().decode(errors="replace").strip()
-    return facts
 
 
 def persistent_testbed(name: str = "tempest") -> Any:
@@ -204,8 +196,11 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     persistent = persistent_testbed() if job.testbed.mode == "persistent" else None
     with ctx.stage("image", "Preparing the image"):
         image = build_image(image_options(job))
-        ctx.facts["image"] = {"directory": str(image.directory),
-                              "host_key_fingerprint": image.host_key_fingerprint}
+        ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
+                              "host_key_fingerprint": image.host_key_fingerprint,
+                              "preinstalled_profile": image.manifest["inputs"].get("profile"),
+                              "sizes": {name: a["size"] for name, a
+                                        in image.manifest["artifacts"].items()}}
     with contextlib.ExitStack() as stack:
         with ctx.stage("testbed", "Setting up the testbed"):
             if persistent is not None:
@@ -222,9 +217,97 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
                                       ssh=job.vm.ssh_timeout),
                 keep_on_failure=ctx.keep_on_failure, debug=ctx.debug))
             ctx.facts["boot"] = dict(vm.timings)
-        with ctx.stage("guest", "Checking the guest"):
-            ctx.facts["guest"] = _guest_facts(vm)
-            log.info("guest: %s, kernel %s", ctx.facts["guest"]["os"],
-                     ctx.facts["guest"]["kernel"])
-        log.warning("%s", GUEST_STAGES_MISSING)
-    return ExitCode.NO_TESTS, GUEST_STAGES_MISSING
+            ctx.facts["accelerator"] = "kvm" if vm.accelerator.usable else "tcg"
+        return _guest_stages(ctx, stack, vm, testbed)
+
+
+def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
+                  testbed: Any) -> tuple[ExitCode, str | None]:
+    """In the guest: prepare, install, configure, tempest.conf, tempest; then the results."""
+    from tempest_live_ci.guest.plan import guest_files, guest_params
+    from tempest_live_ci.guest.steps import GUEST_STATE, Guest
+
+    job = ctx.job
+    guest = Guest(vm.ssh, ctx.output_dir, alive=lambda: _guest_alive(vm))
+    # Registered after the VM: runs before it is destroyed, also on failure.
+    stack.callback(_collect_guest_logs, ctx, guest)
+    g = job.guest
+    with ctx.stage("prepare", "Preparing the guest"):
+        guest.push(guest_params(job, testbed, guest_state=GUEST_STATE), guest_files(job))
+        guest.step("prepare", g.prepare_timeout)
+    with ctx.stage("install", f"Installing OpenStack (profile {job.tempest.profile})"):
+        guest.step("install", g.install_timeout)
+    with ctx.stage("configure", "Configuring OpenStack"):
+        guest.step("configure", g.configure_timeout)
+        guest.step("tempest-conf", g.configure_timeout)
+    return _run_tempest(ctx, guest)
+
+
+def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
+    from tempest_live_ci.guest.progress import SubunitSink
+    from tempest_live_ci.results.run import STREAM, print_summary, process_run
+
+    job = ctx.job
+    interrupted = False
+    with ctx.stage("tempest", "Running tempest"):
+        sink = SubunitSink(ctx.output_dir / STREAM)
+        try:
+            guest.step("tempest", job.tempest.timeout, stdout=sink)
+        except TestbedError as e:
+            # The stream so far is kept and read: it names what was running.
+            interrupted = True
+            log.error("%s", e.message)
+            log.error("tempest did not finish; tests running at the time: %s",
+                      ", ".join(sink.running) or "none")
+            ctx.facts["tempest_error"] = e.message
+        finally:
+            sink.close()
+            log.info("tempest: %s (%d bytes of subunit)", sink.counter.line(), sink.bytes)
+
+    def rerun(load_list: Path) -> bytes:
+        name = f"rerun-{load_list.stem}"
+        guest.put_file(f"{name}.load-list", load_list.read_bytes())
+        out = io.BytesIO()
+        guest.step("tempest", job.tempest.timeout, stdout=out, log_name=name,
+                   args=(f"{guest.state}/{name}.load-list",))
+        return out.getvalue()
+
+    with ctx.stage("results", "Writing the results"):
+        result = process_run(ctx.output_dir / STREAM, ctx.output_dir, _metadata(ctx, guest),
+                             rerun=rerun if job.tempest.rerun_failures else None,
+                             rerun_attempts=job.tempest.rerun_failures, interrupted=interrupted)
+    print_summary(result)
+    return result.exit_code, str(result.summary["verdict"])
+
+
+def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
+    steps = {name: {"seconds": r.seconds, "parts": r.parts} for name, r in guest.results.items()}
+    versions: dict[str, str] = {}
+    for r in guest.results.values():
+        versions.update(r.facts.get("versions", {}))
+        versions.update(r.facts.get("tempest", {}))
+    return {"job": ctx.job.name, "run_id": ctx.run_id, "profile": ctx.job.tempest.profile,
+            "steps": steps, "versions": versions}
+
+
+def _guest_alive(vm: Any) -> None:
+    if not vm.running():
+        raise TestbedError("the guest stopped (its domain is no longer running)")
+
+
+def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
+    with ctx.stage("logs", "Collecting the guest's logs"):
+        try:
+            directory = guest.collect_logs()
+        except TestbedError as e:
+            log.warning("could not collect the guest's logs: %s", e.message)
+            return
+        if directory is None:
+            return
+        for name, source in (("tempest.conf", "etc/tempest/tempest.conf"),
+                             ("tempest.log", "var/log/tempest/tempest.log"),
+                             ("packages.txt", "var/log/tempest-live-ci/packages.txt")):
+            if (directory / source).is_file():
+                shutil.copyfile(directory / source, ctx.output_dir / name)
+        ctx.facts["steps"] = {name: {"seconds": r.seconds, "parts": r.parts}
+                              for name, r in guest.results.items()}

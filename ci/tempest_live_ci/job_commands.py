@@ -45,6 +45,10 @@ def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
             raise UsageError(f"--candidate: {candidate} is not a .deb or .changes file")
         if not candidate.is_file():
             raise UsageError(f"--candidate: no such file: {candidate}")
+    if candidates:
+        # Checked above so that a typo is named first; refused rather than ignored.
+        raise UsageError(f"--candidate {candidates[0]}: installing candidate packages is not "
+                         "built yet")
     image_options(job)
     return run_job(job, candidates=candidates, output_dir=output,
                    keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")))

@@ -215,12 +215,16 @@ class GuestSSH:
 
     def run(self, command: str | Sequence[str], timeout: float, *,
             stdout: Sequence[IO[bytes]] = (), stderr: Sequence[IO[bytes]] = (),
-            stdin: bytes | None = None) -> int:
+            stdin: bytes | None = None,
+            while_waiting: Callable[[], None] | None = None) -> int:
         """Run a command in the guest; returns its exit status.
 
         Its output is written as it comes to every stream in stdout / stderr
         (files of the output directory, the caller's terminal). A command still
-        running after `timeout` seconds is a TestbedError.
+        running after `timeout` seconds is a TestbedError. while_waiting is
+        called about once a second while no output comes ("is the guest still
+        running?"): a guest that died sends nothing, not even a reset, so only
+        such a check ends the wait before the timeout. It may raise.
         """
         if not isinstance(command, str):
             command = shlex.join(command)
@@ -237,6 +241,7 @@ class GuestSSH:
                 channel.sendall(stdin)
             channel.shutdown_write()
             deadline = time.monotonic() + timeout
+            checked = time.monotonic()
             while True:
                 got = False
                 while channel.recv_ready():
@@ -253,6 +258,9 @@ class GuestSSH:
                 if not got:
                     if self._transport is None or not self._transport.is_active():
                         raise TestbedError(f"SSH: connection lost while running: {command}")
+                    if while_waiting is not None and time.monotonic() - checked >= 1:
+                        checked = time.monotonic()
+                        while_waiting()
                     with contextlib.suppress(TimeoutError, socket.timeout):
                         # Block briefly until data or the exit status arrive.
                         channel.status_event.wait(0.1)

@@ -77,6 +77,8 @@ def image_inputs(options: ImageOptions) -> dict[str, Any]:
         "suite": options.suite,
         "mirror": options.mirror.rstrip("/"),
         "packages": list(options.packages),
+        "profile": options.profile,
+        "profile_packages": [p for p in options.all_packages if p not in options.packages],
         "compression": options.compression,
         "compression_level": options.effective_compression_level,
         "ssh_public_key": public_key,

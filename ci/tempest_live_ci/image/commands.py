@@ -42,6 +42,9 @@ def image() -> None:
                    "'none': straight to the mirror; or an HTTP proxy URL.")
 @click.option("--packages", multiple=True,
               help="Extra packages, comma or space separated (repeatable).")
+@click.option("--profile", default=None,
+              help="Preinstall an OpenStack profile's packages (identity, ...); "
+                   "its services stay unconfigured.")
 @click.option("--compression", default="zstd", show_default=True,
               help=f"squashfs compression: {', '.join(COMPRESSION_LEVELS)}.")
 @click.option("--compression-level", type=int, default=None,
@@ -53,13 +56,13 @@ def image() -> None:
 @click.option("--rebuild", is_flag=True, help="Build even if an identical image is stored.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
 def build(suite: str, mirror: str, apt_proxy: str, packages: tuple[str, ...],
-          compression: str, compression_level: int | None, output: Path | None,
+          profile: str | None, compression: str, compression_level: int | None, output: Path | None,
           ssh_key: Path | None, rebuild: bool, as_json: bool) -> int:
     """Build the live image (or find it in the cache) and print its directory."""
     options = ImageOptions(
         suite=suite, mirror=mirror,
         apt_proxy=None if apt_proxy == "none" else apt_proxy,
-        packages=split_packages(packages), compression=compression,
+        packages=split_packages(packages), profile=profile, compression=compression,
         compression_level=compression_level, output=output, ssh_key=ssh_key,
         rebuild=rebuild,
     )

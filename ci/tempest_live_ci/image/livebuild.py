@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import __version__, paths, proc, render
+from tempest_live_ci.deploy.profiles import held_services
 from tempest_live_ci.digest import sha256_file
 from tempest_live_ci.errors import TestbedError, TLCError
 from tempest_live_ci.image.cache import (
@@ -163,7 +164,8 @@ def template_context(options: ImageOptions, mirrors: Mirrors) -> dict[str, Any]:
         "compression": options.compression,
         "compression_level": options.effective_compression_level,
         "kernel_cmdline": KERNEL_CMDLINE,
-        "extra_packages": list(options.packages),
+        "extra_packages": list(options.all_packages),
+        "held_services": list(held_services()),
     }
 
 

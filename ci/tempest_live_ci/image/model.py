@@ -50,6 +50,7 @@ class ImageOptions:
     mirror: str = DEFAULT_MIRROR
     apt_proxy: str | None = APT_PROXY_AUTO
     packages: tuple[str, ...] = ()
+    profile: str | None = None  # OpenStack profile preinstalled (deploy/profiles.py)
     compression: str = "zstd"
     compression_level: int | None = None
     output: Path | None = None
@@ -65,6 +66,16 @@ class ImageOptions:
         if self.compression_level is not None:
             return self.compression_level
         return DEFAULT_LEVEL.get(self.compression)
+
+    @property
+    def all_packages(self) -> tuple[str, ...]:
+        """The extra packages and the preinstalled profile's, in that order."""
+        names = list(self.packages)
+        if self.profile is not None:
+            from tempest_live_ci.deploy.profiles import get_profile
+
+            names.extend(p for p in get_profile(self.profile).all_packages if p not in names)
+        return tuple(names)
 
     @property
     def ssh_public_key(self) -> Path | None:
@@ -106,6 +117,12 @@ def validate(options: ImageOptions) -> None:
     for name in options.packages:
         if not _PACKAGE_NAME.match(name):
             raise UsageError(f"--packages: {name!r} is not a Debian package name")
+    if options.profile is not None:
+        from tempest_live_ci.deploy.profiles import PROFILES
+
+        if options.profile not in PROFILES:
+            raise UsageError(f"--profile {options.profile!r}: unknown profile "
+                             f"(one of {', '.join(PROFILES)})")
     if options.compression not in COMPRESSION_LEVELS:
         raise UsageError(
             f"--compression {options.compression!r}: unknown "

@@ -1,0 +1,62 @@
+"""What the in-guest steps are told: the job, the testbed and the image as params.json.
+
+Pure functions of the job: the tests read them with recorded jobs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from tempest_live_ci.config import Job
+from tempest_live_ci.deploy.profiles import get_profile
+from tempest_live_ci.testbed.model import Testbed
+
+LISTS = "lists"  # under the guest's state directory
+REGION = "RegionOne"
+
+
+def guest_files(job: Job) -> dict[str, bytes]:
+    """The job's files the guest needs, by their name under its state directory."""
+    files = {}
+    for key, value in (("include", job.tempest.include_list), ("exclude", job.tempest.exclude_list)):
+        if value is not None:
+            files[f"{LISTS}/{key}.list"] = Path(value).read_bytes()
+    return files
+
+
+def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
+                 admin_password: str | None = None) -> dict[str, Any]:
+    mirror = job.image.mirror.rstrip("/")
+    security = mirror + "-security" if mirror.endswith("/debian") \
+        else "http://deb.debian.org/debian-security"
+    t = job.tempest
+    chosen = t.regex or t.smoke or t.include_list
+    profile = get_profile(t.profile)
+    return {
+        "profile": t.profile,
+        "preinstalled": job.image.preinstall,
+        "suite": job.guest.suite or job.image.suite,
+        "image_suite": job.image.suite,
+        "mirror": mirror,
+        "security_mirror": security,
+        # The testbed's way to the archive: its apt proxy, or NAT (no proxy).
+        "apt_proxy": testbed.apt_proxy if job.testbed.apt_proxy else None,
+        "sources_list": Path(job.guest.sources_list).read_text()
+        if job.guest.sources_list else None,
+        "setup_commands": list(job.guest.setup_commands),
+        "guest_address": str(testbed.guest_address),
+        "vcpus": job.vm.vcpus,
+        "region": REGION,
+        "admin_password": admin_password or secrets.token_urlsafe(18),
+        "tempest": {
+            "regex": t.regex if chosen else profile.default_regex,
+            "exclude_regex": t.exclude_regex,
+            "smoke": t.smoke if chosen else profile.default_smoke,
+            "include_list": f"{guest_state}/{LISTS}/include.list" if t.include_list else None,
+            "exclude_list": f"{guest_state}/{LISTS}/exclude.list" if t.exclude_list else None,
+            "concurrency": t.concurrency or job.vm.vcpus,
+            "conf": dict(t.conf),
+        },
+    }

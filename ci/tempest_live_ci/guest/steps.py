@@ -1,0 +1,216 @@
+"""The host side of the in-guest stages: push deploy/ into the guest, run its steps.
+
+    guest = Guest(vm.ssh, output_dir, alive=check)
+    guest.push(params, files)
+    guest.step("prepare", timeout=900)
+    with open(output_dir / "tempest.subunit", "wb") as stream:
+        guest.step("tempest", timeout=7200, stdout=stream)
+
+Each step's output (stderr) is kept in guest-logs/steps/STEP.log and in the
+run's log as it arrives; what the step learned (its parts' times, package
+versions) comes back from its result file. A failed step is a TestbedError
+naming the step and the last lines of what failed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tarfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tempest_live_ci import deploy
+from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.guest.ssh import GuestSSH
+from tempest_live_ci.log import log
+
+# Where the deploy package lives in the guest: `python3 -m deploy` from here.
+GUEST_LIB = "/usr/local/lib/tempest-live-ci"
+GUEST_STATE = "/var/lib/tempest-live-ci"
+FAILED = 3  # deploy/__main__.py's status for a failed step
+LOG_TAIL = 12
+
+
+class LineLog(io.RawIOBase):
+    """A byte stream written line by line to a file and to the log.
+
+    The step's "==>" / "<==" lines (its parts) show on the console; every
+    other line goes to the run's log at debug level.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self.pending = b""
+        self.tail: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        data = bytes(data)
+        self.file.write(data)
+        self.file.flush()
+        self.pending += data
+        *lines, self.pending = self.pending.split(b"\n")
+        for raw in lines:
+            self._line(raw.decode(errors="replace").rstrip())
+        return len(data)
+
+    def _line(self, line: str) -> None:
+        self.tail = [*self.tail[-(LOG_TAIL * 4):], line]
+        level = logging.INFO if line.startswith(("==> ", "<== ")) else logging.DEBUG
+        log.log(level, "guest: %s", line)
+
+    def close(self) -> None:
+        if self.pending:
+            self._line(self.pending.decode(errors="replace").rstrip())
+            self.pending = b""
+        self.file.close()
+        super().close()
+
+
+@dataclass
+class StepResult:
+    name: str
+    seconds: float
+    parts: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+def deploy_archive(params: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
+    """deploy/ from this source tree, params.json and the job's files, as one tar.gz.
+
+    Extracted at / in the guest: the package under GUEST_LIB, the rest under
+    GUEST_STATE (the names in `files` are relative to it).
+    """
+    source = Path(deploy.__file__).parent
+    out = io.BytesIO()
+
+    def add(name: str, data: bytes, mode: int = 0o644) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for path in sorted(source.glob("*.py")):
+            add(f"{GUEST_LIB.lstrip('/')}/deploy/{path.name}", path.read_bytes())
+        add(f"{GUEST_STATE.lstrip('/')}/params.json",
+            (json.dumps(params, indent=1) + "\n").encode(), 0o600)
+        for name, data in files.items():
+            add(f"{GUEST_STATE.lstrip('/')}/{name}", data)
+    return out.getvalue()
+
+
+class Guest:
+    def __init__(self, ssh: GuestSSH, output_dir: Path,
+                 alive: Callable[[], None] | None = None) -> None:
+        self.ssh = ssh
+        self.logs = output_dir / "guest-logs"
+        self.alive = alive
+        self.results: dict[str, StepResult] = {}
+        self.state = GUEST_STATE
+
+    def put_file(self, name: str, data: bytes) -> None:
+        """A file under the guest's state directory (a load list, say)."""
+        status = self.ssh.run(["install", "-D", "-m", "0644", "/dev/stdin", f"{GUEST_STATE}/{name}"],
+                              timeout=60, stdin=data)
+        if status != 0:
+            raise TestbedError(f"cannot write {GUEST_STATE}/{name} in the guest (status {status})")
+
+    def push(self, params: Mapping[str, Any], files: Mapping[str, bytes] = {}) -> None:
+        """The deploy code from this source tree, and the run's parameters."""
+        archive = deploy_archive(params, files)
+        command = (f"rm -rf {GUEST_LIB}/deploy {GUEST_STATE}/steps && "
+                   "tar -xzf - --no-same-owner -C /")
+        err = io.BytesIO()
+        status = self.ssh.run(command, timeout=120, stdin=archive, stderr=[err])
+        if status != 0:
+            raise TestbedError(f"pushing the deploy code into the guest failed (status {status}): "
+                               f"{err.getvalue().decode(errors='replace').strip()}")
+        log.debug("deploy code pushed (%d bytes)", len(archive))
+
+    def step(self, name: str, timeout: float, *, args: tuple[str, ...] = (),
+             stdout: IO[bytes] | None = None, log_name: str | None = None) -> StepResult:
+        """Run `python3 -m deploy NAME` in the guest; raise TestbedError if it fails."""
+        command = ["env", f"PYTHONPATH={GUEST_LIB}", "python3", "-m", "deploy", name, *args]
+        started = time.monotonic()
+        output = LineLog(self.logs / "steps" / f"{log_name or name}.log")
+        try:
+            status = self.ssh.run(command, timeout, stderr=[output],
+                                  stdout=[stdout] if stdout is not None else [output],
+                                  while_waiting=self.alive)
+        except TestbedError as e:
+            raise TestbedError(f"step {name}: {e.message}",
+                               hint=f"its output: {output.file.name}") from e
+        finally:
+            output.close()
+        result = self._result(name, time.monotonic() - started)
+        if status != 0:
+            raise self._failure(name, status, result, output)
+        self.results[log_name or name] = result
+        return result
+
+    def _result(self, name: str, seconds: float) -> StepResult:
+        try:
+            data = json.loads(self.ssh.output(["cat", f"{GUEST_STATE}/steps/{name}.json"], 30))
+        except (TestbedError, ValueError):
+            data = {}
+        return StepResult(name, round(seconds, 1), data.get("parts", {}), data.get("facts", {}),
+                          ) if not data.get("error") else _failed_result(name, seconds, data)
+
+    def _failure(self, name: str, status: int, result: StepResult,
+                 output: LineLog) -> TestbedError:
+        error = result.facts.get("__error__")
+        if not error:
+            marker = f"tempest-live-ci step {name} failed: "
+            lines = [line for line in output.tail if line.strip()]
+            error = next((line[len(marker):] for line in reversed(lines)
+                          if line.startswith(marker)), None)
+            if error is None:
+                error = " | ".join(lines[-3:]) or "no output"
+                error = f"exited with status {status}: {error}"
+        for line in output.tail[-LOG_TAIL:]:
+            log.error("  guest: %s", line)
+        detail = " | ".join(part.strip() for part in str(error).splitlines() if part.strip())
+        return TestbedError(f"step {name} failed: {detail}",
+                            hint=f"its output: {output.file.name}")
+
+    def collect_logs(self) -> Path | None:
+        """guest-logs/: the guest's journal, /var/log, configuration, package list, memory, disk."""
+        archive = self.logs / "guest-logs.tar.gz"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(archive, "wb") as out:
+                self.step("collect", 300, stdout=out)
+        except TestbedError as e:
+            log.warning("could not collect the guest's logs: %s", e.message)
+            return None
+        extract_logs(archive, self.logs)
+        archive.unlink()
+        return self.logs
+
+
+def _failed_result(name: str, seconds: float, data: Mapping[str, Any]) -> StepResult:
+    return StepResult(name, round(seconds, 1), data.get("parts", {}),
+                      {**data.get("facts", {}), "__error__": data.get("error")})
+
+
+def extract_logs(archive: Path, destination: Path) -> None:
+    """Unpack the guest's tar.gz: regular files and directories only, nothing outside."""
+    with tarfile.open(archive, "r:gz") as tar:
+        members = []
+        for member in tar.getmembers():
+            name = Path(member.name)
+            if name.is_absolute() or ".." in name.parts:
+                continue
+            if member.isfile() or member.isdir():
+                member.mode = 0o644 if member.isfile() else 0o755
+                members.append(member)
+        tar.extractall(destination, members=members)  # noqa: S202 - members checked above

@@ -1,0 +1,100 @@
+"""What the guest is told (params.json), from recorded jobs; and the deploy archive."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tempest_live_ci.config import load_job, parse_job
+from tempest_live_ci.errors import UsageError
+from tempest_live_ci.guest.plan import guest_files, guest_params
+from tempest_live_ci.guest.steps import GUEST_LIB, GUEST_STATE, deploy_archive
+from tempest_live_ci.testbed.model import Testbed
+
+
+def make_testbed(apt_proxy: str | None = "http://192.168.100.1:3142") -> Testbed:
+    return Testbed(
+        run_id="tlc-0000abcd", netns="tlc-0000abcd", bridge="br", tap="tap", nic="nic",
+        nic_kind="veth", host_interface=ipaddress.IPv4Interface("192.168.100.1/24"),
+        host_ipv6=None, guest_address=ipaddress.IPv4Address("192.168.100.2"),
+        guest_mac="52:54:00:7e:57:02", state_dir=Path("/nonexistent"),
+        http_root=Path("/nonexistent"), tftp_root=Path("/nonexistent"),
+        dnsmasq_log=Path("/nonexistent"), http_log=Path("/nonexistent"), apt_proxy=apt_proxy)
+
+
+def test_default_job_gets_the_profile_selection_and_the_proxy() -> None:
+    job = parse_job({"vm": {"vcpus": 3}}, "j.yaml", "j")
+    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE, admin_password="pw")
+    assert p["tempest"]["regex"] == r"tempest\.api\.identity"
+    assert p["tempest"]["concurrency"] == 3  # the guest's vCPUs
+    assert p["apt_proxy"] == "http://192.168.100.1:3142"
+    assert (p["suite"], p["image_suite"]) == ("trixie", "trixie")
+    assert p["security_mirror"] == "http://deb.debian.org/debian-security"
+    assert p["admin_password"] == "pw"
+    assert json.loads(json.dumps(p)) == p
+
+
+def test_a_job_selection_replaces_the_profile_default() -> None:
+    job = parse_job({"tempest": {"smoke": True, "concurrency": 1}}, "j.yaml", "j")
+    t = guest_params(job, make_testbed(), guest_state=GUEST_STATE)["tempest"]
+    assert (t["regex"], t["smoke"], t["concurrency"]) == (None, True, 1)
+
+
+def test_no_proxy_when_the_job_uses_nat_and_a_generated_password() -> None:
+    job = parse_job({"testbed": {"apt_proxy": False}, "guest": {"suite": "sid"}}, "j.yaml", "j")
+    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
+    assert p["apt_proxy"] is None
+    assert (p["suite"], p["image_suite"]) == ("sid", "trixie")
+    assert len(p["admin_password"]) >= 20
+
+
+def test_relative_files_resolve_beside_the_job_and_travel_to_the_guest(tmp_path: Path) -> None:
+    (tmp_path / "sources.list").write_text("deb http://deb.debian.org/debian sid main\n")
+    (tmp_path / "skip.txt").write_text("test_domains  # reason\n")
+    (tmp_path / "j.yaml").write_text(
+        "guest: {sources_list: sources.list}\ntempest: {exclude_list: skip.txt}\n")
+    job = load_job(tmp_path / "j.yaml")
+    assert job.guest.sources_list == str(tmp_path / "sources.list")
+    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
+    assert p["sources_list"].startswith("deb http://deb.debian.org/debian sid")
+    assert p["tempest"]["exclude_list"] == f"{GUEST_STATE}/lists/exclude.list"
+    assert guest_files(job) == {"lists/exclude.list": b"test_domains  # reason\n"}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"tempest": {"regex": "tempest(["}}, "j.yaml: tempest.regex: 'tempest([' is not a valid"),
+    ({"tempest": {"conf": {"nodot": "x"}}}, "j.yaml: tempest.conf: 'nodot' is not a section.key"),
+    ({"tempest": {"conf": {"a.b": ["x"]}}}, "j.yaml: tempest.conf.a.b: expected one line"),
+    ({"tempest": {"conf": {"a.b": "x\ny"}}}, "j.yaml: tempest.conf.a.b: expected one line"),
+    ({"tempest": {"include_list": "/nonexistent/list"}}, "tempest.include_list: no such file"),
+    ({"results": {"baseline": "latest"}}, "j.yaml: results.baseline: 'latest' is not supported"),
+    ({"results": {"gate": True}}, "j.yaml: results.gate: True is not supported"),
+    ({"guest": {"suite": "jessie"}}, "j.yaml: guest.suite: 'jessie' is not bookworm"),
+    ({"guest": {"install_timeout": 0}}, "j.yaml: guest.install_timeout: 0 is not positive"),
+])
+def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_job(data, "j.yaml", "j")
+    assert message in e.value.message
+
+
+def test_conf_values_become_text() -> None:
+    job = parse_job({"tempest": {"conf": {"compute.build_timeout": 600, "a.b": True}}}, "j", "j")
+    assert job.tempest.conf == {"compute.build_timeout": "600", "a.b": "true"}
+
+
+def test_deploy_archive_holds_the_package_params_and_files() -> None:
+    data = deploy_archive({"profile": "identity"}, {"lists/include.list": b"x\n"})
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        names = set(tar.getnames())
+        params = tar.extractfile(f"{GUEST_STATE.lstrip('/')}/params.json")
+        assert params is not None and json.load(params) == {"profile": "identity"}
+        assert tar.getmember(f"{GUEST_STATE.lstrip('/')}/params.json").mode == 0o600
+    lib = GUEST_LIB.lstrip("/")
+    assert {f"{lib}/deploy/__main__.py", f"{lib}/deploy/profiles.py",
+            f"{GUEST_STATE.lstrip('/')}/lists/include.list"} <= names

@@ -1,0 +1,69 @@
+"""Selection → `tempest run` arguments, checked against real tempest test ids with stestr's matching."""
+
+from __future__ import annotations
+
+import re
+
+from tempest_live_ci.deploy.tempest import Selection, conf_overrides, selection_arguments
+
+# Test ids as `tempest run --list-tests` prints them (tempest 43, trixie).
+IDS = [
+    "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token"
+    "[id-6f8e4436-fc96-4282-8122-e41df57197a9,smoke]",
+    "tempest.api.identity.v3.test_users.IdentityV3UsersTest.test_user_update_own_password"
+    "[id-ad71bd23-12ad-426b-bb8b-195d2b635f27]",
+    "tempest.api.identity.admin.v3.test_domains.DomainsTestJSON.test_create_update_delete_domain"
+    "[id-f2f5b44a-82e8-4dad-8084-0661ea3b18cf,smoke]",
+    "tempest.api.compute.servers.test_create_server.ServersTestJSON.test_list_servers"
+    "[id-9a438d88-10c6-4bcd-8b5b-5b6e25e1346f,smoke]",
+]
+
+
+def selected(args: list[str]) -> list[str]:
+    """What stestr would pick from IDS for a --regex / --smoke argument list (re.search)."""
+    if "--smoke" in args:
+        pattern = r"\[.*\bsmoke\b.*\]"
+    elif "--regex" in args:
+        pattern = args[args.index("--regex") + 1]
+    else:
+        return list(IDS)
+    return [i for i in IDS if re.search(pattern, i)]
+
+
+def test_regex_alone() -> None:
+    args = selection_arguments(Selection(regex=r"tempest\.api\.identity\.v3", concurrency=2))
+    assert args == ["--regex", r"tempest\.api\.identity\.v3", "--concurrency", "2"]
+    assert selected(args) == IDS[:2]
+
+
+def test_smoke_alone() -> None:
+    args = selection_arguments(Selection(smoke=True))
+    assert args[:1] == ["--smoke"]
+    assert selected(args) == [IDS[0], IDS[2], IDS[3]]
+
+
+def test_smoke_and_regex_are_one_regex_meaning_both() -> None:
+    args = selection_arguments(Selection(smoke=True, regex=r"tempest\.api\.identity"))
+    assert "--smoke" not in args
+    assert selected(args) == [IDS[0], IDS[2]]
+    anchored = selection_arguments(Selection(smoke=True, regex=r"^tempest\.api\.compute"))
+    assert selected(anchored) == [IDS[3]]
+
+
+def test_lists_exclusions_and_load_list_pass_through() -> None:
+    args = selection_arguments(Selection(
+        regex="identity", exclude_regex="test_domains", include_list="/l/in",
+        exclude_list="/l/out", load_list="/l/load", concurrency=4))
+    assert args == ["--regex", "identity", "--exclude-regex", "test_domains",
+                    "--include-list", "/l/in", "--exclude-list", "/l/out",
+                    "--load-list", "/l/load", "--concurrency", "4"]
+
+
+def test_conf_overrides_turn_off_what_the_profile_lacks_and_the_job_wins() -> None:
+    values = conf_overrides("identity", {"service_available.glance": "true",
+                                         "identity.user_lockout_duration": "5"})
+    assert values["service_available.keystone"] == "true"
+    assert values["service_available.nova"] == "false"
+    assert values["service_available.glance"] == "true"  # the job's
+    assert values["identity.user_lockout_duration"] == "5"
+    assert values["auth.use_dynamic_credentials"] == "true"
