@@ -122,6 +122,12 @@ def _attempt_status(record: TestRecord, targets: Sequence[str], rerun: StreamDat
     return PASSED if len(seen) == len(targets) else INCOMPLETE
 
 
+def _fixture_targets(records: Sequence[TestRecord], statuses: Sequence[str]) -> list[str]:
+    """The classes and modules whose fixture (setUpClass, setUpModule, ...) ended in `statuses`."""
+    return [t for r in records if r.status in statuses
+            if (t := fixture_target(r.id)) is not None]
+
+
 def merge_reruns(first: StreamData, reruns: Sequence[StreamData] = (), *,
                  interrupted: bool = False) -> Run:
     """One Run from a first stream and its re-runs: failures that passed again are flaky."""
@@ -145,13 +151,21 @@ def merge_reruns(first: StreamData, reruns: Sequence[StreamData] = (), *,
                 record = dataclasses.replace(record, attempts=tuple(attempts))
         records.append(record)
 
-    fixture_targets = [t for r in records if r.status in (ERROR, FLAKY)
-                       if (t := fixture_target(r.id)) is not None]
-    explained = tuple(t for t in first.not_run if any(_under(t, f) for f in fixture_targets))
+    # A live stream lists every test ("exists") before running any. The tests
+    # of a class or module whose setUpClass/setUpModule failed never run, nor
+    # do those of one that skipped itself there: tempest skips whole classes
+    # from setUpClass (skip_checks raises SkipTest), and unittest reports one
+    # skip of "setUpClass (pkg.module.Class)" instead of one per test.
+    failed_fixtures = _fixture_targets(records, (ERROR, FLAKY))
+    skipped_fixtures = _fixture_targets(records, (SKIPPED,))
+    explained = tuple(t for t in first.not_run if any(_under(t, f) for f in failed_fixtures))
+    skipped = tuple(t for t in first.not_run if t not in explained
+                    and any(_under(t, f) for f in skipped_fixtures))
     return Run(
         records=tuple(records),
-        not_run=tuple(t for t in first.not_run if t not in explained),
+        not_run=tuple(t for t in first.not_run if t not in explained and t not in skipped),
         not_run_explained=explained,
+        not_run_skipped=skipped,
         stream_errors=first.stream_errors,
         stray_output=first.stray_output,
         interrupted=interrupted,

@@ -128,6 +128,9 @@ class Run:
     not_run: tuple[str, ...] = ()
     # Listed tests that never ran because their class or module fixture failed.
     not_run_explained: tuple[str, ...] = ()
+    # Listed tests that never ran because their class or module skipped itself
+    # in setUpClass/setUpModule (how tempest skips a class): skipped, not lost.
+    not_run_skipped: tuple[str, ...] = ()
     stream_errors: tuple[str, ...] = ()
     stray_output: str = ""
     # The caller knows the stream stopped early (SSH connection lost, guest died).

@@ -71,7 +71,7 @@ def counts(run: Run) -> dict[str, int]:
     found = Counter(r.status for r in run.records)
     result = {status: found[status] for status in STATUSES}
     result["total"] = len(run.records)
-    result["not_run"] = len(run.not_run) + len(run.not_run_explained)
+    result["not_run"] = len(run.not_run) + len(run.not_run_explained) + len(run.not_run_skipped)
     return result
 
 
@@ -125,6 +125,7 @@ def build_summary(run: Run, metadata: Mapping[str, object] | None = None) -> dic
             "interrupted": run.interrupted,
         },
         "not_run_after_fixture_failure": list(run.not_run_explained),
+        "not_run_after_fixture_skip": list(run.not_run_skipped),
         "slowest": [{"id": r.id, "status": r.status, "duration": round(r.duration or 0.0, 3)}
                     for r in timed[:SLOWEST]],
         "services": dict(sorted(services.items())),

@@ -16,8 +16,47 @@ from pathlib import Path
 import pytest
 
 STESTR_CONF = "[DEFAULT]\ntest_path=./tempest\ntop_dir=./\n"
+# tempest's own .stestr.conf groups the tests of a class on one worker, so a
+# class fixture runs once. Without it (STESTR_CONF), two workers may each run it.
+TEMPEST_STESTR_CONF = STESTR_CONF + "group_regex=([^\\.]*\\.)*\n"
+
+# How tempest skips a whole class (tempest/test.py, BaseTestCase): setUpClass
+# calls skip_checks(), which raises skipException (unittest.SkipTest). unittest
+# then reports one skip of the pseudo-test "setUpClass (module.Class)", and
+# none for the class's tests, which a live stream has listed ("exists").
+TEMPEST_BASE = """
+    import testtools
+
+
+    class BaseTestCase(testtools.testcase.WithAttributes, testtools.TestCase):
+        @classmethod
+        def skip_checks(cls):
+            pass
+
+        @classmethod
+        def setUpClass(cls):
+            super().setUpClass()
+            cls.skip_checks()
+"""
 
 MIXED = {
+    "tempest/test.py": TEMPEST_BASE,
+    "tempest/api/compute/admin/test_migrations.py": """
+        from tempest import test
+
+
+        class MigrationsAdminTest(test.BaseTestCase):
+            @classmethod
+            def skip_checks(cls):
+                super().skip_checks()
+                raise cls.skipException("Less than 2 compute nodes, skipping migration test.")
+
+            def test_cold_migration(self):
+                pass
+
+            def test_live_block_migration(self):
+                pass
+    """,
     "tempest/api/identity/v3/test_tokens.py": """
         import unittest
 
@@ -97,6 +136,20 @@ MIXED = {
 }
 
 PASSING = {
+    "tempest/test.py": TEMPEST_BASE,
+    "tempest/api/network/admin/test_routers_dvr.py": """
+        from tempest import test
+
+
+        class RoutersTestDVR(test.BaseTestCase):
+            @classmethod
+            def skip_checks(cls):
+                super().skip_checks()
+                raise cls.skipException("DVR extension is not enabled")
+
+            def test_centralized_router_creation(self):
+                pass
+    """,
     "tempest/api/identity/v3/test_domains.py": """
         import unittest
 
@@ -122,16 +175,43 @@ PASSING = {
 }
 
 ALL_SKIPPED = {
+    "tempest/test.py": TEMPEST_BASE,
     "tempest/api/object_storage/test_containers.py": """
-        import unittest
+        from tempest import test
 
 
-        @unittest.skip("swift is not enabled")
-        class ContainersTest(unittest.TestCase):
+        class ContainersTest(test.BaseTestCase):
+            @classmethod
+            def skip_checks(cls):
+                super().skip_checks()
+                raise cls.skipException("swift is not enabled")
+
             def test_create_container(self):
                 pass
 
             def test_delete_container(self):
+                pass
+    """,
+    "tempest/api/object_storage/test_objects.py": """
+        import unittest
+
+
+        @unittest.skip("swift is not enabled")
+        class ObjectsTest(unittest.TestCase):
+            def test_create_object(self):
+                pass
+    """,
+    # A module that skips itself as a whole: "setUpModule (module)".
+    "tempest/api/orchestration/test_stacks.py": """
+        import unittest
+
+
+        def setUpModule():
+            raise unittest.SkipTest("heat is not enabled")
+
+
+        class StacksTest(unittest.TestCase):
+            def test_create_stack(self):
                 pass
     """,
 }
@@ -253,10 +333,10 @@ EVOLVING = {
 }
 
 
-def make_tree(root: Path, files: Mapping[str, str]) -> Path:
+def make_tree(root: Path, files: Mapping[str, str], conf: str = STESTR_CONF) -> Path:
     """A test tree with packages (__init__.py) and a .stestr.conf."""
     root.mkdir(parents=True)
-    (root / ".stestr.conf").write_text(STESTR_CONF)
+    (root / ".stestr.conf").write_text(conf)
     for name, text in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -305,7 +385,9 @@ class Streams:
     mixed: Path
     mixed_live: Path
     passing: Path
+    passing_live: Path
     all_skipped: Path
+    all_skipped_live: Path
     import_error_stestr: Path
     import_error_subunit_run: Path
     worker_died: Path
@@ -329,8 +411,12 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> Streams:
     mixed = make_tree(root / "mixed", MIXED)
     mixed_path = save("mixed", recorded_run(mixed))
     mixed_live = save("mixed-live", live_run(mixed))
-    passing = save("passing", recorded_run(make_tree(root / "passing", PASSING)))
-    skipped = save("all-skipped", recorded_run(make_tree(root / "skipped", ALL_SKIPPED)))
+    passing_tree = make_tree(root / "passing", PASSING, TEMPEST_STESTR_CONF)
+    passing = save("passing", recorded_run(passing_tree))
+    passing_live = save("passing-live", live_run(passing_tree))
+    skipped_tree = make_tree(root / "skipped", ALL_SKIPPED, TEMPEST_STESTR_CONF)
+    skipped = save("all-skipped", recorded_run(skipped_tree))
+    skipped_live = save("all-skipped-live", live_run(skipped_tree))
 
     broken = make_tree(root / "import-error", IMPORT_ERROR)
     stestr(broken, "init", check=True)
@@ -355,8 +441,8 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> Streams:
         """A fresh copy of the flaky tree (its marker file is per tree)."""
         return make_tree(root / f"flaky-{name}-{next(counter)}", FLAKY)
 
-    return Streams(root, mixed_path, mixed_live, passing, skipped, import_error_stestr,
-                   import_error_subunit_run, died, cut, v1, v2, flaky_tree)
+    return Streams(root, mixed_path, mixed_live, passing, passing_live, skipped, skipped_live,
+                   import_error_stestr, import_error_subunit_run, died, cut, v1, v2, flaky_tree)
 
 
 def subunit_stats(path: Path) -> dict[str, int]:

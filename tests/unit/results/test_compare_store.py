@@ -74,7 +74,7 @@ def test_cli(streams: Streams, tmp_path: Path, tlc: Any) -> None:
     assert "FAILED: some tests failed (exit 4)" in show.stderr
     assert json.loads((run / "summary.json").read_text())["exit_code"] == 4
     tlc_ok(tlc, "results", "junit", str(run))
-    assert len(list(ET.parse(run / "junit.xml").getroot().iter("testcase"))) == 12
+    assert len(list(ET.parse(run / "junit.xml").getroot().iter("testcase"))) == 13
     tlc_ok(tlc, "results", "html", str(run))
     assert "token mismatch" in (run / "report.html").read_text()
     junit = tlc_ok(tlc, "results", "junit", str(streams.worker_died))
@@ -82,6 +82,10 @@ def test_cli(streams: Streams, tmp_path: Path, tlc: Any) -> None:
     tlc_ok(tlc, "results", "show", str(streams.cut), code=16)
     tlc_ok(tlc, "results", "show", str(streams.all_skipped), code=8)
     tlc_ok(tlc, "results", "show", str(streams.passing), code=0)
+    # A live stream with a class skipped in setUpClass: passed, not "testbed failure".
+    live = tlc_ok(tlc, "results", "show", str(streams.passing_live), code=0)
+    assert "never ran" not in live.stderr and "PASSED" in live.stderr
+    tlc_ok(tlc, "results", "show", str(streams.all_skipped_live), code=8)
     tlc_ok(tlc, "results", "show", str(tmp_path / "nothing"), code=20)
 
 

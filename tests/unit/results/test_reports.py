@@ -25,8 +25,14 @@ METADATA = {
 
 @pytest.mark.parametrize(("name", "code"), [
     ("passing", ExitCode.OK),
+    # Live streams list every test first: the tests of a class that skipped
+    # itself in setUpClass (or a module in setUpModule) are listed, never run,
+    # and that is a skip, not a dead run.
+    ("passing_live", ExitCode.OK),
     ("mixed", ExitCode.TESTS_FAILED),
+    ("mixed_live", ExitCode.TESTS_FAILED),
     ("all_skipped", ExitCode.NO_TESTS),
+    ("all_skipped_live", ExitCode.NO_TESTS),
     ("import_error_stestr", ExitCode.NO_TESTS),
     ("import_error_subunit_run", ExitCode.TESTS_FAILED),
     ("worker_died", ExitCode.TESTBED),
@@ -44,8 +50,8 @@ def test_summary_json(streams: Streams, tmp_path: Path) -> None:
     result = process_run(streams.mixed, tmp_path, METADATA)
     s = json.loads(result.summary_path.read_text())
     assert s["counts"] == {
-        "passed": 3, "failed": 2, "error": 1, "skipped": 4, "xfail": 1, "uxsuccess": 1,
-        "flaky": 0, "incomplete": 0, "total": 12, "not_run": 0,
+        "passed": 3, "failed": 2, "error": 1, "skipped": 5, "xfail": 1, "uxsuccess": 1,
+        "flaky": 0, "incomplete": 0, "total": 13, "not_run": 0,
     }
     assert s["complete"] is True
     assert s["slowest"][0] == {
@@ -54,17 +60,51 @@ def test_summary_json(streams: Streams, tmp_path: Path) -> None:
     assert set(s["services"]) == {"tempest.api.compute", "tempest.api.identity",
                                   "tempest.api.network", "tempest.scenario"}
     assert s["services"]["tempest.api.identity"]["total"] == 7
-    assert s["services"]["tempest.api.compute"]["skipped"] == 2
+    # ServersTest's two tests, and MigrationsAdminTest's setUpClass.
+    assert s["services"]["tempest.api.compute"]["skipped"] == 3
     assert s["services"]["tempest.scenario"]["error"] == 1
     assert s["skip_reasons"][0]["reason"] in ("compute service is not available",
                                               "identity v2 API is disabled")
     reasons = {g["reason"]: g["count"] for g in s["skip_reasons"]}
-    assert reasons == {"compute service is not available": 2, "identity v2 API is disabled": 2}
+    assert reasons == {"compute service is not available": 2, "identity v2 API is disabled": 2,
+                       "Less than 2 compute nodes, skipping migration test.": 1}
     assert s["duration"] >= 0.3
     failing = {f["id"]: f for f in s["failures"]}
     assert "token mismatch" in failing[
         "tempest.api.identity.v3.test_tokens.TokensV3Test.test_validate_token"]["text"]
-    assert len(s["tests"]) == 12
+    assert len(s["tests"]) == 13
+
+
+def test_class_skipped_in_setupclass_live(streams: Streams, tmp_path: Path) -> None:
+    # tempest's way: setUpClass -> skip_checks() -> raise skipException. The
+    # live stream listed the class's test, no result ever names it.
+    result = process_run(streams.passing_live, tmp_path, METADATA)
+    dvr = "tempest.api.network.admin.test_routers_dvr.RoutersTestDVR"
+    assert result.run.statuses()[f"setUpClass ({dvr})"] == "skipped"
+    assert result.run.complete
+    assert result.run.not_run == ()
+    assert result.run.not_run_skipped == (f"{dvr}.test_centralized_router_creation",)
+    s = json.loads(result.summary_path.read_text())
+    assert s["verdict"] == "PASSED: all tests passed"
+    assert s["not_run_after_fixture_skip"] == [f"{dvr}.test_centralized_router_creation"]
+    assert s["not_run_after_fixture_failure"] == []
+    assert s["incomplete"]["not_run"] == []
+    assert {g["reason"]: g["count"] for g in s["skip_reasons"]}["DVR extension is not enabled"] == 1
+
+
+def test_module_skipped_in_setupmodule_live(streams: Streams, tmp_path: Path) -> None:
+    result = process_run(streams.all_skipped_live, tmp_path, {})
+    statuses = result.run.statuses()
+    assert statuses["setUpModule (tempest.api.orchestration.test_stacks)"] == "skipped"
+    assert statuses["setUpClass (tempest.api.object_storage.test_containers.ContainersTest)"] \
+        == "skipped"
+    assert result.run.not_run == ()
+    assert sorted(result.run.not_run_skipped) == [
+        "tempest.api.object_storage.test_containers.ContainersTest.test_create_container",
+        "tempest.api.object_storage.test_containers.ContainersTest.test_delete_container",
+        "tempest.api.orchestration.test_stacks.StacksTest.test_create_stack",
+    ]
+    assert result.exit_code == ExitCode.NO_TESTS
 
 
 def test_human_summary(streams: Streams, tmp_path: Path) -> None:
@@ -99,9 +139,9 @@ def _testcases(path: Path) -> dict[str, ET.Element]:
 def test_junit(streams: Streams, tmp_path: Path) -> None:
     result = process_run(streams.mixed, tmp_path, METADATA)
     root = ET.parse(result.junit_path).getroot()
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("12", "3", "1")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("13", "3", "1")
     cases = _testcases(result.junit_path)
-    assert len(cases) == 12
+    assert len(cases) == 13
     tokens = "tempest.api.identity.v3.test_tokens.TokensV3Test."
     failure = cases[tokens + "test_validate_token"].find("failure")
     assert failure is not None and "token mismatch" in (failure.text or "")

@@ -25,8 +25,8 @@ from tempest_live_ci.results.summary import exit_code
 
 
 @pytest.mark.parametrize("name", [
-    "passing", "all_skipped", "import_error_stestr", "import_error_subunit_run",
-    "worker_died", "evolving_v1", "evolving_v2",
+    "passing", "passing_live", "all_skipped", "all_skipped_live", "import_error_stestr",
+    "import_error_subunit_run", "worker_died", "evolving_v1", "evolving_v2",
 ])
 def test_counts_agree_with_subunit_stats(streams: Streams, name: str) -> None:
     path = getattr(streams, name)
