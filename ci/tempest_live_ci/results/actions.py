@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.log import log
 from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
 from tempest_live_ci.results.html import render_html
 from tempest_live_ci.results.junit import junit_xml
@@ -18,11 +19,14 @@ from tempest_live_ci.results.run import (
     SUMMARY,
     load_run,
     print_summary,
+    read_summary,
+    run_fact,
     stored_metadata,
+    stored_summary,
 )
 from tempest_live_ci.results.store import format_history, latest_run, read_index
 from tempest_live_ci.results.store import store_run as _store_run
-from tempest_live_ci.results.summary import build_summary, write_summary
+from tempest_live_ci.results.summary import build_summary, merge_summary, write_summary
 
 
 def _load(source: Path) -> tuple[Run, dict[str, object]]:
@@ -57,6 +61,14 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
     summary = build_summary(run, metadata)
     target = output_dir if output_dir is not None else (source if source.is_dir() else None)
     if target is not None:
+        # What `run` recorded next to the results (job, stages, image, boot,
+        # ...) is kept: the run's directory, else the file being rewritten.
+        previous = stored_summary(source) or read_summary(target / SUMMARY)
+        recorded = previous.get("exit_code")
+        if isinstance(recorded, int) and recorded != summary["exit_code"]:
+            log.warning("%s said exit code %d; the results now say %d",
+                        SUMMARY, recorded, summary["exit_code"])
+        summary = merge_summary(previous, summary)
         target.mkdir(parents=True, exist_ok=True)
         write_summary(summary, target / SUMMARY)
     if as_json:
@@ -82,8 +94,7 @@ def html(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) 
 
 
 def _job_of(source: Path) -> str | None:
-    job = stored_metadata(source).get("job")
-    return job if isinstance(job, str) else None
+    return run_fact(stored_summary(source), "job")
 
 
 def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = False,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,13 +49,13 @@ def compare_statuses(base: Mapping[str, str], new: Mapping[str, str], *,
 
 def statuses_of(source: Path) -> dict[str, str]:
     """Every test's final status in a stream or run directory (streams, else summary.json)."""
-    from tempest_live_ci.results.run import STREAM, SUMMARY, load_run
+    from tempest_live_ci.results.run import STREAM, SUMMARY, load_run, read_summary
 
     if source.is_dir() and not (source / STREAM).is_file():
         summary = source / SUMMARY
         if not summary.is_file():
             raise UsageError(f"{source}: neither {STREAM} nor {SUMMARY} in this directory")
-        tests = json.loads(summary.read_text(encoding="utf-8")).get("tests")
+        tests = read_summary(summary).get("tests")
         if not isinstance(tests, dict):
             raise UsageError(f"{summary}: no 'tests' table (written by an older version?)")
         return {str(k): str(v) for k, v in tests.items()}

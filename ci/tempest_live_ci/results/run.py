@@ -94,20 +94,48 @@ def load_run(source: Path, *, interrupted: bool = False) -> Run:
     return merge_reruns(read_stream(path), reruns, interrupted=interrupted)
 
 
+def read_summary(path: Path) -> dict[str, Any]:
+    """A summary.json as a dict; {} when there is none."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UsageError(f"{path}: not JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: not a JSON object")
+    return data
+
+
+def stored_summary(source: Path) -> dict[str, Any]:
+    """The earlier summary.json of a run directory ({} for a bare stream)."""
+    return read_summary(source / SUMMARY) if source.is_dir() else {}
+
+
 def stored_metadata(source: Path) -> dict[str, object]:
     """The metadata of an earlier summary.json in a run directory, to keep it on regeneration."""
-    path = source / SUMMARY
-    if source.is_dir() and path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise UsageError(f"{path}: not JSON: {e}") from e
-        metadata = data.get("metadata", {})
-        if isinstance(metadata, dict):
-            if data.get("incomplete", {}).get("interrupted"):
-                metadata = {**metadata, "interrupted": True}
-            return metadata
-    return {}
+    data = stored_summary(source)
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict):
+        return {}
+    incomplete = data.get("incomplete")
+    if isinstance(incomplete, dict) and incomplete.get("interrupted"):
+        metadata = {**metadata, "interrupted": True}
+    return metadata
+
+
+def run_fact(summary: Mapping[str, Any], key: str) -> str | None:
+    """A string fact of a run (job, run_id) from a summary.json.
+
+    The results stage keeps it in "metadata", `run` adds it at the top level:
+    either will do, metadata first.
+    """
+    metadata = summary.get("metadata")
+    for where in (metadata if isinstance(metadata, dict) else {}, summary):
+        value = where.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def print_summary(result: RunResult | Mapping[str, Any], stream: IO[str] | None = None) -> None:

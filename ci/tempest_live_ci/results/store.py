@@ -15,7 +15,7 @@ from typing import Any
 
 from tempest_live_ci import paths
 from tempest_live_ci.errors import UsageError
-from tempest_live_ci.results.run import SUMMARY
+from tempest_live_ci.results.run import SUMMARY, read_summary, run_fact
 
 INDEX = "index.json"
 LATEST = "latest"
@@ -59,9 +59,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _index_entry(run_id: str, run_dir: Path) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    if (run_dir / SUMMARY).is_file():
-        summary = json.loads((run_dir / SUMMARY).read_text(encoding="utf-8"))
+    summary = read_summary(run_dir / SUMMARY)
     return {
         "run_id": run_id,
         "date": summary.get("start") or datetime.now(UTC).isoformat(timespec="seconds"),
@@ -74,19 +72,16 @@ def _index_entry(run_id: str, run_dir: Path) -> dict[str, Any]:
 
 
 def _run_id(output_dir: Path) -> str:
-    summary = output_dir / SUMMARY
-    if summary.is_file():
-        metadata = json.loads(summary.read_text(encoding="utf-8")).get("metadata", {})
-        run_id = metadata.get("run_id") if isinstance(metadata, dict) else None
-        if isinstance(run_id, str) and _NAME.match(run_id):
-            return run_id
+    run_id = run_fact(read_summary(output_dir / SUMMARY), "run_id")
+    if run_id is not None and _NAME.match(run_id):
+        return run_id
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def store_run(job_name: str, output_dir: Path) -> Path:
     """Copy a run's output directory into the store, index it, make it `latest`.
 
-    The run id is metadata.run_id of its summary.json, else the time. Returns
+    The run id is the run_id of its summary.json (metadata, else top level), else the time. Returns
     the stored directory.
     """
     if not output_dir.is_dir():

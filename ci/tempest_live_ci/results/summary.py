@@ -141,6 +141,12 @@ def build_summary(run: Run, metadata: Mapping[str, object] | None = None) -> dic
     }
 
 
+def merge_summary(previous: Mapping[str, Any], summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A regenerated summary over an earlier summary.json: what build_summary() makes is
+    replaced, everything else is kept (what `run` adds: job, run_id, stages, image, boot, ...)."""
+    return {**previous, **summary}
+
+
 def write_summary(summary: Mapping[str, Any], path: Path) -> Path:
     path.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n",
                     encoding="utf-8")

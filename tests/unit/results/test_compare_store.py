@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import Streams
+from tempest_live_ci.config import parse_job
+from tempest_live_ci.job import RunContext, write_run_summary
 from tempest_live_ci.results import compare_runs, latest_run, process_run, store_run
 from tempest_live_ci.results.store import read_index
 
@@ -109,3 +111,53 @@ def test_cli_compare_gate_history(streams: Streams, tmp_path: Path, tlc: Any) ->
     assert [e["run_id"] for e in json.loads(history.stdout)] == ["base"]
     assert "base" in tlc_ok(tlc, "results", "history", "upload-check").stderr
     tlc_ok(tlc, "results", "history", "../etc", code=20)
+
+
+def run_as_run_writes_it(tmp_path: Path, stream: Path, job: str, run_id: str) -> Path:
+    """A run directory as `run` leaves it: the results stage's summary.json, then
+    job.write_run_summary() merging the run's own facts in at the top level."""
+    out = tmp_path / run_id
+    out.mkdir()
+    shutil.copy(stream, out / "tempest.subunit")
+    # No job or run_id in the metadata: `run` writes them at the top level.
+    process_run(out / "tempest.subunit", out, {"profile": "identity"})
+    ctx = RunContext(parse_job({"name": job}, "test", job), run_id, out, ())
+    ctx.stages.update(image=12.5, testbed=0.4, vm=20.1, total=61.0)
+    ctx.facts["image"] = {"directory": "/var/cache/img", "host_key_fingerprint": "SHA256:x"}
+    ctx.facts["boot"] = {"dhcp": 1.5, "kernel": 3.2, "ssh": 9.8}
+    write_run_summary(ctx, 4, "FAILED: some tests failed")
+    return out
+
+
+def test_show_keeps_what_run_wrote(streams: Streams, tmp_path: Path, tlc: Any) -> None:
+    out = run_as_run_writes_it(tmp_path, streams.evolving_v1, "upload-check", "r42")
+    before = json.loads((out / "summary.json").read_text())
+    assert {"job", "run_id", "stages", "image", "boot", "tool_version"} <= set(before)
+    tlc_ok(tlc, "results", "show", str(out), code=4)
+    # Same stream, same results: the rewritten summary is the same, key for key.
+    assert json.loads((out / "summary.json").read_text()) == before
+    elsewhere = tmp_path / "regenerated"
+    tlc_ok(tlc, "results", "show", str(out), "-o", str(elsewhere), code=4)
+    assert json.loads((elsewhere / "summary.json").read_text()) == before
+
+
+def test_job_and_run_id_from_the_top_level(streams: Streams, tmp_path: Path, tlc: Any,
+                                           dirs: Any) -> None:
+    base = run_as_run_writes_it(tmp_path, streams.evolving_v1, "upload-check", "r1")
+    stored = tlc_ok(tlc, "results", "store", "upload-check", str(base)).stdout.strip()
+    assert stored == str(dirs.results / "upload-check" / "r1")
+    new = run_as_run_writes_it(tmp_path, streams.evolving_v2, "upload-check", "r2")
+    # No BASE, no --job: the job `run` recorded, and its latest stored run.
+    result = tlc_ok(tlc, "results", "compare", str(new), "--gate", code=4)
+    assert f"base: {stored}" in result.stderr
+
+
+def test_summary_that_is_no_json_object(streams: Streams, tmp_path: Path, tlc: Any) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(streams.passing, out / "tempest.subunit")
+    (out / "summary.json").write_text("[]\n")
+    result = tlc_ok(tlc, "results", "show", str(out), code=20)
+    assert "summary.json: not a JSON object" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert tlc_ok(tlc, "results", "store", "j", str(out), code=20).stderr == result.stderr
