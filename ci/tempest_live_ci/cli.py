@@ -32,6 +32,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Test OpenStack packages: boot a Debian Live guest, install OpenStack in RAM, run tempest."""
     setup_logging(debug)
     ctx.obj = {"debug": debug}
+    # main() reads it after the command: the option as click parsed it, not
+    # any "--debug" in argv (`vm ssh -- --debug` passes one to the guest).
+    _session["debug"] = debug
+
+
+_session: dict[str, bool] = {"debug": False}
 
 
 def _register() -> None:
@@ -49,10 +55,19 @@ def _register() -> None:
 _register()
 
 
+def _describe(error: BaseException) -> str:
+    """One line: the exception's type (with its module, unless a builtin) and message."""
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else \
+        f"{kind.__module__}.{kind.__qualname__}"
+    message = " ".join(str(error).split())
+    return f"{name}: {message}" if message else name
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupt)
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    _session["debug"] = False
     try:
         code = cli.main(args=argv, prog_name="tempest-live-ci", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -65,11 +80,22 @@ def main(argv: list[str] | None = None) -> NoReturn:
         e.show()
         code = ExitCode.USAGE
     except TLCError as e:
-        log.error("%s", e.message, exc_info=debug)
+        log.error("%s", e.message, exc_info=_session["debug"])
         if e.hint:
             log.info("hint: %s", e.hint)
         code = e.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
         code = ExitCode.INTERRUPTED
+    except Exception as e:
+        # Anything else (paramiko, libvirt, an OSError, a bug) is a failure of
+        # the testbed or of this tool: 16 like any testbed failure, so that the
+        # exit code agrees with what `run` wrote in summary.json. One line
+        # here; the traceback at debug level (on stderr with --debug, and
+        # always in a run's run.log).
+        log.error("unexpected error: %s", _describe(e))
+        log.debug("traceback of the unexpected error:", exc_info=True)
+        if not _session["debug"]:
+            log.info("hint: --debug (before the command) shows the traceback")
+        code = ExitCode.TESTBED
     sys.exit(int(code or 0))

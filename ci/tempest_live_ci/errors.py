@@ -2,6 +2,8 @@
 
 The codes are those autopkgtest uses, so that a CI system that already knows
 autopkgtest knows when a retry makes sense (16) and when it does not.
+An exception that is no TLCError (paramiko, libvirt, OSError, a bug) also
+exits 16: cli.main() reports it in one line, its traceback at debug level.
 """
 
 from __future__ import annotations
