@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import stat
+import struct
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
 
 BUSYBOX = Path("/bin/busybox")
+BUSYBOX_HINT = "apt-get install busybox-static (it replaces the dynamically linked busybox)"
+
+_PT_INTERP = 3  # ELF program header type: the path of the dynamic loader
 
 
 @dataclass(frozen=True)
@@ -50,14 +54,69 @@ def newc_archive(entries: Iterable[CpioEntry]) -> bytes:
     return bytes(out)
 
 
+def elf_interpreter(data: bytes) -> str | None:
+    """The dynamic loader an ELF executable asks for (its PT_INTERP), None if it is static.
+
+    Raises ValueError for what is no ELF file.
+    """
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+        raise ValueError("not an ELF file")
+    is64 = data[4] == 2
+    order = "<" if data[5] == 1 else ">"
+    if is64:
+        phoff, = struct.unpack_from(order + "Q", data, 0x20)
+        phentsize, phnum = struct.unpack_from(order + "HH", data, 0x36)
+    else:
+        phoff, = struct.unpack_from(order + "I", data, 0x1C)
+        phentsize, phnum = struct.unpack_from(order + "HH", data, 0x2A)
+    for i in range(phnum):
+        entry = phoff + i * phentsize
+        if entry + (56 if is64 else 32) > len(data):
+            raise ValueError("truncated ELF program headers")
+        p_type, = struct.unpack_from(order + "I", data, entry)
+        if p_type != _PT_INTERP:
+            continue
+        if is64:
+            offset, = struct.unpack_from(order + "Q", data, entry + 0x08)
+            size, = struct.unpack_from(order + "Q", data, entry + 0x20)
+        else:
+            offset, = struct.unpack_from(order + "I", data, entry + 0x04)
+            size, = struct.unpack_from(order + "I", data, entry + 0x10)
+        return data[offset:offset + size].split(b"\0", 1)[0].decode(errors="replace")
+    return None
+
+
+def static_busybox(busybox: Path = BUSYBOX) -> bytes:
+    """The content of a statically linked busybox: the only kind that runs as an initramfs's
+    /init with no libraries beside it. A TestbedError naming busybox-static otherwise."""
+    try:
+        data = busybox.read_bytes()
+    except FileNotFoundError:
+        raise TestbedError(f"{busybox} not found: the KVM probe needs busybox-static",
+                           hint=BUSYBOX_HINT) from None
+    except OSError as e:
+        raise TestbedError(f"{busybox}: {e.strerror}: the KVM probe needs busybox-static",
+                           hint=BUSYBOX_HINT) from None
+    try:
+        interpreter = elf_interpreter(data)
+    except ValueError as e:
+        raise TestbedError(f"{busybox}: {e}: the KVM probe needs busybox-static",
+                           hint=BUSYBOX_HINT) from None
+    if interpreter is not None:
+        raise TestbedError(
+            f"{busybox} is dynamically linked (loader {interpreter}), it cannot run in an "
+            "initramfs: the KVM probe needs busybox-static", hint=BUSYBOX_HINT)
+    return data
+
+
 def busybox_initramfs(path: Path, init_script: str, *, busybox: Path = BUSYBOX) -> Path:
     """Write an initramfs whose /init sets up /proc, /sys, /dev and runs `init_script` (sh).
 
     The console device nodes are in the archive itself: the kernel opens
-    /dev/console for init before anything could mount devtmpfs.
+    /dev/console for init before anything could mount devtmpfs. `busybox` must
+    be statically linked (busybox-static): nothing else is in the archive.
     """
-    if not busybox.exists():
-        raise TestbedError(f"{busybox} not found", hint="apt-get install busybox-static")
+    busybox_data = static_busybox(busybox)
     init = (
         "#!/bin/busybox sh\n"
         "/bin/busybox --install -s /bin\n"
@@ -78,7 +137,7 @@ def busybox_initramfs(path: Path, init_script: str, *, busybox: Path = BUSYBOX) 
         CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
         CpioEntry("dev/ttyS0", stat.S_IFCHR | 0o600, rdev=(4, 64)),
         CpioEntry("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3)),
-        CpioEntry("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes()),
+        CpioEntry("bin/busybox", stat.S_IFREG | 0o755, busybox_data),
         CpioEntry("init", stat.S_IFREG | 0o755, init.encode()),
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
