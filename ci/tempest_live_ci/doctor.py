@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from tempest_live_ci import paths, proc
-from tempest_live_ci.errors import ExitCode
+from tempest_live_ci.errors import ExitCode, TLCError
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -59,10 +59,44 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
-def run_checks(kernel: Path | None = None) -> list[Check]:
+def kvm_check(kernel: Path | None = None, *, recheck: bool = False,
+              busybox: Path | None = None) -> Check:
+    """Whether guests get KVM: ok, warn (TCG), or FAIL when the probe cannot even be made."""
+    from tempest_live_ci.testbed.kvm import detect_accelerator
+    from tempest_live_ci.vm import tinyguest
+
+    if not proc.which("qemu-system-x86_64"):
+        return Check("kvm", FAIL, "qemu-system-x86_64 is missing")
+    try:
+        accel = detect_accelerator(kernel, recheck=recheck,
+                                   busybox=busybox or tinyguest.BUSYBOX)
+    except TLCError as e:
+        return Check("kvm", FAIL, f"cannot probe KVM: {e.message}"
+                     + (f" ({e.hint})" if e.hint else ""))
+    if accel.usable:
+        return Check("kvm", OK, f"usable: {accel.reason}")
+    return Check("kvm", WARN, f"guests run under TCG (slow): {accel.reason}")
+
+
+def busybox_check(busybox: Path | None = None) -> Check:
+    """The static busybox the KVM probe puts in its initramfs (checked even if a verdict is cached)."""
+    from tempest_live_ci.testbed.kvm import DEV_KVM
+    from tempest_live_ci.vm import tinyguest
+
+    path = busybox or tinyguest.BUSYBOX
+    try:
+        tinyguest.static_busybox(path)
+    except TLCError as e:
+        # Without /dev/kvm there is nothing to probe: guests run under TCG anyway.
+        return Check("busybox", FAIL if DEV_KVM.exists() else WARN,
+                     f"{e.message} ({e.hint})" if e.hint else e.message)
+    return Check("busybox", OK, f"{path} is statically linked")
+
+
+def run_checks(kernel: Path | None = None, *, recheck_kvm: bool = False) -> list[Check]:
     from tempest_live_ci.testbed import links
     from tempest_live_ci.testbed.dnsmasq import IPXE_DIR, TFTP_FILES
-    from tempest_live_ci.testbed.kvm import detect_accelerator, nested_kvm_status
+    from tempest_live_ci.testbed.kvm import nested_kvm_status
 
     checks: list[Check] = []
     root = os.geteuid() == 0
@@ -88,13 +122,8 @@ def run_checks(kernel: Path | None = None) -> list[Check]:
         dummy = links.kernel_has_dummy()
         checks.append(Check("dummy NIC", OK, "the kernel has dummy devices" if dummy else
                             "no dummy device in this kernel: a veth pair stands in"))
-    accel = detect_accelerator(kernel) if proc.which("qemu-system-x86_64") else None
-    if accel is None:
-        checks.append(Check("kvm", FAIL, "qemu-system-x86_64 is missing"))
-    elif accel.usable:
-        checks.append(Check("kvm", OK, f"usable: {accel.reason}"))
-    else:
-        checks.append(Check("kvm", WARN, f"guests run under TCG (slow): {accel.reason}"))
+    checks.append(busybox_check())
+    checks.append(kvm_check(kernel, recheck=recheck_kvm))
     checks.append(Check("nested kvm", OK, nested_kvm_status()))
     memory = _meminfo()
     available = memory.get("MemAvailable", 0) / 2**30
@@ -116,10 +145,12 @@ def doctor_exit_code(checks: list[Check]) -> ExitCode:
 @click.command()
 @click.option("--kernel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Kernel to try KVM with (default: the host's, or one the tool caches).")
+@click.option("--recheck-kvm", is_flag=True,
+              help="Probe KVM again, ignoring (and replacing) the cached verdict.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, on stdout.")
-def doctor(kernel: Path | None, as_json: bool) -> int:
+def doctor(kernel: Path | None, recheck_kvm: bool, as_json: bool) -> int:
     """Check that this host can run jobs (exit 0: it can; TCG counts, with a warning)."""
-    checks = run_checks(kernel)
+    checks = run_checks(kernel, recheck_kvm=recheck_kvm)
     code = doctor_exit_code(checks)
     if as_json:
         click.echo(json.dumps({"checks": [asdict(c) for c in checks], "exit_code": int(code)},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs_root
+from tempest_live_ci.doctor import FAIL, OK, busybox_check, kvm_check
+from tests.conftest import Dirs, needs_root
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -40,3 +42,45 @@ def test_doctor_reports_this_machine(tlc: Tlc) -> None:
     lines = human.stderr.strip().splitlines()
     assert lines[-1] == "a run is possible"
     assert len(lines) == len(checks) + 1
+
+
+needs_kvm_device = pytest.mark.skipif(not Path("/dev/kvm").exists(), reason="no /dev/kvm")
+
+
+def _checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, str]]:
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+@needs_root
+@needs_kvm_device
+def test_doctor_recheck_kvm_replaces_the_cached_verdict(tlc: Tlc, dirs: Dirs,
+                                                        tmp_path: Path) -> None:
+    # A file qemu refuses as a kernel: every real probe fails at once, no guest boots.
+    junk = tmp_path / "vmlinuz"
+    junk.write_bytes(b"\0" * 4096)
+    first = _checks(tlc("doctor", "--json", "--kernel", str(junk)))["kvm"]
+    assert first["status"] == "warn" and "qemu -accel kvm -cpu host failed" in first["detail"]
+    [cached] = (dirs.cache / "kvm-probe").glob("*.json")
+    cached.write_text(json.dumps({"kind": "kvm", "reason": "from the cache", "usable": True}))
+    second = _checks(tlc("doctor", "--json", "--kernel", str(junk)))["kvm"]
+    assert second == {"name": "kvm", "status": "ok", "detail": "usable: from the cache"}
+    third = _checks(tlc("doctor", "--json", "--kernel", str(junk), "--recheck-kvm"))["kvm"]
+    assert third == first
+    assert json.loads(cached.read_text())["usable"] is False
+
+
+@needs_root
+@needs_kvm_device
+def test_kvm_check_without_a_static_busybox_is_a_failed_check(dirs: Dirs,
+                                                               tmp_path: Path) -> None:
+    junk = tmp_path / "vmlinuz"
+    junk.write_bytes(b"\0" * 4096)
+    dynamic = Path(sys.executable).resolve()  # a dynamically linked program, like busybox
+    check = kvm_check(junk, busybox=dynamic)
+    assert check.status == FAIL
+    assert check.detail.startswith(f"cannot probe KVM: {dynamic} is dynamically linked")
+    assert "apt-get install busybox-static" in check.detail
+    assert busybox_check(dynamic).status == FAIL
+    assert busybox_check(tmp_path / "missing").status == FAIL
+    ok = busybox_check()  # this host has busybox-static (tools/deps/host.list)
+    assert ok.status == OK and ok.detail == "/bin/busybox is statically linked"

@@ -3,8 +3,15 @@
 A /dev/kvm can exist and still not run a stock kernel: nested or PVM-style
 hypervisors reject MSRs (`-cpu host`) or hang early in boot. So the probe
 boots a stock kernel with a busybox initramfs that prints a marker and powers
-off; the verdict is cached per (kernel, qemu, /dev/kvm, host boot) so only
-the first call pays for it.
+off. The verdict is cached per (kernel, qemu, /dev/kvm, host boot):
+
+- "usable" until the host reboots (or qemu, the kernel or /dev/kvm change);
+- "unusable" because qemu failed or the kernel stopped for NEGATIVE_TTL only:
+  a host is not stuck on TCG (about ten times slower) until its next reboot;
+- a probe that timed out is not cached at all: on a loaded host the kernel may
+  just have been slow, the next call tries again.
+
+`doctor --recheck-kvm` ignores the cache and probes again.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from tempest_live_ci.vm import tinyguest
 DEV_KVM = Path("/dev/kvm")
 MARKER = "TEMPEST-LIVE-CI-KVM-PROBE-OK"
 QEMU = "qemu-system-x86_64"
+# How long a negative verdict (qemu failed, the kernel stopped) is trusted.
+NEGATIVE_TTL = 600.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,38 @@ def _cache_file(kernel: Path) -> Path:
     return paths.cache_dir() / "kvm-probe" / name
 
 
-def detect_accelerator(kernel: Path | None = None, timeout: float = 20) -> Accelerator:
-    """KVM if a stock kernel really boots under it, else TCG, with the reason on one line."""
+def _cached(cache: Path) -> Accelerator | None:
+    """The verdict in a cache file if it still holds: usable for the boot, unusable for a while."""
+    try:
+        data = json.loads(cache.read_text())
+        verdict = Accelerator(str(data["kind"]), str(data["reason"]), bool(data["usable"]))
+        checked = float(data.get("checked", 0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if verdict.usable:
+        return verdict
+    # Files without a time were written by versions that cached "unusable" for good.
+    age = time.time() - checked
+    if 0 <= age < NEGATIVE_TTL:
+        return verdict
+    log.debug("KVM verdict in %s is %.0fs old: probing again", cache, age)
+    return None
+
+
+def _store(cache: Path, verdict: Accelerator) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**asdict(verdict), "checked": time.time()}))
+    tmp.replace(cache)
+
+
+def detect_accelerator(kernel: Path | None = None, timeout: float = 20, *,
+                       recheck: bool = False, busybox: Path = tinyguest.BUSYBOX) -> Accelerator:
+    """KVM if a stock kernel really boots under it, else TCG, with the reason on one line.
+
+    recheck=True ignores a cached verdict. A TLCError (TestbedError) when the
+    probe cannot be made at all (no static busybox): that is no verdict on KVM.
+    """
     if not DEV_KVM.exists():
         return Accelerator("tcg", "/dev/kvm does not exist", False)
     if not os.access(DEV_KVM, os.R_OK | os.W_OK):
@@ -96,24 +135,25 @@ def detect_accelerator(kernel: Path | None = None, timeout: float = 20) -> Accel
     if kernel is None:
         return Accelerator("tcg", "/dev/kvm present but no kernel to try it with", False)
     cache = _cache_file(kernel)
-    try:
-        cached = json.loads(cache.read_text())
-        return Accelerator(cached["kind"], cached["reason"], cached["usable"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    accelerator = _probe(kernel, timeout)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(cache.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(accelerator)))
-    tmp.replace(cache)
+    if not recheck:
+        cached = _cached(cache)
+        if cached is not None:
+            return cached
+    accelerator, timed_out = _probe(kernel, timeout, busybox)
+    if timed_out:
+        # No verdict to keep: a loaded host may boot the kernel slowly.
+        cache.unlink(missing_ok=True)
+    else:
+        _store(cache, accelerator)
     return accelerator
 
 
-def _probe(kernel: Path, timeout: float) -> Accelerator:
+def _probe(kernel: Path, timeout: float, busybox: Path) -> tuple[Accelerator, bool]:
+    """A verdict, and whether it is only that the probe ran out of time."""
     log.debug("probing KVM with %s (timeout %.0fs)", kernel, timeout)
     with tempfile.TemporaryDirectory(prefix="tlc-kvm-probe-") as tmp:
         initrd = tinyguest.busybox_initramfs(
-            Path(tmp) / "initrd.img", f"echo {MARKER} > /dev/console"
+            Path(tmp) / "initrd.img", f"echo {MARKER} > /dev/console", busybox=busybox
         )
         console = Path(tmp) / "console.log"
         argv: list[str | os.PathLike[str]] = [
@@ -133,7 +173,7 @@ def _probe(kernel: Path, timeout: float) -> Accelerator:
                     elapsed = time.monotonic() - start
                     return Accelerator(
                         "kvm", f"KVM usable: a stock kernel booted under it in {elapsed:.1f}s", True
-                    )
+                    ), False
                 if qemu.poll() is not None:
                     exited = True
                     break
@@ -141,20 +181,28 @@ def _probe(kernel: Path, timeout: float) -> Accelerator:
             err.flush()
             err.seek(0)
             error = err.read().decode(errors="replace").strip().splitlines()
+        # The marker may have come with the exit.
+        if MARKER in _read(console):
+            return Accelerator("kvm", "KVM usable: a stock kernel booted under it", True), False
+        last = [line for line in _read(console).splitlines() if line.strip()]
+        where = f' (last console line: "{last[-1].strip()[:80]}")' if last else ""
         if exited and error and qemu.returncode != 0:
             detail = error[-1].removeprefix(f"{QEMU}: ")
             return Accelerator(
                 "tcg", f"/dev/kvm present but unusable: qemu -accel kvm -cpu host failed: {detail}",
                 False,
-            )
-        last = [line for line in _read(console).splitlines() if line.strip()]
-        where = f' (last console line: "{last[-1].strip()[:80]}")' if last else ""
+            ), False
+        if exited:
+            return Accelerator(
+                "tcg", f"/dev/kvm present but unusable: a stock kernel stopped under KVM "
+                f"before /init ran{where}; {nested_kvm_status()}", False,
+            ), False
         return Accelerator(
             "tcg",
             f"/dev/kvm present but unusable: a stock kernel did not boot under KVM in "
             f"{timeout:.0f}s{where}; {nested_kvm_status()}",
             False,
-        )
+        ), True
 
 
 def _read(path: Path) -> str:
