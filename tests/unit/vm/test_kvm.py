@@ -42,10 +42,14 @@ def test_verdict_on_a_stock_kernel_is_cached(dirs: Dirs) -> None:
     else:
         assert first.kind == "tcg" and "unusable" in first.reason
     cached = list((dirs.cache / "kvm-probe").glob("*.json"))
-    assert len(cached) == 1
-    assert json.loads(cached[0].read_text())["kind"] == first.kind
+    if "did not boot under KVM in" in first.reason:
+        # A timeout is no verdict to keep (a loaded host may just be slow).
+        assert cached == []
+    else:
+        assert len(cached) == 1
+        assert json.loads(cached[0].read_text())["kind"] == first.kind
     # The cached verdict is what the second call returns, even if the file says otherwise.
-    cached[0].write_text(json.dumps({"kind": "tcg", "reason": "from the cache", "usable": False}))
+    _verdict_file(kernel, usable=False, age=0)
     assert kvm.detect_accelerator(kernel).reason == "from the cache"
 
 
