@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from tempest_live_ci import paths
+from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError
 
-from tempest_live_ci.deploy.profiles import PROFILES
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MEMORY = re.compile(r"^(\d+)\s*([MG])(i?B)?$", re.IGNORECASE)
 

@@ -37,7 +37,6 @@ from tempest_live_ci.log import add_file_log, format_duration, log, step
 from tempest_live_ci.testbed.config import new_run_id
 
 
-
 @dataclass
 class RunContext:
     job: Job
@@ -218,7 +217,8 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
                 keep_on_failure=ctx.keep_on_failure, debug=ctx.debug))
             ctx.facts["boot"] = dict(vm.timings)
             ctx.facts["accelerator"] = "kvm" if vm.accelerator.usable else "tcg"
-        return _guest_stages(ctx, stack, vm, testbed)
+        outcome = _guest_stages(ctx, stack, vm, testbed)
+    return outcome
 
 
 def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,

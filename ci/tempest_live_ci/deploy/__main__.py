@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         STEPS[name](util.params(), *extra)
     except util.StepError as e:
         status, error = "failed", str(e)
-    except Exception as e:  # noqa: BLE001 - every failure is reported the same way
+    except Exception as e:
         traceback.print_exc()
         status, error = "failed", f"{type(e).__name__}: {e}"
     result: dict[str, Any] = {

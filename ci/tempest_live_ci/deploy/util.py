@@ -93,12 +93,16 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, check: boo
 
 
 def ini_set(path: str | Path, values: Mapping[str, str | int | bool]) -> None:
-    """Set "section.key" values in an ini file, in place, comments kept (crudini)."""
+    """Set "section.key" values in an ini file in place, comments kept: one `crudini --merge`."""
+    sections: dict[str, list[str]] = {}
     for dotted, value in values.items():
         section, _, key = dotted.partition(".")
         if isinstance(value, bool):
             value = "true" if value else "false"
-        run(["crudini", "--set", str(path), section or "DEFAULT", key, str(value)])
+        sections.setdefault(section or "DEFAULT", []).append(f"{key} = {value}")
+    snippet = "".join(f"[{section}]\n" + "".join(f"{line}\n" for line in lines)
+                      for section, lines in sections.items())
+    run(["crudini", "--merge", str(path)], input=snippet)
 
 
 def wait_for_url(url: str, timeout: float, *, what: str) -> float:

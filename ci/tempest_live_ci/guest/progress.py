@@ -84,7 +84,7 @@ class SubunitSink(io.RawIOBase):
             try:
                 subunit.ByteStreamToStreamResult(stream, non_subunit_name="stdout").run(
                     self.counter)
-            except Exception as e:  # noqa: BLE001 - progress is best effort; the file is the record
+            except Exception as e:
                 log.debug("live subunit parser stopped: %s", e)
             # Keep draining so that writers never block on a full pipe.
             while stream.read(65536):

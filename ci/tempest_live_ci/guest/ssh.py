@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Protocol, TypeVar
 
 import paramiko  # type: ignore[import]
 
@@ -33,6 +33,12 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log
 
 T = TypeVar("T")
+
+
+class Sink(Protocol):
+    """Where a command's output goes as it comes: a file, a buffer, a line logger."""
+
+    def write(self, data: bytes, /) -> object: ...
 RSA_NAMES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 
 
@@ -214,7 +220,7 @@ class GuestSSH:
             return operation()
 
     def run(self, command: str | Sequence[str], timeout: float, *,
-            stdout: Sequence[IO[bytes]] = (), stderr: Sequence[IO[bytes]] = (),
+            stdout: Sequence[Sink] = (), stderr: Sequence[Sink] = (),
             stdin: bytes | None = None,
             while_waiting: Callable[[], None] | None = None) -> int:
         """Run a command in the guest; returns its exit status.
@@ -304,11 +310,11 @@ class GuestSSH:
             raise TestbedError(f"SSH: no file {remote} in the guest") from e
 
 
-def _tee(data: bytes, streams: Sequence[IO[Any]]) -> None:
+def _tee(data: bytes, streams: Sequence[Sink]) -> None:
     for stream in streams:
         stream.write(data)
         with contextlib.suppress(AttributeError, ValueError):
-            stream.flush()
+            stream.flush()  # type: ignore[attr-defined]
 
 
 def known_hosts_line(address: str, host_key: str, port: int = 22) -> str:

@@ -213,4 +213,4 @@ def extract_logs(archive: Path, destination: Path) -> None:
             if member.isfile() or member.isdir():
                 member.mode = 0o644 if member.isfile() else 0o755
                 members.append(member)
-        tar.extractall(destination, members=members)  # noqa: S202 - members checked above
+        tar.extractall(destination, members=members)

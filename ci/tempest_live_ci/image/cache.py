@@ -61,8 +61,13 @@ def live_build_version() -> str:
     return "unknown"
 
 
-def image_inputs(options: ImageOptions) -> dict[str, Any]:
-    """Everything that decides the image's content, as JSON-able data."""
+def image_inputs(options: ImageOptions,
+                 archive: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything that decides the image's content, as JSON-able data.
+
+    archive: the versions the archive offers today for a preinstalled
+    profile's packages and what they pull in (image/archive.py).
+    """
     files = {}
     for name, path in live_build_files():
         mode = "x" if path.stat().st_mode & 0o111 else "-"
@@ -70,7 +75,7 @@ def image_inputs(options: ImageOptions) -> dict[str, Any]:
     public_key = None
     if options.ssh_public_key is not None:
         public_key = " ".join(options.ssh_public_key.read_text().split()[:2])
-    return {
+    inputs = {
         "format": FORMAT,
         "tool_version": __version__,
         "live_build_version": live_build_version(),
@@ -85,6 +90,13 @@ def image_inputs(options: ImageOptions) -> dict[str, Any]:
         "kernel_cmdline": KERNEL_CMDLINE,
         "files": files,
     }
+    if options.profile is not None:
+        from tempest_live_ci.deploy.profiles import held_services
+
+        inputs["held_services"] = list(held_services())
+    if archive is not None:
+        inputs["archive"] = archive
+    return inputs
 
 
 def inputs_hash(inputs: dict[str, Any]) -> str:

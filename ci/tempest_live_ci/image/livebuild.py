@@ -28,6 +28,7 @@ from tempest_live_ci import __version__, paths, proc, render
 from tempest_live_ci.deploy.profiles import held_services
 from tempest_live_ci.digest import sha256_file
 from tempest_live_ci.errors import TestbedError, TLCError
+from tempest_live_ci.image.archive import archive_versions
 from tempest_live_ci.image.cache import (
     ARTIFACTS,
     KERNEL_CMDLINE,
@@ -68,22 +69,37 @@ def build_image(options: ImageOptions) -> Image:
     TestbedError when live-build fails (its log is kept in the store).
     """
     validate(options)
-    inputs = image_inputs(options)
-    digest = inputs_hash(inputs)
-    store = options.store
-    final = store / digest
-    if not options.rebuild and is_complete(final):
-        log.info("image %s is up to date: %s", digest, final)
-        return load_image(final)
-    proc.require("lb", "debootstrap", "mksquashfs", "ssh-keygen")
-    store.mkdir(parents=True, exist_ok=True)
-    with _build_lock(store, digest):
-        # Someone else may have built it while we waited for the lock.
+    with contextlib.ExitStack() as stack:
+        mirrors = None
+        archive = None
+        if options.profile is not None:
+            mirrors = stack.enter_context(_mirrors(options))
+            with step(f"Looking up what {options.suite} offers for profile {options.profile}"):
+                archive = archive_versions(
+                    options.suite, mirrors.build, options.all_packages,
+                    security_mirror=mirrors.build_security if options.security else None,
+                    proxy=mirrors.http_proxy)
+                log.info("%d packages; %s", len(archive), ", ".join(
+                    f"{name} {archive[name]}" for name in options.all_packages if name in archive))
+        inputs = image_inputs(options, archive)
+        digest = inputs_hash(inputs)
+        store = options.store
+        final = store / digest
         if not options.rebuild and is_complete(final):
-            log.info("image %s was built meanwhile: %s", digest, final)
+            log.info("image %s is up to date: %s", digest, final)
             return load_image(final)
-        with step(f"Building image {digest} ({options.suite}, {options.compression})"):
-            return _build(options, inputs, digest, final)
+        proc.require("lb", "debootstrap", "mksquashfs", "ssh-keygen")
+        store.mkdir(parents=True, exist_ok=True)
+        with _build_lock(store, digest):
+            # Someone else may have built it while we waited for the lock.
+            if not options.rebuild and is_complete(final):
+                log.info("image %s was built meanwhile: %s", digest, final)
+                return load_image(final)
+            if mirrors is None:
+                mirrors = stack.enter_context(_mirrors(options))
+            with step(f"Building image {digest} ({options.suite}, {options.compression})"):
+                image = _build(options, inputs, digest, final, mirrors)
+    return image
 
 
 @contextlib.contextmanager
@@ -96,7 +112,8 @@ def _build_lock(store: Path, digest: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Path) -> Image:
+def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Path,
+           mirrors: Mirrors) -> Image:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f".build-{digest}-", dir=options.store))
     image_dir = work / "image"
@@ -104,12 +121,10 @@ def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Pa
     image_dir.mkdir()
     build_log = image_dir / "build.log"
     try:
-        with contextlib.ExitStack() as stack:
-            mirrors = stack.enter_context(_mirrors(options))
-            prepare_config(lb_dir, options, mirrors)
-            ssh = make_ssh_keys(options, lb_dir, image_dir, final)
-            bootstrap = _restore_bootstrap_cache(options, lb_dir)
-            run_live_build(lb_dir, build_log, mirrors)
+        prepare_config(lb_dir, options, mirrors)
+        ssh = make_ssh_keys(options, lb_dir, image_dir, final)
+        bootstrap = _restore_bootstrap_cache(options, lb_dir)
+        run_live_build(lb_dir, build_log, mirrors)
         _collect_artifacts(lb_dir, image_dir, build_log)
         if bootstrap is not None:
             _save_bootstrap_cache(lb_dir, bootstrap)

@@ -1,0 +1,167 @@
+"""End to end: `tempest-live-ci run` as the quick start runs it, under TCG here.
+
+Real image (the identity profile preinstalled), real isolated testbed, real
+network boot, real keystone and tempest in the guest, the subunit stream
+home as it is produced. Each test is one whole run (minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tempest_live_ci.image import Image
+from tempest_live_ci.results.stream import read_stream
+from tests.conftest import TOP, Dirs, needs_root
+
+pytestmark = [needs_root, pytest.mark.slow]
+
+
+def run_env(dirs: Dirs, image: Image) -> dict[str, str]:
+    # The session's image store: the run finds the image the fixture built.
+    return {**os.environ, **dirs.env(),
+            "TEMPEST_LIVE_CI_CACHE_DIR": str(image.directory.parent.parent)}
+
+
+def tlc_run(dirs: Dirs, image: Image, *args: str,
+            timeout: float = 2400) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=run_env(dirs, image))
+
+
+def test_default_job_ends_in_passed_identity_tests(dirs: Dirs, no_leaks: None,
+                                                   live_image: Image) -> None:
+    out = dirs.top / "out"
+    result = tlc_run(dirs, live_image, "--output", str(out))
+    assert result.returncode == 0, result.stderr[-5000:]
+    for title in ("Preparing the image", "Setting up the testbed", "Booting the guest",
+                  "Installing OpenStack (profile identity)", "Configuring OpenStack",
+                  "Running tempest"):
+        assert f"{title}…" in result.stderr
+    # The live progress while tempest ran.
+    assert re.search(r"tempest: \d+ tests done: \d+ passed, 0 failed", result.stderr)
+
+    stream = read_stream(out / "tempest.subunit")
+    passed = [r.id for r in stream.records if r.status == "success"]
+    assert passed and all(t.startswith("tempest.api.identity.v3.") for t in passed), passed
+    assert any(".test_tokens." in t for t in passed)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 0 and summary["counts"]["success"] == len(passed)
+    assert summary["counts"]["failure"] == 0
+    # Every stage and every in-guest step timed; the versions of the profile's packages.
+    assert {"image", "testbed", "vm", "prepare", "install", "configure", "tempest",
+            "results", "logs", "total"} <= set(summary["stages"])
+    steps = summary["metadata"]["steps"]
+    assert {"prepare", "install", "configure", "tempest-conf", "tempest"} <= set(steps)
+    assert steps["configure"]["parts"]["keystone answers"] > 0
+    assert summary["metadata"]["versions"]["keystone"].startswith("2:")
+    assert summary["image"]["preinstalled_profile"] == "identity"
+
+    junit = ET.parse(out / "junit.xml").getroot()
+    suite = junit if junit.tag == "testsuite" else junit.find("testsuite")
+    assert suite is not None
+    assert int(suite.get("tests", "0")) == summary["counts"]["total"]
+    assert int(suite.get("failures", "0")) == 0
+    report = (out / "report.html").read_text()
+    assert f"{summary['counts']['success']} passed" in report or str(len(passed)) in report
+
+    # What an OpenStack engineer opens first.
+    conf = (out / "tempest.conf").read_text()
+    assert "[service_available]" in conf and re.search(r"nova\s*=\s*false", conf)
+    assert (out / "tempest.log").stat().st_size > 0
+    assert "keystone" in (out / "packages.txt").read_text()
+    logs = out / "guest-logs"
+    assert (logs / "var/log/tempest-live-ci/journal.txt").stat().st_size > 0
+    assert list((logs / "var/log/keystone").glob("*.log"))
+    for step in ("prepare", "install", "configure", "tempest-conf", "tempest"):
+        assert (logs / "steps" / f"{step}.log").is_file()
+    assert (out / "console.log").stat().st_size > 0
+
+
+def test_a_failing_setup_command_names_the_step(dirs: Dirs, no_leaks: None,
+                                                 live_image: Image, tmp_path: Path) -> None:
+    job = tmp_path / "failing.yaml"
+    job.write_text("guest:\n  setup_commands:\n    - echo preparing\n"
+                   "    - echo 'no such thing' >&2; exit 7\n")
+    out = dirs.top / "out"
+    result = tlc_run(dirs, live_image, str(job), "--output", str(out))
+    assert result.returncode == 16, result.stderr[-3000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error and "step prepare failed" in error[-1] and "exited with status 7" in error[-1]
+    assert "no such thing" in error[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 16
+    # Logs are collected in finally, also from a failed run.
+    assert (out / "guest-logs" / "var/log/tempest-live-ci/journal.txt").is_file()
+    assert not (out / "tempest.subunit").exists()
+
+
+def test_guest_killed_while_tempest_runs(dirs: Dirs, no_leaks: None, live_image: Image,
+                                         tmp_path: Path) -> None:
+    """qemu killed mid-run: exit 16, the partial stream kept and readable, nothing left."""
+    job = tmp_path / "kill.yaml"
+    # Serial, so that tests are still running when the first one has finished.
+    job.write_text("tempest:\n  regex: tempest\\.api\\.identity\\.v3\n  concurrency: 1\n")
+    out = dirs.top / "out"
+    process = subprocess.Popen(
+        [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(job),
+         "--output", str(out)], stderr=subprocess.PIPE, text=True,
+        env=run_env(dirs, live_image))
+    assert process.stderr is not None
+    lines = []
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "Running tempest…" in line:
+                break
+        # Wait until the stream has test results in it, then kill the guest's qemu.
+        stream = out / "tempest.subunit"
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if stream.exists() and read_stream(stream).records:
+                break
+            time.sleep(2)
+        qemu = _qemu_of(out)
+        os.kill(qemu, signal.SIGKILL)
+        rest, _ = process.communicate(timeout=600)
+        lines.append(rest)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(120)
+    stderr = "".join(lines)
+    assert process.returncode == 16, stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 16 and summary["complete"] is False
+    assert summary["incomplete"]["interrupted"] is True
+    partial = read_stream(out / "tempest.subunit")
+    assert any(r.status == "success" for r in partial.records)
+    assert "tests running at the time" in stderr
+    assert (out / "console.log").stat().st_size > 0
+    assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
+
+
+def _qemu_of(output_dir: Path) -> int:
+    """The pid of the qemu whose serial console writes into this run's output directory."""
+    console = str(output_dir / "console.log")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"qemu-system" in argv[0] and any(console.encode() in a for a in argv):
+            return int(entry.name)
+    raise AssertionError(f"no qemu process writing {console}")
