@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import yaml
 
-from tempest_live_ci.config import Job, job_as_dict, list_jobs, load_job, parse_job
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
+
+if TYPE_CHECKING:
+    from tempest_live_ci.config import Job
 
 DEFAULT_JOB = "smoke-trixie"
 
 
 def _load(job_file: str | None) -> Job:
+    from tempest_live_ci.config import load_job, parse_job
+
     if job_file is None:
         from tempest_live_ci import paths
 
@@ -63,6 +67,7 @@ def job() -> None:
 @click.argument("job_files", nargs=-1, required=True, metavar="JOB.yaml...")
 def validate_command(job_files: tuple[str, ...]) -> int:
     """Check job files; exit 20 at the first invalid one, naming file and key."""
+    from tempest_live_ci.config import load_job
     from tempest_live_ci.job import image_options
 
     for job_file in job_files:
@@ -75,6 +80,8 @@ def validate_command(job_files: tuple[str, ...]) -> int:
 @job.command("list")
 def list_command() -> int:
     """The jobs shipped with tempest-live-ci."""
+    from tempest_live_ci.config import list_jobs, load_job
+
     for path in list_jobs():
         loaded = load_job(path)
         click.echo(f"{loaded.name:16} {loaded.description}")
@@ -86,6 +93,10 @@ def list_command() -> int:
 @click.option("--json", "as_json", is_flag=True)
 def show_command(job_file: str | None, as_json: bool) -> int:
     """Print a job with every default filled in."""
+    import yaml
+
+    from tempest_live_ci.config import job_as_dict
+
     loaded = _load(job_file)
     data = job_as_dict(loaded)
     click.echo(json.dumps(data, indent=1) if as_json else yaml.safe_dump(data, sort_keys=False),

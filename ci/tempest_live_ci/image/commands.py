@@ -9,8 +9,6 @@ from pathlib import Path
 import click
 
 from tempest_live_ci.errors import ExitCode, UsageError
-from tempest_live_ci.image.cache import list_images, prune_images, resolve_image
-from tempest_live_ci.image.livebuild import build_image
 from tempest_live_ci.image.model import (
     APT_PROXY_AUTO,
     COMPRESSION_LEVELS,
@@ -71,6 +69,8 @@ def build(suite: str, mirror: str, apt_proxy: str, packages: tuple[str, ...],
 
 def build_command(options: ImageOptions, *, as_json: bool = False) -> int:
     """Build (or find) the image; print its directory, or its manifest with as_json."""
+    from tempest_live_ci.image.livebuild import build_image
+
     built = build_image(options)
     _print(built, as_json)
     return ExitCode.OK
@@ -93,6 +93,8 @@ def list_(output: Path | None, as_json: bool) -> int:
 
 
 def list_command(store: Path, *, as_json: bool = False) -> int:
+    from tempest_live_ci.image.cache import list_images
+
     images = list_images(store)
     if as_json:
         rows = [{"hash": i.hash, "directory": str(i.directory), "suite": i.manifest["suite"],
@@ -119,6 +121,8 @@ def show(ref: str, output: Path | None) -> int:
 
 
 def show_command(store: Path, ref: str) -> int:
+    from tempest_live_ci.image.cache import resolve_image
+
     _print(resolve_image(store, ref), as_json=True)
     return ExitCode.OK
 
@@ -129,6 +133,8 @@ def show_command(store: Path, ref: str) -> int:
 @_output_option
 def prune(keep: int, output: Path | None) -> int:
     """Remove old images and the logs of failed builds."""
+    from tempest_live_ci.image.cache import prune_images
+
     if keep < 0:
         raise UsageError(f"--keep {keep}: must be 0 or more")
     prune_images(output or images_dir(), keep)

@@ -1,12 +1,35 @@
 """The results stage: subunit → summary.json, junit.xml, report.html; re-runs; compare; store.
 
 The orchestrator calls process_run() (and print_summary(), store_run()).
+
+The names below are imported on first use (PEP 562): importing a submodule
+(results.commands for the command line) does not load subunit, testtools and
+jinja2 with them.
 """
 
-from tempest_live_ci.results.compare import Comparison, compare_runs
-from tempest_live_ci.results.flaky import rerun_failures, write_load_list
-from tempest_live_ci.results.run import RunResult, load_run, print_summary, process_run
-from tempest_live_ci.results.store import latest_run, store_run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tempest_live_ci.results.compare import Comparison, compare_runs
+    from tempest_live_ci.results.flaky import rerun_failures, write_load_list
+    from tempest_live_ci.results.run import RunResult, load_run, print_summary, process_run
+    from tempest_live_ci.results.store import latest_run, store_run
+
+_WHERE = {
+    "Comparison": "compare",
+    "compare_runs": "compare",
+    "rerun_failures": "flaky",
+    "write_load_list": "flaky",
+    "RunResult": "run",
+    "load_run": "run",
+    "print_summary": "run",
+    "process_run": "run",
+    "latest_run": "store",
+    "store_run": "store",
+}
 
 __all__ = [
     "Comparison",
@@ -20,3 +43,12 @@ __all__ = [
     "store_run",
     "write_load_list",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

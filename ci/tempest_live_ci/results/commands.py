@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from tempest_live_ci.results import actions
+# The actions (subunit, testtools, jinja2) are imported by each command when
+# it runs: `--help` and shell completion only need the options.
 
 _SOURCE = click.Path(exists=True, path_type=Path)
 
@@ -23,6 +24,8 @@ def results() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
 def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
     """Summarize a run; exit with the run's code (0 passed, 4 failed, 8 no tests, 16 incomplete)."""
+    from tempest_live_ci.results import actions
+
     return actions.show(source, output_dir=output_dir, as_json=as_json)
 
 
@@ -31,6 +34,8 @@ def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
 @click.option("-o", "--output", help="File to write, '-' for stdout (default: DIR/junit.xml).")
 def junit(source: Path, output: str | None) -> int:
     """Write a JUnit XML report (GitLab, Jenkins)."""
+    from tempest_live_ci.results import actions
+
     return actions.junit(source, output=output)
 
 
@@ -39,6 +44,8 @@ def junit(source: Path, output: str | None) -> int:
 @click.option("-o", "--output", help="File to write, '-' for stdout (default: DIR/report.html).")
 def html(source: Path, output: str | None) -> int:
     """Write a self-contained HTML report."""
+    from tempest_live_ci.results import actions
+
     return actions.html(source, output=output)
 
 
@@ -49,6 +56,8 @@ def html(source: Path, output: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: bool) -> int:
     """Compare two runs (directories or streams): new failures, fixed, still failing, ..."""
+    from tempest_live_ci.results import actions
+
     return actions.compare(sources, job=job, gate=gate, as_json=as_json)
 
 
@@ -57,6 +66,8 @@ def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: boo
 @click.option("--json", "as_json", is_flag=True, help="Print the index as JSON on stdout.")
 def history(job: str, as_json: bool) -> int:
     """List the stored runs of JOB."""
+    from tempest_live_ci.results import actions
+
     return actions.history(job, as_json=as_json)
 
 
@@ -66,4 +77,6 @@ def history(job: str, as_json: bool) -> int:
                 metavar="DIR")
 def store(job: str, output_dir: Path) -> int:
     """Keep a run directory in the results store as JOB's latest run."""
+    from tempest_live_ci.results import actions
+
     return actions.store(job, output_dir)

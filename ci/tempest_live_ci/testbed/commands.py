@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.testbed import create_testbed, keep_testbed, teardown_testbed
-from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT, TestbedConfig, require_root
-from tempest_live_ci.testbed.nested import enable_nested_kvm
-from tempest_live_ci.testbed.status import list_testbeds, testbed_status
+
+if TYPE_CHECKING:
+    from tempest_live_ci.testbed.config import TestbedConfig
 
 
 @click.group()
@@ -57,6 +56,8 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
           guest_address: str | None, guest_mac: str, nat: bool, nat_interface: str | None,
           apt_proxy: bool, http_port: int, enable_nested_kvm: bool) -> int:
     """Set up a testbed and leave it running (persistent, or isolated with --netns)."""
+    from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT, TestbedConfig
+
     config = TestbedConfig(
         name=name or netns or "tempest",
         mode=ISOLATED if netns else PERSISTENT,
@@ -80,6 +81,11 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
 
 def setup_host(config: TestbedConfig, *, enable_nested: bool = False) -> int:
     """Idempotent: an existing healthy testbed with the same settings is left as it is."""
+    from tempest_live_ci.testbed import create_testbed, keep_testbed, teardown_testbed
+    from tempest_live_ci.testbed.config import require_root
+    from tempest_live_ci.testbed.nested import enable_nested_kvm
+    from tempest_live_ci.testbed.status import testbed_status
+
     require_root()
     if enable_nested:
         log.info("%s", enable_nested_kvm().message)
@@ -112,6 +118,9 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False) -> int:
 @click.option("--netns", default=None, metavar="NAME", help="The isolated testbed in NAME.")
 def teardown(name: str | None, netns: str | None) -> int:
     """Remove a testbed: everything its setup created, nothing else."""
+    from tempest_live_ci.testbed import teardown_testbed
+    from tempest_live_ci.testbed.config import require_root
+
     require_root()
     name = name or netns or "tempest"
     removed = teardown_testbed(name)
@@ -126,6 +135,8 @@ def teardown(name: str | None, netns: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, on stdout.")
 def status(name: str | None, netns: str | None, as_json: bool) -> int:
     """Show a testbed's parts and whether each is still there (exit 16 if not all)."""
+    from tempest_live_ci.testbed.status import list_testbeds, testbed_status
+
     wanted = name or netns
     names = [wanted] if wanted else list_testbeds()
     report = []

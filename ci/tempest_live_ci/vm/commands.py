@@ -6,26 +6,25 @@ import contextlib
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from tempest_live_ci import paths, proc
 from tempest_live_ci.errors import TestbedError, UsageError
-from tempest_live_ci.guest.ssh import known_hosts_line
 from tempest_live_ci.log import log, step
-from tempest_live_ci.testbed import TestbedConfig, keep_testbed, start_testbed, teardown_testbed
-from tempest_live_ci.testbed.config import new_run_id
-from tempest_live_ci.vm.boot import (
-    STATE_FILE,
-    BootFiles,
-    BootTimeouts,
-    VMState,
-    boot_vm,
-    start_vm,
-    wait_for_phase,
-)
-from tempest_live_ci.vm.domain import Keep, VMConfig, destroy_domain
-from tempest_live_ci.vm.libvirtd import open_connection, stop_private_libvirtd
+
+# libvirt and paramiko come with vm.boot, vm.domain and guest.ssh: each
+# command imports what it uses when it runs, so that `--help` and shell
+# completion stay fast.
+if TYPE_CHECKING:
+    from tempest_live_ci.testbed import TestbedConfig
+    from tempest_live_ci.vm.boot import BootFiles, BootTimeouts
+    from tempest_live_ci.vm.domain import VMConfig
+
+# vm.boot's BootTimeouts.ssh, shown in --help without importing vm.boot
+# (tests/unit/test_cli_imports.py checks that the two agree).
+SSH_TIMEOUT_DEFAULT = 900.0
 
 
 @click.group()
@@ -50,12 +49,15 @@ def vm() -> None:
 @click.option("--vcpus", type=int, default=2, show_default=True)
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where console.log and domain.xml go. [default: the run's state dir]")
-@click.option("--timeout-ssh", type=float, default=BootTimeouts.ssh, show_default=True)
+@click.option("--timeout-ssh", type=float, default=SSH_TIMEOUT_DEFAULT, show_default=True)
 @click.pass_context
 def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | None,
          initrd: Path | None, cmdline: str, boot_mode: str, nic_model: str, memory: int | None,
          vcpus: int, output: Path | None, timeout_ssh: float) -> int:
     """Boot a guest on a fresh isolated testbed, wait for SSH and leave it running."""
+    from tempest_live_ci.vm.boot import BootFiles, BootTimeouts
+    from tempest_live_ci.vm.domain import VMConfig
+
     if (kernel is None) != (initrd is None):
         raise UsageError("--kernel and --initrd go together")
     config = VMConfig(memory_mib=memory, vcpus=vcpus, nic_model=nic_model, boot=boot_mode)
@@ -68,6 +70,9 @@ def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | 
 
 
 def _testbed_config(run_id: str | None, *, apt_proxy: bool) -> TestbedConfig:
+    from tempest_live_ci.testbed import TestbedConfig
+    from tempest_live_ci.testbed.config import new_run_id
+
     return TestbedConfig(name=run_id or new_run_id(), apt_proxy=apt_proxy)
 
 
@@ -76,6 +81,10 @@ def boot_image(image_ref: str, config: VMConfig, *, run_id: str | None, output: 
     """Boot an image from the store on a new isolated testbed; leave it running. Returns 0."""
     from tempest_live_ci.image.cache import resolve_image
     from tempest_live_ci.image.model import images_dir
+    from tempest_live_ci.testbed import keep_testbed, start_testbed
+    from tempest_live_ci.vm.boot import boot_vm
+    from tempest_live_ci.vm.domain import Keep
+
     image = resolve_image(images_dir(), image_ref)
     testbed_config = _testbed_config(run_id, apt_proxy=True)
     keep = Keep()
@@ -101,6 +110,9 @@ def boot_kernel(files: BootFiles, config: VMConfig, *, run_id: str | None, outpu
 
     A smoke test of the testbed and of libvirt; everything is removed at the end.
     """
+    from tempest_live_ci.testbed import start_testbed
+    from tempest_live_ci.vm.boot import BootTimeouts, start_vm, wait_for_phase
+
     testbed_config = _testbed_config(run_id, apt_proxy=False)
     with start_testbed(testbed_config) as testbed:
         out = output or testbed.state_dir / "output"
@@ -122,6 +134,8 @@ def boot_kernel(files: BootFiles, config: VMConfig, *, run_id: str | None, outpu
 
 def _find_run(run_id: str | None) -> Path:
     """The state directory of the guest left running by `vm boot` (the only one, or --run)."""
+    from tempest_live_ci.vm.boot import STATE_FILE
+
     root = paths.state_dir()
     if run_id is not None:
         directory = root / run_id
@@ -146,6 +160,9 @@ def ssh(run_id: str | None, command: tuple[str, ...]) -> int:
 
 def ssh_to_guest(run_id: str | None, command: list[str]) -> int:
     """Run the system ssh client against the recorded guest, host key pinned. Returns its status."""
+    from tempest_live_ci.guest.ssh import known_hosts_line
+    from tempest_live_ci.vm.boot import VMState
+
     directory = _find_run(run_id)
     state = VMState.read(directory)
     known_hosts = directory / "known_hosts"
@@ -171,6 +188,11 @@ def destroy(run_id: str | None) -> int:
 def destroy_guest(run_id: str | None) -> int:
     """Destroy the recorded guest, stop its private libvirtd, remove its testbed. Returns 0."""
     import libvirt
+
+    from tempest_live_ci.testbed import teardown_testbed
+    from tempest_live_ci.vm.boot import STATE_FILE, VMState
+    from tempest_live_ci.vm.domain import destroy_domain
+    from tempest_live_ci.vm.libvirtd import open_connection, stop_private_libvirtd
 
     directory = _find_run(run_id)
     state = VMState.read(directory)

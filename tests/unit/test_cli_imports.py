@@ -1,0 +1,65 @@
+"""The command line's help and shell completion load none of the heavy libraries.
+
+Every TAB of bash completion and every --help runs the command: it loads
+click and the command tree, not paramiko, libvirt, subunit or testtools (each
+command imports those when it runs). Checked with `python3 -X importtime` on
+the checkout's own bin/tempest-live-ci, which lists every module imported.
+The timings are in tests/bench/bench_cli.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import TOP
+
+HEAVY = ("paramiko", "libvirt", "subunit", "testtools", "junitxml")
+
+COMPLETE = {"_TEMPEST_LIVE_CI_COMPLETE": "bash_complete", "COMP_WORDS": "tempest-live-ci ",
+            "COMP_CWORD": "1"}
+
+
+def imported(*args: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
+    """The top-level packages the command imports, and its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(TOP / "bin" / "tempest-live-ci"), *args],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    modules = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and not line.endswith("imported package"):
+            modules.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    assert "click" in modules, result.stderr[-2000:]
+    return modules, result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("--help",),
+    ("results", "--help"),
+    ("vm", "boot", "--help"),
+    ("host", "status", "--help"),
+    ("run", "--help"),
+], ids=" ".join)
+def test_help_imports_no_heavy_library(args: tuple[str, ...]) -> None:
+    modules, out = imported(*args)
+    assert "Usage: tempest-live-ci" in out
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_completion_imports_no_heavy_library() -> None:
+    modules, out = imported(env=COMPLETE)
+    assert "plain,results" in out.splitlines()
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_vm_boot_help_shows_the_boot_ssh_timeout() -> None:
+    # vm/commands.py names the default without importing vm.boot (libvirt, paramiko).
+    from tempest_live_ci.vm.boot import BootTimeouts
+    from tempest_live_ci.vm.commands import SSH_TIMEOUT_DEFAULT
+
+    assert BootTimeouts.ssh == SSH_TIMEOUT_DEFAULT
