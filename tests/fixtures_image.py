@@ -34,6 +34,11 @@ def image_env(state_dir: Path) -> dict[str, str]:
             "TEMPEST_LIVE_CI_STATE_DIR": str(state_dir)}
 
 
+# The default job's image: the identity profile preinstalled. One image serves
+# the boot tests and the end-to-end runs.
+PROFILE = ("--profile", "identity")
+
+
 def build_through_cli(state_dir: Path, *args: str,
                       timeout: float = 3600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -49,11 +54,12 @@ def live_image_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def live_image(live_image_state_dir: Path) -> Image:
-    """The default image (trixie, zstd), built through the apt proxy, in TEST_CACHE_DIR."""
+    """The default job's image (trixie, zstd, identity preinstalled), built through the
+    apt proxy, in TEST_CACHE_DIR."""
     if os.geteuid() != 0:
         pytest.skip("building an image needs root")
     started = time.monotonic()
-    result = build_through_cli(live_image_state_dir)
+    result = build_through_cli(live_image_state_dir, *PROFILE)
     if result.returncode != 0:
         pytest.fail(f"image build exited {result.returncode}:\n{result.stderr[-4000:]}")
     image = load_image(Path(result.stdout.strip()))

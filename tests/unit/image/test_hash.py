@@ -46,6 +46,7 @@ def test_same_inputs_same_hash() -> None:
     {"compression": "xz"},
     {"compression": "lz4"},
     {"compression_level": 4},
+    {"profile": "identity"},
 ])
 def test_each_option_changes_the_hash(change: dict[str, object]) -> None:
     assert digest(dataclasses.replace(ImageOptions(), **change)) != digest(ImageOptions())
@@ -61,6 +62,24 @@ def test_each_option_changes_the_hash(change: dict[str, object]) -> None:
 ])
 def test_what_does_not_change_the_image_does_not_change_the_hash(same: dict[str, object]) -> None:
     assert digest(dataclasses.replace(ImageOptions(), **same)) == digest(ImageOptions())
+
+
+def test_what_the_archive_offers_is_an_input() -> None:
+    """A new upload of any package the profile pulls in makes a new image; the same archive
+    the same image."""
+    options = ImageOptions(profile="identity")
+    today = {"keystone": "2:27.0.0-3+deb13u6", "python3-oslo.db": "17.2.0-1"}
+    assert inputs_hash(image_inputs(options, today)) == inputs_hash(image_inputs(options, dict(today)))
+    upload = {**today, "python3-oslo.db": "17.2.0-2"}
+    assert inputs_hash(image_inputs(options, upload)) != inputs_hash(image_inputs(options, today))
+    assert inputs_hash(image_inputs(options, today)) != digest(options)
+
+
+def test_a_profile_adds_its_packages_to_the_image() -> None:
+    options = ImageOptions(packages=("vim",), profile="identity")
+    assert options.all_packages[0] == "vim"
+    assert {"keystone", "python3-tempest", "python3-tempestconf"} <= set(options.all_packages)
+    assert image_inputs(options)["profile_packages"] == list(options.all_packages[1:])
 
 
 def test_package_order_matters_but_not_how_they_were_given() -> None:
