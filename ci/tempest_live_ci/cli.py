@@ -24,7 +24,35 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Each command's module, imported when the command is named: `results junit`
+# loads results.commands alone; --help and completion of the first word load
+# them all, and none of them imports a heavy library before its command runs.
+_COMMANDS = {
+    "run": "tempest_live_ci.job_commands",
+    "host": "tempest_live_ci.testbed.commands",
+    "image": "tempest_live_ci.image.commands",
+    "vm": "tempest_live_ci.vm.commands",
+    "results": "tempest_live_ci.results.commands",
+    "job": "tempest_live_ci.job_commands",
+    "doctor": "tempest_live_ci.doctor",
+    "cleanup": "tempest_live_ci.job_commands",
+}
+
+
+class _Commands(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            import importlib
+
+            command = getattr(importlib.import_module(_COMMANDS[cmd_name]), cmd_name)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show every command run and tracebacks.")
 @click.version_option(__version__, prog_name="tempest-live-ci")
 @click.pass_context
@@ -38,21 +66,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 _session: dict[str, bool] = {"debug": False}
-
-
-def _register() -> None:
-    from tempest_live_ci.doctor import doctor
-    from tempest_live_ci.image.commands import image
-    from tempest_live_ci.job_commands import cleanup, job, run
-    from tempest_live_ci.results.commands import results
-    from tempest_live_ci.testbed.commands import host
-    from tempest_live_ci.vm.commands import vm
-
-    for command in (run, host, image, vm, results, job, doctor, cleanup):
-        cli.add_command(command)
-
-
-_register()
 
 
 def _describe(error: BaseException) -> str:

@@ -1,11 +1,17 @@
 #!/usr/bin/python3
-"""Benchmark: summary + JUnit + HTML of a 2,000+ test stream, next to subunit2junitxml alone.
+"""Benchmark: `results junit` against subunit2junitxml on a 2,000+ test stream; all three reports.
 
 Generates a tempest-like tree (services × modules × classes × tests; some fail,
-some skip), runs stestr once to get a stream, then times process_run() (all
-three reports) and `subunit2junitxml` on the same stream, median of 5 each.
+some skip), runs stestr once to get a live stream (or takes --stream), then
+times, median of --repeat runs each, alternating so that a busy machine
+weighs on both alike:
+- `subunit2junitxml < stream` and `tempest-live-ci results junit stream`, each
+  a process (interpreter start included); target: ours <= 1.0x theirs;
+- process_run() in this process (summary.json + junit.xml + report.html).
+It also checks that both JUnit files count the same tests, failures + errors
+and skips.
 
-    /usr/bin/python3 tests/bench/bench_results.py [--tests 2400] [--repeat 5]
+    /usr/bin/python3 tests/bench/bench_results.py [--tests 2059] [--repeat 15] [--stream FILE]
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
@@ -55,7 +63,7 @@ def make_tree(root: Path, total: int) -> int:
     return count
 
 
-def median_time(action, repeat: int) -> float:  # type: ignore[no-untyped-def]
+def median_time(action: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -64,51 +72,82 @@ def median_time(action, repeat: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
+def median_times(actions: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
+    """Each action's median, the actions taking turns."""
+    times: dict[str, list[float]] = {name: [] for name in actions}
+    for _ in range(repeat):
+        for name, action in actions.items():
+            start = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def junit_counts(xml: bytes) -> dict[str, int]:
+    """tests, failures + errors and skips of a JUnit file (skips counted from the testcases)."""
+    suite = ET.fromstring(xml)
+    return {"tests": int(suite.get("tests") or 0),
+            "failures+errors": int(suite.get("failures") or 0) + int(suite.get("errors") or 0),
+            "skipped": sum(1 for _ in suite.iter("skipped"))}
+
+
+def subunit2junitxml(path: Path) -> bytes:
+    with path.open("rb") as f:
+        return subprocess.run(["subunit2junitxml"], stdin=f, capture_output=True,
+                              check=False).stdout
+
+
+def results_junit(path: Path) -> bytes:
+    return subprocess.run([sys.executable, str(TOP / "bin" / "tempest-live-ci"), "results",
+                           "junit", str(path)], capture_output=True, check=True).stdout
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tests", type=int, default=2400)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--tests", type=int, default=2059)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--stream", type=Path, help="A recorded stream instead of a generated one.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-results-") as tmp:
         root = Path(tmp)
-        tree = root / "tree"
-        tree.mkdir()
-        count = make_tree(tree, args.tests)
-        subprocess.run(["stestr", "init"], cwd=tree, check=True, capture_output=True)
-        start = time.perf_counter()
-        stream = subprocess.run(["stestr", "run", "--subunit"], cwd=tree,
-                                capture_output=True).stdout
-        stestr_time = time.perf_counter() - start
-        path = root / "tempest.subunit"
-        path.write_bytes(stream)
-        print(f"tests generated: {count}; stream: {len(stream) / 1e6:.2f} MB; "
-              f"stestr run: {stestr_time:.1f}s")
+        if args.stream:
+            path = args.stream
+            print(f"stream: {path}, {path.stat().st_size / 1e6:.2f} MB")
+        else:
+            tree = root / "tree"
+            tree.mkdir()
+            count = make_tree(tree, args.tests)
+            subprocess.run(["stestr", "init"], cwd=tree, check=True, capture_output=True)
+            start = time.perf_counter()
+            stream = subprocess.run(["stestr", "run", "--subunit"], cwd=tree,
+                                    capture_output=True).stdout
+            stestr_time = time.perf_counter() - start
+            path = root / "tempest.subunit"
+            path.write_bytes(stream)
+            print(f"tests generated: {count}; stream: {len(stream) / 1e6:.2f} MB; "
+                  f"stestr run: {stestr_time:.1f}s")
+
+        theirs_counts = junit_counts(subunit2junitxml(path))
+        ours_counts = junit_counts(results_junit(path))
+        print(f"junit counts: subunit2junitxml {theirs_counts}, results junit {ours_counts}"
+              + ("" if ours_counts == theirs_counts else "  <- DIFFERENT"))
+
+        medians = median_times({"subunit2junitxml": lambda: subunit2junitxml(path),
+                                "results junit": lambda: results_junit(path)}, args.repeat)
+        theirs, ours_junit = medians["subunit2junitxml"], medians["results junit"]
+        print(f"subunit2junitxml (a process, interpreter start included): "
+              f"median {theirs:.3f}s of {args.repeat}")
+        print(f"tempest-live-ci results junit (a process, the same): "
+              f"median {ours_junit:.3f}s of {args.repeat}: {ours_junit / theirs:.2f}x")
 
         out = root / "out"
         result = process_run(path, out, {"job": "bench"})
         print(f"counts: {result.summary['counts']}")
         ours = median_time(lambda: process_run(path, out, {"job": "bench"}), args.repeat)
         sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
-
-        def reference() -> None:
-            with path.open("rb") as f:
-                subprocess.run(["subunit2junitxml"], stdin=f, stdout=subprocess.DEVNULL,
-                               check=False)
-
-        theirs = median_time(reference, args.repeat)
-
-        def our_junit_process() -> None:
-            subprocess.run([sys.executable, str(TOP / "bin" / "tempest-live-ci"), "results",
-                            "junit", str(path)], stdout=subprocess.DEVNULL, check=False)
-
-        ours_junit = median_time(our_junit_process, args.repeat)
-        print(f"summary.json + junit.xml + report.html (process_run): "
+        print(f"summary.json + junit.xml + report.html (process_run, in process): "
               f"median {ours:.3f}s of {args.repeat}")
-        print(f"subunit2junitxml alone (a process, includes interpreter start): "
-              f"median {theirs:.3f}s of {args.repeat}")
-        print(f"tempest-live-ci results junit (a process, same comparison): "
-              f"median {ours_junit:.3f}s of {args.repeat}")
         print("output sizes: " + ", ".join(f"{k} {v / 1e3:.0f} kB" for k, v in sizes.items()))
 
 

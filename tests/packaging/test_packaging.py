@@ -25,8 +25,11 @@ ENV = {**os.environ, "PYTHONPATH": str(TOP / "ci"), "SOURCE_DATE_EPOCH": "170000
 def command_paths(group: click.Group, prefix: str) -> list[str]:
     """'tempest-live-ci host setup' and so on, for every visible command."""
     found = []
-    for name, command in group.commands.items():
-        if command.hidden:
+    ctx = click.Context(group)
+    # list_commands/get_command: the top-level group imports each command's module on demand.
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None or command.hidden:
             continue
         found.append(f"{prefix} {name}")
         if isinstance(command, click.Group):
@@ -73,7 +76,7 @@ def test_bash_completion_completes_through_the_command(tmp_path: Path) -> None:
         env={**ENV, "_TEMPEST_LIVE_CI_COMPLETE": "bash_source"},
     ).stdout
     (tmp_path / "completion.bash").write_text(script)
-    host = cli.commands["host"]
+    host = cli.get_command(click.Context(cli), "host")
     assert isinstance(host, click.Group)
     expected = sorted(name for name in host.commands if name.startswith("s"))
     assert expected

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -55,6 +56,17 @@ def test_completion_imports_no_heavy_library() -> None:
     modules, out = imported(env=COMPLETE)
     assert "plain,results" in out.splitlines()
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_results_junit_needs_neither_libvirt_nor_paramiko(tmp_path: Path) -> None:
+    # A CI runner turning a stream into junit.xml needs python3-subunit, not
+    # the testbed's libraries.
+    stream = tmp_path / "empty.subunit"
+    stream.write_bytes(b"")
+    modules, out = imported("results", "junit", str(stream))
+    assert out.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<testsuite ')
+    assert "subunit" in modules
+    assert not modules & {"paramiko", "libvirt", "junitxml", "yaml"}, modules
 
 
 def test_vm_boot_help_shows_the_boot_ssh_timeout() -> None:

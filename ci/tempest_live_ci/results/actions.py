@@ -9,9 +9,6 @@ from typing import IO
 
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
-from tempest_live_ci.results.html import render_html
-from tempest_live_ci.results.junit import junit_xml
 from tempest_live_ci.results.model import Run
 from tempest_live_ci.results.run import (
     HTML,
@@ -24,8 +21,6 @@ from tempest_live_ci.results.run import (
     stored_metadata,
     stored_summary,
 )
-from tempest_live_ci.results.store import format_history, latest_run, read_index
-from tempest_live_ci.results.store import store_run as _store_run
 from tempest_live_ci.results.summary import build_summary, merge_summary, write_summary
 
 
@@ -79,14 +74,18 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
 
 def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write junit.xml for a run (into its directory, or stdout for a bare stream)."""
+    from tempest_live_ci.results.junit import junit_document
+
     run, _ = _load(source)
-    text = '<?xml version="1.0" encoding="UTF-8"?>\n' + junit_xml(run)
+    text = junit_document(run)
     _write(text, _destination(source, output, JUNIT), out)
     return ExitCode.OK
 
 
 def html(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write report.html for a run (into its directory, or stdout for a bare stream)."""
+    from tempest_live_ci.results.html import render_html
+
     run, metadata = _load(source)
     summary = build_summary(run, metadata)
     _write(render_html(run, summary), _destination(source, output, HTML), out)
@@ -104,6 +103,9 @@ def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = F
 
     With gate=True the exit code is 4 when NEW has failures BASE did not, else 0.
     """
+    from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
+    from tempest_live_ci.results.store import latest_run
+
     if len(sources) == 2:
         base, new = sources
     elif len(sources) == 1:
@@ -129,6 +131,8 @@ def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = F
 def history(job: str, *, as_json: bool = False, out: IO[str] = sys.stdout,
             err: IO[str] = sys.stderr) -> ExitCode:
     """List a job's stored runs, oldest first."""
+    from tempest_live_ci.results.store import format_history, read_index
+
     entries = read_index(job)
     if as_json:
         out.write(json.dumps(entries, indent=2) + "\n")
@@ -139,5 +143,7 @@ def history(job: str, *, as_json: bool = False, out: IO[str] = sys.stdout,
 
 def store(job: str, output_dir: Path, *, out: IO[str] = sys.stdout) -> ExitCode:
     """Keep a run's output directory in the results store; prints the stored path."""
+    from tempest_live_ci.results.store import store_run as _store_run
+
     out.write(f"{_store_run(job, output_dir)}\n")
     return ExitCode.OK

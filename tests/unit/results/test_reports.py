@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from tests.conftest import TOP
 
 from conftest import Streams
 from tempest_live_ci.errors import ExitCode
@@ -170,3 +172,73 @@ def test_junit_marks_unfinished_test_as_error(streams: Streams, tmp_path: Path) 
     cases = _testcases(result.junit_path)
     error = cases["tempest.api.network.test_routers.RoutersTest.test_b_update_router"]
     assert "stream ended while this test was running" in (error.findtext("error") or "")
+
+
+def _outcomes(suite: ET.Element) -> dict[str, str]:
+    """Each test's outcome in a JUnit file; a test listed twice keeps the worse one."""
+    rank = ["passed", "skipped", "failure", "error"]
+    found: dict[str, str] = {}
+    for case in suite.iter("testcase"):
+        classname, name = case.get("classname") or "", case.get("name") or ""
+        test_id = f"{classname}.{name}" if classname else name
+        kind = next((c.tag for c in case if c.tag in rank), "passed")
+        if rank.index(kind) >= rank.index(found.get(test_id, "passed")):
+            found[test_id] = kind
+    return found
+
+
+@pytest.mark.parametrize("name", ["mixed", "mixed_live", "passing_live", "all_skipped_live",
+                                  "import_error_subunit_run", "worker_died", "cut",
+                                  "evolving_v1", "evolving_v2"])
+def test_junit_counts_as_subunit2junitxml(streams: Streams, name: str) -> None:
+    # The same tests, passes, skips and failures + errors as python-subunit's
+    # own filter, for live and recorded streams, cut or whole. Two differences:
+    # what fails outside any test (setUpClass, a module that does not import)
+    # or never finished is an error here and a failure there (subunit v2 has
+    # no "error"); a test two workers both report (a class fixture without
+    # tempest's group_regex) is one testcase here, with the worse result.
+    stream = getattr(streams, name)
+    ours = tlc_junit(stream)
+    with stream.open("rb") as f:
+        theirs = ET.fromstring(subprocess.run(["subunit2junitxml"], stdin=f, capture_output=True,
+                                              timeout=60).stdout)
+    mine, reference = _outcomes(ours), _outcomes(theirs)
+    # A packet cut in half: python-subunit's pseudo-test, a stream error here
+    # (summary.json says the run is incomplete, exit 16).
+    if reference.pop("subunit.parser", None) is not None:
+        assert name == "cut"
+    assert sorted(mine) == sorted(reference)
+    for test_id, kind in mine.items():
+        expected = reference[test_id]
+        if kind == "error":
+            assert expected == "failure", test_id
+            assert test_id.startswith(("setUpClass (", "setUpModule (", "unittest.loader.")) \
+                or "stream ended while this test was running" in _failure_text(ours, test_id), test_id
+        else:
+            assert kind == expected, test_id
+    counts = {k: list(mine.values()).count(k) for k in ("failure", "error", "skipped")}
+    assert (ours.get("tests"), ours.get("failures"), ours.get("errors"), ours.get("skipped")) == (
+        str(len(mine)), str(counts["failure"]), str(counts["error"]), str(counts["skipped"]))
+    if len(list(theirs.iter("testcase"))) == len(reference):
+        # No test reported twice: the suite's own counts agree.
+        assert ours.get("tests") == theirs.get("tests")
+        assert int(ours.get("failures") or 0) + int(ours.get("errors") or 0) == \
+            int(theirs.get("failures") or 0) + int(theirs.get("errors") or 0)
+
+
+def _failure_text(suite: ET.Element, test_id: str) -> str:
+    for case in suite.iter("testcase"):
+        classname, name = case.get("classname") or "", case.get("name") or ""
+        if (f"{classname}.{name}" if classname else name) == test_id:
+            return "".join(case.itertext()) + " ".join(
+                c.get("message") or "" for c in case)
+    return ""
+
+
+def tlc_junit(stream: Path) -> ET.Element:
+    """`tempest-live-ci results junit STREAM` (stdout), parsed."""
+    result = subprocess.run([sys.executable, str(TOP / "bin" / "tempest-live-ci"), "results",
+                             "junit", str(stream)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('<?xml version="1.0" encoding="UTF-8"?>\n')
+    return ET.fromstring(result.stdout.encode())
