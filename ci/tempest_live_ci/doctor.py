@@ -158,7 +158,6 @@ def doctor(kernel: Path | None, recheck_kvm: bool, as_json: bool) -> int:
     else:
         width = max(len(c.name) for c in checks)
         for c in checks:
-            click.echo(f"{c.status:4} {c.name:{width}}  {c.detail}", err=True)
-        click.echo("a run is possible" if code == ExitCode.OK else "a run is not possible",
-                   err=True)
+            click.echo(f"{c.status:4} {c.name:{width}}  {c.detail}")
+        click.echo("a run is possible" if code == ExitCode.OK else "a run is not possible")
     return code

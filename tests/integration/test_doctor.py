@@ -37,9 +37,9 @@ def test_doctor_reports_this_machine(tlc: Tlc) -> None:
     has_dummy = subprocess.run(["modprobe", "-n", "dummy"], capture_output=True).returncode == 0
     if Path("/sys/module/kvm_pvm").exists() and not has_dummy:
         assert "veth pair stands in" in checks["dummy NIC"]["detail"]
-    # Human output: one line per check on stderr, the verdict last.
+    # Human output: one line per check on stdout (`doctor | less`), the verdict last.
     human = tlc("doctor", env={"TEMPEST_LIVE_CI_CACHE_DIR": "/var/cache/tempest-live-ci"})
-    lines = human.stderr.strip().splitlines()
+    lines = human.stdout.strip().splitlines()
     assert lines[-1] == "a run is possible"
     assert len(lines) == len(checks) + 1
 

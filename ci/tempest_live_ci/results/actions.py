@@ -67,8 +67,11 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
         target.mkdir(parents=True, exist_ok=True)
         write_summary(summary, target / SUMMARY)
     if as_json:
+        # stdout is the JSON; the human summary goes beside it.
         out.write(json.dumps(summary, indent=2) + "\n")
-    print_summary(summary, err)
+        print_summary(summary, err)
+    else:
+        print_summary(summary, out)
     return ExitCode(summary["exit_code"])
 
 
@@ -97,8 +100,7 @@ def _job_of(source: Path) -> str | None:
 
 
 def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = False,
-            as_json: bool = False, out: IO[str] = sys.stdout,
-            err: IO[str] = sys.stderr) -> ExitCode:
+            as_json: bool = False, out: IO[str] = sys.stdout) -> ExitCode:
     """Compare BASE and NEW (directories or streams); BASE defaults to the job's latest run.
 
     With gate=True the exit code is 4 when NEW has failures BASE did not, else 0.
@@ -124,12 +126,11 @@ def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = F
     if as_json:
         out.write(json.dumps(comparison.to_json(), indent=2) + "\n")
     else:
-        err.write(format_comparison(comparison))
+        out.write(format_comparison(comparison))
     return gate_exit_code(comparison) if gate else ExitCode.OK
 
 
-def history(job: str, *, as_json: bool = False, out: IO[str] = sys.stdout,
-            err: IO[str] = sys.stderr) -> ExitCode:
+def history(job: str, *, as_json: bool = False, out: IO[str] = sys.stdout) -> ExitCode:
     """List a job's stored runs, oldest first."""
     from tempest_live_ci.results.store import format_history, read_index
 
@@ -137,7 +138,7 @@ def history(job: str, *, as_json: bool = False, out: IO[str] = sys.stdout,
     if as_json:
         out.write(json.dumps(entries, indent=2) + "\n")
     else:
-        err.write(format_history(job, entries))
+        out.write(format_history(job, entries))
     return ExitCode.OK
 
 

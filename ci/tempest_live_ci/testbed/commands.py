@@ -152,11 +152,11 @@ def status(name: str | None, netns: str | None, as_json: bool) -> int:
         if not st.healthy:
             code = ExitCode.TESTBED
         if not as_json:
-            click.echo(f"{testbed}: {'up' if st.healthy else 'DEGRADED'}", err=True)
+            click.echo(f"{testbed}: {'up' if st.healthy else 'DEGRADED'}")
             for what, ok in st.items:
-                click.echo(f"  {'ok     ' if ok else 'MISSING'} {what}", err=True)
+                click.echo(f"  {'ok     ' if ok else 'MISSING'} {what}")
             for lease in st.leases:
-                click.echo(f"  lease  {lease}", err=True)
+                click.echo(f"  lease  {lease}")
     if as_json:
         click.echo(json.dumps(report, indent=1))
     elif not names:

@@ -79,7 +79,7 @@ def test_setup_is_idempotent_and_teardown_restores_the_host(fake_host: str, dirs
     assert snapshot(fake_host) == after_first
 
     status = tlc_in(fake_host, dirs, "host", "status")
-    assert status.returncode == 0 and "tempest: up" in status.stderr
+    assert status.returncode == 0 and "tempest: up" in status.stdout
 
     other = tlc_in(fake_host, dirs, "host", "setup", "--no-apt-proxy", "--host-address",
                    "192.168.101.1/24")
@@ -110,7 +110,7 @@ def test_status_reports_a_dead_daemon(fake_host: str, dirs: Dirs) -> None:
         os.kill(pid, 9)
         status = tlc_in(fake_host, dirs, "host", "status")
         assert status.returncode == 16
-        assert "MISSING process" in status.stderr and "(dnsmasq)" in status.stderr
+        assert "MISSING process" in status.stdout and "(dnsmasq)" in status.stdout
         # A second setup repairs it.
         repair = tlc_in(fake_host, dirs, "host", "setup", "--no-apt-proxy")
         assert repair.returncode == 0 and "incomplete" in repair.stderr

@@ -73,6 +73,7 @@ def test_cli(streams: Streams, tmp_path: Path, tlc: Any) -> None:
     shutil.copy(streams.mixed, run / "tempest.subunit")
     show = tlc_ok(tlc, "results", "show", str(run), "--json", code=4)
     assert json.loads(show.stdout)["counts"]["failed"] == 2
+    # With --json, stdout is the JSON alone; the human summary goes to stderr.
     assert "FAILED: some tests failed (exit 4)" in show.stderr
     assert json.loads((run / "summary.json").read_text())["exit_code"] == 4
     tlc_ok(tlc, "results", "junit", str(run))
@@ -86,7 +87,9 @@ def test_cli(streams: Streams, tmp_path: Path, tlc: Any) -> None:
     tlc_ok(tlc, "results", "show", str(streams.passing), code=0)
     # A live stream with a class skipped in setUpClass: passed, not "testbed failure".
     live = tlc_ok(tlc, "results", "show", str(streams.passing_live), code=0)
-    assert "never ran" not in live.stderr and "PASSED" in live.stderr
+    # Without --json the human summary is the output: on stdout (`| less`).
+    assert "never ran" not in live.stdout and "PASSED" in live.stdout
+    assert "PASSED" not in live.stderr
     tlc_ok(tlc, "results", "show", str(streams.all_skipped_live), code=8)
     tlc_ok(tlc, "results", "show", str(tmp_path / "nothing"), code=20)
 
@@ -95,7 +98,8 @@ def test_cli_compare_gate_history(streams: Streams, tmp_path: Path, tlc: Any) ->
     v1, v2 = str(streams.evolving_v1), str(streams.evolving_v2)
     out = tlc_ok(tlc, "results", "compare", v1, v2, "--json")
     assert json.loads(out.stdout)["new_failures"] == [FLAVORS + "test_list_flavors"]
-    assert "new failures: 1" in tlc_ok(tlc, "results", "compare", v1, v2).stderr
+    human = tlc_ok(tlc, "results", "compare", v1, v2)
+    assert "new failures: 1" in human.stdout and human.stderr == ""
     tlc_ok(tlc, "results", "compare", v1, v2, "--gate", code=4)
     # Only new failures fail the gate: v1 → v1 has failures, none of them new.
     tlc_ok(tlc, "results", "compare", v1, v1, "--gate", code=0)
@@ -109,7 +113,8 @@ def test_cli_compare_gate_history(streams: Streams, tmp_path: Path, tlc: Any) ->
     tlc_ok(tlc, "results", "compare", str(streams.passing), code=20)
     history = tlc_ok(tlc, "results", "history", "upload-check", "--json")
     assert [e["run_id"] for e in json.loads(history.stdout)] == ["base"]
-    assert "base" in tlc_ok(tlc, "results", "history", "upload-check").stderr
+    human = tlc_ok(tlc, "results", "history", "upload-check")
+    assert "base" in human.stdout and human.stderr == ""
     tlc_ok(tlc, "results", "history", "../etc", code=20)
 
 
@@ -149,7 +154,7 @@ def test_job_and_run_id_from_the_top_level(streams: Streams, tmp_path: Path, tlc
     new = run_as_run_writes_it(tmp_path, streams.evolving_v2, "upload-check", "r2")
     # No BASE, no --job: the job `run` recorded, and its latest stored run.
     result = tlc_ok(tlc, "results", "compare", str(new), "--gate", code=4)
-    assert f"base: {stored}" in result.stderr
+    assert f"base: {stored}" in result.stdout
 
 
 def test_summary_that_is_no_json_object(streams: Streams, tmp_path: Path, tlc: Any) -> None:
