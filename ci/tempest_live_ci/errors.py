@@ -49,12 +49,3 @@ class CandidateError(TLCError):
     """A candidate package could not be installed."""
 
     exit_code = ExitCode.CANDIDATE
-
-
-class TestsFailed(TLCError):
-    __test__ = False
-    exit_code = ExitCode.TESTS_FAILED
-
-
-class NoTestsRan(TLCError):
-    exit_code = ExitCode.NO_TESTS

@@ -1,7 +1,9 @@
-"""Logging: progress and diagnostics on stderr, timed steps, die().
+"""Logging: progress and diagnostics on stderr, timed steps.
 
-stdout is reserved for machine output (JSON, subunit); everything a person
-reads goes to stderr.
+stdout carries what a command produces: JSON, subunit, reports, and the
+human output of the commands that report (doctor, host status, results
+show|compare|history), so that it pipes into less or grep. Progress, logs,
+warnings and errors go to stderr.
 """
 
 from __future__ import annotations
@@ -11,9 +13,6 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from typing import NoReturn
-
-from tempest_live_ci.errors import ExitCode, TLCError
 
 log = logging.getLogger("tempest-live-ci")
 
@@ -100,9 +99,3 @@ def step(title: str) -> Iterator[None]:
     _depth -= 1
     log.info("%s done (%s)", title, format_duration(time.monotonic() - start),
              extra={"depth": _depth})
-
-
-def die(message: str, *, hint: str | None = None, code: ExitCode = ExitCode.TESTBED) -> NoReturn:
-    error = TLCError(message, hint=hint)
-    error.exit_code = code
-    raise error

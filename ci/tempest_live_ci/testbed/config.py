@@ -12,7 +12,6 @@ import pwd
 import re
 import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tempest_live_ci.errors import UsageError
 
@@ -79,9 +78,6 @@ class TestbedConfig:
         if self.guest_address:
             return ipaddress.IPv4Address(self.guest_address)
         return self.host_interface.ip + 1
-
-    def state_dir(self, root: Path) -> Path:
-        return root / self.name
 
 
 def _check_ifname(key: str, value: str) -> None:
