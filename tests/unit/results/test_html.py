@@ -1,4 +1,5 @@
-"""report.html opened in a real headless Chromium: screenshot taken, text asserted."""
+"""report.html: opened in a real headless Chromium (screenshot taken, text asserted) where
+chromium is installed; its markup checked without a browser everywhere."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from tempest_live_ci.results.model import SKIPPED, Run
 from tempest_live_ci.results.run import write_reports
 from tempest_live_ci.results.stream import read_stream
 
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
-                                reason="chromium is not installed (tools/deps/test.list)")
+needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None,
+                                    reason="chromium is not installed (tools/deps/test.list)")
 
 METADATA = {
     "job": "nightly-sid",
@@ -39,6 +40,7 @@ def chromium(page: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProc
     )
 
 
+@needs_chromium
 def test_report_in_headless_chromium(streams: Streams, tmp_path: Path) -> None:
     # A run with every section: failures, an error, a flaky test, skips.
     tree = streams.flaky_tree("html")
@@ -99,3 +101,12 @@ def test_report_has_no_external_resources(streams: Streams, tmp_path: Path) -> N
     assert "<script" not in html
     assert "testbed failure" in html
     assert "tempest.api.network.test_ports.PortsTest.test_create_port" in html
+
+
+def test_report_escapes_what_the_run_says(streams: Streams, tmp_path: Path) -> None:
+    # Test ids, tracebacks and metadata are untrusted text: never markup.
+    result = process_run(streams.mixed, tmp_path, METADATA)
+    html = result.html_path.read_text()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#39;not run: autoescape&#39;)&lt;/script&gt;" in html
+    assert "token mismatch" in html

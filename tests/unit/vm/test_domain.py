@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -9,8 +10,12 @@ import libvirt
 import pytest
 
 from tempest_live_ci.errors import UsageError
+from tempest_live_ci.log import log
 from tempest_live_ci.vm.domain import (
+    DEFAULT_MEMORY_MIB,
+    HOST_RESERVE_MIB,
     METADATA_NS,
+    MIN_MEMORY_MIB,
     DomainSpec,
     Keep,
     VMConfig,
@@ -84,9 +89,35 @@ def test_bad_vm_config_is_a_usage_error(changes: dict[str, object], message: str
         VMConfig(**changes)  # type: ignore[arg-type]
 
 
-def test_memory_default_is_capped_by_the_host() -> None:
-    assert guest_memory_mib(3000) == 3000
-    assert 512 <= guest_memory_mib(None) <= min(8192, max(512, host_available_mib()))
+def test_an_explicit_memory_size_is_not_capped() -> None:
+    # More than this host has free: the request stands, and libvirt says no.
+    request = host_available_mib() * 4 + DEFAULT_MEMORY_MIB
+    assert guest_memory_mib(request) == request
+
+
+def test_memory_default_leaves_the_host_its_reserve() -> None:
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    log.addHandler(handler)
+    try:
+        before = host_available_mib()
+        memory = guest_memory_mib(None)
+        after = host_available_mib()
+    finally:
+        log.removeHandler(handler)
+    # What the host had free, give or take what others used meanwhile.
+    slack = abs(after - before) + 64
+    room = max(MIN_MEMORY_MIB, before - HOST_RESERVE_MIB)
+    assert MIN_MEMORY_MIB <= memory <= DEFAULT_MEMORY_MIB
+    if memory == DEFAULT_MEMORY_MIB:
+        assert room >= DEFAULT_MEMORY_MIB - slack
+        assert warnings == []
+    else:
+        # Less than the default: the host's free memory less its reserve, and said so.
+        assert abs(memory - room) <= slack
+        assert warnings and f"the guest gets {memory} MiB instead of {DEFAULT_MEMORY_MIB}" \
+            in warnings[0]
 
 
 @pytest.mark.parametrize("domain_type, boot", [("qemu", "network"), ("qemu", "direct"),

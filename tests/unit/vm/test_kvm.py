@@ -19,7 +19,9 @@ from tempest_live_ci.testbed import kvm
 from tests.conftest import Dirs
 from tests.guestkit import stock_kernel
 
-pytestmark = pytest.mark.skipif(not kvm.DEV_KVM.exists(), reason="no /dev/kvm on this host")
+# qemu on /dev/kvm, verdicts in the cache: root.
+pytestmark = [pytest.mark.skipif(not kvm.DEV_KVM.exists(), reason="no /dev/kvm on this host"),
+              pytest.mark.root]
 
 
 def test_a_file_that_is_no_kernel_makes_qemu_fail_and_the_verdict_says_why(
@@ -51,11 +53,6 @@ def test_verdict_on_a_stock_kernel_is_cached(dirs: Dirs) -> None:
     # The cached verdict is what the second call returns, even if the file says otherwise.
     _verdict_file(kernel, usable=False, age=0)
     assert kvm.detect_accelerator(kernel).reason == "from the cache"
-
-
-def test_nested_status_is_one_line() -> None:
-    status = kvm.nested_kvm_status()
-    assert status and "\n" not in status
 
 
 # The cache policy, with real verdict files where detect_accelerator() looks
