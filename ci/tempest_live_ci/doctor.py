@@ -32,7 +32,7 @@ BINARIES = {
     "ssh-keygen": "the image's SSH keys",
 }
 OPTIONAL = {"nft"}
-MODULES = ("click", "jinja2", "yaml", "paramiko", "libvirt", "subunit", "testtools", "junitxml")
+MODULES = ("click", "jinja2", "yaml", "paramiko", "libvirt", "subunit", "testtools")
 MIN_RAM_GIB = 4.0
 GOOD_RAM_GIB = 8.0
 MIN_DISK_GIB = 5.0

@@ -85,6 +85,7 @@ def test_cli_run_rejects_a_bad_candidate_before_touching_the_host(tlc: Tlc, tmp_
     assert not after - before
 
 
+@pytest.mark.root  # `run` checks for root first
 def test_persistent_job_without_a_testbed_stops_before_anything(tlc: Tlc, tmp_path: Path) -> None:
     job = tmp_path / "persistent.yaml"
     job.write_text("name: on-the-host\ntestbed:\n  mode: persistent\n")

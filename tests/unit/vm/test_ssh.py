@@ -21,7 +21,8 @@ from tempest_live_ci.guest.ssh import (
 
 from .conftest import Sshd
 
-pytestmark = pytest.mark.usefixtures("no_leaks")
+# Network namespaces and an sshd: root.
+pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.root]
 
 
 def target(sshd: Sshd, host_key: str | None = None) -> SSHTarget:
