@@ -35,7 +35,8 @@ DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 # Characters XML 1.0 cannot carry, even escaped (junitxml drops the same).
 _NOT_XML = re.compile("[\0-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]+")
-# The last line of a Python traceback: "module.Error: message".
+_TRACEBACK = "Traceback (most recent call last):"
+# The exception line of a Python traceback: "module.Error: message".
 _EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s*(?P<message>.*))?$")
 
 
@@ -52,12 +53,20 @@ def _split_id(test_id: str) -> tuple[str, str]:
 
 
 def _exception(record: TestRecord) -> tuple[str, str]:
-    """The exception type and message a failure's traceback ends with, if it has one."""
-    lines = record.details.get("traceback", "").strip().splitlines()
-    match = _EXCEPTION.match(lines[-1]) if lines else None
-    if match is None:
-        return "", record.reason
-    return match.group("type"), match.group("message") or ""
+    """The exception type and message of a failure's (last) traceback, if it has one.
+
+    The exception line is the first unindented line after the frames; a
+    message of several lines follows it.
+    """
+    lines = record.details.get("traceback", "").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(_TRACEBACK)]
+    for line in lines[starts[-1] + 1:] if starts else ():
+        if line and not line[0].isspace():
+            match = _EXCEPTION.match(line)
+            if match is None:
+                return "", line
+            return match.group("type"), match.group("message") or ""
+    return "", record.reason
 
 
 def _flaky_note(record: TestRecord) -> str:

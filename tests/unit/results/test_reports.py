@@ -147,10 +147,14 @@ def test_junit(streams: Streams, tmp_path: Path) -> None:
     tokens = "tempest.api.identity.v3.test_tokens.TokensV3Test."
     failure = cases[tokens + "test_validate_token"].find("failure")
     assert failure is not None and "token mismatch" in (failure.text or "")
+    # What CI shows first: the exception and its message, from the traceback.
+    assert failure.get("type") == "testtools.matchers._impl.MismatchError"
+    assert failure.get("message") == "'abc' != 'abd': token mismatch"
     skipped = cases[tokens + "test_token_v2"].find("skipped")
     assert skipped is not None and skipped.text == "identity v2 API is disabled"
     error = cases["setUpClass (tempest.scenario.test_network_basic_ops.TestNetworkBasicOps)"]
     assert "quota exceeded" in (error.findtext("error") or "")
+    assert error.find("error").get("type") == "ValueError"  # type: ignore[union-attr]
     assert float(cases["tempest.api.network.test_ports.PortsTest.test_create_port"]
                  .get("time") or 0) >= 0.3
 
