@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
-from collections.abc import Iterable, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,53 @@ APT_PROXY_AUTO = "auto"
 # Debian policy 5.6.1: lower case letters, digits, + - . ; at least two
 # characters, starting with an alphanumeric.
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+# What a mirror or proxy URL may hold: it ends up in live-build's auto/config
+# (a shell script run as root), in apt's configuration and on command lines.
+_URL_CHARACTERS = re.compile(r"^[A-Za-z0-9._~:/%+@\[\]-]+$")
+_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+_USERINFO = re.compile(r"^[A-Za-z0-9._~%+-]+$")
+
+
+def url_problem(value: str) -> str | None:
+    """Why `value` is not an acceptable http(s) URL for a mirror or proxy; None if it is.
+
+    Strict on purpose: a scheme, a host name or address, an optional port,
+    user and path of letters, digits and -._~/%+: only. No query, no
+    fragment, no `..` segment, nothing a shell or a configuration file would
+    read as syntax.
+    """
+    if not isinstance(value, str) or not value:
+        return "empty"
+    if not _URL_CHARACTERS.match(value):
+        bad = sorted({c for c in value if not _URL_CHARACTERS.match(c)})
+        return f"holds {''.join(bad)!r} (letters, digits and -._~:/%+@ only)"
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port
+    except ValueError as e:
+        return str(e)
+    if parts.scheme not in ("http", "https"):
+        return "not an http:// or https:// URL"
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        return "a query or fragment"
+    host = parts.hostname
+    if not host:
+        return "no host"
+    if host.startswith("["):
+        host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOSTNAME.match(host):
+            return f"{host!r} is not a host name"
+    if port is not None and not 0 < port < 65536:
+        return f"port {port} out of range"
+    for part in (parts.username, parts.password):
+        if part is not None and part != "" and not _USERINFO.match(part):
+            return "a malformed user or password"
+    if ".." in parts.path.split("/") or "//" in parts.path:
+        return "a path with '..' or '//'"
+    return None
 
 
 def images_dir() -> Path:
@@ -104,52 +152,65 @@ def split_packages(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def validate(options: ImageOptions) -> None:
-    """Raise UsageError naming the first bad option; touches nothing."""
+def cli_option(key: str) -> str:
+    return f"--{key}"
+
+
+def validate(options: ImageOptions, *, option: Callable[[str], str] = cli_option) -> None:
+    """Raise UsageError naming the first bad option and its value; touches nothing.
+
+    option(key) is how a key is named in the message: "--mirror" on the
+    command line (the default), "image.mirror" for a job file.
+    """
     if options.suite not in SUITES:
-        raise UsageError(f"--suite {options.suite!r}: unknown suite (one of {', '.join(SUITES)})")
-    if not _URL.match(options.mirror):
-        raise UsageError(f"--mirror {options.mirror!r}: not an http:// or https:// URL")
+        raise UsageError(f"{option('suite')} {options.suite!r}: unknown suite "
+                         f"(one of {', '.join(SUITES)})")
+    problem = url_problem(options.mirror)
+    if problem is not None:
+        raise UsageError(f"{option('mirror')} {options.mirror!r}: not a usable http:// or "
+                         f"https:// URL: {problem}")
     proxy = options.apt_proxy
-    if proxy is not None and proxy != APT_PROXY_AUTO and not _URL.match(proxy):
-        raise UsageError(
-            f"--apt-proxy {options.apt_proxy!r}: not a URL (or 'auto', or 'none')")
+    if proxy is not None and proxy != APT_PROXY_AUTO:
+        problem = url_problem(proxy)
+        if problem is not None:
+            raise UsageError(f"{option('apt-proxy')} {proxy!r}: not a URL (or 'auto', or "
+                             f"'none'): {problem}")
     for name in options.packages:
-        if not _PACKAGE_NAME.match(name):
-            raise UsageError(f"--packages: {name!r} is not a Debian package name")
+        if not isinstance(name, str) or not _PACKAGE_NAME.match(name):
+            raise UsageError(f"{option('packages')}: {name!r} is not a Debian package name")
     if options.profile is not None:
         from tempest_live_ci.deploy.profiles import PROFILES
 
         if options.profile not in PROFILES:
-            raise UsageError(f"--profile {options.profile!r}: unknown profile "
+            raise UsageError(f"{option('profile')} {options.profile!r}: unknown profile "
                              f"(one of {', '.join(PROFILES)})")
     if options.compression not in COMPRESSION_LEVELS:
         raise UsageError(
-            f"--compression {options.compression!r}: unknown "
+            f"{option('compression')} {options.compression!r}: unknown "
             f"(one of {', '.join(COMPRESSION_LEVELS)})")
     levels = COMPRESSION_LEVELS[options.compression]
     if options.compression_level is not None:
         if levels is None:
             raise UsageError(
-                f"--compression-level {options.compression_level}: "
+                f"{option('compression-level')} {options.compression_level}: "
                 f"{options.compression} takes no level")
         low, high = levels
         if not low <= options.compression_level <= high:
             raise UsageError(
-                f"--compression-level {options.compression_level}: "
+                f"{option('compression-level')} {options.compression_level}: "
                 f"{options.compression} takes {low} to {high}")
     if options.ssh_key is not None:
         for key in (options.ssh_key, options.ssh_public_key):
             assert key is not None
             if not key.is_file() or not os.access(key, os.R_OK):
-                raise UsageError(f"--ssh-key: cannot read {key}",
+                raise UsageError(f"{option('ssh-key')}: cannot read {key}",
                                  hint="give a private key whose public key is next to it as .pub")
         public = options.ssh_public_key
         assert public is not None
         if not public.read_text(errors="replace").startswith(("ssh-", "ecdsa-", "sk-")):
-            raise UsageError(f"--ssh-key: {public} is not an OpenSSH public key")
+            raise UsageError(f"{option('ssh-key')}: {public} is not an OpenSSH public key")
     if options.output is not None and options.output.exists() and not options.output.is_dir():
-        raise UsageError(f"--output {options.output}: not a directory")
+        raise UsageError(f"{option('output')} {options.output}: not a directory")
 
 
 @dataclass(frozen=True)

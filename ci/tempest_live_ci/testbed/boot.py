@@ -11,9 +11,23 @@ import os
 from pathlib import Path
 
 from tempest_live_ci import render
+from tempest_live_ci.errors import UsageError
 from tempest_live_ci.testbed.model import Testbed
 
 IMAGE_DIR = "img"
+
+
+def check_cmdline(cmdline: str, option: str = "kernel command line") -> str:
+    """A kernel command line for boot.ipxe: one line of printable ASCII without `$`.
+
+    It is written into an iPXE script, where a newline starts a command of
+    its own and ${...} is expanded as an iPXE setting.
+    """
+    bad = sorted({c for c in cmdline if not " " <= c <= "~" or c == "$"})
+    if bad:
+        raise UsageError(f"{option} {cmdline!r}: holds {''.join(bad)!r} (printable ASCII "
+                         "without $ only)")
+    return cmdline
 
 
 def _link(source: Path, destination: Path) -> None:
@@ -27,7 +41,7 @@ def _link(source: Path, destination: Path) -> None:
 
 def boot_cmdline(testbed: Testbed, base_cmdline: str, squashfs: bool = True) -> str:
     """The image's command line plus where to fetch the root filesystem from."""
-    parts = [base_cmdline.strip()]
+    parts = [check_cmdline(base_cmdline).strip()]
     if squashfs:
         parts.append(f"fetch={testbed.http_url}/{IMAGE_DIR}/filesystem.squashfs")
     return " ".join(p for p in parts if p)

@@ -42,13 +42,14 @@ class VMConfig:
 
     def __post_init__(self) -> None:
         if self.boot not in BOOT_MODES:
-            raise UsageError(f"boot mode {self.boot!r} is none of {', '.join(BOOT_MODES)}")
+            raise UsageError(f"--boot: boot mode {self.boot!r} is none of {', '.join(BOOT_MODES)}")
         if self.nic_model not in NIC_MODELS:
-            raise UsageError(f"NIC model {self.nic_model!r} is none of {', '.join(NIC_MODELS)}")
+            raise UsageError(f"--nic: NIC model {self.nic_model!r} is none of "
+                             f"{', '.join(NIC_MODELS)}")
         if self.vcpus < 1:
-            raise UsageError(f"vcpus must be at least 1, not {self.vcpus}")
+            raise UsageError(f"--vcpus {self.vcpus}: must be at least 1")
         if self.memory_mib is not None and self.memory_mib < MIN_MEMORY_MIB:
-            raise UsageError(f"memory must be at least {MIN_MEMORY_MIB} MiB, not {self.memory_mib}")
+            raise UsageError(f"--memory {self.memory_mib}: must be at least {MIN_MEMORY_MIB} MiB")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class DomainSpec:
     initrd: Path | None = None
     cmdline: str = ""
     emulator: str = "/usr/bin/qemu-system-x86_64"
+    # proc.identity() of the run's process ("" : the one rendering the XML):
+    # `cleanup` destroys a domain whose owner is gone (and that was not kept).
+    owner: str = ""
 
 
 def domain_name(run_id: str) -> str:
@@ -101,20 +105,24 @@ def render_domain_xml(spec: DomainSpec) -> str:
         raise UsageError("direct boot needs a kernel and an initrd")
     context = {k: ("" if v is None else str(v)) for k, v in asdict(spec).items()}
     context["emulator"] = proc.which(Path(spec.emulator).name) or spec.emulator
+    context["owner"] = spec.owner or proc.identity()
     return render.render("host-setup/domain.xml.j2", metadata_ns=METADATA_NS, **context)
 
 
-def run_id_of(domain: libvirt.virDomain) -> str | None:
-    """The run id in a domain's metadata, or None if the domain is not ours."""
+def metadata_of(domain: libvirt.virDomain) -> dict[str, str] | None:
+    """Our metadata of a domain (id, owner, state-dir, boot), or None if the domain is not ours."""
     try:
         text = domain.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
     except libvirt.libvirtError:
         return None
     # libvirt hands the element back without its namespace.
-    for element in ET.fromstring(text):
-        if element.tag.rsplit("}", 1)[-1] == "id":
-            return element.text
-    return None
+    return {element.tag.rsplit("}", 1)[-1]: element.text or "" for element in ET.fromstring(text)}
+
+
+def run_id_of(domain: libvirt.virDomain) -> str | None:
+    """The run id in a domain's metadata, or None if the domain is not ours."""
+    metadata = metadata_of(domain)
+    return None if metadata is None else metadata.get("id")
 
 
 def is_running(domain: libvirt.virDomain) -> bool:

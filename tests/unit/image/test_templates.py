@@ -71,7 +71,8 @@ def test_auto_config_is_valid_sh_with_the_options(tmp_path: Path) -> None:
     assert "--chroot-squashfs-compression-type gzip" in text
     assert "--chroot-squashfs-compression-level 6" in text
     assert "--apt-http-proxy http://proxy.example:3128" in text
-    assert f'--bootappend-live "{KERNEL_CMDLINE}"' in text
+    # Every value is one quoted shell word (render's shell_quote filter).
+    assert f"--bootappend-live '{KERNEL_CMDLINE}'" in text
     xz = ImageOptions(compression="xz")
     prepare_config(tmp_path / "xz", xz, PROXY)
     assert "compression-level" not in (tmp_path / "xz" / "auto" / "config").read_text()
