@@ -133,7 +133,7 @@ SECTIONS: dict[str, type[Any]] = {
 CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "testbed.mode": (lambda v: bool(v in ("isolated", "persistent")), "isolated or persistent"),
     "image.compression": (lambda v: bool(v in ("zstd", "xz", "lz4", "gzip")), "zstd, xz, lz4 or gzip"),
-    "vm.memory": (lambda v: bool(_MEMORY.match(v) is not None), "a size such as 8G or 6144M"),
+    "vm.memory": (lambda v: _memory_ok(v), "a size such as 8G or 6144M, 512M at least"),
     "vm.vcpus": (lambda v: bool(1 <= v <= 256), "between 1 and 256"),
     "vm.boot": (lambda v: bool(v in ("network", "direct")), "network or direct"),
     "vm.nic_model": (lambda v: bool(v in ("virtio", "e1000")), "virtio or e1000"),
@@ -156,6 +156,15 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "tempest.timeout": (lambda v: bool(v > 0), "positive"),
     "tempest.rerun_failures": (lambda v: bool(0 <= v <= 5), "between 0 and 5"),
 }
+
+
+def _memory_ok(value: str) -> bool:
+    """A size VmSection.memory_mib reads, and no less than a guest needs (vm/domain.py)."""
+    match = _MEMORY.match(value)
+    if match is None:
+        return False
+    mib = int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
+    return mib >= 512
 
 
 _CONF_KEY = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
@@ -292,9 +301,20 @@ def _resolve_paths(job: Job, base: Path) -> Job:
 
 def _check_cross(job: Job) -> None:
     """Checks that involve the testbed's own rules, and files the job names."""
+    from tempest_live_ci.image.model import ImageOptions
+    from tempest_live_ci.image.model import validate as validate_image
     from tempest_live_ci.testbed.config import validate
 
-    validate(testbed_config(job, "tlc-check"))
+    # The same rules as the command line's, each message naming the job's key.
+    validate(testbed_config(job, "tlc-check"),
+             option=lambda key: f"testbed.{key.replace('-', '_')}")
+    image = job.image
+    validate_image(ImageOptions(
+        suite=image.suite, mirror=image.mirror, packages=image.packages,
+        profile=job.tempest.profile if image.preinstall else None,
+        compression=image.compression, compression_level=image.compression_level,
+        ssh_key=Path(image.ssh_key) if image.ssh_key else None,
+    ), option=lambda key: "tempest.profile" if key == "profile" else f"image.{key.replace('-', '_')}")
     for key, value in (("guest.sources_list", job.guest.sources_list),
                        ("tempest.include_list", job.tempest.include_list),
                        ("tempest.exclude_list", job.tempest.exclude_list)):
@@ -306,11 +326,38 @@ def _check_cross(job: Job) -> None:
                              "or .changes file")
         if not Path(candidate).is_file():
             raise UsageError(f"guest.candidates[{i}]: no such file: {candidate}")
+        problem = _candidate_problem(Path(candidate))
+        if problem:
+            raise UsageError(f"guest.candidates[{i}]: {Path(candidate).name!r}: {problem}")
     if job.guest.candidates:
         raise UsageError(f"guest.candidates: {job.guest.candidates[0]!r}: installing candidate "
                          "packages is not built yet; leave guest.candidates unset")
     if job.tempest.smoke and job.tempest.include_list:
         raise UsageError("tempest.smoke: cannot be combined with tempest.include_list")
+
+
+def _candidate_problem(path: Path) -> str | None:
+    """Why a candidate file is not what its name says (a .deb, a .changes), or None."""
+    if path.suffix == ".deb":
+        with open(path, "rb") as f:
+            head = f.read(72)
+        # ar(1): the magic, then the first member's 60-byte header, named debian-binary.
+        if not (head.startswith(b"!<arch>\n") and head[8:24].rstrip(b" /") == b"debian-binary"):
+            return "not a Debian binary package (no ar archive starting with debian-binary)"
+        return None
+    files = []
+    in_files = False
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.startswith((" ", "\t")):
+            in_files = line.startswith("Files:")
+        elif in_files and len(line.split()) == 5:
+            files.append(line.split()[4])
+    if not files:
+        return "not a .changes file (no Files: field)"
+    for name in files:
+        if "/" in name or name in (".", "..") or not (path.parent / name).is_file():
+            return f"names {name!r}, which is not beside it"
+    return None
 
 
 def testbed_config(job: Job, run_id: str) -> Any:

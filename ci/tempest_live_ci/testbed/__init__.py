@@ -6,9 +6,9 @@ way to Debian's archive (apt proxy or NAT).
     persistent  in the host namespace, kept between runs; can put a real NIC
                 on the bridge to boot real hardware
 
-Everything created is written to a journal in the testbed's state directory
-(testbed/journal.py) before the next thing is made, so teardown, a failed
-setup and `cleanup` after a killed run all undo the same records.
+Everything is written to a journal in the testbed's state directory
+(testbed/journal.py) before it is made, so teardown, a failed setup and
+`cleanup` after a killed run all undo the same records.
 """
 
 from __future__ import annotations
@@ -16,22 +16,25 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 from tempest_live_ci import paths, proc
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import TLCError, UsageError
 from tempest_live_ci.log import log, step
 from tempest_live_ci.testbed import dnsmasq, http, links, nat, netns
 from tempest_live_ci.testbed.config import (
     ISOLATED,
     PERSISTENT,
     TestbedConfig,
+    check_name,
+    new_run_id,
+    plain_key,
     require_root,
     validate,
 )
-from tempest_live_ci.testbed.journal import Journal, describe, netns_exists
+from tempest_live_ci.testbed.journal import Journal, UndoError, describe, netns_exists
 from tempest_live_ci.testbed.model import Testbed
 
 __all__ = ["ISOLATED", "PERSISTENT", "Testbed", "TestbedConfig", "create_testbed",
@@ -42,33 +45,39 @@ REQUIRED = ("ip", "dnsmasq", "sysctl")
 
 
 def testbed_dir(name: str) -> Path:
-    return paths.state_dir() / name
+    """The state directory of testbed `name`; the name is checked (no `..`, no slash)."""
+    return paths.state_dir() / check_name("testbed", name, "testbed name")
 
 
-def _preflight(config: TestbedConfig) -> None:
+def _preflight(config: TestbedConfig, option: Callable[[str], str]) -> None:
     """Everything that can be checked before the first change to the host."""
-    validate(config)
+    validate(config, option=option)
     require_root()
     proc.require(*REQUIRED, *(("nft",) if config.nat else ()),
                  *(("socat",) if config.apt_proxy else ()))
     dnsmasq.check_ipxe_files()
     ns = config.namespace
     if ns is not None and netns_exists(ns):
-        raise UsageError(f"netns: a network namespace named {ns!r} already exists",
+        raise UsageError(f"{option('netns')} {ns!r}: a network namespace of that name already "
+                         "exists",
                          hint="pick another name, or `tempest-live-ci cleanup`")
     if ns is None:
         for key in ("bridge", "tap") + (("nic",) if config.nic_kind != "physical" else ()):
             name = getattr(config, key)
             if links.link_exists(name, None):
-                raise UsageError(f"{key}: interface {name} already exists on this host")
+                raise UsageError(f"{option(key)} {name!r}: interface already exists on this host")
             if key == "nic" and links.link_exists(name + "p", None):
-                raise UsageError(f"nic: interface {name}p (the veth peer) already exists")
+                raise UsageError(f"{option(key)} {name!r}: interface {name}p (the veth peer) "
+                                 "already exists")
+        if config.nic_kind == "physical":
+            links.check_real_nic(config.nic, option("nic"))
 
 
-def _testbed(config: TestbedConfig, nic_kind: str, apt_proxy: str | None) -> Testbed:
+def _testbed(config: TestbedConfig, nic_kind: str, apt_proxy: str | None,
+             run_id: str | None = None, persistent: bool = False) -> Testbed:
     directory = testbed_dir(config.name)
     return Testbed(
-        run_id=config.name,
+        run_id=run_id or config.name,
         netns=config.namespace,
         bridge=config.bridge,
         tap=config.tap,
@@ -84,12 +93,20 @@ def _testbed(config: TestbedConfig, nic_kind: str, apt_proxy: str | None) -> Tes
         dnsmasq_log=directory / "dnsmasq.log",
         http_log=directory / "http.log",
         apt_proxy=apt_proxy,
+        http_port=config.http_port,
+        testbed_name=config.name,
+        persistent=persistent,
     )
 
 
 def _start_system_proxy_forward(journal: Journal, config: TestbedConfig, directory: Path) -> str:
     """Persistent mode: forward bridge:3142 to the host's apt-cacher-ng service."""
-    from tempest_live_ci.testbed.aptproxy import ADDRESS, PORT, answers_as_apt_cacher_ng
+    from tempest_live_ci.testbed.aptproxy import (
+        ADDRESS,
+        PORT,
+        answers_as_apt_cacher_ng,
+        describe_listener,
+    )
 
     if not answers_as_apt_cacher_ng(ADDRESS, PORT):
         raise UsageError(
@@ -97,36 +114,45 @@ def _start_system_proxy_forward(journal: Journal, config: TestbedConfig, directo
             "uses the host's apt-cacher-ng service",
             hint="apt-get install apt-cacher-ng (or --no-apt-proxy --nat)",
         )
+    # Said every time: this is not the proxy isolated runs get.
+    log.warning("apt proxy: the guest uses the host's own apt-cacher-ng on %s:%d (%s) as it is: "
+                "it is not restricted to Debian's archive like the private one isolated runs "
+                "start (ForceManaged, host-setup/apt-cacher-ng/acng.conf.j2)",
+                ADDRESS, PORT, describe_listener(PORT))
     address = str(config.host_interface.ip)
-    pid = proc.start_daemon(
-        ["socat", f"TCP-LISTEN:{APT_PROXY_PORT},bind={address},fork,reuseaddr",
+    log_file = directory / "socat.log"
+    # -lf: socat's own messages, and the state path on its command line, which
+    # tells it apart from any other socat (the journal's marker).
+    pid = journal.start_daemon(
+        "socat (apt proxy)", str(log_file),
+        ["socat", "-lf", str(log_file), f"TCP-LISTEN:{APT_PROXY_PORT},bind={address},fork,reuseaddr",
          f"TCP:{ADDRESS}:{PORT}"],
-        log_file=directory / "socat.log", pid_file=directory / "socat.pid",
+        netns=None, log_file=log_file, pid_file=directory / "socat.pid",
     )
-    journal.add("pid", pid=pid, name="socat (apt proxy)", marker=f"bind={address}")
     from tempest_live_ci.testbed.listen import wait_listening
 
     wait_listening(pid, APT_PROXY_PORT, what="socat (apt proxy)")
     return f"http://{address}:{APT_PROXY_PORT}"
 
 
-def create_testbed(config: TestbedConfig) -> Testbed:
+def create_testbed(config: TestbedConfig, *,
+                   option: Callable[[str], str] = plain_key) -> Testbed:
     """Create every part of the testbed; on failure undo what was made and re-raise.
 
     The testbed is left running: `teardown_testbed(name)` (or the journal's
     undo) removes it. The apt proxy of an isolated testbed is not made here:
     see start_testbed.
     """
-    _preflight(config)
+    _preflight(config, option)
     directory = testbed_dir(config.name)
     if (directory / "journal.json").exists() and Journal(directory).records():
         raise UsageError(f"testbed {config.name} already exists ({directory})",
                          hint=f"tempest-live-ci host teardown --name {config.name}")
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)
-    (directory / "testbed.json").write_text(json.dumps(asdict(config), indent=1))
-    # Who made it: `cleanup` leaves a testbed alone while this process lives.
+    # Who made it, first: `cleanup` leaves a testbed alone while this process lives.
     (directory / "owner").write_text(proc.identity() + "\n")
+    (directory / "testbed.json").write_text(json.dumps(asdict(config), indent=1))
     journal = Journal(directory)
     try:
         with step(f"Setting up {config.mode} testbed {config.name}"):
@@ -141,9 +167,8 @@ def create_testbed(config: TestbedConfig) -> Testbed:
             tb = _testbed(config, nic_kind, None)
             http.start_http_server(journal, ns, str(config.host_interface.ip), config.http_port,
                                    tb.http_root, directory)
-            port = "" if config.http_port == 80 else f":{config.http_port}"
-            boot_url = f"http://{config.host_interface.ip}{port}/boot.ipxe"
-            dnsmasq.start_dnsmasq(journal, config, directory, tb.tftp_root, boot_url)
+            dnsmasq.start_dnsmasq(journal, config, directory, tb.tftp_root,
+                                  f"{tb.http_url}/boot.ipxe")
             if config.nat:
                 nat.apply_nat(journal, config, directory, ns)
             apt_proxy = None
@@ -156,11 +181,23 @@ def create_testbed(config: TestbedConfig) -> Testbed:
                      config.nic, nic_kind)
             return tb
     except BaseException:
-        teardown_testbed(config.name, quiet=True)
+        _teardown_after_failure(config.name)
         raise
 
 
-def load_testbed(name: str) -> tuple[TestbedConfig, Testbed]:
+def _teardown_after_failure(name: str) -> None:
+    """Undo a testbed while an exception is on its way: that exception is the news."""
+    try:
+        teardown_testbed(name, quiet=True)
+    except TLCError as e:
+        log.error("%s", e.message)
+        if e.hint:
+            log.info("hint: %s", e.hint)
+
+
+def load_testbed(name: str, run_id: str | None = None) -> tuple[TestbedConfig, Testbed]:
+    """A testbed `host setup` made. A persistent one gets a run id of its own for the
+    run that loads it (its domain, its `vm ssh --run`): the testbed's name is not a run id."""
     directory = testbed_dir(name)
     try:
         data = json.loads((directory / "testbed.json").read_text())
@@ -171,16 +208,30 @@ def load_testbed(name: str) -> tuple[TestbedConfig, Testbed]:
     proxy = None
     if config.apt_proxy:
         proxy = f"http://{config.host_interface.ip}:{APT_PROXY_PORT}"
-    return config, _testbed(config, kind, proxy)
+    persistent = config.mode == PERSISTENT
+    if run_id is None:
+        run_id = new_run_id() if persistent else name
+    return config, _testbed(config, kind, proxy, run_id=run_id, persistent=persistent)
 
 
 def teardown_testbed(name: str, *, quiet: bool = False) -> list[str]:
-    """Undo everything the testbed's journal records; safe to call twice."""
+    """Undo everything the testbed's journal records; safe to call twice.
+
+    Best effort: what cannot be undone is kept in the journal (and the state
+    directory with it) and named in an UndoError, after everything else was
+    removed.
+    """
     directory = testbed_dir(name)
     if not directory.exists():
         return []
     journal = Journal(directory)
-    done = [describe(r) for r in journal.undo_all()]
+    try:
+        undone = journal.undo_all()
+    except UndoError as e:
+        for record in e.undone:
+            (log.debug if quiet else log.info)("removed %s", describe(record))
+        raise
+    done = [describe(r) for r in undone]
     for line in done:
         (log.debug if quiet else log.info)("removed %s", line)
     shutil.rmtree(directory, ignore_errors=True)
@@ -195,6 +246,7 @@ def start_testbed(config: TestbedConfig) -> Iterator[Testbed]:
     running for a later `vm destroy` or `cleanup`.
     """
     tb = create_testbed(config)
+    failed = False
     try:
         with contextlib.ExitStack() as stack:
             if config.apt_proxy and config.mode == ISOLATED:
@@ -205,10 +257,16 @@ def start_testbed(config: TestbedConfig) -> Iterator[Testbed]:
                                                        APT_PROXY_PORT))
                 tb = _testbed(config, tb.nic_kind, f"http://{tb.host_address}:{APT_PROXY_PORT}")
             yield tb
+    except BaseException:
+        failed = True
+        raise
     finally:
         if not (tb.state_dir / "keep").exists():
             with step(f"Tearing down testbed {config.name}"):
-                teardown_testbed(config.name, quiet=True)
+                if failed:
+                    _teardown_after_failure(config.name)
+                else:
+                    teardown_testbed(config.name, quiet=True)
 
 
 def keep_testbed(tb: Testbed) -> None:

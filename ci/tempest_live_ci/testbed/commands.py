@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -37,7 +38,16 @@ def _name_option(f: Any) -> Any:
 @click.option("--nic-kind", type=click.Choice(["auto", "dummy", "veth"]), default="auto",
               show_default=True, help="auto: dummy when the kernel has it, else a veth pair.")
 @click.option("--real-nic", default=None, metavar="IFACE",
-              help="Put this existing interface on the bridge instead (boots real hardware).")
+              help="Put this existing interface on the bridge instead (boots real hardware). "
+                   "Refused if the host uses it (an address, the default route). On that LAN "
+                   "dnsmasq then answers only the guest's MAC, not authoritatively, and sends "
+                   "no IPv6 router advertisements, unless the two options below say so.")
+@click.option("--dhcp-authoritative/--no-dhcp-authoritative", default=None,
+              help="dnsmasq's dhcp-authoritative: NAKs other servers' leases. "
+                   "[default: on, off with --real-nic]")
+@click.option("--router-advertisements/--no-router-advertisements", default=None,
+              help="IPv6 RAs of the bridge's ULA prefix (iPXE boots 13 s sooner); every host "
+                   "on a LAN takes the prefix. [default: on, off with --real-nic]")
 @click.option("--host-address", default="192.168.100.1/24", show_default=True)
 @click.option("--host-ipv6", default="fd74:6c63:0:1::1/64", show_default=True,
               help="IPv6 ULA /64 on the bridge ('none' for none).")
@@ -54,7 +64,8 @@ def _name_option(f: Any) -> Any:
 def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner: str | None,
           nic: str, nic_kind: str, real_nic: str | None, host_address: str, host_ipv6: str,
           guest_address: str | None, guest_mac: str, nat: bool, nat_interface: str | None,
-          apt_proxy: bool, http_port: int, enable_nested_kvm: bool) -> int:
+          apt_proxy: bool, http_port: int, enable_nested_kvm: bool,
+          dhcp_authoritative: bool | None, router_advertisements: bool | None) -> int:
     """Set up a testbed and leave it running (persistent, or isolated with --netns)."""
     from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT, TestbedConfig
 
@@ -75,17 +86,32 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
         nat_interface=nat_interface,
         apt_proxy=apt_proxy,
         http_port=http_port,
+        dhcp_authoritative=dhcp_authoritative,
+        router_advertisements=router_advertisements,
     )
-    return setup_host(config, enable_nested=enable_nested_kvm)
+
+    def option(key: str) -> str:
+        """How a setting is called on this command line."""
+        if key == "nic" and real_nic:
+            return "--real-nic"
+        if key == "name" and not name:
+            return "--netns"
+        return f"--{key}"
+
+    return setup_host(config, enable_nested=enable_nested_kvm, option=option)
 
 
-def setup_host(config: TestbedConfig, *, enable_nested: bool = False) -> int:
+def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
+               option: Callable[[str], str] | None = None) -> int:
     """Idempotent: an existing healthy testbed with the same settings is left as it is."""
     from tempest_live_ci.testbed import create_testbed, keep_testbed, teardown_testbed
-    from tempest_live_ci.testbed.config import require_root
+    from tempest_live_ci.testbed.config import plain_key, require_root, validate
     from tempest_live_ci.testbed.nested import enable_nested_kvm
     from tempest_live_ci.testbed.status import testbed_status
 
+    option = option or plain_key
+    # Bad input is refused first, root or not, before anything is looked at.
+    validate(config, option=option)
     require_root()
     if enable_nested:
         log.info("%s", enable_nested_kvm().message)
@@ -104,13 +130,24 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False) -> int:
             return ExitCode.OK
         log.warning("testbed %s is incomplete; setting it up again", config.name)
         teardown_testbed(config.name)
-    testbed = create_testbed(config)
+    testbed = create_testbed(config, option=option)
     if testbed.netns is not None:
         # Set up to outlive this command: not a leftover for `cleanup`.
         keep_testbed(testbed)
     where = f"namespace {testbed.netns}" if testbed.netns else "the host namespace"
     log.info("testbed %s is up in %s: boot files go in %s", config.name, where, testbed.http_root)
     return ExitCode.OK
+
+
+def _checked_name(name: str | None, netns: str | None) -> str:
+    """The testbed a command names: never a path (`..`, a slash), checked before any use."""
+    from tempest_live_ci.testbed.config import check_name
+
+    if name:
+        return check_name("--name", name, "testbed name")
+    if netns:
+        return check_name("--netns", netns, "namespace name")
+    return "tempest"
 
 
 @host.command()
@@ -121,8 +158,8 @@ def teardown(name: str | None, netns: str | None) -> int:
     from tempest_live_ci.testbed import teardown_testbed
     from tempest_live_ci.testbed.config import require_root
 
+    name = _checked_name(name, netns)
     require_root()
-    name = name or netns or "tempest"
     removed = teardown_testbed(name)
     if not removed:
         log.info("no testbed named %s: nothing to do", name)
@@ -137,7 +174,7 @@ def status(name: str | None, netns: str | None, as_json: bool) -> int:
     """Show a testbed's parts and whether each is still there (exit 16 if not all)."""
     from tempest_live_ci.testbed.status import list_testbeds, testbed_status
 
-    wanted = name or netns
+    wanted = _checked_name(name, netns) if name or netns else None
     names = [wanted] if wanted else list_testbeds()
     report = []
     code = ExitCode.OK

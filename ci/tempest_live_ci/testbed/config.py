@@ -11,6 +11,7 @@ import os
 import pwd
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tempest_live_ci.errors import UsageError
@@ -20,6 +21,7 @@ IFNAMSIZ = 15
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _NETNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 ISOLATED = "isolated"
 PERSISTENT = "persistent"
@@ -57,7 +59,25 @@ class TestbedConfig:
     nat_interface: str | None = None  # default: the interface holding the default route
     apt_proxy: bool = True
     http_port: int = 80
+    # dnsmasq's dhcp-authoritative and IPv6 router advertisements. None: on
+    # for a testbed of its own, off when a real NIC puts the bridge on a LAN,
+    # where other DHCP clients would be NAKed and every host would get our
+    # ULA prefix: there only explicit flags turn them on.
+    dhcp_authoritative: bool | None = None
+    router_advertisements: bool | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def authoritative(self) -> bool:
+        if self.dhcp_authoritative is not None:
+            return self.dhcp_authoritative
+        return self.nic_kind != "physical"
+
+    @property
+    def sends_router_advertisements(self) -> bool:
+        if self.router_advertisements is not None:
+            return self.router_advertisements
+        return self.nic_kind != "physical"
 
     @property
     def namespace(self) -> str | None:
@@ -80,78 +100,116 @@ class TestbedConfig:
         return self.host_interface.ip + 1
 
 
+def plain_key(key: str) -> str:
+    return key
+
+
+def check_name(option: str, value: str, what: str = "name") -> str:
+    """A testbed name, run id or namespace name: also a directory name and a netns name.
+
+    Letters, digits and . _ -, starting with a letter or digit: no `..`, no
+    slash, no space, quote or shell metacharacter.
+    """
+    if not isinstance(value, str) or not _NETNS.match(value):
+        raise UsageError(f"{option} {value!r}: not a valid {what} (letters, digits and . _ -, "
+                         "starting with a letter or digit, 63 at most)")
+    return value
+
+
 def _check_ifname(key: str, value: str) -> None:
+    if not isinstance(value, str) or not _IFNAME.match(value):
+        raise UsageError(f"{key} {value!r}: not a valid interface name (letters, digits and . _ -)")
     if len(value) > IFNAMSIZ:
-        raise UsageError(f"{key}: interface name {value!r} is longer than {IFNAMSIZ} characters")
-    if not _IFNAME.match(value):
-        raise UsageError(f"{key}: {value!r} is not a valid interface name")
+        raise UsageError(f"{key} {value!r}: interface name longer than {IFNAMSIZ} characters")
 
 
-def validate(config: TestbedConfig) -> TestbedConfig:
-    """Check every setting; return the config unchanged or raise UsageError."""
+def validate(config: TestbedConfig, *, option: Callable[[str], str] = plain_key) -> TestbedConfig:
+    """Check every setting; return the config unchanged or raise UsageError.
+
+    Every message names the setting and the bad value; option(key) is how
+    the setting is named there: "--host-address" on the command line,
+    "testbed.host_address" in a job file.
+    """
     if config.mode not in (ISOLATED, PERSISTENT):
-        raise UsageError(f"mode: {config.mode!r} is not one of {ISOLATED}, {PERSISTENT}")
-    if not _NETNS.match(config.name):
-        raise UsageError(f"name: {config.name!r} is not a valid testbed name")
-    if config.namespace is not None and not _NETNS.match(config.namespace):
-        raise UsageError(f"netns: {config.namespace!r} is not a valid namespace name")
+        raise UsageError(f"{option('mode')} {config.mode!r}: not one of {ISOLATED}, {PERSISTENT}")
+    check_name(option("name"), config.name, "testbed name")
+    if config.namespace is not None:
+        check_name(option("netns"), config.namespace, "namespace name")
     for key in ("bridge", "tap", "nic"):
-        _check_ifname(key, getattr(config, key))
+        _check_ifname(option(key), getattr(config, key))
     if config.nic_kind in ("veth", "auto") and len(config.nic + "p") > IFNAMSIZ:
         raise UsageError(
-            f"nic: {config.nic!r} leaves no room for its veth peer {config.nic + 'p'!r} "
-            f"({IFNAMSIZ} characters at most)"
+            f"{option('nic')} {config.nic!r}: leaves no room for its veth peer "
+            f"{config.nic + 'p'!r} ({IFNAMSIZ} characters at most)"
         )
     names = [config.bridge, config.tap, config.nic]
     if len(set(names)) != len(names):
-        raise UsageError(f"bridge, tap and nic must differ: {', '.join(names)}")
+        raise UsageError(f"{option('bridge')}, {option('tap')} and {option('nic')} must differ: "
+                         f"{', '.join(names)}")
     if config.nic_kind not in ("auto", "dummy", "veth", "physical"):
-        raise UsageError(f"nic-kind: {config.nic_kind!r} is not one of auto, dummy, veth, physical")
+        raise UsageError(f"{option('nic-kind')} {config.nic_kind!r}: not one of auto, dummy, "
+                         "veth, physical")
     if config.nic_kind == "physical" and config.mode != PERSISTENT:
-        raise UsageError("nic-kind: a physical NIC can only be used by a persistent testbed")
+        raise UsageError(f"{option('nic')} {config.nic!r}: a real NIC can only be used by a "
+                         "persistent testbed")
+    if config.nat_interface is not None:
+        _check_ifname(option("nat-interface"), config.nat_interface)
+    if not isinstance(config.guest_name, str) or not _HOSTNAME.match(config.guest_name):
+        raise UsageError(f"{option('guest-name')} {config.guest_name!r}: not a host name")
 
+    address = config.host_address
+    if not isinstance(address, str) or "/" not in address:
+        raise UsageError(f"{option('host-address')} {address!r}: needs a prefix length, "
+                         "e.g. 192.168.100.1/24")
     try:
-        iface = ipaddress.IPv4Interface(config.host_address)
+        iface = ipaddress.IPv4Interface(address)
     except ValueError:
-        raise UsageError(f"host-address: {config.host_address!r} is not an IPv4 address/prefix") from None
-    if "/" not in config.host_address:
-        raise UsageError(f"host-address: {config.host_address!r} needs a prefix length, e.g. /24")
+        raise UsageError(f"{option('host-address')} {address!r}: not an IPv4 "
+                         "address/prefix") from None
     if iface.network.prefixlen > 30:
-        raise UsageError(f"host-address: /{iface.network.prefixlen} leaves no room for a guest")
+        raise UsageError(f"{option('host-address')} {address!r}: /{iface.network.prefixlen} "
+                         "leaves no room for a guest")
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-        raise UsageError(f"host-address: {iface.ip} is the network or broadcast address of {iface.network}")
+        raise UsageError(f"{option('host-address')} {address!r}: {iface.ip} is the network or "
+                         f"broadcast address of {iface.network}")
     try:
         guest = config.guest_ip
     except ValueError:
-        raise UsageError(f"guest-address: {config.guest_address!r} is not an IPv4 address") from None
+        raise UsageError(f"{option('guest-address')} {config.guest_address!r}: not an IPv4 "
+                         "address") from None
     if guest not in iface.network or guest in (iface.network.network_address,
                                                iface.network.broadcast_address):
-        raise UsageError(f"guest-address: {guest} is not a host address in {iface.network}")
+        raise UsageError(f"{option('guest-address')} {str(guest)!r}: not a host address in "
+                         f"{iface.network}")
     if guest == iface.ip:
-        raise UsageError(f"guest-address: {guest} is the host's own address")
+        raise UsageError(f"{option('guest-address')} {str(guest)!r}: the host's own address")
     if config.host_ipv6:
         try:
             v6 = ipaddress.IPv6Interface(config.host_ipv6)
         except ValueError:
-            raise UsageError(f"host-ipv6: {config.host_ipv6!r} is not an IPv6 address/prefix") from None
-        if v6.network.prefixlen != 64:
-            raise UsageError(f"host-ipv6: {config.host_ipv6!r} must be a /64 (router advertisements)")
-    if not _MAC.match(config.guest_mac):
-        raise UsageError(f"guest-mac: {config.guest_mac!r} is not a MAC address (lower-case, colons)")
+            raise UsageError(f"{option('host-ipv6')} {config.host_ipv6!r}: not an IPv6 "
+                             "address/prefix") from None
+        if v6.network.prefixlen != 64 or "/" not in config.host_ipv6:
+            raise UsageError(f"{option('host-ipv6')} {config.host_ipv6!r}: must be a /64 "
+                             "(router advertisements)")
+    if not isinstance(config.guest_mac, str) or not _MAC.match(config.guest_mac):
+        raise UsageError(f"{option('guest-mac')} {config.guest_mac!r}: not a MAC address "
+                         "(lower-case, colons)")
     if int(config.guest_mac[:2], 16) & 1:
-        raise UsageError(f"guest-mac: {config.guest_mac} is a multicast address")
+        raise UsageError(f"{option('guest-mac')} {config.guest_mac!r}: a multicast address")
     if config.tap_owner is not None:
         try:
             pwd.getpwnam(config.tap_owner)
-        except KeyError:
-            raise UsageError(f"tap-owner: no such user: {config.tap_owner!r}") from None
+        except (KeyError, ValueError):
+            raise UsageError(f"{option('tap-owner')} {config.tap_owner!r}: no such user") from None
     if config.nat and config.mode != PERSISTENT:
         raise UsageError(
-            "nat: isolated testbeds reach Debian's archive through the apt proxy; "
-            "NAT needs a persistent testbed in the host namespace"
+            f"{option('nat')} {config.nat!r}: isolated testbeds reach Debian's archive through "
+            "the apt proxy; NAT needs a persistent testbed in the host namespace"
         )
-    if not 0 < config.http_port < 65536:
-        raise UsageError(f"http-port: {config.http_port} is not a TCP port")
+    if isinstance(config.http_port, bool) or not isinstance(config.http_port, int) \
+            or not 0 < config.http_port < 65536:
+        raise UsageError(f"{option('http-port')} {config.http_port!r}: not a TCP port")
     return config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tempest_live_ci import proc, render
+from tempest_live_ci import render
 from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.testbed.config import TestbedConfig
 from tempest_live_ci.testbed.journal import Journal
@@ -51,6 +51,8 @@ def render_config(config: TestbedConfig, state_dir: Path, tftp_root: Path,
         ipv6=ipv6.network.network_address if ipv6 else None,
         boot_script_url=boot_script_url,
         tftp_root=tftp_root,
+        authoritative=config.authoritative,
+        router_advertisements=config.sends_router_advertisements,
     )
 
 
@@ -62,10 +64,10 @@ def start_dnsmasq(journal: Journal, config: TestbedConfig, state_dir: Path,
     (state_dir / "dnsmasq.log").touch()
     # In the foreground, as our own child: we reap it when we stop it (the
     # machine's init may not), and its pid is known before it can fail.
-    pid = proc.start_daemon(["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}"],
-                            netns=config.namespace, log_file=state_dir / "dnsmasq.stderr",
-                            pid_file=state_dir / "dnsmasq.pid")
-    journal.add("pid", pid=pid, name="dnsmasq", marker=str(conf))
+    pid = journal.start_daemon("dnsmasq", str(conf),
+                               ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}"],
+                               netns=config.namespace, log_file=state_dir / "dnsmasq.stderr",
+                               pid_file=state_dir / "dnsmasq.pid")
     try:
         wait_listening(pid, 67, protocol="udp", what="dnsmasq (DHCP)")
         wait_listening(pid, 69, protocol="udp", what="dnsmasq (TFTP)")

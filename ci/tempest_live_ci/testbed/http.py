@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tempest_live_ci import proc
 from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.listen import wait_listening
 
@@ -21,11 +20,11 @@ def start_http_server(journal: Journal, netns: str | None, address: str, port: i
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
     log_file = state_dir / "http.log"
-    pid = proc.start_daemon(
+    pid = journal.start_daemon(
+        "http.server", str(root),
         [sys.executable, "-u", "-m", "http.server", "--bind", address,
          "--directory", str(root), str(port)],
         netns=netns, log_file=log_file, pid_file=state_dir / "http.pid",
     )
-    journal.add("pid", pid=pid, name="http.server", marker=str(root))
     wait_listening(pid, port, what="HTTP server")
     return pid

@@ -1,16 +1,20 @@
 """A journal of what a testbed created, so that it can always be undone.
 
-Every part of the testbed records what it creates (a namespace, a link, a
-daemon's pid, an nftables table, a sysctl value it changed) before moving on.
-The same records serve three callers:
+Every part of the testbed records what it is about to create (a namespace,
+a link, a daemon's pid file, an nftables table, a sysctl value it changes)
+*before* creating it: a kill at any moment leaves at most a record of
+something that does not exist, never something that exists without a
+record. The same records serve three callers:
 
 - the run itself, which undoes its records in reverse order when its block
   unwinds (success, error, Ctrl-C, SIGTERM), or when a setup fails halfway;
 - `host teardown`, for a persistent testbed set up by an earlier command;
 - `cleanup`, for a run that was killed before it could undo anything.
 
-Undoing is idempotent: whatever is already gone is skipped, so teardown is
-safe to call twice.
+Undoing is idempotent: whatever is already gone (or was never made) is
+skipped, so teardown is safe to call twice. It is also best effort: a record
+whose undo fails is logged and kept in the journal, every other record is
+still undone, and one UndoError at the end names what failed.
 """
 
 from __future__ import annotations
@@ -19,15 +23,50 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import proc
+from tempest_live_ci.errors import TestbedError, TLCError
 from tempest_live_ci.log import log
 
 Record = dict[str, Any]
+
+
+class UndoError(TestbedError):
+    """Some records could not be undone; they stay in the journal for a later try."""
+
+    def __init__(self, message: str, *, undone: list[Record],
+                 failed: list[tuple[Record, str]], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.undone = undone
+        self.failed = failed
+
+
+def _same(a: Record, b: Record) -> bool:
+    if "id" in a or "id" in b:
+        return a.get("id") == b.get("id")
+    return a == b
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP wait until the block is done (a second Ctrl-C
+    must not abort a teardown halfway); they are delivered when it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class Journal:
@@ -54,22 +93,80 @@ class Journal:
         return list(json.loads(self.path.read_text()))
 
     def add(self, kind: str, **fields: Any) -> Record:
-        record: Record = {"kind": kind, "time": time.time(), **fields}
+        record: Record = {"kind": kind, "id": secrets.token_hex(6), "time": time.time(), **fields}
         with self._locked() as records:
             records.append(record)
         return record
 
+    def update(self, record: Record, **fields: Any) -> Record:
+        """Add what became known after the record was written (a daemon's pid)."""
+        updated = {**record, **fields}
+        with self._locked() as records:
+            records[:] = [updated if _same(r, record) else r for r in records]
+        return updated
+
+    def discard(self, record: Record) -> None:
+        """Forget a record without undoing it (its object was never made)."""
+        with self._locked() as records:
+            records[:] = [r for r in records if not _same(r, record)]
+
+    @contextlib.contextmanager
+    def intent(self, kind: str, **fields: Any) -> Iterator[Record]:
+        """Record `kind` before the block creates it.
+
+        A command of the block that ran and failed (a TLCError) made
+        nothing: the record is dropped, so that undoing never removes what
+        someone else made under the same name. An interrupt keeps it:
+        whether the object exists then is unknown, and undo checks.
+        """
+        record = self.add(kind, **fields)
+        try:
+            yield record
+        except TLCError:
+            self.discard(record)
+            raise
+
+    def start_daemon(self, name: str, marker: str, cmd: proc.Argv, *, netns: str | None,
+                     log_file: Path, pid_file: Path) -> int:
+        """proc.start_daemon(), recorded first by its pid file, then by its pid.
+
+        marker: a string of the daemon's command line (its state path) that
+        tells it apart from whatever process later gets the same pid.
+        """
+        with self.intent("pid", name=name, marker=marker, pid_file=str(pid_file)) as record:
+            pid = proc.start_daemon(cmd, netns=netns, log_file=log_file, pid_file=pid_file)
+        self.update(record, pid=pid)
+        return pid
+
     def undo(self, record: Record) -> None:
         undo_record(record)
-        with self._locked() as records:
-            records[:] = [r for r in records if r != record]
+        self.discard(record)
 
     def undo_all(self) -> list[Record]:
-        """Undo every record, newest first; returns what was undone."""
-        undone = []
-        for record in reversed(self.records()):
-            self.undo(record)
-            undone.append(record)
+        """Undo every record, newest first; returns what was undone.
+
+        A failing undo does not stop the others: each failure is logged, its
+        record stays in the journal, and UndoError names them all at the end.
+        """
+        undone: list[Record] = []
+        failed: list[tuple[Record, str]] = []
+        with deferred_signals():
+            for record in reversed(self.records()):
+                try:
+                    self.undo(record)
+                except Exception as e:  # every failure is reported below
+                    why = e.message if isinstance(e, TLCError) else f"{type(e).__name__}: {e}"
+                    log.warning("could not remove %s: %s", describe(record), why)
+                    failed.append((record, why))
+                else:
+                    undone.append(record)
+        if failed:
+            what = "; ".join(f"{describe(r)}: {why}" for r, why in failed)
+            raise UndoError(
+                f"{len(failed)} of {len(failed) + len(undone)} parts of testbed "
+                f"{self.directory.name} could not be removed: {what}",
+                undone=undone, failed=failed,
+                hint=f"the rest is removed; the journal keeps these: {self.path}")
         return undone
 
 
@@ -83,7 +180,8 @@ def describe(record: Record) -> str:
     if kind == "enslaved":
         return f"link {record['name']} taken off the bridge{where}"
     if kind == "pid":
-        return f"process {record['pid']} ({record['name']})"
+        pid = recorded_pid(record)
+        return f"process {'?' if pid is None else pid} ({record['name']})"
     if kind == "nft-table":
         return f"nftables table {record['family']} {record['name']}{where}"
     if kind == "sysctl":
@@ -109,7 +207,17 @@ def process_matches(pid: int, marker: str) -> bool:
     return marker in cmdline
 
 
+def recorded_pid(record: Record) -> int | None:
+    """The pid of a "pid" record: written after the start, else read from its pid file."""
+    if record.get("pid") is not None:
+        return int(record["pid"])
+    if record.get("pid_file"):
+        return proc.read_pidfile(record["pid_file"])
+    return None
+
+
 def undo_record(record: Record) -> None:
+    """Remove what `record` names if it is (still) there; raise if that fails."""
     kind = record["kind"]
     netns = record.get("netns")
     log.debug("undoing %s", describe(record))
@@ -123,22 +231,28 @@ def undo_record(record: Record) -> None:
         pids = proc.run(["ip", "netns", "pids", name], check=False, capture=True).stdout.split()
         for pid in pids:
             proc.kill_pid(int(pid), grace=3)
-        proc.run(["ip", "netns", "delete", name], check=False)
+        proc.run(["ip", "netns", "delete", name], capture=True)
     elif kind in ("link", "enslaved"):
         if _ip(netns, "link", "show", "dev", record["name"]) == 0:
-            if kind == "link":
-                _ip(netns, "link", "delete", "dev", record["name"])
-            else:
-                _ip(netns, "link", "set", "dev", record["name"], "nomaster")
+            argv = ["link", "delete", "dev", record["name"]] if kind == "link" \
+                else ["link", "set", "dev", record["name"], "nomaster"]
+            proc.run(["ip", *(["-n", netns] if netns else []), *argv], capture=True)
+            if kind == "enslaved" and record.get("was_up") is False:
+                _ip(netns, "link", "set", "dev", record["name"], "down")
     elif kind == "pid":
-        if process_matches(int(record["pid"]), record["marker"]):
-            proc.kill_pid(int(record["pid"]))
+        daemon = recorded_pid(record)
+        if daemon is not None and process_matches(daemon, record["marker"]):
+            proc.kill_pid(daemon)
+            if proc.pid_alive(daemon):
+                raise TestbedError(f"process {daemon} is still running")
     elif kind == "nft-table":
         exists = proc.run(["nft", "list", "table", record["family"], record["name"]],
                           netns=netns, check=False, capture=True).returncode == 0
         if exists:
-            proc.run(["nft", "delete", "table", record["family"], record["name"]], netns=netns)
+            proc.run(["nft", "delete", "table", record["family"], record["name"]], netns=netns,
+                     capture=True)
     elif kind == "sysctl":
-        proc.run(["sysctl", "-q", "-w", f"{record['key']}={record['old']}"], netns=netns)
+        proc.run(["sysctl", "-q", "-w", f"{record['key']}={record['old']}"], netns=netns,
+                 capture=True)
     else:
         raise ValueError(f"unknown journal record kind: {kind}")

@@ -32,12 +32,51 @@ def link_exists(name: str, netns: str | None) -> bool:
     return link_info(name, netns) is not None
 
 
+def _default_route_devices(netns: str | None) -> set[str]:
+    devices = set()
+    for family in ("-4", "-6"):
+        out = _ip(netns, "-j", family, "route", "show", "default", check=False)
+        for route in json.loads(out or "[]"):
+            if route.get("dev"):
+                devices.add(str(route["dev"]))
+            for hop in route.get("nexthops", []):
+                if hop.get("dev"):
+                    devices.add(str(hop["dev"]))
+    return devices
+
+
+def check_real_nic(name: str, option: str = "nic", netns: str | None = None) -> None:
+    """Refuse a real NIC that this host uses: on the bridge it would cut the host off.
+
+    The interface must exist, be no loopback, be on no bridge or bond
+    already, hold no global address and carry no default route. Read-only.
+    """
+    info = link_info(name, netns)
+    if info is None:
+        raise UsageError(f"{option} {name!r}: no such interface")
+    if "LOOPBACK" in info.get("flags", []):
+        raise UsageError(f"{option} {name!r}: the loopback interface cannot boot anything")
+    if info.get("master"):
+        raise UsageError(f"{option} {name!r}: already enslaved to {info['master']}")
+    addresses = [f"{a['local']}/{a['prefixlen']}" for a in info.get("addr_info", [])
+                 if a.get("scope") == "global"]
+    if addresses:
+        raise UsageError(f"{option} {name!r}: holds the address {', '.join(addresses)}; on the "
+                         "bridge it would cut this host off that network",
+                         hint="give a NIC this host does not use")
+    if name in _default_route_devices(netns):
+        raise UsageError(f"{option} {name!r}: holds the default route; on the bridge it would "
+                         "cut this host off", hint="give a NIC this host does not use")
+
+
 @functools.cache
 def kernel_has_dummy() -> bool:
     """Try to make a dummy link in a scratch namespace: the only sure test."""
+    from tempest_live_ci.testbed.netns import add_marked_netns
+
     scratch = f"tlc-probe-{os.getpid()}"
-    proc.run(["ip", "netns", "add", scratch])
     try:
+        add_marked_netns(scratch, None)
         result = proc.run(["ip", "-n", scratch, "link", "add", "probe0", "type", "dummy"],
                           check=False, capture=True)
         return result.returncode == 0
@@ -54,8 +93,8 @@ def choose_nic_kind(requested: str) -> str:
 
 
 def _new_link(journal: Journal, netns: str | None, name: str, *args: str) -> None:
-    _ip(netns, "link", "add", name, *args)
-    journal.add("link", name=name, netns=netns)
+    with journal.intent("link", name=name, netns=netns):
+        _ip(netns, "link", "add", name, *args)
 
 
 def create_nic(journal: Journal, netns: str | None, name: str, kind: str, bridge: str) -> None:
@@ -66,10 +105,12 @@ def create_nic(journal: Journal, netns: str | None, name: str, kind: str, bridge
     unattached, with ARP off so it never answers for the bridge's address).
     """
     if kind == "physical":
-        if not link_exists(name, netns):
-            raise UsageError(f"nic: no such interface: {name}")
-        _ip(netns, "link", "set", name, "master", bridge, "up")
-        journal.add("enslaved", name=name, netns=netns)
+        info = link_info(name, netns)
+        if info is None:
+            raise UsageError(f"nic {name!r}: no such interface")
+        was_up = "UP" in info.get("flags", [])
+        with journal.intent("enslaved", name=name, netns=netns, was_up=was_up):
+            _ip(netns, "link", "set", name, "master", bridge, "up")
         log.info("NIC %s: physical, on bridge %s", name, bridge)
     elif kind == "dummy":
         _new_link(journal, netns, name, "type", "dummy")
@@ -98,6 +139,6 @@ def create_tap(journal: Journal, netns: str | None, name: str, bridge: str,
     argv = ["tuntap", "add", "dev", name, "mode", "tap"]
     if owner:
         argv += ["user", owner]
-    _ip(netns, *argv)
-    journal.add("link", name=name, netns=netns)
+    with journal.intent("link", name=name, netns=netns):
+        _ip(netns, *argv)
     _ip(netns, "link", "set", name, "master", bridge, "up")

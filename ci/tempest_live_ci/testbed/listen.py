@@ -1,12 +1,16 @@
-"""Wait for a daemon to listen, by reading its own view of the network.
+"""Wait for a daemon to listen, on a socket of its own.
 
-/proc/PID/net/{tcp,udp} shows the sockets of the network namespace PID lives
-in, so this works the same for a daemon in the host namespace and one inside
-a run's namespace, without entering it.
+/proc/PID/net/{tcp,udp} lists every socket of the network namespace PID
+lives in, whoever holds it: another daemon on the same port (nginx on :80,
+the host's apt-cacher-ng on :3142) would look like ours. So the sockets
+counted are only those whose inode is among PID's open files
+(/proc/PID/fd/* -> "socket:[INODE]"). This works the same for a daemon in the
+host namespace and one inside a run's namespace, without entering it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -16,8 +20,30 @@ from tempest_live_ci.errors import TestbedError
 _TCP_LISTEN = "0A"
 
 
-def _ports(pid: int, protocol: str) -> set[int]:
+def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets `pid` holds open."""
+    inodes: set[int] = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(fd_dir / fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target.endswith("]"):
+            inodes.add(int(target[len("socket:["):-1]))
+    return inodes
+
+
+def listening_ports(pid: int, protocol: str = "tcp") -> set[int]:
+    """Ports `pid` itself listens on (TCP) or is bound to (UDP)."""
+    owned = socket_inodes(pid)
     ports: set[int] = set()
+    if not owned:
+        return ports
     for table in (protocol, protocol + "6"):
         try:
             lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
@@ -25,6 +51,8 @@ def _ports(pid: int, protocol: str) -> set[int]:
             continue
         for line in lines:
             fields = line.split()
+            if len(fields) < 10 or int(fields[9]) not in owned:
+                continue
             if protocol == "tcp" and fields[3] != _TCP_LISTEN:
                 continue
             ports.add(int(fields[1].rsplit(":", 1)[1], 16))
@@ -33,11 +61,13 @@ def _ports(pid: int, protocol: str) -> set[int]:
 
 def wait_listening(pid: int, port: int, *, protocol: str = "tcp", what: str,
                    timeout: float = 10.0) -> None:
+    """Return once `pid` holds a socket listening on `port`; raise if it dies or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.pid_alive(pid):
             raise TestbedError(f"{what} exited before listening on {protocol} port {port}")
-        if port in _ports(pid, protocol):
+        if port in listening_ports(pid, protocol):
             return
         time.sleep(0.05)
-    raise TestbedError(f"{what} does not listen on {protocol} port {port} after {timeout:.0f}s")
+    raise TestbedError(f"{what} does not listen on {protocol} port {port} after {timeout:.0f}s "
+                       "(is another process holding the port?)")

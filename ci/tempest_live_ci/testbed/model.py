@@ -13,6 +13,10 @@ class Testbed:
 
     netns is the network namespace everything lives in (isolated mode), or
     None for the host's own namespace (persistent mode).
+
+    run_id names the run using the testbed (its libvirt domain, `vm ssh
+    --run`); name names the testbed. They are one for an isolated testbed,
+    made for its run; a persistent testbed has its own name ("tempest").
     """
 
     __test__ = False
@@ -33,6 +37,17 @@ class Testbed:
     dnsmasq_log: Path
     http_log: Path
     apt_proxy: str | None  # URL the guest uses, e.g. http://192.168.100.1:3142
+    http_port: int = 80
+    # The testbed's own name (its state directory) when it is not the run's:
+    # a persistent testbed outlives every run booted on it, and each of those
+    # runs has a run id of its own.
+    testbed_name: str | None = None
+    persistent: bool = False  # set up by `host setup`: a run never tears it down
+
+    @property
+    def name(self) -> str:
+        """The testbed's name: its state directory, what teardown_testbed() takes."""
+        return self.testbed_name or self.run_id
 
     @property
     def host_address(self) -> ipaddress.IPv4Address:
@@ -40,4 +55,6 @@ class Testbed:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.host_address}"
+        """Where the testbed's HTTP server answers, port included unless it is 80."""
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return f"http://{self.host_address}{port}"

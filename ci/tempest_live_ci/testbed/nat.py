@@ -48,8 +48,8 @@ def render_ruleset(config: TestbedConfig, outside: str) -> str:
 def _set_sysctl(journal: Journal, netns: str | None, key: str, value: str) -> None:
     current = proc.run(["sysctl", "-n", key], netns=netns, capture=True).stdout.strip()
     if current != value:
-        proc.run(["sysctl", "-q", "-w", f"{key}={value}"], netns=netns)
-        journal.add("sysctl", key=key, old=current, netns=netns)
+        with journal.intent("sysctl", key=key, old=current, netns=netns):
+            proc.run(["sysctl", "-q", "-w", f"{key}={value}"], netns=netns)
 
 
 def apply_nat(journal: Journal, config: TestbedConfig, state_dir: Path,
@@ -60,8 +60,8 @@ def apply_nat(journal: Journal, config: TestbedConfig, state_dir: Path,
     ruleset.write_text(render_ruleset(config, outside))
     proc.run(["nft", "-c", "-f", str(ruleset)], netns=netns, error=UsageError)
     table = table_name(config)
-    proc.run(["nft", "-f", str(ruleset)], netns=netns)
-    journal.add("nft-table", family=FAMILY, name=table, netns=netns)
+    with journal.intent("nft-table", family=FAMILY, name=table, netns=netns):
+        proc.run(["nft", "-f", str(ruleset)], netns=netns)
     _set_sysctl(journal, netns, "net.ipv4.ip_forward", "1")
     if config.host_ipv6:
         _set_sysctl(journal, netns, "net.ipv6.conf.all.forwarding", "1")

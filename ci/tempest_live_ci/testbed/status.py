@@ -8,7 +8,13 @@ from typing import Any
 
 from tempest_live_ci import paths
 from tempest_live_ci.testbed import links
-from tempest_live_ci.testbed.journal import Journal, describe, netns_exists, process_matches
+from tempest_live_ci.testbed.journal import (
+    Journal,
+    describe,
+    netns_exists,
+    process_matches,
+    recorded_pid,
+)
 
 
 @dataclass
@@ -39,7 +45,8 @@ def _present(record: dict[str, Any]) -> bool:
     if kind in ("link", "enslaved"):
         return links.link_exists(record["name"], netns)
     if kind == "pid":
-        return process_matches(int(record["pid"]), record["marker"])
+        pid = recorded_pid(record)
+        return pid is not None and process_matches(pid, record["marker"])
     return True
 
 

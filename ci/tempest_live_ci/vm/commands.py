@@ -55,9 +55,14 @@ def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | 
          initrd: Path | None, cmdline: str, boot_mode: str, nic_model: str, memory: int | None,
          vcpus: int, output: Path | None, timeout_ssh: float) -> int:
     """Boot a guest on a fresh isolated testbed, wait for SSH and leave it running."""
+    from tempest_live_ci.testbed.boot import check_cmdline
+    from tempest_live_ci.testbed.config import check_name
     from tempest_live_ci.vm.boot import BootFiles, BootTimeouts
     from tempest_live_ci.vm.domain import VMConfig
 
+    if run_id is not None:
+        check_name("--run-id", run_id, "run id")
+    check_cmdline(cmdline, "--cmdline")
     if (kernel is None) != (initrd is None):
         raise UsageError("--kernel and --initrd go together")
     config = VMConfig(memory_mib=memory, vcpus=vcpus, nic_model=nic_model, boot=boot_mode)
@@ -133,15 +138,27 @@ def boot_kernel(files: BootFiles, config: VMConfig, *, run_id: str | None, outpu
 
 
 def _find_run(run_id: str | None) -> Path:
-    """The state directory of the guest left running by `vm boot` (the only one, or --run)."""
+    """The state directory holding the guest of run `run_id` (or the only guest there is).
+
+    A guest of an isolated run lives in its run's directory; a guest booted
+    on a persistent testbed in the testbed's directory, under its own run id.
+    """
+    import json
+
+    from tempest_live_ci.testbed.config import check_name
     from tempest_live_ci.vm.boot import STATE_FILE
 
     root = paths.state_dir()
     if run_id is not None:
+        check_name("--run", run_id, "run id")
         directory = root / run_id
-        if not (directory / STATE_FILE).exists():
-            raise UsageError(f"--run {run_id}: no guest recorded in {directory / STATE_FILE}")
-        return directory
+        if (directory / STATE_FILE).exists():
+            return directory
+        for state in sorted(root.glob(f"*/{STATE_FILE}")):
+            with contextlib.suppress(OSError, ValueError):
+                if json.loads(state.read_text()).get("run_id") == run_id:
+                    return state.parent
+        raise UsageError(f"--run {run_id!r}: no guest recorded in {directory / STATE_FILE}")
     found = sorted(p.parent for p in root.glob(f"*/{STATE_FILE}"))
     if len(found) != 1:
         names = ", ".join(p.name for p in found)
@@ -185,8 +202,23 @@ def destroy(run_id: str | None) -> int:
     return destroy_guest(run_id)
 
 
+def _owns_its_testbed(directory: Path, run_id: str) -> bool:
+    """Was the testbed in `directory` made for run `run_id` alone (isolated, same name)?
+
+    A persistent testbed (`host setup`) outlives the runs booted on it.
+    """
+    import json
+
+    try:
+        mode = json.loads((directory / "testbed.json").read_text()).get("mode")
+    except (OSError, ValueError):
+        mode = None
+    return directory.name == run_id and mode != "persistent"
+
+
 def destroy_guest(run_id: str | None) -> int:
-    """Destroy the recorded guest, stop its private libvirtd, remove its testbed. Returns 0."""
+    """Destroy the recorded guest, stop its private libvirtd and remove its testbed,
+    unless that testbed is a persistent one the guest only used. Returns 0."""
     import libvirt
 
     from tempest_live_ci.testbed import teardown_testbed
@@ -208,5 +240,11 @@ def destroy_guest(run_id: str | None) -> int:
         if state.private_libvirtd:
             stop_private_libvirtd(directory)
         (directory / STATE_FILE).unlink(missing_ok=True)
-        teardown_testbed(state.run_id, quiet=True)
+        if _owns_its_testbed(directory, state.run_id):
+            teardown_testbed(directory.name, quiet=True)
+        else:
+            # The run kept it with the guest; the testbed itself stays up.
+            (directory / "keep").unlink(missing_ok=True)
+            log.info("testbed %s is persistent: left up (host teardown removes it)",
+                     directory.name)
     return 0

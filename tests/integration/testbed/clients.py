@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tempest_live_ci.testbed.model import Testbed
+from tests.conftest import TOP, Dirs
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -62,3 +66,24 @@ def client_on_bridge(testbed: Testbed, mac: str, address: str | None = None) -> 
         for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
             subprocess.run(["kill", "-9", pid], check=False)
         sh("ip", "netns", "delete", name, check=False)
+
+
+def snapshot(ns: str) -> str:
+    """A namespace's network state, as a person compares it."""
+    parts = []
+    for argv in (["ip", "-d", "link", "show"], ["ip", "addr", "show"], ["ip", "route", "show"],
+                 ["nft", "list", "ruleset"], ["sysctl", "net.ipv4.ip_forward"]):
+        out = sh("ip", "netns", "exec", ns, *argv).stdout
+        # A bridge's running timers tick between two looks.
+        parts.append(re.sub(r"(_timer|_valid_lft|_preferred_lft)\s+\S+", r"\1", out))
+    return "\n".join(parts)
+
+
+def tlc_in(ns: str, dirs: Dirs, *args: str,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI in namespace `ns` (standing in for the host namespace)."""
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, str(TOP / "bin" / "tempest-live-ci"), *args],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, **dirs.env(), **(env or {})},
+    )

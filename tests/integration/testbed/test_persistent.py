@@ -4,55 +4,11 @@ runs under `ip netns exec`, so "the host namespace" it changes is that one."""
 from __future__ import annotations
 
 import os
-import re
-import secrets
-import subprocess
-import sys
-from collections.abc import Iterator
 
-import pytest
-
-from tests.conftest import TOP, Dirs, needs_root
-from tests.integration.testbed.clients import sh
+from tests.conftest import Dirs, needs_root
+from tests.integration.testbed.clients import sh, snapshot, tlc_in
 
 pytestmark = [needs_root]
-
-
-def snapshot(ns: str) -> str:
-    """The namespace's network state, as a person compares it."""
-    parts = []
-    for argv in (["ip", "-d", "link", "show"], ["ip", "addr", "show"], ["ip", "route", "show"],
-                 ["nft", "list", "ruleset"], ["sysctl", "net.ipv4.ip_forward"]):
-        out = sh("ip", "netns", "exec", ns, *argv).stdout
-        # A bridge's running timers tick between two looks.
-        parts.append(re.sub(r"(_timer|_valid_lft|_preferred_lft)\s+\S+", r"\1", out))
-    return "\n".join(parts)
-
-
-@pytest.fixture
-def fake_host(no_leaks: None) -> Iterator[str]:
-    """A namespace with a loopback and an "uplink" holding the default route."""
-    ns = "tlch-" + secrets.token_hex(3)
-    sh("ip", "netns", "add", ns)
-    try:
-        sh("ip", "-n", ns, "link", "set", "lo", "up")
-        # The uplink leads nowhere: a veth whose peer stays in the same namespace.
-        sh("ip", "-n", ns, "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p")
-        sh("ip", "-n", ns, "link", "set", "uplink0", "up")
-        sh("ip", "-n", ns, "addr", "add", "10.255.0.2/24", "dev", "uplink0")
-        sh("ip", "-n", ns, "route", "add", "default", "via", "10.255.0.1")
-        yield ns
-    finally:
-        for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-            subprocess.run(["kill", "-9", pid], check=False)
-        sh("ip", "netns", "delete", ns, check=False)
-
-
-def tlc_in(ns: str, dirs: Dirs, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, str(TOP / "bin" / "tempest-live-ci"), *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **dirs.env()},
-    )
 
 
 def test_setup_is_idempotent_and_teardown_restores_the_host(fake_host: str, dirs: Dirs) -> None:

@@ -28,25 +28,26 @@ def links() -> set[str]:
 
 @needs_root
 @pytest.mark.parametrize("args, culprit", [
-    (["--host-address", "192.168.100.1"], "needs a prefix length"),
-    (["--host-address", "192.168.300.1/24"], "'192.168.300.1/24' is not an IPv4"),
+    (["--host-address", "192.168.100.1"], "--host-address '192.168.100.1': needs a prefix length"),
+    (["--host-address", "192.168.300.1/24"], "--host-address '192.168.300.1/24': not an IPv4"),
     (["--host-address", "192.168.100.0/24"], "network or broadcast"),
     (["--host-address", "10.0.0.1/31"], "/31 leaves no room"),
-    (["--guest-address", "10.1.1.2"], "guest-address: 10.1.1.2 is not a host address in 192.168.100.0/24"),
+    (["--guest-address", "10.1.1.2"],
+     "--guest-address '10.1.1.2': not a host address in 192.168.100.0/24"),
     (["--guest-address", "192.168.100.1"], "the host's own address"),
     (["--guest-address", "192.168.100.255"], "not a host address"),
-    (["--host-ipv6", "fd00::1/48"], "must be a /64"),
-    (["--guest-mac", "52:54:00:zz:00:01"], "guest-mac"),
+    (["--host-ipv6", "fd00::1/48"], "--host-ipv6 'fd00::1/48': must be a /64"),
+    (["--guest-mac", "52:54:00:zz:00:01"], "--guest-mac '52:54:00:zz:00:01'"),
     (["--guest-mac", "01:00:5e:00:00:01"], "multicast"),
     (["--bridge", "a-bridge-name-too-long"],
-     "bridge: interface name 'a-bridge-name-too-long' is longer than 15"),
-    (["--tap", "bad name"], "tap: 'bad name' is not a valid interface name"),
-    (["--nic", "exactly15chars_"], "leaves no room for its veth peer"),
+     "--bridge 'a-bridge-name-too-long': interface name longer than 15"),
+    (["--tap", "bad name"], "--tap 'bad name': not a valid interface name"),
+    (["--nic", "exactly15chars_"], "--nic 'exactly15chars_': leaves no room for its veth peer"),
     (["--bridge", "same", "--tap", "same"], "must differ"),
-    (["--tap-owner", "no-such-user-here"], "tap-owner: no such user"),
-    (["--netns", "tlc-x", "--nat"], "NAT needs a persistent testbed"),
-    (["--bridge", "lo"], "bridge: interface lo already exists"),
-    (["--real-nic", "no-such-nic0", "--no-apt-proxy"], "nic: no such interface: no-such-nic0"),
+    (["--tap-owner", "no-such-user-here"], "--tap-owner 'no-such-user-here': no such user"),
+    (["--netns", "tlc-x", "--nat"], "--nat True: isolated testbeds"),
+    (["--bridge", "lo"], "--bridge 'lo': interface already exists"),
+    (["--real-nic", "no-such-nic0", "--no-apt-proxy"], "--real-nic 'no-such-nic0': no such interface"),
 ])
 def test_bad_setup_input_exits_20_and_changes_nothing(tlc: Tlc, dirs: Dirs, args: list[str],
                                                       culprit: str) -> None:
@@ -67,7 +68,8 @@ def test_existing_namespace_is_refused(tlc: Tlc, dirs: Dirs) -> None:
     try:
         result = tlc("host", "setup", "--netns", "tlc-taken", "--no-apt-proxy")
         assert result.returncode == 20
-        assert "netns: a network namespace named 'tlc-taken' already exists" in result.stderr
+        assert "--netns 'tlc-taken': a network namespace of that name already exists" \
+            in result.stderr
         # The namespace someone else made is still there.
         assert "tlc-taken" in netns_list()
     finally:
