@@ -1,32 +1,80 @@
 """Find and remove what killed runs left behind.
 
-Everything a run creates carries its run id (`tlc-` + 8 hex digits): the
-namespace, the state directory with its journal and pid files, the libvirt
-domain's metadata. A run whose owner process is gone and that was not kept
-on purpose is a leftover.
+Only what this tool made and whose owner process is gone is touched; what
+was kept on purpose (`vm boot`, --keep-on-failure, `host setup --netns`) is
+left alone unless asked. What is looked at:
+
+- testbeds: every state directory with a journal (any name, `vm boot
+  --run-id NAME` too) whose `owner` process is gone: the journal is undone
+  and the daemons with pid files there are stopped;
+- network namespaces: those marked by testbed/netns.py (the loopback's
+  alias names the owner and the state directory) whose owner is gone,
+  scratch namespaces tlc-probe-PID, and unmarked run-id namespaces older
+  than YOUNG whose daemons name no state directory. A namespace whose state
+  directory exists under another state root (a test's, a concurrent tool's)
+  is left to that root's cleanup;
+- the apt proxy: the unix-socket socat of a killed user (its pid file names
+  the user's pid), and the apt-cacher-ng started with this state directory
+  that no live run uses any more;
+- image builds: `.build-*` directories of the image store whose build lock
+  nobody holds, with the live-build processes still working in them and
+  the chroot's mounts; `.old-*` directories of a dead pid; free `.lock-*`
+  files;
+- libvirt: the private libvirtd of a run on a persistent testbed whose run
+  is gone (its domains destroyed first: libvirtd leaves guests running when
+  it stops), and domains of the system libvirtd whose metadata names an
+  owner that is gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
-from dataclasses import dataclass
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from tempest_live_ci import paths, proc
+from tempest_live_ci.errors import TestbedError, TLCError
 from tempest_live_ci.log import log
-from tempest_live_ci.testbed import teardown_testbed
-from tempest_live_ci.testbed.journal import describe, process_matches, undo_record
+from tempest_live_ci.testbed.journal import (
+    Journal,
+    UndoError,
+    describe,
+    netns_exists,
+    process_matches,
+    undo_record,
+)
 
 RUN_ID = re.compile(r"^tlc-[0-9a-f]{8}$")
+PROBE = re.compile(r"^tlc-probe-(\d+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# An unmarked namespace younger than this may be a run being set up by an
+# older version of the tool (or another state directory): not yet a leftover.
+YOUNG = 30.0
+
+
+def _nothing() -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
 class Leftover:
-    run_id: str
+    name: str  # what the output lines start with: a run id, a namespace, a path
     reason: str
-    kept: bool
+    kept: bool = False
+    remove: Callable[[], list[str]] = field(default=_nothing, compare=False, repr=False)
 
+
+# --- testbeds -------------------------------------------------------------------------------
 
 def _owner_alive(directory: Path) -> bool:
     try:
@@ -42,36 +90,15 @@ def _mode(directory: Path) -> str | None:
         return None
 
 
-def _namespaces() -> list[str]:
-    out = proc.run(["ip", "netns", "list"], capture=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
-
-
-def find_leftovers(include_kept: bool = False) -> list[Leftover]:
-    found: list[Leftover] = []
-    root = paths.state_dir()
-    seen = set()
-    if root.is_dir():
-        for directory in sorted(root.iterdir()):
-            if not directory.is_dir() or not RUN_ID.match(directory.name):
-                continue
-            seen.add(directory.name)
-            if _mode(directory) == "persistent" or _owner_alive(directory):
-                continue
-            kept = (directory / "keep").exists()
-            if kept and not include_kept:
-                log.info("kept on purpose, left alone: %s (tempest-live-ci vm destroy --run %s)",
-                         directory.name, directory.name)
-                continue
-            found.append(Leftover(directory.name, "its run is gone", kept))
-    for name in _namespaces():
-        if RUN_ID.match(name) and name not in seen:
-            found.append(Leftover(name, "a namespace without a state directory", False))
-    return found
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _kill_recorded_pids(directory: Path) -> list[str]:
-    """Daemons whose pid files sit in the run's state directory (libvirtd, socat, ...)."""
+    """Daemons whose pid files sit in a state directory (libvirtd, socat, ...)."""
     stopped = []
     for pid_file in sorted(directory.rglob("*.pid")):
         pid = proc.read_pidfile(pid_file)
@@ -80,28 +107,474 @@ def _kill_recorded_pids(directory: Path) -> list[str]:
     return stopped
 
 
-def remove_leftover(leftover: Leftover) -> list[str]:
-    directory = paths.state_dir() / leftover.run_id
-    removed: list[str] = []
-    if directory.exists():
-        removed += _kill_recorded_pids(directory)
-        removed += teardown_testbed(leftover.run_id, quiet=True)
-    else:
-        record = {"kind": "netns", "name": leftover.run_id}
+def _undo_directory(directory: Path) -> list[str]:
+    """Undo the journal of a state directory, then remove it (kept if some undo failed)."""
+    removed = _kill_recorded_pids(directory)
+    journal = Journal(directory)
+    try:
+        removed += [describe(r) for r in journal.undo_all()]
+    except UndoError as e:
+        removed += [describe(r) for r in e.undone]
+        raise TestbedError(e.message + " (also removed: " + (", ".join(removed) or "nothing")
+                           + ")", hint=e.hint) from None
+    shutil.rmtree(directory, ignore_errors=True)
+    return removed
+
+
+def _testbeds(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
+    root = paths.state_dir()
+    if not root.is_dir():
+        return
+    for directory in sorted(root.iterdir()):
+        if not directory.is_dir() or not _NAME.match(directory.name) \
+                or directory.name == "apt-cacher-ng":
+            continue
+        if not ((directory / "journal.json").exists() or (directory / "testbed.json").exists()):
+            continue
+        seen.add(directory.name)
+        if _mode(directory) == "persistent" or _owner_alive(directory):
+            continue
+        if not (directory / "owner").exists() and _age(directory) < YOUNG:
+            continue  # being set up this very moment
+        kept = (directory / "keep").exists()
+        if kept and not include_kept:
+            log.info("kept on purpose, left alone: %s (tempest-live-ci vm destroy --run %s)",
+                     directory.name, directory.name)
+            continue
+        yield Leftover(directory.name, "its run is gone", kept,
+                       partial(_undo_directory, directory))
+
+
+# --- network namespaces ---------------------------------------------------------------------
+
+def _namespace_names() -> list[str]:
+    out = proc.run(["ip", "netns", "list"], capture=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _netns_age(name: str) -> float:
+    # /run/netns/NAME is the namespace's nsfs inode: its times are its creation.
+    return _age(Path("/run/netns") / name)
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [os.fsdecode(a) for a in raw.split(b"\0") if a]
+
+
+def _state_dirs_of_processes(name: str) -> set[Path]:
+    """State directories `<root>/<name>` that the processes inside namespace `name` name."""
+    pids = proc.run(["ip", "netns", "pids", name], check=False, capture=True).stdout.split()
+    found = set()
+    for pid in pids:
+        for arg in _cmdline(int(pid)):
+            index = arg.find(f"/{name}/")
+            if index >= 0:
+                start = max(arg.rfind("=", 0, index), arg.rfind(":", 0, index)) + 1
+                found.add(Path(arg[start:index + len(name) + 1]))
+    return found
+
+
+def _claimed(state: Path, include_kept: bool, what: str) -> bool:
+    """Does a state directory still claim its namespace?
+
+    Yes while it exists in another state root (that root's `cleanup` judges
+    it: tests and concurrent tools keep their own), or in ours while its
+    owner lives or it is kept on purpose.
+    """
+    if not state.is_dir():
+        return False
+    if state.parent.resolve() != paths.state_dir().resolve():
+        log.debug("%s belongs to %s, another state directory: left to its cleanup", what, state)
+        return True
+    if _owner_alive(state):
+        return True
+    if (state / "keep").exists() and not include_kept:
+        log.info("kept on purpose, left alone: %s (%s)", what, state)
+        return True
+    return False
+
+
+def _remove_namespace(name: str, state: Path | None) -> list[str]:
+    removed = []
+    if state is not None and state.is_dir() and (state / "journal.json").exists():
+        removed += _undo_directory(state)
+    if netns_exists(name):
+        record = {"kind": "netns", "name": name}
         undo_record(record)
         removed.append(describe(record))
     return removed
 
 
+def _namespaces(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
+    from tempest_live_ci.testbed.netns import read_mark
+
+    for name in _namespace_names():
+        if name in seen or not _NAME.match(name):
+            continue
+        mark = read_mark(name)
+        if mark is not None:
+            if proc.identity_alive(mark.owner):
+                continue
+            state = mark.state_dir
+            if state is not None and _claimed(state, include_kept, name):
+                continue
+            yield Leftover(name, "a namespace whose run is gone", False,
+                           partial(_remove_namespace, name, state))
+            continue
+        probe = PROBE.match(name)
+        if probe is not None:
+            if not proc.pid_alive(int(probe.group(1))):
+                yield Leftover(name, "a scratch namespace of a process that is gone", False,
+                               partial(_remove_namespace, name, None))
+            continue
+        if RUN_ID.match(name):
+            if _netns_age(name) < YOUNG:
+                continue
+            if any(_claimed(state, include_kept, name) for state in _state_dirs_of_processes(name)):
+                continue
+            yield Leftover(name, "a namespace without a state directory", False,
+                           partial(_remove_namespace, name, None))
+
+
+# --- the apt proxy --------------------------------------------------------------------------
+
+def _remove_socat(pid_file: Path, pid: int | None, marker: str) -> list[str]:
+    removed = []
+    sockets = [a.split(":", 1)[1].split(",", 1)[0] for a in _cmdline(pid or -1)
+               if a.startswith("UNIX-LISTEN:")]
+    if pid is not None and process_matches(pid, marker) and proc.kill_pid(pid):
+        removed.append(f"process {pid} (socat)")
+    for socket in sockets:
+        path = Path(socket)
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(f"socket {path}")
+        if path.parent.name.startswith("tlc-acng-"):
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+    own = pid_file.parent / f"acng-{marker.removeprefix('acng-')}"
+    with contextlib.suppress(OSError):
+        own.unlink()
+        removed.append(f"socket {own}")
+    pid_file.unlink(missing_ok=True)
+    return removed
+
+
+def _apt_proxy() -> Iterator[Leftover]:
+    from tempest_live_ci.testbed import aptproxy
+
+    own = aptproxy.proxy_state_dir()
+    if own.is_dir():
+        for pid_file in sorted([*own.glob("socat-*.pid"), *own.glob("forward-*.pid")]):
+            # socat-<pid>-<token>.pid, forward-<pid>-<token>-...: <pid> is the user's.
+            parts = pid_file.stem.split("-")
+            if len(parts) < 3 or not parts[1].isdigit():
+                continue
+            if proc.pid_alive(int(parts[1])):
+                continue
+            user = f"{parts[1]}-{parts[2]}"
+            marker = f"acng-{user}.sock"
+            pid = proc.read_pidfile(pid_file)
+            alive = pid is not None and process_matches(pid, marker)
+            reason = (f"the apt proxy's socat of process {parts[1]}, which is gone" if alive
+                      else "the pid file of a socat that is gone")
+            yield Leftover(str(pid_file), reason, False,
+                           partial(_remove_socat, pid_file, pid, marker))
+    for directory in aptproxy.running_daemons():
+        if directory.resolve() != own.resolve():
+            continue  # started with another state directory: its cleanup judges it
+        with aptproxy.locked(directory):
+            users = aptproxy.read_users(directory)
+        if users:
+            continue
+        pid = aptproxy.daemon_pid(directory)
+        yield Leftover(f"apt-cacher-ng (pid {pid}, {directory})", "no run uses it any more",
+                       False, partial(_stop_apt_cacher_ng, directory))
+
+
+def _stop_apt_cacher_ng(directory: Path) -> list[str]:
+    from tempest_live_ci.testbed import aptproxy
+
+    with aptproxy.locked(directory):
+        if aptproxy.read_users(directory):
+            return []  # a run came meanwhile
+        pid = aptproxy.daemon_pid(directory)
+        aptproxy.stop_daemon(directory)
+    return [f"process {pid} (apt-cacher-ng)"]
+
+
+# --- image builds ---------------------------------------------------------------------------
+
+def _lock_free(path: Path) -> bool:
+    """Nobody holds the flock of `path` (a build lock): its builder is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _unescape_mount(field_: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash as octal escapes (\\040)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
+
+
+def mounts_under(directory: Path) -> list[Path]:
+    """Mount points at or below `directory`, deepest first."""
+    top = str(directory.resolve())
+    found = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        point = _unescape_mount(line.split()[1])
+        if point == top or point.startswith(top + "/"):
+            found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Processes whose working directory or root is in `directory` (a chroot's apt, dpkg...)."""
+    top = str(directory.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for link in ("cwd", "root"):
+            try:
+                target = os.readlink(entry / link)
+            except OSError:
+                continue
+            if target == top or target.startswith(top + "/"):
+                found.append(int(entry.name))
+                break
+    return found
+
+
+def _stop_processes(pids: list[int], grace: float = 5.0) -> list[str]:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(proc.pid_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if proc.pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return [f"process {pid}" for pid in pids]
+
+
+def _remove_build(directory: Path) -> list[str]:
+    removed = _stop_processes(processes_under(directory))
+    for _ in range(5):
+        points = mounts_under(directory)
+        if not points:
+            break
+        for point in points:
+            if proc.run(["umount", point], check=False, capture=True).returncode != 0:
+                proc.run(["umount", "-l", point], check=False, capture=True)
+            removed.append(f"mount {point}")
+    left = mounts_under(directory)
+    if left:
+        raise TestbedError(f"cannot unmount {left[0]} (and {len(left) - 1} more)")
+    shutil.rmtree(directory, ignore_errors=True)
+    removed.append(f"directory {directory}")
+    return removed
+
+
+def _remove_lock(path: Path) -> list[str]:
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []  # a build started meanwhile
+        path.unlink(missing_ok=True)
+    return [f"lock file {path}"]
+
+
+def _image_builds() -> Iterator[Leftover]:
+    from tempest_live_ci.image.model import images_dir
+
+    store = images_dir()
+    if not store.is_dir():
+        return
+    entries = sorted(store.iterdir())
+    building = set()
+    for entry in entries:
+        build = re.match(r"^\.build-([0-9a-f]+)-", entry.name)
+        if build is not None and entry.is_dir():
+            digest = build.group(1)
+            if not _lock_free(store / f".lock-{digest}"):
+                building.add(digest)
+                continue
+            yield Leftover(str(entry), "an image build whose builder is gone", False,
+                           partial(_remove_build, entry))
+            continue
+        old = re.match(r"^\.old-.+-(\d+)$", entry.name)
+        if old is not None and entry.is_dir() and not proc.pid_alive(int(old.group(1))):
+            yield Leftover(str(entry), "an image replaced by a build that is gone", False,
+                           partial(_remove_build, entry))
+    for entry in entries:
+        lock = re.match(r"^\.lock-([0-9a-f]+)$", entry.name)
+        if lock is not None and lock.group(1) not in building and _lock_free(entry):
+            yield Leftover(str(entry), "a build lock nobody holds", False,
+                           partial(_remove_lock, entry))
+
+
+# --- libvirt --------------------------------------------------------------------------------
+
+def _kept_domains() -> set[str]:
+    """Domains recorded by `vm boot` or --keep-on-failure (vm.json) under the state root."""
+    names = set()
+    for state in paths.state_dir().glob("*/vm.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            names.add(str(json.loads(state.read_text())["domain"]))
+    return names
+
+
+def stale_domains(conn: Any, include_kept: bool = False) -> list[tuple[Any, str, bool]]:
+    """Our domains on `conn` whose owner process is gone: (domain, reason, kept).
+
+    Ours: the domain's metadata is tempest-live-ci's (vm/domain.py); its
+    owner is the run's process. A domain without an owner (older versions)
+    is left alone.
+    """
+    from tempest_live_ci.vm.domain import metadata_of
+
+    kept_names = _kept_domains()
+    found = []
+    for domain in conn.listAllDomains():
+        metadata = metadata_of(domain)
+        if metadata is None or not metadata.get("owner"):
+            continue
+        if proc.identity_alive(metadata["owner"]):
+            continue
+        kept = domain.name() in kept_names
+        if kept and not include_kept:
+            log.info("kept on purpose, left alone: domain %s", domain.name())
+            continue
+        found.append((domain, f"a libvirt domain of run {metadata.get('id')}, which is gone",
+                      kept))
+    return found
+
+
+def _destroy(uri: str, name: str) -> list[str]:
+    import libvirt
+
+    from tempest_live_ci.vm.domain import destroy_domain
+    from tempest_live_ci.vm.libvirtd import open_connection
+
+    conn = open_connection(uri)
+    try:
+        destroy_domain(conn.lookupByName(name))
+    except libvirt.libvirtError:
+        return []
+    finally:
+        conn.close()
+    return [f"domain {name}"]
+
+
+def _stop_run_libvirtd(directory: Path, include_kept: bool) -> list[str]:
+    """A persistent testbed's private libvirtd of a run that is gone: domains first."""
+    import libvirt
+
+    from tempest_live_ci.vm.domain import destroy_domain
+    from tempest_live_ci.vm.libvirtd import private_uri, stop_private_libvirtd
+
+    removed = []
+    with contextlib.suppress(libvirt.libvirtError):
+        conn = libvirt.open(private_uri(directory / "libvirt"))
+        try:
+            for domain in conn.listAllDomains():
+                name = domain.name()
+                destroy_domain(domain)
+                removed.append(f"domain {name}")
+        finally:
+            conn.close()
+    pid = proc.read_pidfile(directory / "libvirtd.pid")
+    if stop_private_libvirtd(directory):
+        removed.append(f"process {pid} (libvirtd)")
+    if include_kept:
+        (directory / "vm.json").unlink(missing_ok=True)
+        (directory / "keep").unlink(missing_ok=True)
+    return removed
+
+
+def _libvirt(include_kept: bool) -> Iterator[Leftover]:
+    root = paths.state_dir()
+    if root.is_dir():
+        for directory in sorted(root.iterdir()):
+            if not directory.is_dir() or _mode(directory) != "persistent":
+                continue
+            pid = proc.read_pidfile(directory / "libvirtd.pid")
+            if pid is None or not process_matches(pid, str(directory)):
+                continue
+            try:
+                owner = (directory / "libvirtd.owner").read_text()
+            except OSError:
+                continue  # started by an older version: whose it is, is unknown
+            if proc.identity_alive(owner):
+                continue
+            kept = (directory / "vm.json").exists()
+            if kept and not include_kept:
+                log.info("kept on purpose, left alone: the guest on testbed %s "
+                         "(tempest-live-ci vm destroy)", directory.name)
+                continue
+            yield Leftover(directory.name, "the private libvirtd of a run that is gone", kept,
+                           partial(_stop_run_libvirtd, directory, include_kept))
+    try:
+        from tempest_live_ci.vm.libvirtd import SYSTEM_URI, open_connection, system_libvirt_answers
+    except ImportError:
+        return  # python3-libvirt is not installed: no domains of ours either
+    if not system_libvirt_answers():
+        return
+    conn = open_connection(SYSTEM_URI)
+    try:
+        stale = [(d.name(), reason, kept) for d, reason, kept in stale_domains(conn, include_kept)]
+    finally:
+        conn.close()
+    for name, reason, kept in stale:
+        yield Leftover(name, reason, kept,
+                       partial(_destroy, SYSTEM_URI, name))
+
+
+# --- all of it ------------------------------------------------------------------------------
+
+def find_leftovers(include_kept: bool = False) -> list[Leftover]:
+    seen: set[str] = set()
+    found = list(_testbeds(include_kept, seen))
+    found += _namespaces(include_kept, seen)
+    found += _libvirt(include_kept)
+    found += _apt_proxy()
+    found += _image_builds()
+    return found
+
+
 def cleanup(*, dry_run: bool = False, include_kept: bool = False) -> list[str]:
-    """Remove every leftover; return one line per thing removed (or found, with dry_run)."""
+    """Remove every leftover; return one line per thing removed (or found, with dry_run).
+
+    A leftover that cannot be removed is logged as an error and named in a
+    line; the others are removed all the same.
+    """
     lines: list[str] = []
     for leftover in find_leftovers(include_kept):
         if dry_run:
-            lines.append(f"{leftover.run_id}: {leftover.reason}")
+            lines.append(f"{leftover.name}: {leftover.reason}")
             continue
-        for what in remove_leftover(leftover):
-            lines.append(f"{leftover.run_id}: removed {what}")
+        try:
+            removed = leftover.remove()
+        except TLCError as e:
+            log.error("%s: %s", leftover.name, e.message)
+            lines.append(f"{leftover.name}: NOT removed: {e.message}")
+            continue
+        for what in removed:
+            lines.append(f"{leftover.name}: removed {what}")
     return lines
-
-

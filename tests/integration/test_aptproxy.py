@@ -1,11 +1,19 @@
-"""The apt proxy against the real archive: apt-cacher-ng, socat, a network namespace of our own."""
+"""The apt proxy against the real archive: apt-cacher-ng, socat, a network namespace of our own.
+
+Each test has a cache directory of its own (the `dirs` fixture), hence a
+daemon of its own, on 127.0.0.1:3142 or the next free port: another one
+already running on the host (another run's, the host's own service) is
+neither shared nor disturbed.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +42,7 @@ def netns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
-@pytest.fixture
-def private_port(dirs: Dirs) -> None:
-    if aptproxy.answers_as_apt_cacher_ng():
-        pytest.skip("an apt-cacher-ng already answers on 127.0.0.1:3142: cannot test our own")
+Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def curl(netns: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -51,10 +56,9 @@ def daemon_pid() -> int | None:
 
 def test_guest_namespace_reaches_only_the_archive(dirs: Dirs, netns: str,
                                                   no_leaks: None) -> None:
-    # Another run's daemon (even with another state directory) is shared, not duplicated.
-    shared = aptproxy.answers_as_apt_cacher_ng()
     with aptproxy.start_apt_cacher_ng() as proxy:
-        assert proxy.url == "http://127.0.0.1:3142"
+        port = aptproxy.daemon_port(aptproxy.proxy_state_dir())
+        assert proxy.url == f"http://127.0.0.1:{port}"
         assert proxy.socket.is_socket()
         with aptproxy.forward_into_netns(proxy, netns, NS_ADDRESS):
             via_proxy = f"http://{NS_ADDRESS}:3142"
@@ -81,9 +85,8 @@ def test_guest_namespace_reaches_only_the_archive(dirs: Dirs, netns: str,
         assert after.returncode != 0
     assert not proxy.socket.exists()
     assert daemon_pid() is None
-    if not shared:
-        assert (dirs.cache / "apt-cacher-ng" / "debrep").is_dir()
-        assert not aptproxy.answers_as_apt_cacher_ng()
+    assert (dirs.cache / "apt-cacher-ng" / "debrep").is_dir()
+    assert not aptproxy.answers_as_apt_cacher_ng(port=port)
 
 
 HOLDER = """
@@ -98,9 +101,9 @@ with aptproxy.start_apt_cacher_ng() as proxy:
 """
 
 
-def test_concurrent_users_share_one_daemon(dirs: Dirs, private_port: None, tmp_path: Path,
-                                           no_leaks: None) -> None:
-    """Another run, even with a state directory of its own, uses and counts the same daemon."""
+def test_concurrent_users_share_one_daemon(dirs: Dirs, tmp_path: Path, no_leaks: None) -> None:
+    """Another run, even with a state directory of its own, uses and counts the same daemon
+    (the one of their cache directory)."""
     other_state = tmp_path / "other-state"
     with aptproxy.start_apt_cacher_ng() as first:
         pid = daemon_pid()
@@ -123,18 +126,20 @@ def test_concurrent_users_share_one_daemon(dirs: Dirs, private_port: None, tmp_p
             other.wait()
             raise
         # The first user leaves while the other still holds the proxy: it keeps running.
+    port = aptproxy.daemon_port(aptproxy.proxy_state_dir())
     assert daemon_pid() == pid and proc.pid_alive(pid)
-    assert aptproxy.answers_as_apt_cacher_ng()
+    assert aptproxy.answers_as_apt_cacher_ng(port=port)
     other.communicate("\n", timeout=30)
     assert other.returncode == 0
     # The last user left: the daemon is stopped.
     assert not proc.pid_alive(pid)
-    assert not aptproxy.answers_as_apt_cacher_ng()
+    assert not aptproxy.answers_as_apt_cacher_ng(port=port)
     assert (aptproxy.proxy_state_dir() / "users").read_text() == ""
 
 
-def test_dead_users_are_forgotten(dirs: Dirs, private_port: None, no_leaks: None) -> None:
-    """A run killed without unwinding must not keep the daemon alive for ever."""
+def test_dead_users_are_forgotten(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
+    """A run killed without unwinding must not keep the daemon alive for ever; the socat
+    it left (in its own session) is `cleanup`'s."""
     killed = subprocess.Popen([sys.executable, "-c", HOLDER, str(TOP / "ci")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert killed.stdout is not None
@@ -142,13 +147,57 @@ def test_dead_users_are_forgotten(dirs: Dirs, private_port: None, no_leaks: None
     pid = daemon_pid()
     assert pid is not None
     socat_pids = [proc.read_pidfile(p) for p in aptproxy.proxy_state_dir().glob("socat-*.pid")]
-    killed.kill()
+    assert len(socat_pids) == 1 and socat_pids[0] is not None
+    killed.send_signal(signal.SIGKILL)
     killed.wait()
-    # What a cleanup would do with the pid files the dead run left.
-    for socat_pid in socat_pids:
-        assert socat_pid is not None
-        proc.kill_pid(socat_pid)
     with aptproxy.start_apt_cacher_ng():
         assert daemon_pid() == pid
     assert not proc.pid_alive(pid)
-    socket.unlink(missing_ok=True)
+    assert proc.pid_alive(socat_pids[0]) and socket.is_socket()
+    result = tlc("cleanup", check=True)
+    assert f"removed process {socat_pids[0]} (socat)" in result.stdout
+    assert not proc.pid_alive(socat_pids[0])
+    assert not socket.exists()
+
+
+FOREIGN_CONF = """CacheDir: {cache}
+LogDir: {log}
+SupportDir: /usr/lib/apt-cacher-ng
+PidFile: {pid}
+BindAddress: 127.0.0.1
+Port: 3142
+"""
+
+
+def test_a_foreign_apt_cacher_ng_is_named_and_not_used(dirs: Dirs, netns: str,
+                                                         tmp_path: Path, no_leaks: None) -> None:
+    """In a namespace of our own, "the host's" apt-cacher-ng (no ForceManaged) holds 3142."""
+    conf = tmp_path / "foreign"
+    for sub in ("cache", "log"):
+        (conf / sub).mkdir(parents=True)
+    (conf / "acng.conf").write_text(FOREIGN_CONF.format(cache=conf / "cache", log=conf / "log",
+                                                        pid=conf / "pid"))
+    subprocess.run(["ip", "netns", "exec", netns, "apt-cacher-ng", "-c", str(conf),
+                    "ForeGround=0"], check=True, stdin=subprocess.DEVNULL)
+    holder = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", HOLDER, str(TOP / "ci")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **dirs.env()})
+    try:
+        assert holder.stdout is not None
+        socket = holder.stdout.readline().strip()
+        assert socket, holder.communicate()[1]
+        ours = aptproxy.daemon_port(aptproxy.proxy_state_dir())
+        assert ours != 3142
+        socat = subprocess.run(["ps", "-o", "args=", "-C", "socat"], capture_output=True,
+                               text=True).stdout
+        assert f"UNIX-LISTEN:{socket},fork,unlink-early,mode=600 TCP:127.0.0.1:{ours}" in socat
+    finally:
+        _, stderr = holder.communicate("\n", timeout=30)
+    foreign = proc.read_pidfile(conf / "pid")
+    warning = [line for line in stderr.splitlines() if "not ours" in line]
+    assert len(warning) == 1, stderr
+    assert "127.0.0.1:3142" in warning[0] and f"pid {foreign}: apt-cacher-ng" in warning[0]
+    assert "not restricted to Debian's archive" in warning[0]
+    # The foreign one is still there, untouched.
+    assert foreign is not None and proc.pid_alive(foreign)

@@ -1,4 +1,10 @@
-"""`cleanup` after a run killed with SIGKILL: it could undo nothing itself."""
+"""`cleanup` after processes killed with SIGKILL: they could undo nothing themselves.
+
+Every leftover here is made for real by the project's own code in a child
+process, which is then killed: a testbed (named like a run or not), a marked
+namespace, a scratch namespace, the apt proxy's socat and daemon, an image
+build with a process working in its chroot and a mount in it.
+"""
 
 from __future__ import annotations
 
@@ -6,43 +12,71 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from tempest_live_ci import proc
+from tempest_live_ci.cleanup import mounts_under, processes_under, stale_domains
 from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.journal import netns_exists
 from tests.conftest import TOP, Dirs, needs_root
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
 pytestmark = [needs_root]
 
-KILLED_RUN = """
-import sys, time
-sys.path.insert(0, {ci!r})
-from tempest_live_ci.testbed import TestbedConfig, create_testbed
-create_testbed(TestbedConfig(name={run_id!r}, apt_proxy=False))
-print("up", flush=True)
-time.sleep(600)
+PRELUDE = f"""
+import os, sys, time
+sys.path.insert(0, {str(TOP / "ci")!r})
 """
+
+
+UP = "\nprint('up', flush=True)\ntime.sleep(600)\n"
+
+
+def start(code: str, dirs: Dirs) -> tuple[subprocess.Popen[str], list[str]]:
+    """Run `code` in a child of our own, until it prints "up" (it then waits to be killed).
+
+    Returns the child and the lines it printed before "up".
+    """
+    child = subprocess.Popen([sys.executable, "-c", PRELUDE + code + UP],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, **dirs.env()})
+    assert child.stdout is not None
+    lines = []
+    for line in child.stdout:
+        if line.strip() == "up":
+            return child, lines
+        lines.append(line.strip())
+    child.kill()
+    raise AssertionError(f"the child did not come up: {child.communicate()[1]}")
+
+
+def kill(child: subprocess.Popen[str]) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait()
 
 
 def netns() -> str:
     return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
 
 
+KILLED_RUN = """
+from tempest_live_ci.testbed import TestbedConfig, create_testbed
+create_testbed(TestbedConfig(name={run_id!r}, apt_proxy=False))
+"""
+
+
 def test_cleanup_removes_what_a_killed_run_left(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
     run_id = new_run_id()
-    owner = subprocess.Popen(
-        [sys.executable, "-c", KILLED_RUN.format(ci=str(TOP / "ci"), run_id=run_id)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, **dirs.env()},
-    )
+    owner, _ = start(KILLED_RUN.format(run_id=run_id), dirs)
     try:
-        assert owner.stdout is not None and owner.stdout.readline().strip() == "up"
         # While its owner lives, a run is not a leftover.
         assert run_id not in tlc("cleanup", "--dry-run").stdout
     finally:
-        owner.send_signal(signal.SIGKILL)
-        owner.wait()
+        kill(owner)
     assert run_id in netns()
     pids = [int(p.read_text()) for p in (dirs.state / run_id).glob("*.pid")]
     assert pids
@@ -58,20 +92,195 @@ def test_cleanup_removes_what_a_killed_run_left(tlc: Tlc, dirs: Dirs, no_leaks: 
     assert tlc("cleanup", check=True).stderr.strip().endswith("nothing to clean up")
 
 
-def test_cleanup_removes_an_orphan_namespace_and_spares_kept_testbeds(
+def test_a_testbed_not_named_like_a_run_id(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
+    """`vm boot --run-id NAME` makes a testbed of any valid name."""
+    name = "mybox-" + new_run_id()[4:]
+    kill(start(KILLED_RUN.format(run_id=name), dirs)[0])
+    assert netns_exists(name)
+    result = tlc("cleanup", check=True)
+    assert f"{name}: removed network namespace {name}" in result.stdout
+    assert not netns_exists(name)
+    assert not (dirs.state / name).exists()
+
+
+def marked_netns(name: str, state: Path | None) -> str:
+    """Code making a namespace the way create_netns() does; `name` is a Python expression."""
+    where = "None" if state is None else f"Path({str(state)!r})"
+    return ("from pathlib import Path\n"
+            "from tempest_live_ci.testbed.netns import add_marked_netns\n"
+            f"add_marked_netns({name}, {where})\n")
+
+
+def test_marked_namespaces_of_dead_owners_go_and_kept_testbeds_stay(
         tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
+    # A run killed right after making its namespace, its state directory elsewhere (gone).
     orphan = new_run_id()
-    subprocess.run(["ip", "netns", "add", orphan], check=True)
+    kill(start(marked_netns(repr(orphan), dirs.top / "elsewhere" / orphan), dirs)[0])
+    # The scratch namespace of links.kernel_has_dummy(), its process killed.
+    probe, _ = start(marked_netns("f'tlc-probe-{os.getpid()}'", None), dirs)
+    probe_name = f"tlc-probe-{probe.pid}"
+    # A live owner's namespace is left alone, whatever it is called.
+    alive, _ = start(marked_netns("f'tlc-probe-{os.getpid()}'", None), dirs)
+    alive_name = f"tlc-probe-{alive.pid}"
     kept = new_run_id()
     assert tlc("host", "setup", "--netns", kept, "--no-apt-proxy").returncode == 0
     try:
+        assert netns_exists(probe_name)
+        kill(probe)
+        dry = tlc("cleanup", "--dry-run", check=True)
+        assert f"{orphan}: a namespace whose run is gone" in dry.stdout
+        assert f"{probe_name}: a namespace whose run is gone" in dry.stdout
+        assert netns_exists(orphan) and netns_exists(probe_name)
         result = tlc("cleanup", check=True)
         assert f"{orphan}: removed network namespace {orphan}" in result.stdout
+        assert f"{probe_name}: removed network namespace {probe_name}" in result.stdout
+        assert not netns_exists(orphan) and not netns_exists(probe_name)
+        assert alive_name not in dry.stdout + result.stdout
+        assert netns_exists(alive_name)
         assert kept not in result.stdout
         assert "kept on purpose" in result.stderr
-        assert kept in netns()
+        assert netns_exists(kept)
         forced = tlc("cleanup", "--include-kept", check=True)
         assert f"{kept}: removed network namespace {kept}" in forced.stdout
     finally:
-        subprocess.run(["ip", "netns", "delete", orphan], capture_output=True)
+        kill(alive)
+        for name in (orphan, probe_name, alive_name):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
         tlc("host", "teardown", "--netns", kept)
+
+
+HOLDER = """
+from tempest_live_ci.testbed import aptproxy
+with aptproxy.start_apt_cacher_ng() as proxy:
+    print(proxy.socket, flush=True)
+    print('up', flush=True)
+    time.sleep(600)
+"""
+
+
+def test_the_apt_proxy_of_a_killed_run(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
+    """Its socat (own session) and the daemon no live run uses: both found, both stopped."""
+    from tempest_live_ci.testbed import aptproxy
+
+    holder, lines = start(HOLDER, dirs)
+    socket = Path(lines[0])
+    daemon = aptproxy.daemon_pid(aptproxy.proxy_state_dir())
+    socats = [proc.read_pidfile(p) for p in aptproxy.proxy_state_dir().glob("socat-*.pid")]
+    kill(holder)
+    assert daemon is not None and proc.pid_alive(daemon)
+    assert len(socats) == 1 and socats[0] is not None and proc.pid_alive(socats[0])
+    assert socket.is_socket()
+    dry = tlc("cleanup", "--dry-run", check=True)
+    assert "which is gone" in dry.stdout and f"(pid {daemon}," in dry.stdout
+    assert proc.pid_alive(daemon) and proc.pid_alive(socats[0])
+    result = tlc("cleanup", check=True)
+    assert f"removed process {socats[0]} (socat)" in result.stdout
+    assert f"removed process {daemon} (apt-cacher-ng)" in result.stdout
+    assert not proc.pid_alive(daemon) and not proc.pid_alive(socats[0])
+    assert not socket.exists()
+    assert not list(aptproxy.proxy_state_dir().glob("*.pid"))
+
+
+KILLED_BUILD = """
+import tempfile
+from pathlib import Path
+from tempest_live_ci import proc
+from tempest_live_ci.image.livebuild import _build_lock
+from tempest_live_ci.image.model import images_dir
+store = images_dir()
+store.mkdir(parents=True)
+# An image replaced by a build that died, and the lock of a build long gone.
+(store / ".old-0123456789abcdef-999999999").mkdir()
+(store / ".lock-fedcba9876543210").touch()
+digest = "00112233445566aa"
+with _build_lock(store, digest):
+    work = Path(tempfile.mkdtemp(prefix=f".build-{digest}-", dir=store))
+    chroot = work / "lb" / "chroot"
+    (chroot / "proc").mkdir(parents=True)
+    proc.run(["mount", "-t", "tmpfs", "tlc-test-chroot", str(chroot / "proc")])
+    # As live-build runs: in its own session (proc.spawn), working in the chroot.
+    with proc.spawn(["sleep", "600"], cwd=chroot) as lb:
+        print(work, lb.pid, flush=True)
+        print('up', flush=True)
+        time.sleep(600)
+"""
+
+
+@pytest.fixture
+def build_leftovers(dirs: Dirs) -> Iterator[tuple[Path, int]]:
+    child, lines = start(KILLED_BUILD, dirs)
+    path, pid_text = lines[0].split()
+    work, pid = Path(path), int(pid_text)
+    kill(child)
+    try:
+        yield work, pid
+    finally:
+        for point in mounts_under(dirs.cache):
+            subprocess.run(["umount", "-l", str(point)], check=False)
+        proc.kill_pid(pid, grace=1)
+
+
+def test_an_image_build_whose_builder_was_killed(tlc: Tlc, dirs: Dirs, no_leaks: None,
+                                                 build_leftovers: tuple[Path, int]) -> None:
+    work, lb = build_leftovers
+    store = work.parent
+    assert proc.pid_alive(lb) and processes_under(work) == [lb]
+    assert mounts_under(work) == [work / "lb" / "chroot" / "proc"]
+    dry = tlc("cleanup", "--dry-run", check=True)
+    assert f"{work}: an image build whose builder is gone" in dry.stdout
+    assert f"{store / '.old-0123456789abcdef-999999999'}: an image replaced" in dry.stdout
+    assert f"{store / '.lock-fedcba9876543210'}: a build lock nobody holds" in dry.stdout
+    result = tlc("cleanup", check=True)
+    assert f"{work}: removed process {lb}" in result.stdout
+    assert f"{work}: removed mount {work / 'lb' / 'chroot' / 'proc'}" in result.stdout
+    assert not proc.pid_alive(lb)
+    assert not mounts_under(store)
+    assert sorted(p.name for p in store.iterdir()) == []
+    assert tlc("cleanup", check=True).stderr.strip().endswith("nothing to clean up")
+
+
+def test_a_running_build_is_left_alone(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
+    child, lines = start(KILLED_BUILD, dirs)
+    try:
+        work = Path(lines[0].split()[0])
+        result = tlc("cleanup", "--dry-run", check=True)
+        assert str(work) not in result.stdout
+        assert ".lock-00112233445566aa" not in result.stdout
+    finally:
+        kill(child)
+        for point in mounts_under(dirs.cache):
+            subprocess.run(["umount", "-l", str(point)], check=False)
+        for pid in processes_under(dirs.cache):
+            proc.kill_pid(pid, grace=1)
+
+
+def test_stale_domains_are_those_of_dead_owners_not_kept(dirs: Dirs, tmp_path: Path) -> None:
+    """Through the real libvirt API (its in-process test driver): metadata in, verdicts out."""
+    libvirt = pytest.importorskip("libvirt")
+    from tempest_live_ci.vm.domain import DomainSpec, render_domain_xml
+
+    def xml(name: str, owner: str) -> str:
+        spec = DomainSpec(name=name, run_id=name, state_dir=tmp_path, domain_type="test",
+                          memory_mib=512, vcpus=1, tap="tap0", mac="52:54:00:7e:57:02",
+                          nic_model="virtio", boot="network", console_log=tmp_path / "c.log",
+                          owner=owner)
+        return render_domain_xml(spec).replace("<emulator>", "<!-- ").replace("</emulator>",
+                                                                              " -->")
+
+    dead = "999999999 1"  # no such process
+    conn = libvirt.open("test:///default")
+    try:
+        domains = [conn.createXML(xml("tlc-0000dead", dead), 0),
+                   conn.createXML(xml("tlc-00a11ve0", proc.identity()), 0),
+                   conn.createXML(xml("tlc-000kept0", dead), 0)]
+        (dirs.state / "tlc-000kept0").mkdir(parents=True)
+        (dirs.state / "tlc-000kept0" / "vm.json").write_text('{"domain": "tlc-000kept0"}')
+        assert [d.name() for d, _, _ in stale_domains(conn)] == ["tlc-0000dead"]
+        found = {d.name(): kept for d, _, kept in stale_domains(conn, include_kept=True)}
+        assert found == {"tlc-0000dead": False, "tlc-000kept0": True}
+        # libvirt's own default domain has no metadata of ours: never touched.
+        assert "test" not in found
+        for domain in domains:
+            domain.destroy()
+    finally:
+        conn.close()

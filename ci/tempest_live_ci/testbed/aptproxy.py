@@ -6,13 +6,17 @@ system is shared), so the proxy listens on 127.0.0.1, socat bridges a unix
 socket to it, and inside a test namespace another socat listens on the bridge
 address and connects to that socket.
 
-One daemon serves every concurrent run, because it owns its cache directory
-and only one process can listen on the port: users are counted in a file
-under the state directory of the run that started it (guarded by flock, found
-through the daemon's -c argument, so runs with other state directories count
-themselves there too), and the last one out stops the daemon. A proxy already
-answering on the port that we did not start (the host's own apt-cacher-ng
-service) is used as it is and never stopped.
+One daemon serves every concurrent run that shares its cache directory,
+because it owns that directory: users are counted in a file under the state
+directory of the run that started it (guarded by flock, found through the
+daemon's -c argument, so runs with other state directories count themselves
+there too), and the last one out stops the daemon. It listens on
+127.0.0.1:3142, or on the next free port when that one is taken.
+
+Another apt-cacher-ng answering on 3142 (the host's own service) is never
+used by isolated runs and image builds: it has no ForceManaged restriction
+to Debian's archive, so a guest behind it could reach whatever it proxies.
+A warning names it, and a private one is started on another port.
 """
 
 from __future__ import annotations
@@ -33,9 +37,13 @@ from pathlib import Path
 from tempest_live_ci import paths, proc, render
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log, step
+from tempest_live_ci.testbed.listen import listening_ports, socket_inodes
 
 ADDRESS = "127.0.0.1"
 PORT = 3142
+# Where a private daemon may listen when PORT is taken (by the host's own
+# apt-cacher-ng, or by the daemon of another cache directory).
+PORTS = range(PORT, PORT + 20)
 DEBIAN_BACKEND = "http://deb.debian.org/debian/"
 SECURITY_BACKEND = "http://deb.debian.org/debian-security/"
 START_TIMEOUT = 15.0
@@ -84,6 +92,38 @@ def _port_in_use(address: str, port: int) -> bool:
         return s.connect_ex((address, port)) == 0
 
 
+def _listener_pids(port: int) -> list[int]:
+    """Processes of this network namespace listening on TCP `port`."""
+    wanted = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                wanted.add(int(fields[9]))
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and wanted & socket_inodes(int(entry.name)):
+            pids.append(int(entry.name))
+    return pids
+
+
+def describe_listener(port: int) -> str:
+    """Who listens on `port`, for a message: "pid 123: /usr/sbin/apt-cacher-ng -c ..."."""
+    described = []
+    for pid in _listener_pids(port):
+        try:
+            argv = (Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+                    .replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+        described.append(f"pid {pid}: {argv[:120]}")
+    return "; ".join(described) or "process unknown"
+
+
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     with open(directory / "lock", "a+") as lock:
@@ -126,7 +166,7 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def render_config(directory: Path) -> Path:
+def render_config(directory: Path, port: int = PORT) -> Path:
     """Render host-setup/apt-cacher-ng/ into directory/conf; returns that configuration dir."""
     conf_dir = directory / "conf"
     log_dir = directory / "log"
@@ -137,39 +177,89 @@ def render_config(directory: Path) -> Path:
         render.render_to(
             f"host-setup/apt-cacher-ng/{template.name}", conf_dir / template.stem,
             cache_dir=cache, log_dir=log_dir, pid_file=directory / "apt-cacher-ng.pid",
-            bind_address=ADDRESS, port=PORT,
+            bind_address=ADDRESS, port=port,
             debian_backend=DEBIAN_BACKEND, security_backend=SECURITY_BACKEND,
         )
     return conf_dir
 
 
+def daemon_port(directory: Path) -> int:
+    """The port the daemon of `directory` was started on."""
+    try:
+        return int((directory / "port").read_text())
+    except (OSError, ValueError):
+        return PORT
+
+
+def _serves(directory: Path, pid: int | None = None) -> bool:
+    """Does the daemon of `directory` itself listen on its port and answer there?"""
+    pid = pid if pid is not None else _daemon_pid(directory)
+    if pid is None:
+        return False
+    port = daemon_port(directory)
+    return port in listening_ports(pid) and answers_as_apt_cacher_ng(ADDRESS, port, timeout=1.0)
+
+
+def _warn_foreign(port: int) -> None:
+    """Say so when the port is held by an apt-cacher-ng that this module did not start."""
+    if not answers_as_apt_cacher_ng(ADDRESS, port):
+        return
+    ours = {_daemon_pid(d) for d in running_daemons() if daemon_port(d) == port}
+    if ours & set(_listener_pids(port)):
+        log.debug("port %d: the apt-cacher-ng of another cache directory", port)
+    else:
+        log.warning("an apt-cacher-ng that is not ours answers on %s:%d (%s): not used, it is "
+                    "not restricted to Debian's archive; starting a private one", ADDRESS,
+                    port, describe_listener(port))
+
+
 def _start_daemon(directory: Path) -> None:
-    if _port_in_use(ADDRESS, PORT):
-        raise TestbedError(
-            f"{ADDRESS}:{PORT} is in use by something that is not apt-cacher-ng",
-            hint="stop it, or run apt-cacher-ng there (the host's own service is reused)",
-        )
-    conf_dir = render_config(directory)
+    """Start a private daemon on the first free port of PORTS (its `port` file says which)."""
+    _warn_foreign(PORT)
+    for port in PORTS:
+        if _port_in_use(ADDRESS, port):
+            continue
+        if _start_daemon_on(directory, port):
+            return
+        log.debug("port %d was taken meanwhile; trying the next one", port)
+    raise TestbedError(f"no free port for apt-cacher-ng on {ADDRESS} in {PORTS.start}-"
+                       f"{PORTS.stop - 1}", hint="stop what listens there")
+
+
+def _start_daemon_on(directory: Path, port: int) -> bool:
+    """Start the daemon on `port`; False if something else took the port meanwhile."""
+    conf_dir = render_config(directory, port)
+    (directory / "port").write_text(f"{port}\n")
     log_dir = directory / "log"
     cache = proxy_cache_dir()
     errors = log_dir / "daemon.stderr"
+    (directory / "apt-cacher-ng.pid").unlink(missing_ok=True)
     with open(errors, "w") as err:
         # The daemon forks, detaches into its own session and writes its pid file.
         proc.run(["apt-cacher-ng", "-c", conf_dir, "ForeGround=0"], input=b"",
                  stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + START_TIMEOUT
-    while not answers_as_apt_cacher_ng(timeout=0.5):
-        if time.monotonic() > deadline:
-            pid = _daemon_pid(directory)
+    started = time.monotonic()
+    while not _serves(directory):
+        pid = _daemon_pid(directory)
+        waited = time.monotonic() - started
+        if waited > 2 and _port_in_use(ADDRESS, port) and (
+                pid is None or port not in listening_ports(pid)):
+            # Someone else took the port between our look and the daemon's bind.
+            if pid is not None:
+                proc.kill_pid(pid)
+            return False
+        if waited > START_TIMEOUT or (waited > 2 and pid is None):
             if pid is not None:
                 proc.kill_pid(pid)
             raise TestbedError(
-                f"apt-cacher-ng did not answer on {ADDRESS}:{PORT} within {START_TIMEOUT:.0f}s: "
+                f"apt-cacher-ng did not answer on {ADDRESS}:{port} within {waited:.0f}s: "
                 + (_log_tail(errors) or _log_tail(log_dir / "apt-cacher.err")),
                 hint=f"logs in {log_dir}",
             )
         time.sleep(0.05)
-    log.debug("apt-cacher-ng started (pid %s), cache %s", _daemon_pid(directory), cache)
+    log.debug("apt-cacher-ng started (pid %s) on port %d, cache %s", _daemon_pid(directory),
+              port, cache)
+    return True
 
 
 def _stop_daemon(directory: Path) -> None:
@@ -207,13 +297,21 @@ def _pidfile(path: Path, pid: int) -> Iterator[None]:
             path.unlink()
 
 
-def _running_owner() -> Path | None:
-    """The state directory of a running apt-cacher-ng this module started, whatever its state dir.
+def _cache_dir_of(directory: Path) -> str | None:
+    try:
+        text = (directory / "conf" / "acng.conf").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "CacheDir":
+            return value.strip()
+    return None
 
-    Tests and concurrent runs may use different state directories; they
-    must still share the one daemon that can listen on the port, and count
-    themselves where its owner counts.
-    """
+
+def running_daemons() -> list[Path]:
+    """The state directories of every running apt-cacher-ng this module started."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -227,7 +325,21 @@ def _running_owner() -> Path | None:
         if index < len(argv):
             candidate = Path(os.fsdecode(argv[index])).parent
             if (candidate / "lock").exists() and _daemon_pid(candidate) == int(entry.name):
-                return candidate
+                found.append(candidate)
+    return found
+
+
+def _running_owner() -> Path | None:
+    """The state directory of the running daemon of our cache directory, whatever its state dir.
+
+    Tests and concurrent runs may use different state directories; with the
+    same cache directory they must share the one daemon that owns it, and
+    count themselves where its owner counts.
+    """
+    cache = str(proxy_cache_dir())
+    for candidate in running_daemons():
+        if _cache_dir_of(candidate) == cache:
+            return candidate
     return None
 
 
@@ -237,7 +349,7 @@ def _register(own: Path, user: str) -> Path:
         directory = _running_owner() or own
         with _locked(directory):
             users = _read_users(directory)
-            if answers_as_apt_cacher_ng():
+            if _serves(directory):
                 _write_users(directory, [*users, user])
                 return directory
             if directory != own:
@@ -246,7 +358,7 @@ def _register(own: Path, user: str) -> Path:
                 _start_daemon(directory)
             _write_users(directory, [*users, user])
             return directory
-    raise TestbedError(f"apt-cacher-ng on {ADDRESS}:{PORT} keeps going away")
+    raise TestbedError("the shared apt-cacher-ng keeps going away")
 
 
 # sun_path holds 108 bytes; a deep state directory (a test's tmp dir) can exceed it.
@@ -263,10 +375,13 @@ def _socket_path(wanted: Path) -> Path:
 def start_apt_cacher_ng() -> Iterator[AptCacher]:
     """Use (or start) the shared apt-cacher-ng and a unix socket forwarding to it.
 
-    Reuses a proxy already answering on 127.0.0.1:3142; otherwise starts a
-    private one (configuration rendered from host-setup/apt-cacher-ng/, cache
-    under cache_dir()/apt-cacher-ng, logs under the state directory). The last
-    user to leave stops the daemon this module started.
+    Reuses the daemon this module started for the same cache directory;
+    otherwise starts one (configuration rendered from host-setup/apt-cacher-ng/,
+    cache under cache_dir()/apt-cacher-ng, logs under the state directory) on
+    127.0.0.1:3142 or the next free port. The last user to leave stops it.
+
+    A killed user leaves its socat (socket-<pid>-<token>.pid, in its own
+    session) and maybe the daemon: `cleanup` stops both (cleanup.py).
     """
     proc.require("apt-cacher-ng", "socat")
     own = proxy_state_dir()
@@ -274,16 +389,17 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
     user = f"{os.getpid()} {secrets.token_hex(4)}"
     directory = _register(own, user)
     try:
+        port = daemon_port(directory)
         name = user.replace(" ", "-")
         sock_path = _socket_path(own / f"acng-{name}.sock")
         with proc.spawn(
             ["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
-             f"TCP:{ADDRESS}:{PORT}"],
+             f"TCP:{ADDRESS}:{port}"],
             stderr=subprocess.DEVNULL,
         ) as socat, _pidfile(own / f"socat-{name}.pid", socat.pid):
             _wait_for(sock_path.exists, socat, "socat (unix socket to apt-cacher-ng)")
             try:
-                yield AptCacher(url=f"http://{ADDRESS}:{PORT}", socket=sock_path)
+                yield AptCacher(url=f"http://{ADDRESS}:{port}", socket=sock_path)
             finally:
                 proc.terminate(socat)
                 with contextlib.suppress(FileNotFoundError):
@@ -310,7 +426,9 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
     """Make the proxy answer on address:port inside netns (None: the host namespace)."""
     directory = proxy_state_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    pidfile = directory / f"forward-{netns or 'host'}-{address}-{port}.pid"
+    # Named after the user's socket (acng-<pid>-<token>.sock): its owner's pid.
+    user = proxy.socket.stem.removeprefix("acng-")
+    pidfile = directory / f"forward-{user}-{netns or 'host'}-{address}-{port}.pid"
     with proc.spawn(
         ["socat", f"TCP-LISTEN:{port},bind={address},fork,reuseaddr",
          f"UNIX-CONNECT:{proxy.socket}"],
@@ -319,3 +437,10 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
         _wait_for(lambda: _listening(netns, address, port), socat,
                   f"socat (apt proxy on {address}:{port} in {netns or 'the host namespace'})")
         yield
+
+
+# For `cleanup` (cleanup.py): the same lock, user count and stop as the runs use.
+locked = _locked
+read_users = _read_users
+daemon_pid = _daemon_pid
+stop_daemon = _stop_daemon

@@ -135,6 +135,8 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
         Path(target).mkdir(parents=True, exist_ok=True)
     pidfile = state_dir / "libvirtd.pid"
     pidfile.unlink(missing_ok=True)
+    # Who runs it: `cleanup` stops a daemon whose run is gone (see cleanup.py).
+    (state_dir / "libvirtd.owner").write_text(proc.identity() + "\n")
     mounts = [f"{root / n}:{MOUNTPOINTS[n]}" for n in PRIVATE_PATHS if n != "cache"]
     mounts += _account_files(root)
     # The qemu capability cache is kept across runs: the first probe takes ~10 s.
@@ -188,6 +190,7 @@ def stop_private_libvirtd(state_dir: Path) -> bool:
     if pid is not None:
         stopped = proc.kill_pid(pid, grace=10)
     pidfile.unlink(missing_ok=True)
+    (state_dir / "libvirtd.owner").unlink(missing_ok=True)
     return stopped
 
 
