@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci import proc
+from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.testbed import aptproxy
 from tests.conftest import TOP, Dirs, needs_root
 
@@ -201,3 +202,28 @@ def test_a_foreign_apt_cacher_ng_is_named_and_not_used(dirs: Dirs, netns: str,
     assert "not restricted to Debian's archive" in warning[0]
     # The foreign one is still there, untouched.
     assert foreign is not None and proc.pid_alive(foreign)
+
+
+HOLD_PORT = """
+import socket, sys, time
+s = socket.socket()
+s.bind((sys.argv[1], 3142))
+s.listen()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_forward_whose_port_is_taken_fails(dirs: Dirs, netns: str, no_leaks: None) -> None:
+    """The namespace's port held by someone else is not our socat listening."""
+    holder = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", HOLD_PORT,
+                               NS_ADDRESS], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with aptproxy.start_apt_cacher_ng() as proxy, \
+                pytest.raises(TestbedError, match="exited with status"), \
+                aptproxy.forward_into_netns(proxy, netns, NS_ADDRESS):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

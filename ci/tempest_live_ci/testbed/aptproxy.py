@@ -415,11 +415,6 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
                 _stop_daemon(directory)
 
 
-def _listening(netns: str | None, address: str, port: int) -> bool:
-    out = proc.run(["ss", "-Hltn", f"sport = :{port}"], netns=netns, capture=True, check=False)
-    return f"{address}:{port}" in out.stdout
-
-
 @contextlib.contextmanager
 def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
                        port: int = PORT) -> Iterator[None]:
@@ -434,7 +429,8 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
          f"UNIX-CONNECT:{proxy.socket}"],
         netns=netns, stderr=subprocess.DEVNULL,
     ) as socat, _pidfile(pidfile, socat.pid):
-        _wait_for(lambda: _listening(netns, address, port), socat,
+        # Its own socket: another listener on the port would not do (testbed/listen.py).
+        _wait_for(lambda: port in listening_ports(socat.pid), socat,
                   f"socat (apt proxy on {address}:{port} in {netns or 'the host namespace'})")
         yield
 
