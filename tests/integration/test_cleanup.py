@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -284,3 +285,43 @@ def test_stale_domains_are_those_of_dead_owners_not_kept(dirs: Dirs, tmp_path: P
             domain.destroy()
     finally:
         conn.close()
+
+
+def test_host_setup_killed_halfway_through(tlc: Tlc, dirs: Dirs, tmp_path: Path,
+                                           no_leaks: None) -> None:
+    """`host setup --netns NAME` through the CLI, SIGKILLed right after its tap exists (an
+    `ip` wrapper hangs there): cleanup finds the half-made testbed and removes all of it."""
+    from tests.integration.testbed.test_journal import WRAPPER
+
+    name = new_run_id()
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    flag = tmp_path / "made"
+    (wrappers / "ip").write_text(WRAPPER.format(python=sys.executable,
+                                                trigger=["tuntap", "add", "tempesttap"],
+                                                exclude=[], flag=str(flag)))
+    (wrappers / "ip").chmod(0o755)
+    tool = subprocess.Popen(
+        [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "host", "setup", "--netns", name,
+         "--no-apt-proxy"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **dirs.env(), "PATH": f"{wrappers}:{os.environ['PATH']}"})
+    try:
+        for _ in range(600):
+            if (flag.exists() and flag.read_text()) or tool.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert flag.exists() and flag.read_text()
+    finally:
+        tool.send_signal(signal.SIGKILL)
+        tool.wait()
+        if flag.exists() and flag.read_text():
+            proc.kill_pid(int(flag.read_text()), grace=1)
+    assert netns_exists(name)
+    tap = subprocess.run(["ip", "-n", name, "link", "show", "tempesttap"], capture_output=True)
+    assert tap.returncode == 0
+    assert f"{name}: its run is gone" in tlc("cleanup", "--dry-run", check=True).stdout
+    result = tlc("cleanup", check=True)
+    assert f"{name}: removed network namespace {name}" in result.stdout
+    assert not netns_exists(name)
+    assert not (dirs.state / name).exists()
+    assert tlc("cleanup", check=True).stderr.strip().endswith("nothing to clean up")
