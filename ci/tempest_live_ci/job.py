@@ -305,7 +305,7 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
         if directory is None:
             return
         for name, source in (("tempest.conf", "etc/tempest/tempest.conf"),
-                             ("tempest.log", "var/log/tempest/tempest.log"),
+                             ("tempest.log", "var/lib/tempest/tempest.log"),
                              ("packages.txt", "var/log/tempest-live-ci/packages.txt")):
             if (directory / source).is_file():
                 shutil.copyfile(directory / source, ctx.output_dir / name)

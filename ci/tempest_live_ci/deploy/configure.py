@@ -21,12 +21,16 @@ SQLITE_TIMEOUT = 120
 
 def uwsgi_processes(vcpus: int) -> int:
     """Debian's ini files start 8-16 uwsgi processes per API: one per vCPU is plenty here."""
-    return max(1, min(vcpus, 4))
+    return max(2, min(vcpus, 4))
 
 
-# keystone runs as one uwsgi process with threads: see the closing note of
-# this step in the run's log (roles seen differently by two processes).
-KEYSTONE_PROCESSES = 1
+# One request at a time per keystone process. With several uwsgi threads in a
+# process (Debian's keystone-uwsgi.ini has 32), keystone 2:27.0.0-3+deb13u6
+# mixes up concurrent requests: a member's application credential request was
+# checked against the roles of an admin request served at the same time
+# ("Could not find role assignment with role: <manager>"), 11 times out of 12
+# with three admin requests running alongside; with one thread, 0 out of 12.
+KEYSTONE_THREADS = 1
 
 
 def keystone(p: dict[str, Any]) -> None:
@@ -43,8 +47,8 @@ def keystone(p: dict[str, Any]) -> None:
             "token.provider": "fernet",
         })
         ini_set("/etc/keystone/keystone-uwsgi.ini", {
-            "uwsgi.processes": KEYSTONE_PROCESSES,
-            "uwsgi.threads": 16,
+            "uwsgi.processes": uwsgi_processes(p["vcpus"]),
+            "uwsgi.threads": KEYSTONE_THREADS,
         })
     owner = ["--keystone-user", "keystone", "--keystone-group", "keystone"]
     commands = [

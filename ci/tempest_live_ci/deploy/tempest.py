@@ -18,7 +18,6 @@ from .util import StepError, facts, package_versions, part, run, say
 
 WORKSPACE = "/var/lib/tempest"  # the tempest package's, with its .stestr.conf
 TEMPEST_CONF = "/etc/tempest/tempest.conf"
-LOG_DIR = "/var/log/tempest"
 # stestr's own tag for tempest's smoke tests is the attribute in the test id.
 SMOKE = r"\[.*\bsmoke\b.*\]"
 
@@ -69,8 +68,8 @@ def conf_overrides(profile_name: str, job_conf: Mapping[str, str]) -> dict[str, 
     }
     values.update({
         "auth.use_dynamic_credentials": "true",
-        "DEFAULT.log_dir": LOG_DIR,
-        "DEFAULT.log_file": "tempest.log",
+        # In the workspace, where tempest run starts its workers.
+        "DEFAULT.log_file": f"{WORKSPACE}/tempest.log",
         "oslo_concurrency.lock_path": f"{WORKSPACE}/lock",
     })
     values.update(profile.conf)
@@ -81,7 +80,6 @@ def conf_overrides(profile_name: str, job_conf: Mapping[str, str]) -> dict[str, 
 def tempest_conf(p: dict[str, Any]) -> None:
     auth_url = f"http://{p['guest_address']}:{KEYSTONE_PORT}/v3/"
     overrides = conf_overrides(p["profile"], p["tempest"].get("conf", {}))
-    os.makedirs(LOG_DIR, exist_ok=True)
     os.makedirs(f"{WORKSPACE}/lock", exist_ok=True)
     argv = ["discover-tempest-config", "--no-default-deployer", "--out", TEMPEST_CONF]
     for key, value in overrides.items():

@@ -1,0 +1,89 @@
+#!/usr/bin/python3
+"""Whole runs of a job: per stage and per in-guest step, preinstalled image vs `preinstall: false`.
+
+    tests/bench/bench_run.py [JOB] [--repeat 3] [--modes preinstalled,guest]
+
+Each run is `tempest-live-ci run` as a user runs it (a fresh output
+directory, the image from the cache after the first build). Prints, per mode,
+the median seconds of every stage (image, testbed, vm, prepare, install,
+configure, tempest, ...), of every in-guest step and of its parts (apt-get
+update, keystone-manage, keystone answers, discover-tempest-config), the
+test counts, and the ratio install(preinstalled) / install(guest). Run as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+TOP = Path(__file__).resolve().parents[2]
+
+
+def one_run(job: Path, output: Path) -> dict[str, object]:
+    result = subprocess.run([sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(job),
+                             "--output", str(output)], capture_output=True, text=True)
+    summary_path = output / "summary.json"
+    if not summary_path.is_file():
+        raise SystemExit(f"run exited {result.returncode} without a summary:\n"
+                         f"{result.stderr[-3000:]}")
+    summary: dict[str, object] = json.loads(summary_path.read_text())
+    summary["_exit"] = result.returncode
+    return summary
+
+
+def flat_times(summary: dict[str, object]) -> dict[str, float]:
+    times = {f"stage {k}": float(v) for k, v in dict(summary.get("stages", {})).items()}  # type: ignore[call-overload]
+    metadata = dict(summary.get("metadata", {}))  # type: ignore[call-overload]
+    for step, data in dict(metadata.get("steps", {})).items():
+        times[f"step {step}"] = float(data["seconds"])
+        for part, seconds in data.get("parts", {}).items():
+            times[f"  {step}: {part}"] = float(seconds)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("job", nargs="?", default=str(TOP / "jobs" / "smoke-trixie.yaml"))
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--modes", default="preinstalled,guest")
+    parser.add_argument("--output", type=Path, default=Path("/var/tmp/tlc-bench-run"))
+    args = parser.parse_args()
+    base = Path(args.job).read_text()
+    medians: dict[str, dict[str, float]] = {}
+    for mode in args.modes.split(","):
+        job_dir = Path(tempfile.mkdtemp(prefix="tlc-bench-job-"))
+        job = job_dir / f"bench-{mode}.yaml"
+        # The same job, with the profile installed at build time or in the guest.
+        data = yaml.safe_load(base) or {}
+        data.setdefault("image", {})["preinstall"] = mode == "preinstalled"
+        job.write_text(yaml.safe_dump(data))
+        samples: dict[str, list[float]] = defaultdict(list)
+        for i in range(args.repeat):
+            summary = one_run(job, args.output / f"{mode}-{i}")
+            counts = dict(summary.get("counts", {}))  # type: ignore[call-overload]
+            print(f"{mode} #{i + 1}: exit {summary['_exit']}, {counts.get('total')} tests, "
+                  f"{counts.get('success')} passed, total "
+                  f"{dict(summary['stages'])['total']:.0f} s", flush=True)  # type: ignore[call-overload]
+            for key, value in flat_times(summary).items():
+                samples[key].append(value)
+        medians[mode] = {key: statistics.median(values) for key, values in samples.items()}
+        print(f"\n{mode}: medians of {args.repeat} run(s), seconds")
+        for key, value in medians[mode].items():
+            print(f"  {key:58} {value:8.1f}")
+        print(flush=True)
+    if {"preinstalled", "guest"} <= set(medians):
+        ratio = medians["preinstalled"]["stage install"] / medians["guest"]["stage install"]
+        print(f"install step, preinstalled / in the guest: {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
