@@ -20,7 +20,8 @@ SNAPSHOTS = {
     "processes.txt": ["ps", "-eo", "pid,ppid,rss,vsz,pcpu,etime,args", "--sort=-rss"],
     "failed-units.txt": ["systemctl", "--failed", "--no-pager"],
 }
-CONFIG_GLOBS = ("/etc/tempest/*.conf", "/var/lib/tempest/*.log", "/var/lib/tempest/etc/*", "/etc/apt/sources.list", "/etc/apt/sources.list.d/*",
+CONFIG_GLOBS = ("/etc/tempest/*.conf", "/var/lib/tempest/*.log",
+                "/etc/apt/sources.list", "/etc/apt/sources.list.d/*",
                 "/etc/apt/apt.conf.d/90tempest-live-ci",
                 *(f"/etc/{service}/*.{suffix}"
                   for service in ("keystone", "glance", "placement", "nova", "neutron", "cinder",
