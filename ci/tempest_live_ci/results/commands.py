@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
 from pathlib import Path
 
 import click
@@ -10,6 +13,26 @@ import click
 # it runs: `--help` and shell completion only need the options.
 
 _SOURCE = click.Path(exists=True, path_type=Path)
+
+
+def _import_reader() -> None:
+    """Import the stream reader (subunit, testtools) in a thread of its own.
+
+    CPython 3.11 keeps a thread's frames in 16 KiB chunks and frees a chunk
+    as soon as the call that opened it returns. The ~450 modules subunit and
+    testtools bring, imported from deep under click, crossed such a boundary
+    over and over: some 3,000 mmap and munmap calls, a tenth of `results
+    junit` on a tempest stream. A new thread imports them from an empty stack.
+    A failing import fails again below, in this thread, and is reported there.
+    """
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module("tempest_live_ci.results.stream")
+
+    loader = threading.Thread(target=load, name="import-subunit", daemon=True)
+    loader.start()
+    loader.join()
 
 
 @click.group()
@@ -24,6 +47,7 @@ def results() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
 def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
     """Summarize a run; exit with the run's code (0 passed, 4 failed, 8 no tests, 16 incomplete)."""
+    _import_reader()
     from tempest_live_ci.results import actions
 
     return actions.show(source, output_dir=output_dir, as_json=as_json)
@@ -34,6 +58,7 @@ def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
 @click.option("-o", "--output", help="File to write, '-' for stdout (default: DIR/junit.xml).")
 def junit(source: Path, output: str | None) -> int:
     """Write a JUnit XML report (GitLab, Jenkins)."""
+    _import_reader()
     from tempest_live_ci.results import actions
 
     return actions.junit(source, output=output)
@@ -44,6 +69,7 @@ def junit(source: Path, output: str | None) -> int:
 @click.option("-o", "--output", help="File to write, '-' for stdout (default: DIR/report.html).")
 def html(source: Path, output: str | None) -> int:
     """Write a self-contained HTML report."""
+    _import_reader()
     from tempest_live_ci.results import actions
 
     return actions.html(source, output=output)
@@ -56,6 +82,7 @@ def html(source: Path, output: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: bool) -> int:
     """Compare two runs (directories or streams): new failures, fixed, still failing, ..."""
+    _import_reader()
     from tempest_live_ci.results import actions
 
     return actions.compare(sources, job=job, gate=gate, as_json=as_json)
