@@ -234,6 +234,7 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
     g = job.guest
     with ctx.stage("prepare", "Preparing the guest"):
         guest.push(guest_params(job, testbed, guest_state=GUEST_STATE), guest_files(job))
+        ctx.facts["guest"] = guest.step("check", 120).facts
         guest.step("prepare", g.prepare_timeout)
     with ctx.stage("install", f"Installing OpenStack (profile {job.tempest.profile})"):
         guest.step("install", g.install_timeout)

@@ -13,9 +13,25 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import os
+import platform
+
 from . import apt, configure, logs, tempest, util
 
+
+def check(_: dict[str, Any]) -> None:
+    """What the guest is: the facts a report starts with (and the step protocol's smoke test)."""
+    util.facts["kernel"] = platform.release()
+    util.facts["python"] = platform.python_version()
+    util.facts["vcpus"] = os.cpu_count() or 0
+    with open("/proc/meminfo") as meminfo:
+        util.facts["memory_kib"] = int(meminfo.readline().split()[1])
+    util.say(f"kernel {util.facts['kernel']}, python {util.facts['python']}, "
+             f"{util.facts['vcpus']} vCPUs, {util.facts['memory_kib'] // 1024} MiB")
+
+
 STEPS: dict[str, Callable[..., None]] = {
+    "check": check,
     "prepare": apt.prepare,
     "install": apt.install,
     "configure": configure.configure,

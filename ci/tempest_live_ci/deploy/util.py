@@ -15,7 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-STATE = Path("/var/lib/tempest-live-ci")
+# The runner's tests point the state directory elsewhere to run steps on a test host.
+STATE = Path(os.environ.get("TEMPEST_LIVE_CI_GUEST_STATE", "/var/lib/tempest-live-ci"))
 PARAMS = STATE / "params.json"
 LOG_DIR = Path("/var/log/tempest-live-ci")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import shlex
 import tarfile
 import time
 from collections.abc import Callable, Mapping
@@ -84,11 +85,12 @@ class StepResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
-def deploy_archive(params: Mapping[str, Any], files: Mapping[str, bytes]) -> bytes:
+def deploy_archive(params: Mapping[str, Any], files: Mapping[str, bytes], *,
+                   lib: str = GUEST_LIB, state: str = GUEST_STATE) -> bytes:
     """deploy/ from this source tree, params.json and the job's files, as one tar.gz.
 
-    Extracted at / in the guest: the package under GUEST_LIB, the rest under
-    GUEST_STATE (the names in `files` are relative to it).
+    Extracted at / in the guest: the package under `lib`, the rest under
+    `state` (the names in `files` are relative to it).
     """
     source = Path(deploy.__file__).parent
     out = io.BytesIO()
@@ -100,34 +102,39 @@ def deploy_archive(params: Mapping[str, Any], files: Mapping[str, bytes]) -> byt
 
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
         for path in sorted(source.glob("*.py")):
-            add(f"{GUEST_LIB.lstrip('/')}/deploy/{path.name}", path.read_bytes())
-        add(f"{GUEST_STATE.lstrip('/')}/params.json",
+            add(f"{lib.lstrip('/')}/deploy/{path.name}", path.read_bytes())
+        add(f"{state.lstrip('/')}/params.json",
             (json.dumps(params, indent=1) + "\n").encode(), 0o600)
         for name, data in files.items():
-            add(f"{GUEST_STATE.lstrip('/')}/{name}", data)
+            add(f"{state.lstrip('/')}/{name}", data)
     return out.getvalue()
 
 
 class Guest:
+    """The in-guest steps of one run; lib and state are the guest's directories
+    (elsewhere only when the tests run steps on a host of their own)."""
+
     def __init__(self, ssh: GuestSSH, output_dir: Path,
-                 alive: Callable[[], None] | None = None) -> None:
+                 alive: Callable[[], None] | None = None, *,
+                 lib: str = GUEST_LIB, state: str = GUEST_STATE) -> None:
         self.ssh = ssh
         self.logs = output_dir / "guest-logs"
         self.alive = alive
         self.results: dict[str, StepResult] = {}
-        self.state = GUEST_STATE
+        self.lib = lib
+        self.state = state
 
     def put_file(self, name: str, data: bytes) -> None:
         """A file under the guest's state directory (a load list, say)."""
-        status = self.ssh.run(["install", "-D", "-m", "0644", "/dev/stdin", f"{GUEST_STATE}/{name}"],
+        status = self.ssh.run(["install", "-D", "-m", "0644", "/dev/stdin", f"{self.state}/{name}"],
                               timeout=60, stdin=data)
         if status != 0:
-            raise TestbedError(f"cannot write {GUEST_STATE}/{name} in the guest (status {status})")
+            raise TestbedError(f"cannot write {self.state}/{name} in the guest (status {status})")
 
     def push(self, params: Mapping[str, Any], files: Mapping[str, bytes] = {}) -> None:
         """The deploy code from this source tree, and the run's parameters."""
-        archive = deploy_archive(params, files)
-        command = (f"rm -rf {GUEST_LIB}/deploy {GUEST_STATE}/steps && "
+        archive = deploy_archive(params, files, lib=self.lib, state=self.state)
+        command = (f"rm -rf {shlex.quote(self.lib)}/deploy {shlex.quote(self.state)}/steps && "
                    "tar -xzf - --no-same-owner -C /")
         err = io.BytesIO()
         status = self.ssh.run(command, timeout=120, stdin=archive, stderr=[err])
@@ -139,7 +146,8 @@ class Guest:
     def step(self, name: str, timeout: float, *, args: tuple[str, ...] = (),
              stdout: IO[bytes] | None = None, log_name: str | None = None) -> StepResult:
         """Run `python3 -m deploy NAME` in the guest; raise TestbedError if it fails."""
-        command = ["env", f"PYTHONPATH={GUEST_LIB}", "python3", "-m", "deploy", name, *args]
+        command = ["env", f"PYTHONPATH={self.lib}", f"TEMPEST_LIVE_CI_GUEST_STATE={self.state}",
+                   "python3", "-m", "deploy", name, *args]
         started = time.monotonic()
         output = LineLog(self.logs / "steps" / f"{log_name or name}.log")
         try:
@@ -159,7 +167,7 @@ class Guest:
 
     def _result(self, name: str, seconds: float) -> StepResult:
         try:
-            data = json.loads(self.ssh.output(["cat", f"{GUEST_STATE}/steps/{name}.json"], 30))
+            data = json.loads(self.ssh.output(["cat", f"{self.state}/steps/{name}.json"], 30))
         except (TestbedError, ValueError):
             data = {}
         return StepResult(name, round(seconds, 1), data.get("parts", {}), data.get("facts", {}),
