@@ -7,14 +7,13 @@ stderr says why, as "tempest-live-ci step STEP failed: ..."), 2 for bad usage.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
-
-import os
-import platform
 
 from . import apt, configure, logs, tempest, util
 
