@@ -180,8 +180,24 @@ def run_job(job: Job, *, candidates: tuple[Path, ...] = (), output_dir: Path | N
     finally:
         ctx.stages["total"] = round(time.monotonic() - started, 1)
         summary = write_run_summary(ctx, code, note)
+        _store(ctx)
         log.info("run %s ended with exit code %d after %s; results in %s", run_id, code,
                  format_duration(ctx.stages["total"]), summary.parent)
+
+
+def _store(ctx: RunContext) -> None:
+    """A run with test results goes into the results store (its history, its baseline)."""
+    from tempest_live_ci.results.run import STREAM
+    from tempest_live_ci.results.store import store_run
+
+    if not (ctx.output_dir / STREAM).is_file():
+        return
+    try:
+        stored = store_run(ctx.job.name, ctx.output_dir)
+    except (OSError, TLCError) as e:
+        log.warning("could not store the run in the results store: %s", e)
+        return
+    log.info("stored as %s", stored)
 
 
 def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:

@@ -89,6 +89,9 @@ def test_default_job_ends_in_passed_identity_tests(dirs: Dirs, no_leaks: None,
     for step in ("prepare", "install", "configure", "tempest-conf", "tempest"):
         assert (logs / "steps" / f"{step}.log").is_file()
     assert (out / "console.log").stat().st_size > 0
+    # And in the results store, as the job's latest run.
+    stored = dirs.results / "smoke-trixie" / "latest"
+    assert json.loads((stored / "summary.json").read_text())["run_id"] == summary["run_id"]
 
 
 def test_a_failing_setup_command_names_the_step(dirs: Dirs, no_leaks: None,
