@@ -111,7 +111,7 @@ def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
                 shutil.copyfile(source, output_dir / name)
 
 
-def persistent_testbed(name: str = "tempest") -> Any:
+def persistent_testbed(run_id: str, name: str = "tempest") -> Any:
     """The testbed `host setup` made: runs use it as it is and leave it up."""
     from tempest_live_ci.testbed import load_testbed
     from tempest_live_ci.testbed.status import testbed_status
@@ -124,7 +124,8 @@ def persistent_testbed(name: str = "tempest") -> Any:
         missing = ", ".join(what for what, ok in status.items if not ok)
         raise TestbedError(f"persistent testbed {name!r} is degraded (missing: {missing})",
                            hint="tempest-live-ci host setup repairs it")
-    return load_testbed(name)[1]
+    # The run's own id names its domain and its `vm ssh --run`.
+    return load_testbed(name, run_id)[1]
 
 
 def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path:
@@ -208,7 +209,7 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
 
     job = ctx.job
     # Checked first: minutes of image build for a run that cannot start would be a waste.
-    persistent = persistent_testbed() if job.testbed.mode == "persistent" else None
+    persistent = persistent_testbed(ctx.run_id) if job.testbed.mode == "persistent" else None
     with ctx.stage("image", "Preparing the image"):
         image = build_image(image_options(job))
         ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
