@@ -40,8 +40,8 @@ def tlc_run(dirs: Dirs, image: Image, *args: str,
 
 
 def test_default_job_ends_in_passed_identity_tests(dirs: Dirs, no_leaks: None,
-                                                   live_image: Image) -> None:
-    out = dirs.top / "out"
+                                                   live_image: Image, tmp_path: Path) -> None:
+    out = tmp_path / "out"  # kept by pytest after a failure
     result = tlc_run(dirs, live_image, "--output", str(out))
     assert result.returncode == 0, result.stderr[-5000:]
     for title in ("Preparing the image", "Setting up the testbed", "Booting the guest",
@@ -99,7 +99,7 @@ def test_a_failing_setup_command_names_the_step(dirs: Dirs, no_leaks: None,
     job = tmp_path / "failing.yaml"
     job.write_text("guest:\n  setup_commands:\n    - echo preparing\n"
                    "    - echo 'no such thing' >&2; exit 7\n")
-    out = dirs.top / "out"
+    out = tmp_path / "out"  # kept by pytest after a failure
     result = tlc_run(dirs, live_image, str(job), "--output", str(out))
     assert result.returncode == 16, result.stderr[-3000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -118,7 +118,7 @@ def test_guest_killed_while_tempest_runs(dirs: Dirs, no_leaks: None, live_image:
     job = tmp_path / "kill.yaml"
     # Serial, so that tests are still running when the first one has finished.
     job.write_text("tempest:\n  regex: tempest\\.api\\.identity\\.v3\n  concurrency: 1\n")
-    out = dirs.top / "out"
+    out = tmp_path / "out"  # kept by pytest after a failure
     process = subprocess.Popen(
         [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(job),
          "--output", str(out)], stderr=subprocess.PIPE, text=True,
@@ -137,7 +137,9 @@ def test_guest_killed_while_tempest_runs(dirs: Dirs, no_leaks: None, live_image:
             if stream.exists() and read_stream(stream).records:
                 break
             time.sleep(2)
-        qemu = _qemu_of(out)
+        run_id = re.search(r"run id (tlc-[0-9a-f]{8})", "".join(lines))
+        assert run_id is not None, "".join(lines)
+        qemu = _qemu_of(run_id.group(1))
         os.kill(qemu, signal.SIGKILL)
         rest, _ = process.communicate(timeout=600)
         lines.append(rest)
@@ -157,9 +159,9 @@ def test_guest_killed_while_tempest_runs(dirs: Dirs, no_leaks: None, live_image:
     assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
 
 
-def _qemu_of(output_dir: Path) -> int:
-    """The pid of the qemu whose serial console writes into this run's output directory."""
-    console = str(output_dir / "console.log")
+def _qemu_of(run_id: str) -> int:
+    """The pid of the run's qemu: libvirt names the domain after the run id (-name guest=ID)."""
+    wanted = f"guest={run_id}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -167,6 +169,6 @@ def _qemu_of(output_dir: Path) -> int:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and b"qemu-system" in argv[0] and any(console.encode() in a for a in argv):
+        if argv and b"qemu-system" in argv[0] and any(a.startswith(wanted) for a in argv):
             return int(entry.name)
-    raise AssertionError(f"no qemu process writing {console}")
+    raise AssertionError(f"no qemu process for {run_id}")
