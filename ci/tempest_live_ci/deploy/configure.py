@@ -19,17 +19,17 @@ KEYSTONE_DB = "/var/lib/keystone/keystone.db"
 SQLITE_TIMEOUT = 120
 
 
-def uwsgi_processes(vcpus: int) -> int:
-    """Debian's ini files start 8-16 uwsgi processes per API: one per vCPU is plenty here."""
-    return max(2, min(vcpus, 4))
-
-
-# One request at a time per keystone process. With several uwsgi threads in a
-# process (Debian's keystone-uwsgi.ini has 32), keystone 2:27.0.0-3+deb13u6
-# mixes up concurrent requests: a member's application credential request was
-# checked against the roles of an admin request served at the same time
-# ("Could not find role assignment with role: <manager>"), 11 times out of 12
-# with three admin requests running alongside; with one thread, 0 out of 12.
+# keystone on sqlite serves one request at a time: one uwsgi process, one thread.
+# - Two processes: "database is locked" under tempest's parallel workers, even
+#   in WAL mode with a 120 s busy timeout (a transaction that read before it
+#   writes gets SQLITE_BUSY at once, without waiting).
+# - Threads: keystone 2:27.0.0-3+deb13u6 mixes up concurrent requests on the
+#   threads of one process: a member's application credential request was
+#   checked against the roles of an admin request served at the same time
+#   ("Could not find role assignment with role: <manager>"), 11 times out of 12
+#   with three admin requests running alongside; with one thread, 0 out of 12.
+# One process also imports keystone once instead of twice while it starts.
+KEYSTONE_PROCESSES = 1
 KEYSTONE_THREADS = 1
 
 
@@ -47,7 +47,7 @@ def keystone(p: dict[str, Any]) -> None:
             "token.provider": "fernet",
         })
         ini_set("/etc/keystone/keystone-uwsgi.ini", {
-            "uwsgi.processes": uwsgi_processes(p["vcpus"]),
+            "uwsgi.processes": KEYSTONE_PROCESSES,
             "uwsgi.threads": KEYSTONE_THREADS,
         })
     owner = ["--keystone-user", "keystone", "--keystone-group", "keystone"]
