@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .profiles import get_profile
-from .util import facts, package_versions, part, run, say, write_file
+from .util import StepError, facts, package_versions, part, run, say, write_file
 
 APT_CONF = Path("/etc/apt/apt.conf.d/90tempest-live-ci")
 SOURCES = Path("/etc/apt/sources.list.d/tempest-live-ci.sources")
@@ -95,8 +95,6 @@ def install(p: dict[str, Any]) -> None:
     facts["versions"] = package_versions(packages)
     missing = sorted(set(packages) - set(facts["versions"]))
     if missing:
-        from .util import StepError
-
         raise StepError(f"not installed after apt-get install: {', '.join(missing)}")
 
 

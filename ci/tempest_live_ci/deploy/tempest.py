@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +104,3 @@ def run_tempest(p: dict[str, Any], load_list: str | None = None) -> None:
     result = run(argv, cwd=WORKSPACE, stdout=sys.stdout, check=False)
     if result.returncode != 0:
         raise StepError(f"tempest run exited with status {result.returncode}")
-
-
-def check_stdout_is_free(argv: Sequence[str]) -> None:
-    if sys.stdout.isatty():
-        raise StepError(f"{' '.join(argv)}: stdout is a terminal, not a subunit consumer")

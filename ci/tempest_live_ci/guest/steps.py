@@ -83,6 +83,7 @@ class StepResult:
     seconds: float
     parts: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # what the step said went wrong
 
 
 def deploy_archive(params: Mapping[str, Any], files: Mapping[str, bytes], *,
@@ -131,9 +132,9 @@ class Guest:
         if status != 0:
             raise TestbedError(f"cannot write {self.state}/{name} in the guest (status {status})")
 
-    def push(self, params: Mapping[str, Any], files: Mapping[str, bytes] = {}) -> None:
+    def push(self, params: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> None:
         """The deploy code from this source tree, and the run's parameters."""
-        archive = deploy_archive(params, files, lib=self.lib, state=self.state)
+        archive = deploy_archive(params, files or {}, lib=self.lib, state=self.state)
         command = (f"rm -rf {shlex.quote(self.lib)}/deploy {shlex.quote(self.state)}/steps && "
                    "tar -xzf - --no-same-owner -C /")
         err = io.BytesIO()
@@ -171,11 +172,11 @@ class Guest:
         except (TestbedError, ValueError):
             data = {}
         return StepResult(name, round(seconds, 1), data.get("parts", {}), data.get("facts", {}),
-                          ) if not data.get("error") else _failed_result(name, seconds, data)
+                          data.get("error"))
 
     def _failure(self, name: str, status: int, result: StepResult,
                  output: LineLog) -> TestbedError:
-        error = result.facts.get("__error__")
+        error = result.error
         if not error:
             marker = f"tempest-live-ci step {name} failed: "
             lines = [line for line in output.tail if line.strip()]
@@ -203,11 +204,6 @@ class Guest:
         extract_logs(archive, self.logs)
         archive.unlink()
         return self.logs
-
-
-def _failed_result(name: str, seconds: float, data: Mapping[str, Any]) -> StepResult:
-    return StepResult(name, round(seconds, 1), data.get("parts", {}),
-                      {**data.get("facts", {}), "__error__": data.get("error")})
 
 
 def extract_logs(archive: Path, destination: Path) -> None:
