@@ -180,28 +180,33 @@ def test_a_foreign_apt_cacher_ng_is_named_and_not_used(dirs: Dirs, netns: str,
                                                         pid=conf / "pid"))
     subprocess.run(["ip", "netns", "exec", netns, "apt-cacher-ng", "-c", str(conf),
                     "ForeGround=0"], check=True, stdin=subprocess.DEVNULL)
-    holder = subprocess.Popen(
-        ["ip", "netns", "exec", netns, sys.executable, "-c", HOLDER, str(TOP / "ci")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **dirs.env()})
-    try:
-        assert holder.stdout is not None
-        socket = holder.stdout.readline().strip()
-        assert socket, holder.communicate()[1]
-        ours = aptproxy.daemon_port(aptproxy.proxy_state_dir())
-        assert ours != 3142
-        socat = subprocess.run(["ps", "-o", "args=", "-C", "socat"], capture_output=True,
-                               text=True).stdout
-        assert f"UNIX-LISTEN:{socket},fork,unlink-early,mode=600 TCP:127.0.0.1:{ours}" in socat
-    finally:
-        _, stderr = holder.communicate("\n", timeout=30)
     foreign = proc.read_pidfile(conf / "pid")
-    warning = [line for line in stderr.splitlines() if "not ours" in line]
-    assert len(warning) == 1, stderr
-    assert "127.0.0.1:3142" in warning[0] and f"pid {foreign}: apt-cacher-ng" in warning[0]
-    assert "not restricted to Debian's archive" in warning[0]
-    # The foreign one is still there, untouched.
-    assert foreign is not None and proc.pid_alive(foreign)
+    try:
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", HOLDER, str(TOP / "ci")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **dirs.env()})
+        try:
+            assert holder.stdout is not None
+            socket = holder.stdout.readline().strip()
+            assert socket, holder.communicate()[1]
+            ours = aptproxy.daemon_port(aptproxy.proxy_state_dir())
+            assert ours != 3142
+            socat = subprocess.run(["ps", "-o", "args=", "-C", "socat"], capture_output=True,
+                                   text=True).stdout
+            assert f"UNIX-LISTEN:{socket},fork,unlink-early,mode=600 TCP:127.0.0.1:{ours}" in socat
+        finally:
+            _, stderr = holder.communicate("\n", timeout=30)
+        warning = [line for line in stderr.splitlines() if "not ours" in line]
+        assert len(warning) == 1, stderr
+        assert "127.0.0.1:3142" in warning[0] and f"pid {foreign}: apt-cacher-ng" in warning[0]
+        assert "not restricted to Debian's archive" in warning[0]
+        # The foreign one is still there, untouched.
+        assert foreign is not None and proc.pid_alive(foreign)
+    finally:
+        # It daemonized: the namespace going away does not stop it.
+        if foreign is not None:
+            proc.kill_pid(foreign)
 
 
 HOLD_PORT = """
