@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -180,7 +181,7 @@ def test_a_foreign_apt_cacher_ng_is_named_and_not_used(dirs: Dirs, netns: str,
                                                         pid=conf / "pid"))
     subprocess.run(["ip", "netns", "exec", netns, "apt-cacher-ng", "-c", str(conf),
                     "ForeGround=0"], check=True, stdin=subprocess.DEVNULL)
-    foreign = proc.read_pidfile(conf / "pid")
+    foreign: int | None = None
     try:
         holder = subprocess.Popen(
             ["ip", "netns", "exec", netns, sys.executable, "-c", HOLDER, str(TOP / "ci")],
@@ -197,6 +198,7 @@ def test_a_foreign_apt_cacher_ng_is_named_and_not_used(dirs: Dirs, netns: str,
             assert f"UNIX-LISTEN:{socket},fork,unlink-early,mode=600 TCP:127.0.0.1:{ours}" in socat
         finally:
             _, stderr = holder.communicate("\n", timeout=30)
+        foreign = proc.read_pidfile(conf / "pid")
         warning = [line for line in stderr.splitlines() if "not ours" in line]
         assert len(warning) == 1, stderr
         assert "127.0.0.1:3142" in warning[0] and f"pid {foreign}: apt-cacher-ng" in warning[0]
@@ -204,9 +206,14 @@ def test_a_foreign_apt_cacher_ng_is_named_and_not_used(dirs: Dirs, netns: str,
         # The foreign one is still there, untouched.
         assert foreign is not None and proc.pid_alive(foreign)
     finally:
-        # It daemonized: the namespace going away does not stop it.
-        if foreign is not None:
-            proc.kill_pid(foreign)
+        # It daemonized: the namespace going away does not stop it. Its pid
+        # file comes a moment after the command that started it returns.
+        for _ in range(50):
+            foreign = foreign or proc.read_pidfile(conf / "pid")
+            if foreign is not None:
+                proc.kill_pid(foreign)
+                break
+            time.sleep(0.1)
 
 
 HOLD_PORT = """
