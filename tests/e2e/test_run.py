@@ -141,7 +141,7 @@ def test_guest_killed_while_tempest_runs(dirs: Dirs, no_leaks: None, live_image:
         assert run_id is not None, "".join(lines)
         qemu = _qemu_of(run_id.group(1))
         os.kill(qemu, signal.SIGKILL)
-        rest, _ = process.communicate(timeout=600)
+        _, rest = process.communicate(timeout=600)
         lines.append(rest)
     finally:
         if process.poll() is None:
@@ -155,6 +155,8 @@ def test_guest_killed_while_tempest_runs(dirs: Dirs, no_leaks: None, live_image:
     partial = read_stream(out / "tempest.subunit")
     assert any(r.status == "passed" for r in partial.records)
     assert "tests running at the time" in stderr
+    assert "no logs from the guest: the guest stopped" in stderr
+    assert "unexpected error" not in stderr
     assert (out / "console.log").stat().st_size > 0
     assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
 

@@ -239,10 +239,18 @@ class GuestSSH:
         def open_channel() -> paramiko.Channel:
             return self.transport.open_session(timeout=self.connect_timeout)
 
-        channel = self._retry(open_channel)
+        try:
+            channel = self._retry(open_channel)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            # A guest that died leaves a transport that still looks open.
+            raise TestbedError(f"SSH: cannot open a session on {self.target.address}: "
+                               f"{e or type(e).__name__}") from e
         with channel:
             channel.settimeout(0.2)
-            channel.exec_command(command)
+            try:
+                channel.exec_command(command)
+            except (paramiko.SSHException, EOFError, OSError) as e:
+                raise TestbedError(f"SSH: cannot start {command!r}: {e or type(e).__name__}") from e
             if stdin is not None:
                 channel.sendall(stdin)
             channel.shutdown_write()

@@ -196,6 +196,12 @@ class Guest:
         archive = self.logs / "guest-logs.tar.gz"
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
+            if self.alive is not None:
+                self.alive()
+        except TestbedError as e:
+            log.warning("no logs from the guest: %s", e.message)
+            return None
+        try:
             with open(archive, "wb") as out:
                 self.step("collect", 300, stdout=out)
         except TestbedError as e:
