@@ -38,9 +38,9 @@ def keystone(p: dict[str, Any]) -> None:
     url = f"http://{address}:{KEYSTONE_PORT}/v3/"
     with part("keystone.conf"):
         ini_set("/etc/keystone/keystone.conf", {
-            # A busy timeout: tempest's parallel workers write concurrently,
-            # and under TCG a writer holds the lock for seconds (the default
-            # 5 s gave "database is locked" errors).
+            # A busy timeout: under TCG a writer holds the lock for seconds,
+            # and keystone-manage and the API may overlap (the default 5 s gave
+            # "database is locked" errors).
             "database.connection": f"sqlite:///{KEYSTONE_DB}?timeout={SQLITE_TIMEOUT}",
             # The guest's root is in RAM: an fsync per transaction buys nothing.
             "database.sqlite_synchronous": False,
