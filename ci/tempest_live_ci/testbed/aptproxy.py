@@ -408,11 +408,16 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
                     with contextlib.suppress(OSError):
                         sock_path.parent.rmdir()
     finally:
-        with _locked(directory):
-            users = [u for u in _read_users(directory) if u != user]
-            _write_users(directory, users)
-            if not users:
-                _stop_daemon(directory)
+        if directory.is_dir():
+            with _locked(directory):
+                users = [u for u in _read_users(directory) if u != user]
+                _write_users(directory, users)
+                if not users:
+                    _stop_daemon(directory)
+        else:
+            # The registry went with the state directory of the run that
+            # started the daemon (and stopped it): nothing is left to release.
+            log.warning("apt-cacher-ng's registry %s is gone; nothing to release", directory)
 
 
 @contextlib.contextmanager
