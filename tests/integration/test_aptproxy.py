@@ -8,7 +8,9 @@ neither shared nor disturbed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -239,3 +241,23 @@ def test_a_forward_whose_port_is_taken_fails(dirs: Dirs, netns: str, no_leaks: N
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_registry_deleted_under_a_user_stops_its_daemon(dirs: Dirs, no_leaks: None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two state directories share one cache, so one daemon; the starter's directory goes
+    (a test's teardown) while the other still uses it: leaving is no error, and the
+    daemon nobody can count users of any more is stopped, not leaked."""
+    first_state, second_state = dirs.top / "state-a", dirs.top / "state-b"
+    first, second = contextlib.ExitStack(), contextlib.ExitStack()
+    monkeypatch.setenv("TEMPEST_LIVE_CI_STATE_DIR", str(first_state))
+    first.enter_context(aptproxy.start_apt_cacher_ng())
+    monkeypatch.setenv("TEMPEST_LIVE_CI_STATE_DIR", str(second_state))
+    with second:
+        second.enter_context(aptproxy.start_apt_cacher_ng())
+        daemon = proc.read_pidfile(first_state / "apt-cacher-ng" / "apt-cacher-ng.pid")
+        assert daemon is not None and proc.pid_alive(daemon)
+        first.close()
+        assert proc.pid_alive(daemon)  # the second user still has it
+        shutil.rmtree(first_state)
+    assert not proc.pid_alive(daemon)

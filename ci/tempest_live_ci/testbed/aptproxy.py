@@ -309,8 +309,8 @@ def _cache_dir_of(directory: Path) -> str | None:
     return None
 
 
-def running_daemons() -> list[Path]:
-    """The state directories of every running apt-cacher-ng this module started."""
+def _daemon_processes() -> list[tuple[int, Path]]:
+    """(pid, state directory) of every apt-cacher-ng started with `-c STATE/conf`."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -323,10 +323,14 @@ def running_daemons() -> list[Path]:
             continue
         index = argv.index(b"-c") + 1
         if index < len(argv):
-            candidate = Path(os.fsdecode(argv[index])).parent
-            if (candidate / "lock").exists() and _daemon_pid(candidate) == int(entry.name):
-                found.append(candidate)
+            found.append((int(entry.name), Path(os.fsdecode(argv[index])).parent))
     return found
+
+
+def running_daemons() -> list[Path]:
+    """The state directories of every running apt-cacher-ng this module started."""
+    return [directory for pid, directory in _daemon_processes()
+            if (directory / "lock").exists() and _daemon_pid(directory) == pid]
 
 
 def _running_owner() -> Path | None:
@@ -416,8 +420,12 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
                     _stop_daemon(directory)
         else:
             # The registry went with the state directory of the run that
-            # started the daemon (and stopped it): nothing is left to release.
-            log.warning("apt-cacher-ng's registry %s is gone; nothing to release", directory)
+            # started the daemon: nobody can count its users any more, so the
+            # daemon started from that directory goes now rather than never.
+            log.warning("apt-cacher-ng's registry %s is gone: stopping its daemon", directory)
+            for pid, started_in in _daemon_processes():
+                if started_in == directory:
+                    proc.kill_pid(pid)
 
 
 @contextlib.contextmanager
