@@ -24,6 +24,7 @@ from tempest_live_ci.errors import UsageError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MEMORY = re.compile(r"^(\d+)\s*([MG])(i?B)?$", re.IGNORECASE)
+_IMAGE = re.compile(r"^(https?://)?[A-Za-z0-9./_:~+%-]+$")
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class ImageSection:
 
 @dataclass(frozen=True)
 class VmSection:
-    memory: str = "8G"
-    vcpus: int = 2
+    # Default: what the job's profile needs (deploy/profiles.py, measured).
+    memory: str | None = None
+    vcpus: int | None = None
     boot: str = "network"  # network | direct
     nic_model: str = "virtio"  # virtio | e1000
     dhcp_timeout: int = 120
@@ -64,6 +66,7 @@ class VmSection:
 
     @property
     def memory_mib(self) -> int:
+        assert self.memory is not None  # the profile's default is filled in on load
         match = _MEMORY.match(self.memory)
         assert match is not None  # validated on load
         value = int(match.group(1))
@@ -97,6 +100,10 @@ class TempestSection:
     rerun_failures: int = 0
     # tempest.conf values over what discovery finds: {"section.key": value}
     conf: dict[str, str] = field(default_factory=dict)
+    # The disk image glance gets for tempest (compute.image_ref): a file on the
+    # host or an http(s) URL. Default: a small raw image made on the host,
+    # enough for nova's fake driver; instances that really boot need a real one.
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,8 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "results.gate": (lambda v: v is False, "supported yet (gating on a baseline is not built: "
                      "leave results.gate unset)"),
     "tempest.concurrency": (lambda v: bool(1 <= v <= 64), "between 1 and 64"),
+    "tempest.image": (lambda v: bool(_IMAGE.match(v)),
+                      "a file or an http(s) URL (letters, digits and ./_:~+%-)"),
     "tempest.timeout": (lambda v: bool(v > 0), "positive"),
     "tempest.rerun_failures": (lambda v: bool(0 <= v <= 5), "between 0 and 5"),
 }
@@ -272,7 +281,7 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
         sections = {key: _section(key, cls, data.get(key)) for key, cls in SECTIONS.items()}
     except UsageError as e:
         raise fail(e) from None
-    job = Job(name=name, description=description, source=source, **sections)
+    job = _profile_defaults(Job(name=name, description=description, source=source, **sections))
     if Path(source).is_file():
         job = _resolve_paths(job, Path(source).resolve().parent)
     try:
@@ -280,6 +289,21 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     except UsageError as e:
         raise fail(e) from None
     return job
+
+
+def _profile_defaults(job: Job) -> Job:
+    """vm.memory and vm.vcpus the job leaves out: what its profile needs."""
+    profile = PROFILES.get(job.tempest.profile)
+    if profile is None:
+        return job
+    return dataclasses.replace(job, vm=dataclasses.replace(
+        job.vm,
+        memory=job.vm.memory or f"{profile.memory_mib}M",
+        vcpus=job.vm.vcpus or profile.vcpus))
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
 
 
 def _resolve_paths(job: Job, base: Path) -> Job:
@@ -295,7 +319,9 @@ def _resolve_paths(job: Job, base: Path) -> Job:
             candidates=tuple(str(base / c) for c in job.guest.candidates)),
         tempest=dataclasses.replace(
             job.tempest, include_list=resolved(job.tempest.include_list),
-            exclude_list=resolved(job.tempest.exclude_list)),
+            exclude_list=resolved(job.tempest.exclude_list),
+            image=job.tempest.image if job.tempest.image is None or _is_url(job.tempest.image)
+            else resolved(job.tempest.image)),
     )
 
 
@@ -317,7 +343,9 @@ def _check_cross(job: Job) -> None:
     ), option=lambda key: "tempest.profile" if key == "profile" else f"image.{key.replace('-', '_')}")
     for key, value in (("guest.sources_list", job.guest.sources_list),
                        ("tempest.include_list", job.tempest.include_list),
-                       ("tempest.exclude_list", job.tempest.exclude_list)):
+                       ("tempest.exclude_list", job.tempest.exclude_list),
+                       ("tempest.image", None if job.tempest.image is None
+                        or _is_url(job.tempest.image) else job.tempest.image)):
         if value is not None and not Path(value).is_file():
             raise UsageError(f"{key}: no such file: {value}")
     for i, candidate in enumerate(job.guest.candidates):

@@ -209,6 +209,7 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
 
     job = ctx.job
     # Checked first: minutes of image build for a run that cannot start would be a waste.
+    check_host_memory(job)
     persistent = persistent_testbed(ctx.run_id) if job.testbed.mode == "persistent" else None
     with ctx.stage("image", "Preparing the image"):
         image = build_image(image_options(job))
@@ -238,6 +239,52 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     return outcome
 
 
+def check_host_memory(job: Job) -> None:
+    """The guest's RAM must be free on the host: a guest that swaps under TCG never finishes."""
+    from tempest_live_ci.vm.domain import HOST_RESERVE_MIB, host_available_mib
+
+    available = host_available_mib()
+    if job.vm.memory_mib + HOST_RESERVE_MIB > available:
+        raise UsageError(
+            f"{job.source}: vm.memory: {job.vm.memory} does not fit: the host has {available} MiB "
+            f"available and keeps {HOST_RESERVE_MIB} MiB for itself",
+            hint="free memory on the host, or set a smaller vm.memory (the profile's default "
+                 "is what it was measured to need)")
+
+
+def publish_test_image(job: Job, testbed: Any) -> str | None:
+    """The disk image glance gets for tempest: its URL, as the guest reaches it.
+
+    A URL in the job is passed on; a file is served by the testbed; by default
+    a small raw image is made here (nothing outside Debian's archive is
+    reachable, and Debian has no cirros): enough for nova's fake driver,
+    which boots nothing.
+    """
+    from tempest_live_ci.deploy.profiles import get_profile
+
+    if not get_profile(job.tempest.profile).needs_image:
+        return None
+    image = job.tempest.image
+    if image is not None and image.startswith(("http://", "https://")):
+        return image
+    directory = testbed.http_root / "tempest"
+    directory.mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        name = Path(image).name
+        shutil.copyfile(image, directory / name)
+    else:
+        name = "tempest-live-ci-test.raw"
+        with open(directory / name, "wb") as f:
+            f.write(TEST_IMAGE_MARKER)
+            f.truncate(TEST_IMAGE_SIZE)
+    return f"{testbed.http_url}/tempest/{name}"
+
+
+# The default test image: 1 MiB, raw, its first bytes saying what it is.
+TEST_IMAGE_MARKER = b"tempest-live-ci test image: not bootable\n"
+TEST_IMAGE_SIZE = 1 << 20
+
+
 def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
                   testbed: Any) -> tuple[ExitCode, str | None]:
     """In the guest: prepare, install, configure, tempest.conf, tempest; then the results."""
@@ -250,7 +297,8 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
     stack.callback(_collect_guest_logs, ctx, guest)
     g = job.guest
     with ctx.stage("prepare", "Preparing the guest"):
-        guest.push(guest_params(job, testbed, guest_state=GUEST_STATE), guest_files(job))
+        guest.push(guest_params(job, testbed, guest_state=GUEST_STATE,
+                                image_url=publish_test_image(job, testbed)), guest_files(job))
         ctx.facts["guest"] = guest.step("check", 120).facts
         guest.step("prepare", g.prepare_timeout)
     with ctx.stage("install", f"Installing OpenStack (profile {job.tempest.profile})"):

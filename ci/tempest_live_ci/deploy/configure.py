@@ -1,22 +1,48 @@
 """Configuration steps of the profiles, the Debian way: the packages' own files
 edited in place, the services' own management commands, services started by
-systemd once they are configured."""
+systemd once they are configured.
+
+Every step is a function of the run's parameters, named in the profile's
+`configure` list and run in that order. A service is started without waiting
+(`systemctl start --no-block`) as soon as it is configured, so that its
+imports (tens of seconds under TCG) overlap with the next service's database
+sync; the `endpoints` step then waits for every API to answer.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .profiles import get_profile
-from .util import facts, ini_set, part, run, wait_for_url, write_file
+from .util import StepError, facts, ini_set, part, run, say, wait_for_url, write_file
 
 KEYSTONE_PORT = 5000
 KEYSTONE_DB = "/var/lib/keystone/keystone.db"
 SQLITE_TIMEOUT = 120
+
+# The API services: port, the path of their endpoint, their catalog types.
+APIS: dict[str, tuple[int, str, tuple[str, ...]]] = {
+    "glance": (9292, "", ("image",)),
+    "placement": (8778, "", ("placement",)),
+    "nova": (8774, "/v2.1", ("compute",)),
+    "neutron": (9696, "", ("network",)),
+    "cinder": (8776, "/v3", ("block-storage", "volumev3")),
+}
+# Each service's databases (MariaDB), by the name of the connection option.
+DATABASES: dict[str, tuple[str, ...]] = {
+    "keystone": ("keystone",),
+    "glance": ("glance",),
+    "placement": ("placement",),
+    "nova": ("nova_api", "nova", "nova_cell0"),
+    "neutron": ("neutron",),
+    "cinder": ("cinder",),
+}
 
 
 # keystone on sqlite serves one request at a time: one uwsgi process, one thread.
@@ -29,27 +55,156 @@ SQLITE_TIMEOUT = 120
 #   ("Could not find role assignment with role: <manager>"), 11 times out of 12
 #   with three admin requests running alongside; with one thread, 0 out of 12.
 # One process also imports keystone once instead of twice while it starts.
-KEYSTONE_PROCESSES = 1
+# On MariaDB two processes share the load the other services' token checks
+# add; still one thread each, for the reason above.
 KEYSTONE_THREADS = 1
 
+# The other APIs: Debian's uwsgi files start 8 to 16 processes each (with up to
+# 32 threads), sized for a server. In a RAM guest one process of a few threads
+# each holds tempest's few parallel workers; every process costs about 100 MB
+# and, under TCG, half a minute of imports.
+API_PROCESSES = 1
+API_THREADS = 4
+
+
+def db_url(p: Mapping[str, Any], database: str) -> str:
+    return (f"mysql+pymysql://{database}:{p['service_password']}@127.0.0.1/{database}"
+            "?charset=utf8")
+
+
+def start(*units: str) -> None:
+    """Start units without waiting for them: the next steps overlap with their start-up."""
+    run(["systemctl", "start", "--no-block", *[f"{u}.service" for u in units]])
+
+
+def as_user(user: str, argv: list[str]) -> list[str]:
+    """A management command as the service's user, as the maintainer scripts run them."""
+    return ["runuser", "-u", user, "--", *argv]
+
+
+def authtoken(p: Mapping[str, Any], username: str) -> dict[str, str]:
+    """[keystone_authtoken]: the service checks tokens with keystone as its own user."""
+    url = f"http://{p['guest_address']}:{KEYSTONE_PORT}"
+    return {
+        "keystone_authtoken.www_authenticate_uri": url,
+        "keystone_authtoken.auth_url": url,
+        "keystone_authtoken.auth_type": "password",
+        "keystone_authtoken.project_domain_name": "Default",
+        "keystone_authtoken.user_domain_name": "Default",
+        "keystone_authtoken.project_name": "service",
+        "keystone_authtoken.username": username,
+        "keystone_authtoken.password": p["service_password"],
+        "keystone_authtoken.region_name": p["region"],
+    }
+
+
+def service_credentials(p: Mapping[str, Any], section: str, username: str) -> dict[str, str]:
+    """A section through which one service calls another as its own user."""
+    return {
+        f"{section}.auth_type": "password",
+        f"{section}.auth_url": f"http://{p['guest_address']}:{KEYSTONE_PORT}",
+        f"{section}.project_domain_name": "Default",
+        f"{section}.user_domain_name": "Default",
+        f"{section}.project_name": "service",
+        f"{section}.username": username,
+        f"{section}.password": p["service_password"],
+        f"{section}.region_name": p["region"],
+    }
+
+
+def transport_url(p: Mapping[str, Any]) -> str:
+    # RabbitMQ's own guest user: it is accepted from the loopback only, which
+    # is where every service is.
+    return "rabbit://guest:guest@127.0.0.1:5672/"
+
+
+def uwsgi(path: str, processes: int = API_PROCESSES, threads: int = API_THREADS) -> None:
+    ini_set(path, {"uwsgi.processes": processes, "uwsgi.threads": threads})
+
+
+# --- infrastructure --------------------------------------------------------
+
+MARIADB_CNF = "/etc/mysql/mariadb.conf.d/99-tempest-live-ci.cnf"
+
+
+def mariadb(p: dict[str, Any]) -> None:
+    """MariaDB on the loopback, sized for a RAM guest, with a database and user per service."""
+    with part("mariadb start"):
+        write_file(MARIADB_CNF, (
+            "# Written by tempest-live-ci: a small server in the guest's RAM.\n"
+            "[mysqld]\n"
+            "bind-address = 127.0.0.1\n"
+            "skip-name-resolve\n"
+            # Every service process keeps a pool of connections.
+            "max_connections = 1000\n"
+            "innodb_buffer_pool_size = 128M\n"
+            # The data is in RAM and lives as long as the guest: no flush
+            # per commit, no doublewrite.
+            "innodb_flush_log_at_trx_commit = 0\n"
+            "innodb_doublewrite = 0\n"
+            "performance_schema = off\n"))
+        run(["systemctl", "start", "mariadb.service"])
+    profile = get_profile(p["profile"])
+    databases = [db for step in profile.configure for db in DATABASES.get(step, ())]
+    statements = []
+    for db in databases:
+        statements += [
+            f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4;",
+            f"CREATE USER IF NOT EXISTS '{db}'@'localhost' IDENTIFIED BY "
+            f"'{p['service_password']}';",
+            f"CREATE USER IF NOT EXISTS '{db}'@'127.0.0.1' IDENTIFIED BY "
+            f"'{p['service_password']}';",
+            f"GRANT ALL PRIVILEGES ON {db}.* TO '{db}'@'localhost';",
+            f"GRANT ALL PRIVILEGES ON {db}.* TO '{db}'@'127.0.0.1';",
+        ]
+    # nova's cell0 is reached with the nova user's credentials.
+    if "nova" in profile.configure:
+        statements.append("GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'127.0.0.1';")
+    with part(f"mariadb databases ({', '.join(databases)})"):
+        # root logs in through the unix socket (Debian's unix_socket auth).
+        run(["mariadb", "--batch"], input="\n".join(statements) + "\n")
+    facts["database"] = "mariadb"
+
+
+def rabbitmq(p: dict[str, Any]) -> None:
+    """RabbitMQ starts now (tens of seconds of Erlang under TCG); the services wait for it."""
+    start("rabbitmq-server")
+
+
+def wait_for_port(port: int, timeout: float, *, what: str) -> None:
+    import time
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with socket.socket() as s:
+            s.settimeout(2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(1)
+    raise StepError(f"{what}: nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+# --- keystone ----------------------------------------------------------------
 
 def keystone(p: dict[str, Any]) -> None:
     address = p["guest_address"]
     url = f"http://{address}:{KEYSTONE_PORT}/v3/"
+    on_sqlite = get_profile(p["profile"]).database == "sqlite"
     with part("keystone.conf"):
-        ini_set("/etc/keystone/keystone.conf", {
+        if on_sqlite:
             # A busy timeout: under TCG a writer holds the lock for seconds,
-            # and keystone-manage and the API may overlap (the default 5 s gave
-            # "database is locked" errors).
-            "database.connection": f"sqlite:///{KEYSTONE_DB}?timeout={SQLITE_TIMEOUT}",
+            # and keystone-manage and the API may overlap (the default 5 s
+            # gave "database is locked" errors).
+            connection = f"sqlite:///{KEYSTONE_DB}?timeout={SQLITE_TIMEOUT}"
+        else:
+            connection = db_url(p, "keystone")
+        ini_set("/etc/keystone/keystone.conf", {
+            "database.connection": connection,
             # The guest's root is in RAM: an fsync per transaction buys nothing.
             "database.sqlite_synchronous": False,
             "token.provider": "fernet",
         })
-        ini_set("/etc/keystone/keystone-uwsgi.ini", {
-            "uwsgi.processes": KEYSTONE_PROCESSES,
-            "uwsgi.threads": KEYSTONE_THREADS,
-        })
+        uwsgi("/etc/keystone/keystone-uwsgi.ini", processes=1 if on_sqlite else 2,
+              threads=KEYSTONE_THREADS)
     owner = ["--keystone-user", "keystone", "--keystone-group", "keystone"]
     commands = [
         ["db_sync"],
@@ -63,13 +218,14 @@ def keystone(p: dict[str, Any]) -> None:
     # uwsgi's workers import keystone for half a minute under TCG: that happens
     # while keystone-manage works. The API is not used before both are done,
     # and keystone reads the database and the keys only when asked.
-    run(["systemctl", "start", "--no-block", "keystone.service"])
+    start("keystone")
     with part("keystone-manage db_sync, fernet_setup, credential_setup, bootstrap"):
-        run([sys.executable, "-m", "deploy.keystone_manage", json.dumps(commands)],
+        run([sys.executable, "-m", "deploy.manage", "keystone", json.dumps(commands)],
             env={"OS_BOOTSTRAP_PASSWORD": p["admin_password"]})
-        # Readers go on while one writer commits.
-        with sqlite3.connect(KEYSTONE_DB) as db:
-            db.execute("PRAGMA journal_mode=WAL")
+        if on_sqlite:
+            # Readers go on while one writer commits.
+            with sqlite3.connect(KEYSTONE_DB) as db:
+                db.execute("PRAGMA journal_mode=WAL")
         run(["chown", "-R", "keystone:keystone", "/var/lib/keystone", "/var/log/keystone"])
     with part("keystone answers"):
         run(["systemctl", "start", "keystone.service"])
@@ -110,14 +266,296 @@ def admin_environment(p: dict[str, Any], auth_url: str) -> dict[str, str]:
     }
 
 
+# --- glance, placement -------------------------------------------------------
+
+def glance(p: dict[str, Any]) -> None:
+    """glance-api with its file store in the guest's RAM."""
+    with part("glance-api.conf"):
+        ini_set("/etc/glance/glance-api.conf", {
+            "database.connection": db_url(p, "glance"),
+            **authtoken(p, "glance"),
+            "paste_deploy.flavor": "keystone",
+            "DEFAULT.enabled_backends": "file:file",
+            "glance_store.default_backend": "file",
+            "file.filesystem_store_datadir": "/var/lib/glance/images/",
+            "os_glance_staging_store.filesystem_store_datadir": "/var/lib/glance/staging/",
+            "os_glance_tasks_store.filesystem_store_datadir": "/var/lib/glance/tasks_work_dir/",
+        })
+        uwsgi("/etc/glance/glance-api-uwsgi.ini")
+    with part("glance-manage db_sync"):
+        run(as_user("glance", ["glance-manage", "db_sync"]))
+    start("glance-api")
+
+
+def placement(p: dict[str, Any]) -> None:
+    with part("placement.conf"):
+        ini_set("/etc/placement/placement.conf", {
+            "placement_database.connection": db_url(p, "placement"),
+            "api.auth_strategy": "keystone",
+            **authtoken(p, "placement"),
+        })
+        uwsgi("/etc/placement/placement-api-uwsgi.ini")
+    with part("placement-manage db sync"):
+        run(as_user("placement", ["placement-manage", "db", "sync"]))
+    start("placement-api")
+
+
+# --- neutron with ML2/OVN ----------------------------------------------------
+
+OVN_NB = "tcp:127.0.0.1:6641"
+OVN_SB = "tcp:127.0.0.1:6642"
+ML2_CONF = "/etc/neutron/plugins/ml2/ml2_conf.ini"
+# The physical network of the external network tempest's router tests use:
+# a bridge of its own, connected to nothing.
+PHYSNET = "public"
+EXTERNAL_BRIDGE = "br-ex"
+
+
+def ovn(p: dict[str, Any]) -> None:
+    """OVN's databases and northd, Open vSwitch and ovn-controller for this host."""
+    hostname = socket.gethostname()
+    with part("ovn-central, openvswitch"):
+        run(["systemctl", "start", "ovn-central.service", "openvswitch-switch.service"])
+        run(["ovn-nbctl", "set-connection", f"p{OVN_NB}"])
+        run(["ovn-sbctl", "set-connection", f"p{OVN_SB}"])
+        run(["ovs-vsctl", "set", "open_vswitch", ".",
+             f"external_ids:ovn-remote={OVN_SB}",
+             "external_ids:ovn-encap-type=geneve",
+             "external_ids:ovn-encap-ip=127.0.0.1",
+             f"external_ids:system-id={hostname}",
+             f"external_ids:hostname={hostname}",
+             f"external_ids:ovn-bridge-mappings={PHYSNET}:{EXTERNAL_BRIDGE}",
+             "external_ids:ovn-cms-options=enable-chassis-as-gw"])
+        run(["ovs-vsctl", "--may-exist", "add-br", EXTERNAL_BRIDGE])
+    start("ovn-host")
+
+
+def neutron(p: dict[str, Any]) -> None:
+    ovn(p)
+    with part("neutron.conf, ml2_conf.ini"):
+        ini_set("/etc/neutron/neutron.conf", {
+            "DEFAULT.core_plugin": "ml2",
+            "DEFAULT.service_plugins": "ovn-router",
+            "DEFAULT.auth_strategy": "keystone",
+            "DEFAULT.transport_url": transport_url(p),
+            "DEFAULT.rpc_workers": 1,
+            "DEFAULT.rpc_state_report_workers": 1,
+            "DEFAULT.api_workers": 1,
+            "DEFAULT.notify_nova_on_port_status_changes": "nova" in get_profile(
+                p["profile"]).configure,
+            "DEFAULT.notify_nova_on_port_data_changes": "nova" in get_profile(
+                p["profile"]).configure,
+            "database.connection": db_url(p, "neutron"),
+            **authtoken(p, "neutron"),
+            **service_credentials(p, "nova", "nova"),
+            "oslo_concurrency.lock_path": "/var/lib/neutron/lock",
+        })
+        ini_set(ML2_CONF, {
+            "ml2.mechanism_drivers": "ovn",
+            "ml2.type_drivers": "local,flat,vlan,geneve",
+            "ml2.tenant_network_types": "geneve",
+            "ml2.extension_drivers": "port_security",
+            "ml2.overlay_ip_version": 4,
+            "ml2_type_geneve.vni_ranges": "1:65536",
+            "ml2_type_geneve.max_header_size": 38,
+            "ml2_type_flat.flat_networks": PHYSNET,
+            "ovn.ovn_nb_connection": OVN_NB,
+            "ovn.ovn_sb_connection": OVN_SB,
+            "ovn.ovn_l3_scheduler": "leastloaded",
+            # Instances get their metadata from a config drive (see nova).
+            "ovn.ovn_metadata_enabled": False,
+            "securitygroup.enable_security_group": True,
+        })
+        uwsgi("/etc/neutron/neutron-api-uwsgi.ini")
+    with part("neutron-db-manage upgrade heads"):
+        run(as_user("neutron", ["neutron-db-manage", "--config-file", "/etc/neutron/neutron.conf",
+                                "--config-file", ML2_CONF, "upgrade", "heads"]))
+    start("neutron-api", "neutron-rpc-server", "neutron-ovn-maintenance-worker")
+
+
+# --- nova ---------------------------------------------------------------------
+
+def kvm_usable() -> bool:
+    """Can this guest run instances with KVM (nested)? Opening /dev/kvm says."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def nova(p: dict[str, Any]) -> None:
+    """placement's client, the API, conductor, scheduler and compute in one cell.
+
+    The virt driver: libvirt with KVM when the guest has a usable /dev/kvm,
+    else nova's fake driver (servers become ACTIVE without a hypervisor;
+    nothing boots, so tempest's validation and scenario tests are off).
+    """
+    driver = "libvirt" if kvm_usable() else "fake"
+    facts["virt_driver"] = driver
+    say(f"virt driver: {driver}")
+    address = p["guest_address"]
+    with part("nova.conf"):
+        ini_set("/etc/nova/nova.conf", {
+            "DEFAULT.transport_url": transport_url(p),
+            "DEFAULT.my_ip": address,
+            # Instances read their metadata from a config drive: no metadata
+            # API, no OVN metadata agent.
+            "DEFAULT.force_config_drive": True,
+            "api.auth_strategy": "keystone",
+            "database.connection": db_url(p, "nova"),
+            "api_database.connection": db_url(p, "nova_api"),
+            **authtoken(p, "nova"),
+            **service_credentials(p, "placement", "placement"),
+            **service_credentials(p, "neutron", "neutron"),
+            "service_user.send_service_user_token": True,
+            **service_credentials(p, "service_user", "nova"),
+            "conductor.workers": 1,
+            "scheduler.workers": 1,
+            # The scheduler maps new compute hosts itself: no nova-manage
+            # process (20 s of imports under TCG) after nova-compute starts.
+            "scheduler.discover_hosts_in_cells_interval": 10,
+            "oslo_concurrency.lock_path": "/var/lib/nova/lock",
+            "vnc.enabled": False,
+            "spice.enabled": False,
+            "glance.region_name": p["region"],
+            "cinder.os_region_name": p["region"],
+        })
+        if driver == "fake":
+            ini_set("/etc/nova/nova-compute.conf", {
+                "DEFAULT.compute_driver": "fake.FakeDriverWithoutFakeNodes",
+            })
+            # Fake servers use no resources: quotas would only stop tempest.
+            ini_set("/etc/nova/nova.conf", {"quota.driver": "nova.quota.NoopQuotaDriver"})
+        else:
+            ini_set("/etc/nova/nova-compute.conf", {
+                "DEFAULT.compute_driver": "libvirt.LibvirtDriver",
+                "libvirt.virt_type": "kvm",
+            })
+        uwsgi("/etc/nova/nova-api-uwsgi.ini")
+    cell0 = db_url(p, "nova_cell0").replace("nova_cell0:", "nova:", 1)
+    commands = [
+        ["api_db", "sync"],
+        {"argv": ["cell_v2", "map_cell0", "--database_connection", cell0], "ok": [0]},
+        {"argv": ["cell_v2", "create_cell", "--name", "cell1"], "ok": [0, 2]},
+        ["db", "sync"],
+    ]
+    with part("nova-manage api_db sync, map_cell0, create_cell, db sync"):
+        run([sys.executable, "-m", "deploy.manage", "nova", json.dumps(commands)])
+        run(["chown", "-R", "nova:nova", "/var/log/nova"])
+    if driver == "libvirt":
+        run(["systemctl", "start", "libvirtd.service"])
+    with part("rabbitmq answers"):
+        wait_for_port(5672, 300, what="rabbitmq-server")
+    start("nova-api", "nova-conductor", "nova-scheduler", "nova-compute")
+
+
+# --- cinder ---------------------------------------------------------------------
+
+VOLUME_GROUP = "cinder-volumes"
+VOLUME_FILE = "/var/lib/cinder/cinder-volumes.img"
+VOLUME_FILE_SIZE = "20G"  # sparse: only what volumes write takes RAM
+
+
+def cinder(p: dict[str, Any]) -> None:
+    """cinder with LVM on a sparse loop file in the guest's RAM, exported by tgt."""
+    with part(f"LVM volume group {VOLUME_GROUP} on a loop file"):
+        if run(["vgs", VOLUME_GROUP], check=False, capture=True).returncode != 0:
+            run(["truncate", "-s", VOLUME_FILE_SIZE, VOLUME_FILE])
+            device = run(["losetup", "--find", "--show", VOLUME_FILE],
+                         capture=True).stdout.strip()
+            run(["pvcreate", device])
+            run(["vgcreate", VOLUME_GROUP, device])
+    with part("cinder.conf"):
+        ini_set("/etc/cinder/cinder.conf", {
+            "DEFAULT.transport_url": transport_url(p),
+            "DEFAULT.my_ip": p["guest_address"],
+            "DEFAULT.auth_strategy": "keystone",
+            "DEFAULT.enabled_backends": "lvm",
+            "DEFAULT.default_volume_type": "lvmdriver-1",
+            "DEFAULT.osapi_volume_workers": 1,
+            "database.connection": db_url(p, "cinder"),
+            **authtoken(p, "cinder"),
+            **service_credentials(p, "nova", "nova"),
+            "oslo_concurrency.lock_path": "/var/lib/cinder/lock",
+            "lvm.volume_driver": "cinder.volume.drivers.lvm.LVMVolumeDriver",
+            "lvm.volume_group": VOLUME_GROUP,
+            "lvm.volume_backend_name": "lvmdriver-1",
+            "lvm.target_protocol": "iscsi",
+            "lvm.target_helper": "tgtadm",
+            # Zeroing a deleted volume would write it whole into RAM.
+            "lvm.volume_clear": "none",
+        })
+        uwsgi("/etc/cinder/cinder-api-uwsgi.ini")
+    with part("cinder-manage db sync"):
+        run(as_user("cinder", ["cinder-manage", "db", "sync"]))
+    with part("rabbitmq answers"):
+        wait_for_port(5672, 300, what="rabbitmq-server")
+    start("tgt", "cinder-api", "cinder-scheduler", "cinder-volume")
+
+
+# --- the cloud: users, catalog, compute host, networks ------------------------
+
+def _cloud(action: str, p: dict[str, Any], spec: dict[str, Any]) -> None:
+    run([sys.executable, "-m", "deploy.cloud", action, json.dumps(spec)])
+
+
+def endpoints(p: dict[str, Any]) -> None:
+    """Service users and the catalog (one openstacksdk process), then every API answers."""
+    profile = get_profile(p["profile"])
+    services = [name for name in APIS if name in profile.configure]
+    spec = {
+        "password": p["service_password"],
+        "region": p["region"],
+        "users": services,
+        "endpoints": [
+            {"name": name, "type": kind,
+             "url": f"http://{p['guest_address']}:{APIS[name][0]}{APIS[name][1]}"}
+            for name in services for kind in APIS[name][2]
+        ],
+    }
+    with part(f"service users and endpoints ({', '.join(services)})"):
+        _cloud("endpoints", p, spec)
+    for name in services:
+        port, path, _ = APIS[name]
+        with part(f"{name} answers"):
+            waited = wait_for_url(f"http://{p['guest_address']}:{port}/", 600, what=name)
+            facts.setdefault("answered_after", {})[name] = round(waited, 1)
+
+
+def nova_cells(p: dict[str, Any]) -> None:
+    """Wait until nova-compute has registered and the scheduler has mapped it to cell1."""
+    with part("nova-compute mapped and in placement"):
+        _cloud("wait-compute", p, {"timeout": 600})
+
+
+def network_resources(p: dict[str, Any]) -> None:
+    """The external network tempest's router and floating IP tests attach to."""
+    with part("external network"):
+        _cloud("network-resources", p, {"physnet": PHYSNET, "cidr": "172.24.4.0/24",
+                                        "gateway": "172.24.4.1"})
+
+
 STEPS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "mariadb": mariadb,
+    "rabbitmq": rabbitmq,
     "keystone": keystone,
+    "glance": glance,
+    "placement": placement,
+    "neutron": neutron,
+    "nova": nova,
+    "cinder": cinder,
+    "endpoints": endpoints,
+    "nova-cells": nova_cells,
+    "network-resources": network_resources,
 }
 
 
 def configure(p: dict[str, Any]) -> None:
     profile = get_profile(p["profile"])
     os.makedirs("/etc/openstack", exist_ok=True)
+    p.setdefault("service_password", p["admin_password"])
     for name in profile.configure:
         with part(f"configure {name}"):
             STEPS[name](p)

@@ -38,6 +38,17 @@ class Profile:
     default_regex: str | None = None
     default_smoke: bool = False
     conf: dict[str, str] = field(default_factory=dict)
+    # Where the services keep their data: sqlite files (one keystone process
+    # at a time), or MariaDB, which holds under nova's and neutron's
+    # concurrent writers.
+    database: str = "sqlite"
+    # What the guest needs, measured under TCG (the job's vm.memory and
+    # vm.vcpus override them).
+    memory_mib: int = 4096
+    vcpus: int = 2
+    # A disk image for glance (tempest's image_ref): made on the host and
+    # served by the testbed, since nothing outside Debian's archive is reachable.
+    needs_image: bool = False
 
     @property
     def all_packages(self) -> tuple[str, ...]:
@@ -45,6 +56,47 @@ class Profile:
 
     def service_available(self) -> dict[str, bool]:
         return {name: name in self.services_available for name in TEMPEST_SERVICES}
+
+
+IDENTITY_CONF = {
+    "identity-feature-enabled.application_credentials": "true",
+    "identity-feature-enabled.access_rules": "true",
+    "identity-feature-enabled.project_tags": "true",
+}
+
+# The packages and units of each service, composed into the profiles below.
+# MariaDB and RabbitMQ come first: the services' database syncs need them.
+_MARIADB = (("mariadb-server", "python3-pymysql"), ("mariadb",))
+_RABBITMQ = (("rabbitmq-server",), ("rabbitmq-server",))
+_KEYSTONE = (("keystone",), ("keystone",))
+_GLANCE = (("glance-api",), ("glance-api",))
+_PLACEMENT = (("placement-api",), ("placement-api",))
+# nova-compute needs a hypervisor package; nova-compute-kvm is Debian's
+# default one (libvirt and qemu). It is used when the guest has a usable
+# /dev/kvm (nested KVM); otherwise nova's fake driver runs and libvirt stays down.
+_NOVA = (("nova-api", "nova-conductor", "nova-scheduler", "nova-compute", "nova-compute-kvm"),
+         ("nova-api", "nova-api-metadata", "nova-conductor", "nova-scheduler", "nova-compute",
+          "libvirtd", "virtlogd", "libvirt-guests"))
+# Neutron with ML2/OVN, upstream's default: OVN's daemons are small C programs
+# and do DHCP and routing themselves, where the OVS agent needs four more
+# Python daemons (OVS, DHCP, L3 and metadata agents, 30 s of imports each
+# under TCG, about 100 MB each) and RPC over RabbitMQ.
+_NEUTRON = (("neutron-api", "neutron-rpc-server", "neutron-ovn-maintenance-worker",
+             "ovn-central", "ovn-host"),
+            ("neutron-api", "neutron-rpc-server", "neutron-ovn-maintenance-worker",
+             "ovn-central", "ovn-host", "openvswitch-switch"))
+# cinder with LVM on a loop file in the guest's RAM, exported by tgt.
+_CINDER = (("cinder-api", "cinder-scheduler", "cinder-volume", "tgt"),
+           ("cinder-api", "cinder-scheduler", "cinder-volume", "tgt"))
+
+
+def _compose(*parts: tuple[tuple[str, ...], tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    packages: list[str] = []
+    services: list[str] = []
+    for part_packages, part_services in parts:
+        packages.extend(p for p in part_packages if p not in packages)
+        services.extend(s for s in part_services if s not in services)
+    return {"packages": tuple(packages), "services": tuple(services)}
 
 
 PROFILES: dict[str, Profile] = {
@@ -56,11 +108,74 @@ PROFILES: dict[str, Profile] = {
         configure=("keystone",),
         services_available=("keystone",),
         default_regex=r"tempest\.api\.identity",
-        conf={
-            "identity-feature-enabled.application_credentials": "true",
-            "identity-feature-enabled.access_rules": "true",
-            "identity-feature-enabled.project_tags": "true",
-        },
+        conf=IDENTITY_CONF,
+    ),
+    "image": Profile(
+        name="image",
+        description="keystone and glance (file store in RAM) on MariaDB",
+        **_compose(_MARIADB, _KEYSTONE, _GLANCE),
+        configure=("mariadb", "keystone", "glance", "endpoints"),
+        services_available=("keystone", "glance"),
+        default_regex=r"tempest\.api\.(identity|image)",
+        database="mariadb",
+        memory_mib=4096,
+        needs_image=True,
+        conf=IDENTITY_CONF,
+    ),
+    # nova needs a network service: nova-network is gone, every server's
+    # ports come from neutron.
+    "compute": Profile(
+        name="compute",
+        description="keystone, glance, placement, nova (fake or libvirt driver) and neutron "
+                    "(ML2/OVN), with MariaDB and RabbitMQ",
+        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA),
+        configure=("mariadb", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova",
+                   "endpoints", "nova-cells", "network-resources"),
+        services_available=("keystone", "glance", "nova", "neutron", "placement"),
+        default_smoke=True,
+        database="mariadb",
+        memory_mib=8192,
+        needs_image=True,
+        conf=IDENTITY_CONF,
+    ),
+    "network": Profile(
+        name="network",
+        description="keystone and neutron (ML2/OVN), with MariaDB and RabbitMQ",
+        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _NEUTRON),
+        configure=("mariadb", "rabbitmq", "keystone", "neutron", "endpoints", "network-resources"),
+        services_available=("keystone", "neutron"),
+        default_regex=r"tempest\.api\.network",
+        database="mariadb",
+        memory_mib=6144,
+        conf=IDENTITY_CONF,
+    ),
+    "volume": Profile(
+        name="volume",
+        description="keystone, glance and cinder (LVM on a loop file in RAM), with MariaDB "
+                    "and RabbitMQ",
+        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _CINDER),
+        configure=("mariadb", "rabbitmq", "keystone", "glance", "cinder", "endpoints"),
+        services_available=("keystone", "glance", "cinder"),
+        default_regex=r"tempest\.api\.volume",
+        database="mariadb",
+        memory_mib=6144,
+        needs_image=True,
+        conf=IDENTITY_CONF,
+    ),
+    "full": Profile(
+        name="full",
+        description="keystone, glance, placement, nova, neutron and cinder, with MariaDB "
+                    "and RabbitMQ",
+        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA,
+                   _CINDER),
+        configure=("mariadb", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova",
+                   "cinder", "endpoints", "nova-cells", "network-resources"),
+        services_available=("keystone", "glance", "nova", "neutron", "placement", "cinder"),
+        default_smoke=True,
+        database="mariadb",
+        memory_mib=10240,
+        needs_image=True,
+        conf=IDENTITY_CONF,
     ),
 }
 
@@ -72,9 +187,6 @@ def get_profile(name: str) -> Profile:
         raise ValueError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None
 
 
-def held_services() -> tuple[str, ...]:
-    """Every unit any profile holds: what the image keeps from starting at boot."""
-    units: list[str] = []
-    for profile in PROFILES.values():
-        units.extend(u for u in profile.services if u not in units)
-    return tuple(units)
+def held_services(profile: str) -> tuple[str, ...]:
+    """The units a profile's preinstalled image keeps from starting at boot."""
+    return get_profile(profile).services

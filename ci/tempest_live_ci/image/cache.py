@@ -93,7 +93,7 @@ def image_inputs(options: ImageOptions,
     if options.profile is not None:
         from tempest_live_ci.deploy.profiles import held_services
 
-        inputs["held_services"] = list(held_services())
+        inputs["held_services"] = list(held_services(options.profile))
     if archive is not None:
         inputs["archive"] = archive
     return inputs

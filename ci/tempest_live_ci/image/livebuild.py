@@ -180,7 +180,7 @@ def template_context(options: ImageOptions, mirrors: Mirrors) -> dict[str, Any]:
         "compression_level": options.effective_compression_level,
         "kernel_cmdline": KERNEL_CMDLINE,
         "extra_packages": list(options.all_packages),
-        "held_services": list(held_services()),
+        "held_services": list(held_services(options.profile)) if options.profile else [],
     }
 
 

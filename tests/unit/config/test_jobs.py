@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tempest_live_ci.config import Job, list_jobs, load_job, parse_job
+from tempest_live_ci.config import Job, VmSection, list_jobs, load_job, parse_job
+from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
@@ -24,8 +26,12 @@ def test_every_shipped_job_is_valid() -> None:
 
 def test_defaults_fill_every_section() -> None:
     job = parse_job({"name": "x"}, "x.yaml", "x")
-    assert job == Job(name="x", source="x.yaml")
-    assert job.vm.memory_mib == 8192
+    assert dataclasses.replace(job, vm=VmSection()) == Job(name="x", source="x.yaml")
+    # The guest's size: what the profile (identity by default) was measured to need.
+    assert (job.vm.memory_mib, job.vm.vcpus) == (4096, 2)
+    full = parse_job({"name": "x", "tempest": {"profile": "full"}, "vm": {"vcpus": 3}},
+                     "x.yaml", "x")
+    assert (full.vm.memory_mib, full.vm.vcpus) == (PROFILES["full"].memory_mib, 3)
     assert job.testbed.host_address == "192.168.100.1/24"
 
 

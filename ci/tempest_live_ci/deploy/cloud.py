@@ -1,0 +1,111 @@
+"""What the configuration does through the cloud's APIs, in one openstacksdk process.
+
+The Debian maintainer scripts do this with one `openstack` command per
+object; under TCG each of those is seconds of imports.
+
+    python3 -m deploy.cloud endpoints '{"password": ..., "users": [...], "endpoints": [...]}'
+    python3 -m deploy.cloud wait-compute '{"timeout": 600}'
+    python3 -m deploy.cloud network-resources '{"physnet": "public", "cidr": ..., "gateway": ...}'
+
+Every action is idempotent: a step run again finds what it made.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def connect() -> Any:
+    import openstack  # type: ignore[import-not-found]
+
+    return openstack.connect(cloud="admin")
+
+
+def endpoints(spec: dict[str, Any]) -> None:
+    conn = connect()
+    identity = conn.identity
+    domain = identity.find_domain("default")
+    project = identity.find_project("service", domain_id=domain.id) or identity.create_project(
+        name="service", domain_id=domain.id, description="OpenStack services")
+    admin_role = identity.find_role("admin")
+    service_role = identity.find_role("service") or identity.create_role(name="service")
+    for name in spec["users"]:
+        user = identity.find_user(name, domain_id=domain.id)
+        if user is None:
+            user = identity.create_user(name=name, domain_id=domain.id,
+                                        password=spec["password"], default_project_id=project.id)
+        else:
+            identity.update_user(user, password=spec["password"])
+        for role in (admin_role, service_role):
+            identity.assign_project_role_to_user(project, user, role)
+        say(f"user {name}: admin and service on project service")
+    region = spec["region"]
+    for endpoint in spec["endpoints"]:
+        service = next((s for s in identity.services() if s.type == endpoint["type"]), None)
+        if service is None:
+            service = identity.create_service(name=endpoint["name"], type=endpoint["type"])
+        have = {(e.interface, e.url) for e in identity.endpoints(service_id=service.id)}
+        for interface in ("public", "internal", "admin"):
+            if (interface, endpoint["url"]) not in have:
+                identity.create_endpoint(service_id=service.id, interface=interface,
+                                         url=endpoint["url"], region_id=region)
+        say(f"endpoint {endpoint['type']} ({endpoint['name']}): {endpoint['url']}")
+
+
+def wait_compute(spec: dict[str, Any]) -> None:
+    """nova-compute up, its host mapped to a cell, its resource provider in placement."""
+    conn = connect()
+    deadline = time.monotonic() + spec["timeout"]
+    last = "nova-compute has not registered"
+    while time.monotonic() < deadline:
+        try:
+            services = [s for s in conn.compute.services() if s.binary == "nova-compute"]
+            up = [s for s in services if s.state == "up" and s.status == "enabled"]
+            hypervisors = list(conn.compute.hypervisors())
+            providers = list(conn.placement.resource_providers())
+        except Exception as e:  # the APIs may still be starting
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if up and hypervisors and providers:
+                say(f"compute hosts: {', '.join(s.host for s in up)}; hypervisors: "
+                    f"{', '.join(h.name for h in hypervisors)}; resource providers: "
+                    f"{', '.join(r.name for r in providers)}")
+                return
+            last = (f"{len(up)} nova-compute up, {len(hypervisors)} hypervisors, "
+                    f"{len(providers)} resource providers")
+        time.sleep(5)
+    raise SystemExit(f"nova-compute was not ready within {spec['timeout']} s: {last}")
+
+
+def network_resources(spec: dict[str, Any]) -> None:
+    conn = connect()
+    network = conn.network.find_network("public")
+    if network is None:
+        network = conn.network.create_network(
+            name="public", is_router_external=True, provider_network_type="flat",
+            provider_physical_network=spec["physnet"], is_shared=False)
+    if not list(conn.network.subnets(network_id=network.id)):
+        conn.network.create_subnet(
+            name="public-subnet", network_id=network.id, ip_version=4, cidr=spec["cidr"],
+            gateway_ip=spec["gateway"], is_dhcp_enabled=False)
+    say(f"external network public ({network.id}), {spec['cidr']}")
+
+
+ACTIONS = {"endpoints": endpoints, "wait-compute": wait_compute,
+           "network-resources": network_resources}
+
+
+def main() -> int:
+    ACTIONS[sys.argv[1]](json.loads(sys.argv[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
