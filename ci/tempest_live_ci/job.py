@@ -228,7 +228,7 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
         with ctx.stage("vm", "Booting the guest"):
             vm = stack.enter_context(boot_vm(
                 testbed, image, ctx.output_dir,
-                VMConfig(memory_mib=job.vm.memory_mib, vcpus=job.vm.vcpus, boot=job.vm.boot,
+                VMConfig(memory_mib=job.vm.memory_mib, vcpus=job.vm.vcpus or 2, boot=job.vm.boot,
                          nic_model=job.vm.nic_model),
                 timeouts=BootTimeouts(dhcp=job.vm.dhcp_timeout, kernel=job.vm.kernel_timeout,
                                       ssh=job.vm.ssh_timeout),
@@ -298,7 +298,9 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
     g = job.guest
     with ctx.stage("prepare", "Preparing the guest"):
         guest.push(guest_params(job, testbed, guest_state=GUEST_STATE,
-                                image_url=publish_test_image(job, testbed)), guest_files(job))
+                                image_url=publish_test_image(job, testbed),
+                                accelerator=ctx.facts.get("accelerator", "tcg")),
+                   guest_files(job))
         ctx.facts["guest"] = guest.step("check", 120).facts
         guest.step("prepare", g.prepare_timeout)
     with ctx.stage("install", f"Installing OpenStack (profile {job.tempest.profile})"):

@@ -3,7 +3,6 @@
 The Debian maintainer scripts do this with one `openstack` command per
 object; under TCG each of those is seconds of imports.
 
-    python3 -m deploy.cloud endpoints '{"password": ..., "users": [...], "endpoints": [...]}'
     python3 -m deploy.cloud wait-compute '{"timeout": 600}'
     python3 -m deploy.cloud network-resources '{"physnet": "public", "cidr": ..., "gateway": ...}'
 
@@ -26,37 +25,6 @@ def connect() -> Any:
     import openstack  # type: ignore[import-not-found]
 
     return openstack.connect(cloud="admin")
-
-
-def endpoints(spec: dict[str, Any]) -> None:
-    conn = connect()
-    identity = conn.identity
-    domain = identity.find_domain("default")
-    project = identity.find_project("service", domain_id=domain.id) or identity.create_project(
-        name="service", domain_id=domain.id, description="OpenStack services")
-    admin_role = identity.find_role("admin")
-    service_role = identity.find_role("service") or identity.create_role(name="service")
-    for name in spec["users"]:
-        user = identity.find_user(name, domain_id=domain.id)
-        if user is None:
-            user = identity.create_user(name=name, domain_id=domain.id,
-                                        password=spec["password"], default_project_id=project.id)
-        else:
-            identity.update_user(user, password=spec["password"])
-        for role in (admin_role, service_role):
-            identity.assign_project_role_to_user(project, user, role)
-        say(f"user {name}: admin and service on project service")
-    region = spec["region"]
-    for endpoint in spec["endpoints"]:
-        service = next((s for s in identity.services() if s.type == endpoint["type"]), None)
-        if service is None:
-            service = identity.create_service(name=endpoint["name"], type=endpoint["type"])
-        have = {(e.interface, e.url) for e in identity.endpoints(service_id=service.id)}
-        for interface in ("public", "internal", "admin"):
-            if (interface, endpoint["url"]) not in have:
-                identity.create_endpoint(service_id=service.id, interface=interface,
-                                         url=endpoint["url"], region_id=region)
-        say(f"endpoint {endpoint['type']} ({endpoint['name']}): {endpoint['url']}")
 
 
 def wait_compute(spec: dict[str, Any]) -> None:
@@ -98,7 +66,7 @@ def network_resources(spec: dict[str, Any]) -> None:
     say(f"external network public ({network.id}), {spec['cidr']}")
 
 
-ACTIONS = {"endpoints": endpoints, "wait-compute": wait_compute,
+ACTIONS = {"wait-compute": wait_compute,
            "network-resources": network_resources}
 
 

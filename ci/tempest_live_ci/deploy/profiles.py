@@ -13,6 +13,7 @@ when the job does not choose.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 # Every profile: tempest itself (the `tempest` package carries /var/lib/tempest
 # with its .stestr.conf), tempest.conf discovery, and crudini for editing the
@@ -90,13 +91,21 @@ _CINDER = (("cinder-api", "cinder-scheduler", "cinder-volume", "tgt"),
            ("cinder-api", "cinder-scheduler", "cinder-volume", "tgt"))
 
 
-def _compose(*parts: tuple[tuple[str, ...], tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+def _profile(name: str, parts: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...],
+             **fields: Any) -> Profile:
+    packages, services = _compose(*parts)
+    return Profile(name=name, packages=packages, services=services, **fields)
+
+
+def _compose(*parts: tuple[tuple[str, ...], tuple[str, ...]]
+             ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The packages and the units of several services, each once, in order."""
     packages: list[str] = []
     services: list[str] = []
     for part_packages, part_services in parts:
         packages.extend(p for p in part_packages if p not in packages)
         services.extend(s for s in part_services if s not in services)
-    return {"packages": tuple(packages), "services": tuple(services)}
+    return tuple(packages), tuple(services)
 
 
 PROFILES: dict[str, Profile] = {
@@ -110,11 +119,10 @@ PROFILES: dict[str, Profile] = {
         default_regex=r"tempest\.api\.identity",
         conf=IDENTITY_CONF,
     ),
-    "image": Profile(
-        name="image",
+    "image": _profile(
+        "image", (_MARIADB, _KEYSTONE, _GLANCE),
         description="keystone and glance (file store in RAM) on MariaDB",
-        **_compose(_MARIADB, _KEYSTONE, _GLANCE),
-        configure=("mariadb", "keystone", "glance", "endpoints"),
+        configure=("mariadb", "keystone", "glance", "apis"),
         services_available=("keystone", "glance"),
         default_regex=r"tempest\.api\.(identity|image)",
         database="mariadb",
@@ -124,13 +132,12 @@ PROFILES: dict[str, Profile] = {
     ),
     # nova needs a network service: nova-network is gone, every server's
     # ports come from neutron.
-    "compute": Profile(
-        name="compute",
+    "compute": _profile(
+        "compute", (_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA),
         description="keystone, glance, placement, nova (fake or libvirt driver) and neutron "
                     "(ML2/OVN), with MariaDB and RabbitMQ",
-        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA),
         configure=("mariadb", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova",
-                   "endpoints", "nova-cells", "network-resources"),
+                   "apis", "nova-cells", "network-resources"),
         services_available=("keystone", "glance", "nova", "neutron", "placement"),
         default_smoke=True,
         database="mariadb",
@@ -138,23 +145,21 @@ PROFILES: dict[str, Profile] = {
         needs_image=True,
         conf=IDENTITY_CONF,
     ),
-    "network": Profile(
-        name="network",
+    "network": _profile(
+        "network", (_MARIADB, _RABBITMQ, _KEYSTONE, _NEUTRON),
         description="keystone and neutron (ML2/OVN), with MariaDB and RabbitMQ",
-        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _NEUTRON),
-        configure=("mariadb", "rabbitmq", "keystone", "neutron", "endpoints", "network-resources"),
+        configure=("mariadb", "rabbitmq", "keystone", "neutron", "apis", "network-resources"),
         services_available=("keystone", "neutron"),
         default_regex=r"tempest\.api\.network",
         database="mariadb",
         memory_mib=6144,
         conf=IDENTITY_CONF,
     ),
-    "volume": Profile(
-        name="volume",
+    "volume": _profile(
+        "volume", (_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _CINDER),
         description="keystone, glance and cinder (LVM on a loop file in RAM), with MariaDB "
                     "and RabbitMQ",
-        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _CINDER),
-        configure=("mariadb", "rabbitmq", "keystone", "glance", "cinder", "endpoints"),
+        configure=("mariadb", "rabbitmq", "keystone", "glance", "cinder", "apis"),
         services_available=("keystone", "glance", "cinder"),
         default_regex=r"tempest\.api\.volume",
         database="mariadb",
@@ -162,14 +167,12 @@ PROFILES: dict[str, Profile] = {
         needs_image=True,
         conf=IDENTITY_CONF,
     ),
-    "full": Profile(
-        name="full",
+    "full": _profile(
+        "full", (_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA, _CINDER),
         description="keystone, glance, placement, nova, neutron and cinder, with MariaDB "
                     "and RabbitMQ",
-        **_compose(_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA,
-                   _CINDER),
         configure=("mariadb", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova",
-                   "cinder", "endpoints", "nova-cells", "network-resources"),
+                   "cinder", "apis", "nova-cells", "network-resources"),
         services_available=("keystone", "glance", "nova", "neutron", "placement", "cinder"),
         default_smoke=True,
         database="mariadb",

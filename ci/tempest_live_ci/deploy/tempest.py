@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .configure import KEYSTONE_PORT, admin_environment, kvm_usable
+from .configure import KEYSTONE_PORT, admin_environment
+from .configure import virt_driver as configured_virt_driver
 from .profiles import get_profile
 from .util import StepError, facts, package_versions, part, run, say
 
@@ -100,9 +101,8 @@ def conf_overrides(profile_name: str, job_conf: Mapping[str, str],
         "DEFAULT.log_file": f"{WORKSPACE}/tempest.log",
         "oslo_concurrency.lock_path": f"{WORKSPACE}/lock",
     })
-    if profile.service_available().get("nova"):
-        if virt_driver == "fake":
-            values.update(FAKE_DRIVER_CONF)
+    if profile.service_available().get("nova") and virt_driver == "fake":
+        values.update(FAKE_DRIVER_CONF)
     if profile.service_available().get("cinder"):
         values.update(VOLUME_CONF)
     values.update(profile.conf)
@@ -115,7 +115,7 @@ def tempest_conf(p: dict[str, Any]) -> None:
     profile = get_profile(p["profile"])
     virt_driver = None
     if "nova" in profile.configure:
-        virt_driver = "libvirt" if kvm_usable() else "fake"
+        virt_driver = configured_virt_driver(p)
         facts["virt_driver"] = virt_driver
     overrides = conf_overrides(p["profile"], p["tempest"].get("conf", {}), virt_driver)
     os.makedirs(f"{WORKSPACE}/lock", exist_ok=True)

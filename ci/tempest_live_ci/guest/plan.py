@@ -27,8 +27,8 @@ def guest_files(job: Job) -> dict[str, bytes]:
 
 
 def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
-                 admin_password: str | None = None, image_url: str | None = None
-                 ) -> dict[str, Any]:
+                 admin_password: str | None = None, image_url: str | None = None,
+                 accelerator: str = "tcg") -> dict[str, Any]:
     mirror = job.image.mirror.rstrip("/")
     security = mirror + "-security" if mirror.endswith("/debian") \
         else "http://deb.debian.org/debian-security"
@@ -54,6 +54,8 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
         # The services' own: their keystone users, their databases.
         "service_password": secrets.token_urlsafe(18),
         "image_url": image_url,
+        # How the host runs the guest: nova uses KVM inside it only when it is kvm.
+        "host_accelerator": accelerator,
         "tempest": {
             "regex": t.regex if chosen else profile.default_regex,
             "exclude_regex": t.exclude_regex,

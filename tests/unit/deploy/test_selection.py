@@ -67,3 +67,18 @@ def test_conf_overrides_turn_off_what_the_profile_lacks_and_the_job_wins() -> No
     assert values["service_available.glance"] == "true"  # the job's
     assert values["identity.user_lockout_duration"] == "5"
     assert values["auth.use_dynamic_credentials"] == "true"
+
+
+def test_conf_overrides_follow_the_virt_driver_and_the_profile_services() -> None:
+    fake = conf_overrides("full", {}, virt_driver="fake")
+    assert fake["service_available.nova"] == "true"
+    assert fake["service_available.cinder"] == "true"
+    # Nothing boots under the fake driver: nothing to reach over SSH.
+    assert fake["validation.run_validation"] == "false"
+    assert fake["volume-feature-enabled.backup"] == "false"
+    libvirt = conf_overrides("full", {}, virt_driver="libvirt")
+    assert "validation.run_validation" not in libvirt
+    image = conf_overrides("image", {})
+    assert image["service_available.glance"] == "true"
+    assert image["service_available.nova"] == "false"
+    assert not any(key.startswith(("compute-feature-enabled.", "volume")) for key in image)
