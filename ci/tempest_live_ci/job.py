@@ -12,6 +12,8 @@
              tempest-conf (discover-tempest-config), tempest (the subunit
              stream comes home as it is produced)
     results  process_run(): summary.json, junit.xml, report.html; exit code
+    baseline judge_run(): the test diff against the baseline, what changed
+             beside it, the gate (results.baseline, results.gate)
 
 Every stage is undone in reverse order on success, error, Ctrl-C and
 SIGTERM; the logs of the testbed are copied to the output directory first,
@@ -133,6 +135,10 @@ def print_plan(ctx: RunContext) -> None:
         log.info("  candidate: %s %s (%s, source %s)", c.package, c.version, c.filename, c.source)
     for line in job.guest.candidate_sources:
         log.info("  extra apt source: %s", line)
+    r = job.results
+    if r.baseline is not None:
+        log.info("  baseline: %s, gate: %s", f"latest run of {r.baseline_job or job.name}"
+                 if r.baseline == "latest" else r.baseline, r.gate)
 
 
 def image_options(job: Job) -> Any:
@@ -219,6 +225,7 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
         ctx.facts["candidates"] = [c.as_json() for c in candidates]
     try:
         code, note = _run_stages(ctx)
+        code, note = _judge(ctx, code, note)
         return code
     except TLCError as e:
         code = e.exit_code
@@ -413,6 +420,36 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
         data["candidates"] = {c["package"]: c.get("installed") or f"{c['version']} (not installed)"
                               for c in ctx.facts["candidates"]}
     return data
+
+
+def _judge(ctx: RunContext, code: ExitCode, note: str | None) -> tuple[ExitCode, str | None]:
+    """The results against the job's baseline, and the gate; after the guest's logs are home
+    (packages.txt is what the package diff is made of)."""
+    from tempest_live_ci.results.baseline import find_baseline, judge_run
+    from tempest_live_ci.results.run import STREAM, SUMMARY, load_run, read_summary
+
+    r = ctx.job.results
+    if r.baseline is None or code not in (ExitCode.OK, ExitCode.TESTS_FAILED) \
+            or not (ctx.output_dir / STREAM).is_file():
+        return code, note
+    with ctx.stage("baseline", "Comparing with the baseline"):
+        baseline = find_baseline(r.baseline, ctx.job.name, r.baseline_job)
+        log.info("baseline: %s", baseline or "none stored")
+        judgement = judge_run(
+            load_run(ctx.output_dir), read_summary(ctx.output_dir / SUMMARY), ctx.output_dir,
+            baseline=baseline, gate=r.gate, job=r.baseline_job or ctx.job.name,
+            candidates={c.package for c in ctx.candidates},
+            image=ctx.facts.get("image", {}).get("hash"))
+    b = judgement.baseline
+    for title, key in (("regressions", "regressions"), ("fixed", "fixed"),
+                       ("still failing", "still_failing"), ("flaky", "flaky"),
+                       ("new tests", "new_tests"), ("removed tests", "removed_tests")):
+        if b.get(key):
+            log.info("%s: %d", title, len(b[key]))
+            for test in b[key][:20]:
+                (log.error if key == "regressions" else log.info)("  %s", test)
+    log.info("%s (exit %d)", judgement.verdict, judgement.exit_code)
+    return judgement.exit_code, judgement.verdict
 
 
 def _guest_alive(vm: Any) -> None:
