@@ -148,7 +148,9 @@ def image_options(job: Job) -> Any:
         suite=job.image.suite,
         mirror=job.image.mirror,
         packages=job.image.packages,
-        profile=job.tempest.profile if job.image.preinstall else None,
+        # "auto" is resolved by the run, from its candidates (resolve_candidates).
+        profile=job.tempest.profile if job.image.preinstall and job.tempest.profile != AUTO
+        else None,
         compression=job.image.compression,
         compression_level=job.image.compression_level,
         ssh_key=Path(job.image.ssh_key) if job.image.ssh_key else None,

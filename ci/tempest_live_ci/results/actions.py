@@ -141,6 +141,8 @@ def history(job: str, *, as_json: bool = False, html: str | None = None, last: i
         raise UsageError(f"--last {last}: at least 1")
     if html is not None:
         page = render_history(load_history(job, last))
+        if html != "-":
+            Path(html).parent.mkdir(parents=True, exist_ok=True)
         _write(page, None if html == "-" else Path(html), out)
         if html != "-":
             log.info("%s: the last %d runs of %s", html, min(last, len(read_index(job))), job)
