@@ -85,9 +85,10 @@ def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tup
     chosen_keyring = str(keyring.resolve()) if keyring is not None else job.guest.keyring
     found = check_candidates(job, job.guest.candidates, (), chosen_keyring,
                              keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
-    found += check_candidates(job, [str(c) for c in candidates], sources,
-                              str(keyring) if keyring is not None else None,
-                              keys=("--candidate", "--candidate-source", "--keyring"))
+    # One keyring for every signed .changes, the command line's before the job's.
+    found += check_candidates(job, [str(c) for c in candidates], sources, chosen_keyring,
+                              keys=("--candidate", "--candidate-source",
+                                    "--keyring" if keyring is not None else "guest.keyring"))
     seen: dict[str, Candidate] = {}
     for c in found:
         if seen.setdefault(c.package, c).path != c.path:

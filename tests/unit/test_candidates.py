@@ -260,3 +260,18 @@ def test_cli_run_refuses_bad_candidates_before_anything(tlc: Tlc, upload: Path) 
     source = tlc("run", "--candidate-source", "deb http://example.org/x sid main")
     assert source.returncode == 20 and "--candidate-source[0]: 'http://example.org/x'" in \
         source.stderr
+
+
+def test_the_jobs_keyring_checks_the_command_lines_changes(upload: Path, tmp_path: Path,
+                                                          gnupg: Callable[[str], Path]) -> None:
+    changes = upload / "keystone_27.0.0-2_amd64.changes"
+    maintainer, stranger = gnupg("maintainer"), gnupg("stranger")
+    sign(changes, stranger)
+    job = parse_job({"guest": {"keyring": str(maintainer)}}, "j.yaml", "j")
+    with pytest.raises(UsageError) as e:
+        resolve_candidates(job, (changes,))
+    assert e.value.message.startswith("--candidate[0]: 'keystone_27.0.0-2_amd64.changes': bad "
+                                      "signature or unknown key")
+    # --keyring wins over the job's.
+    resolved, found = resolve_candidates(job, (changes,), keyring=stranger)
+    assert resolved.guest.keyring == str(stranger.resolve()) and len(found) == 2
