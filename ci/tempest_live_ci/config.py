@@ -12,6 +12,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from tempest_live_ci import paths
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError
 
+LATEST = "latest"  # results.baseline: the newest stored run
+
+AUTO = "auto"  # tempest.profile: chosen from the candidates
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MEMORY = re.compile(r"^(\d+)\s*([MG])(i?B)?$", re.IGNORECASE)
 _IMAGE = re.compile(r"^(https?://)?[A-Za-z0-9./_:~+%-]+$")
@@ -78,7 +82,13 @@ class GuestSection:
     # The suite the guest is upgraded to, when it is not the image's.
     suite: str | None = None
     sources_list: str | None = None
+    # Packages under test: .deb and .changes files, directories of .debs
+    # (added to --candidate). Installed after the profile, pinned at 1001.
     candidates: tuple[str, ...] = ()
+    # Extra apt sources, "deb URL SUITE [COMPONENT...]" (added to --candidate-source).
+    candidate_sources: tuple[str, ...] = ()
+    # Checks the signature of signed .changes candidates (added to --keyring).
+    keyring: str | None = None
     # Shell commands run in the guest (never on the host) after apt-get update.
     setup_commands: tuple[str, ...] = ()
     # Seconds each in-guest step may take: sized for TCG.
@@ -89,6 +99,7 @@ class GuestSection:
 
 @dataclass(frozen=True)
 class TempestSection:
+    # "auto": the profile that covers the candidates' source packages (candidates.py).
     profile: str = "identity"
     regex: str | None = None
     exclude_regex: str | None = None
@@ -108,10 +119,14 @@ class TempestSection:
 
 @dataclass(frozen=True)
 class ResultsSection:
-    # Not built yet: comparing with a stored baseline and gating on it.
-    # Refused when set, rather than accepted and ignored.
+    # "latest" (the newest stored run of baseline_job without candidates) or
+    # the path of a run directory: what the results are compared with.
     baseline: str | None = None
-    gate: bool = False
+    # Whose stored runs "latest" looks at: by default this job's own.
+    baseline_job: str | None = None
+    # "all": any failure fails the run (exit 4). "regressions": only a
+    # failure the baseline did not have and that failed again on re-run.
+    gate: str = "all"
 
 
 @dataclass(frozen=True)
@@ -152,13 +167,11 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "guest.prepare_timeout": (lambda v: bool(v > 0), "positive"),
     "guest.install_timeout": (lambda v: bool(v > 0), "positive"),
     "guest.configure_timeout": (lambda v: bool(v > 0), "positive"),
-    "tempest.profile": (lambda v: bool(v in PROFILES), " | ".join(PROFILES)),
+    "tempest.profile": (lambda v: bool(v in PROFILES or v == AUTO), " | ".join([*PROFILES, AUTO])),
     "tempest.regex": (lambda v: _is_regex(v), "a valid regular expression"),
     "tempest.exclude_regex": (lambda v: _is_regex(v), "a valid regular expression"),
-    "results.baseline": (lambda v: False, "supported yet (comparing with a baseline is not "
-                         "built: leave results.baseline unset)"),
-    "results.gate": (lambda v: v is False, "supported yet (gating on a baseline is not built: "
-                     "leave results.gate unset)"),
+    "results.baseline_job": (lambda v: bool(_NAME.match(v)), "a job name"),
+    "results.gate": (lambda v: bool(v in ("all", "regressions")), "all or regressions"),
     "tempest.concurrency": (lambda v: bool(1 <= v <= 64), "between 1 and 64"),
     "tempest.image": (lambda v: bool(_IMAGE.match(v)),
                       "a file or an http(s) URL (letters, digits and ./_:~+%-)"),
@@ -281,7 +294,7 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
         sections = {key: _section(key, cls, data.get(key)) for key, cls in SECTIONS.items()}
     except UsageError as e:
         raise fail(e) from None
-    job = _profile_defaults(Job(name=name, description=description, source=source, **sections))
+    job = profile_defaults(Job(name=name, description=description, source=source, **sections))
     if Path(source).is_file():
         job = _resolve_paths(job, Path(source).resolve().parent)
     try:
@@ -291,7 +304,7 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     return job
 
 
-def _profile_defaults(job: Job) -> Job:
+def profile_defaults(job: Job) -> Job:
     """vm.memory and vm.vcpus the job leaves out: what its profile needs."""
     profile = PROFILES.get(job.tempest.profile)
     if profile is None:
@@ -316,12 +329,16 @@ def _resolve_paths(job: Job, base: Path) -> Job:
         image=dataclasses.replace(job.image, ssh_key=resolved(job.image.ssh_key)),
         guest=dataclasses.replace(
             job.guest, sources_list=resolved(job.guest.sources_list),
-            candidates=tuple(str(base / c) for c in job.guest.candidates)),
+            candidates=tuple(str(base / c) for c in job.guest.candidates),
+            keyring=resolved(job.guest.keyring)),
         tempest=dataclasses.replace(
             job.tempest, include_list=resolved(job.tempest.include_list),
             exclude_list=resolved(job.tempest.exclude_list),
             image=job.tempest.image if job.tempest.image is None or _is_url(job.tempest.image)
             else resolved(job.tempest.image)),
+        results=dataclasses.replace(
+            job.results, baseline=job.results.baseline if job.results.baseline in (None, LATEST)
+            else resolved(job.results.baseline)),
     )
 
 
@@ -337,10 +354,13 @@ def _check_cross(job: Job) -> None:
     image = job.image
     validate_image(ImageOptions(
         suite=image.suite, mirror=image.mirror, packages=image.packages,
-        profile=job.tempest.profile if image.preinstall else None,
+        profile=job.tempest.profile if image.preinstall and job.tempest.profile != AUTO else None,
         compression=image.compression, compression_level=image.compression_level,
         ssh_key=Path(image.ssh_key) if image.ssh_key else None,
     ), option=lambda key: "tempest.profile" if key == "profile" else f"image.{key.replace('-', '_')}")
+    check_candidates(job, job.guest.candidates, job.guest.candidate_sources, job.guest.keyring,
+                     keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
+    check_results(job.results)
     for key, value in (("guest.sources_list", job.guest.sources_list),
                        ("tempest.include_list", job.tempest.include_list),
                        ("tempest.exclude_list", job.tempest.exclude_list),
@@ -348,44 +368,38 @@ def _check_cross(job: Job) -> None:
                         or _is_url(job.tempest.image) else job.tempest.image)):
         if value is not None and not Path(value).is_file():
             raise UsageError(f"{key}: no such file: {value}")
-    for i, candidate in enumerate(job.guest.candidates):
-        if not candidate.endswith((".deb", ".changes")):
-            raise UsageError(f"guest.candidates[{i}]: {Path(candidate).name!r} is not a .deb "
-                             "or .changes file")
-        if not Path(candidate).is_file():
-            raise UsageError(f"guest.candidates[{i}]: no such file: {candidate}")
-        problem = _candidate_problem(Path(candidate))
-        if problem:
-            raise UsageError(f"guest.candidates[{i}]: {Path(candidate).name!r}: {problem}")
-    if job.guest.candidates:
-        raise UsageError(f"guest.candidates: {job.guest.candidates[0]!r}: installing candidate "
-                         "packages is not built yet; leave guest.candidates unset")
     if job.tempest.smoke and job.tempest.include_list:
         raise UsageError("tempest.smoke: cannot be combined with tempest.include_list")
 
 
-def _candidate_problem(path: Path) -> str | None:
-    """Why a candidate file is not what its name says (a .deb, a .changes), or None."""
-    if path.suffix == ".deb":
-        with open(path, "rb") as f:
-            head = f.read(72)
-        # ar(1): the magic, then the first member's 60-byte header, named debian-binary.
-        if not (head.startswith(b"!<arch>\n") and head[8:24].rstrip(b" /") == b"debian-binary"):
-            return "not a Debian binary package (no ar archive starting with debian-binary)"
-        return None
-    files = []
-    in_files = False
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.startswith((" ", "\t")):
-            in_files = line.startswith("Files:")
-        elif in_files and len(line.split()) == 5:
-            files.append(line.split()[4])
-    if not files:
-        return "not a .changes file (no Files: field)"
-    for name in files:
-        if "/" in name or name in (".", "..") or not (path.parent / name).is_file():
-            return f"names {name!r}, which is not beside it"
-    return None
+def check_candidates(job: Job, candidates: Sequence[str], sources: Sequence[str],
+                     keyring: str | None, *, keys: tuple[str, str, str]) -> tuple[Any, ...]:
+    """The candidates and sources of the job or the command line, checked; the Candidates."""
+    from tempest_live_ci.candidates import collect_candidates, parse_source_line
+
+    if keyring is not None and not Path(keyring).is_file():
+        raise UsageError(f"{keys[2]}: no such file: {keyring}")
+    found = collect_candidates(candidates, option=lambda i: f"{keys[0]}[{i}]",
+                               keyring=Path(keyring) if keyring else None)
+    for i, line in enumerate(sources):
+        parse_source_line(line, f"{keys[1]}[{i}]", apt_proxy=job.testbed.apt_proxy)
+    return found
+
+
+def check_results(results: ResultsSection) -> None:
+    from tempest_live_ci.results.run import STREAM, SUMMARY
+
+    baseline = results.baseline
+    if baseline is not None and baseline != LATEST:
+        path = Path(baseline)
+        if not ((path / SUMMARY).is_file() or (path / STREAM).is_file()):
+            raise UsageError(f"results.baseline: {baseline}: not a run directory (no {SUMMARY} "
+                             f"or {STREAM}); 'latest' or the path of a run's output")
+    if results.gate == "regressions" and baseline is None:
+        raise UsageError("results.gate: regressions needs a results.baseline to tell them "
+                         "from known failures")
+    if results.baseline_job is not None and baseline != LATEST:
+        raise UsageError("results.baseline_job: only used with results.baseline: latest")
 
 
 def testbed_config(job: Job, run_id: str) -> Any:

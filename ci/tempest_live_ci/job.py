@@ -6,10 +6,14 @@
     vm       boot_vm(): network boot, SSH with the pinned host key
     guest    deploy/ pushed into the guest and run step by step over SSH:
              prepare (apt sources, update, setup commands), install (the
-             profile's packages), configure (the services, the Debian way),
+             profile's packages), candidates (the packages under test, from
+             a repository the host serves, pinned at 1001; only when there
+             are some), configure (the services, the Debian way),
              tempest-conf (discover-tempest-config), tempest (the subunit
              stream comes home as it is produced)
     results  process_run(): summary.json, junit.xml, report.html; exit code
+    baseline judge_run(): the test diff against the baseline, what changed
+             beside it, the gate (results.baseline, results.gate)
 
 Every stage is undone in reverse order on success, error, Ctrl-C and
 SIGTERM; the logs of the testbed are copied to the output directory first,
@@ -19,6 +23,7 @@ so that a failed run explains itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import shutil
@@ -26,15 +31,25 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tempest_live_ci import __version__
-from tempest_live_ci.config import Job, job_as_dict, testbed_config
-from tempest_live_ci.errors import ExitCode, TestbedError, TLCError, UsageError
+from tempest_live_ci.config import (
+    AUTO,
+    Job,
+    check_candidates,
+    job_as_dict,
+    profile_defaults,
+    testbed_config,
+)
+from tempest_live_ci.errors import CandidateError, ExitCode, TestbedError, TLCError, UsageError
 from tempest_live_ci.log import add_file_log, format_duration, log, step
 from tempest_live_ci.testbed.config import new_run_id
+
+if TYPE_CHECKING:
+    from tempest_live_ci.candidates import Candidate
 
 
 @dataclass
@@ -42,7 +57,7 @@ class RunContext:
     job: Job
     run_id: str
     output_dir: Path
-    candidates: tuple[Path, ...]
+    candidates: tuple[Candidate, ...]
     keep_on_failure: bool = False
     debug: bool = False
     stages: dict[str, float] = field(default_factory=dict)
@@ -61,6 +76,46 @@ class RunContext:
 def default_output_dir(job: Job, run_id: str) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     return Path.cwd() / "output" / f"{job.name}-{stamp}-{run_id}"
+
+
+def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tuple[str, ...] = (),
+                       keyring: Path | None = None) -> tuple[Job, tuple[Candidate, ...]]:
+    """The job with the command line's candidates added, and every candidate checked.
+
+    `tempest.profile: auto` becomes the profile that covers the candidates'
+    source packages (the whole cloud without candidates). job.yaml of the run
+    records the result.
+    """
+    from tempest_live_ci.candidates import FULL, profile_for
+    from tempest_live_ci.deploy.profiles import PROFILES
+
+    chosen_keyring = str(keyring.resolve()) if keyring is not None else job.guest.keyring
+    found = check_candidates(job, job.guest.candidates, (), chosen_keyring,
+                             keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
+    # One keyring for every signed .changes, the command line's before the job's.
+    found += check_candidates(job, [str(c) for c in candidates], sources, chosen_keyring,
+                              keys=("--candidate", "--candidate-source",
+                                    "--keyring" if keyring is not None else "guest.keyring"))
+    seen: dict[str, Candidate] = {}
+    for c in found:
+        if seen.setdefault(c.package, c).path != c.path:
+            raise UsageError(f"--candidate: {c.package} twice: {seen[c.package].path} and {c.path}")
+    found = tuple(seen.values())
+    job = dataclasses.replace(job, guest=dataclasses.replace(
+        job.guest, keyring=chosen_keyring,
+        candidates=(*job.guest.candidates, *(str(c.resolve()) for c in candidates)),
+        candidate_sources=(*job.guest.candidate_sources, *(" ".join(s.split()) for s in sources))))
+    if job.tempest.profile == AUTO:
+        profile = profile_for(found) if found else FULL
+        if profile not in PROFILES:
+            sources_of = ", ".join(sorted({c.source for c in found})) or "no candidates"
+            raise UsageError(f"tempest.profile: auto chose {profile!r} for {sources_of}, which is "
+                             f"not a profile of this version (known: {', '.join(PROFILES)})")
+        log.info("tempest.profile auto: %s (for %s)", profile,
+                 ", ".join(sorted({c.source for c in found})) or "no candidates")
+        job = profile_defaults(dataclasses.replace(
+            job, tempest=dataclasses.replace(job.tempest, profile=profile)))
+    return job, found
 
 
 def print_plan(ctx: RunContext) -> None:
@@ -85,6 +140,14 @@ def print_plan(ctx: RunContext) -> None:
              ", ".join(x for x in selection if x) or "the profile's default tests",
              t.concurrency or job.vm.vcpus, format_duration(t.timeout),
              f", failures re-run up to {t.rerun_failures} times" if t.rerun_failures else "")
+    for c in ctx.candidates:
+        log.info("  candidate: %s %s (%s, source %s)", c.package, c.version, c.filename, c.source)
+    for line in job.guest.candidate_sources:
+        log.info("  extra apt source: %s", line)
+    r = job.results
+    if r.baseline is not None:
+        log.info("  baseline: %s, gate: %s", f"latest run of {r.baseline_job or job.name}"
+                 if r.baseline == "latest" else r.baseline, r.gate)
 
 
 def image_options(job: Job) -> Any:
@@ -94,7 +157,9 @@ def image_options(job: Job) -> Any:
         suite=job.image.suite,
         mirror=job.image.mirror,
         packages=job.image.packages,
-        profile=job.tempest.profile if job.image.preinstall else None,
+        # "auto" is resolved by the run, from its candidates (resolve_candidates).
+        profile=job.tempest.profile if job.image.preinstall and job.tempest.profile != AUTO
+        else None,
         compression=job.image.compression,
         compression_level=job.image.compression_level,
         ssh_key=Path(job.image.ssh_key) if job.image.ssh_key else None,
@@ -148,7 +213,7 @@ def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path
     return path
 
 
-def run_job(job: Job, *, candidates: tuple[Path, ...] = (), output_dir: Path | None = None,
+def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Path | None = None,
             keep_on_failure: bool = False, debug: bool = False) -> ExitCode:
     """Run `job` end to end; return the exit code (DESIGN.md's table)."""
     from tempest_live_ci.testbed.config import require_root
@@ -167,8 +232,11 @@ def run_job(job: Job, *, candidates: tuple[Path, ...] = (), output_dir: Path | N
     started = time.monotonic()
     code: ExitCode = ExitCode.TESTBED
     note: str | None = None
+    if candidates:
+        ctx.facts["candidates"] = [c.as_json() for c in candidates]
     try:
         code, note = _run_stages(ctx)
+        code, note = _judge(ctx, code, note)
         return code
     except TLCError as e:
         code = e.exit_code
@@ -305,10 +373,61 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
         guest.step("prepare", g.prepare_timeout)
     with ctx.stage("install", f"Installing OpenStack (profile {job.tempest.profile})"):
         guest.step("install", g.install_timeout)
+    if ctx.candidates or g.candidate_sources:
+        with ctx.stage("candidates", "Installing the candidates"):
+            _install_candidates(ctx, stack, guest, testbed)
     with ctx.stage("configure", "Configuring OpenStack"):
         guest.step("configure", g.configure_timeout)
         guest.step("tempest-conf", g.configure_timeout)
     return _run_tempest(ctx, guest)
+
+
+def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any,
+                        testbed: Any) -> None:
+    """The candidates' repository on the testbed's HTTP server, then the guest's candidates step.
+
+    apt's refusal (unmet dependency, conflict, a downgrade) is the candidates'
+    fault: exit 12 with apt's reason, not a testbed failure.
+    """
+    from tempest_live_ci.candidates import REPO_DIR, build_repository
+    from tempest_live_ci.guest.steps import StepFailed
+
+    packages = {c.package: c.version for c in ctx.candidates}
+    wanted: dict[str, Any] = {"packages": packages,
+                              "sources": list(ctx.job.guest.candidate_sources)}
+    if ctx.candidates:
+        # A directory of the run's own: a persistent testbed's server outlives runs.
+        directory = testbed.http_root / REPO_DIR / ctx.run_id
+        stack.callback(shutil.rmtree, directory, True)
+        build_repository(ctx.candidates, directory)
+        wanted["repository"] = f"{testbed.http_url}/{REPO_DIR}/{ctx.run_id}/"
+        wanted["direct_host"] = str(testbed.host_address)
+    guest.put_file("candidates.json", json.dumps(wanted, indent=1).encode())
+    try:
+        result = guest.step("candidates", ctx.job.guest.install_timeout)
+    except StepFailed as e:
+        refused = candidate_failure(e)
+        if refused is None:
+            raise
+        raise refused from e
+    installed = result.facts.get("candidates", {})
+    ctx.facts["candidates"] = [{**c.as_json(), "installed": installed.get(c.package, {})
+                                .get("installed"), "before": installed.get(c.package, {})
+                                .get("before")} for c in ctx.candidates]
+
+
+def candidate_failure(error: Any) -> CandidateError | None:
+    """The CandidateError (exit 12, apt's reason) a failed candidates step stands for, if any.
+
+    Only apt's refusal is the candidates' fault; anything else (the
+    repository unreachable, the guest gone) stays a testbed failure.
+    """
+    reason = error.result.facts.get("candidate_error")
+    if not reason:
+        return None
+    return CandidateError("the candidates cannot be installed: "
+                          + " | ".join(line.strip() for line in reason.splitlines()),
+                          hint=error.hint)
 
 
 def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
@@ -354,8 +473,44 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
     for r in guest.results.values():
         versions.update(r.facts.get("versions", {}))
         versions.update(r.facts.get("tempest", {}))
-    return {"job": ctx.job.name, "run_id": ctx.run_id, "profile": ctx.job.tempest.profile,
-            "steps": steps, "versions": versions}
+    data: dict[str, Any] = {"job": ctx.job.name, "run_id": ctx.run_id,
+                            "profile": ctx.job.tempest.profile, "steps": steps,
+                            "versions": versions}
+    if "candidates" in ctx.facts:
+        # The versions the guest really installed, in the report's Run section.
+        data["candidates"] = {c["package"]: c.get("installed") or f"{c['version']} (not installed)"
+                              for c in ctx.facts["candidates"]}
+    return data
+
+
+def _judge(ctx: RunContext, code: ExitCode, note: str | None) -> tuple[ExitCode, str | None]:
+    """The results against the job's baseline, and the gate; after the guest's logs are home
+    (packages.txt is what the package diff is made of)."""
+    from tempest_live_ci.results.baseline import find_baseline, judge_run
+    from tempest_live_ci.results.run import STREAM, SUMMARY, load_run, read_summary
+
+    r = ctx.job.results
+    if r.baseline is None or code not in (ExitCode.OK, ExitCode.TESTS_FAILED) \
+            or not (ctx.output_dir / STREAM).is_file():
+        return code, note
+    with ctx.stage("baseline", "Comparing with the baseline"):
+        baseline = find_baseline(r.baseline, ctx.job.name, r.baseline_job)
+        log.info("baseline: %s", baseline or "none stored")
+        judgement = judge_run(
+            load_run(ctx.output_dir), read_summary(ctx.output_dir / SUMMARY), ctx.output_dir,
+            baseline=baseline, gate=r.gate, job=r.baseline_job or ctx.job.name,
+            candidates={c.package for c in ctx.candidates},
+            image=ctx.facts.get("image", {}).get("hash"))
+    b = judgement.baseline
+    for title, key in (("regressions", "regressions"), ("fixed", "fixed"),
+                       ("still failing", "still_failing"), ("flaky", "flaky"),
+                       ("new tests", "new_tests"), ("removed tests", "removed_tests")):
+        if b.get(key):
+            log.info("%s: %d", title, len(b[key]))
+            for test in b[key][:20]:
+                (log.error if key == "regressions" else log.info)("  %s", test)
+    log.info("%s (exit %d)", judgement.verdict, judgement.exit_code)
+    return judgement.exit_code, judgement.verdict
 
 
 def _guest_alive(vm: Any) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.log import log
 
 if TYPE_CHECKING:
@@ -32,29 +32,26 @@ def _load(job_file: str | None) -> Job:
 @click.command()
 @click.argument("job_file", required=False, metavar="[JOB.yaml|NAME]")
 @click.option("--candidate", "candidates", multiple=True,
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="A .deb or .changes to test (repeatable).")
+              type=click.Path(path_type=Path),
+              help="A .deb, a .changes or a directory of .debs to test (repeatable).")
+@click.option("--candidate-source", "candidate_sources", multiple=True, metavar="'deb URL SUITE "
+              "COMPONENT'", help="An extra apt source for the guest (repeatable).")
+@click.option("--keyring", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Check the signature of signed .changes candidates with this keyring.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: ./output/JOB-DATE-RUNID].")
 @click.option("--keep-on-failure", is_flag=True, help="Leave the guest running if the run fails.")
 @click.pass_context
 def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
-        output: Path | None, keep_on_failure: bool) -> int:
+        candidate_sources: tuple[str, ...], keyring: Path | None, output: Path | None,
+        keep_on_failure: bool) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
-    from tempest_live_ci.job import image_options, run_job
+    from tempest_live_ci.job import image_options, resolve_candidates, run_job
 
     job = _load(job_file)
-    for candidate in candidates:
-        if candidate.suffix not in (".deb", ".changes"):
-            raise UsageError(f"--candidate: {candidate} is not a .deb or .changes file")
-        if not candidate.is_file():
-            raise UsageError(f"--candidate: no such file: {candidate}")
-    if candidates:
-        # Checked above so that a typo is named first; refused rather than ignored.
-        raise UsageError(f"--candidate {candidates[0]}: installing candidate packages is not "
-                         "built yet")
+    job, found = resolve_candidates(job, candidates, candidate_sources, keyring)
     image_options(job)
-    return run_job(job, candidates=candidates, output_dir=output,
+    return run_job(job, candidates=found, output_dir=output,
                    keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")))
 
 

@@ -165,8 +165,15 @@ CORPUS = [
              "tempest.smoke: cannot be combined with tempest.include_list",
              files={"list.txt": b"tempest.api\n"}),
     job_case("results-baseline", {"results": {"baseline": "last"}},
-             "results.baseline: 'last' is not supported yet"),
-    job_case("results-gate", {"results": {"gate": True}}, "results.gate: True is not supported yet"),
+             "results.baseline: {dir}/last: not a run directory"),
+    job_case("results-gate", {"results": {"gate": True}},
+             "results.gate: expected a string, got True"),
+    job_case("results-gate-regressions", {"results": {"gate": "regressions"}},
+             "results.gate: regressions needs a results.baseline"),
+    job_case("guest-candidate-source-host", {"guest": {"candidate_sources": [
+        f"deb http://example.org/debian{INJECT} sid main"]}},
+             "guest.candidate_sources[0]: 'http://example.org/debian$(touch' is not a plain "
+             "http:// or https:// URL"),
     # run refuses the same job files before touching anything.
     job_case("run-mirror-inject", {"image": {"mirror": f"http://deb.debian.org/debian{INJECT}"}},
              f"image.mirror 'http://deb.debian.org/debian{INJECT}'", command="run"),
@@ -174,7 +181,11 @@ CORPUS = [
     cli_case("run-no-such-job", "run", "{dir}/no such 'job'.yaml",
              expect=("{dir}/no such 'job'.yaml: no such job file",)),
     cli_case("run-candidate-txt", "run", "--candidate", "{dir}/notes.txt",
-             expect=("--candidate: {dir}/notes.txt is not a .deb or .changes file",)),
+             expect=("--candidate[0]: 'notes.txt' is not a .deb or .changes file",)),
+    cli_case("run-candidate-empty-dir", "run", "--candidate", "{dir}",
+             expect=("--candidate[0]: {dir}: a directory without any .deb file",)),
+    cli_case("run-candidate-source", "run", "--candidate-source", "deb ftp://x/ sid main",
+             expect=("--candidate-source[0]: 'ftp://x/' is not a plain http:// or https:// URL",)),
     # --- host setup / teardown / status -------------------------------------------------
     cli_case("setup-bridge-inject", "host", "setup", "--bridge", f"br{INJECT}",
              expect=(f"--bridge {'br' + INJECT!r}: not a valid interface name",)),

@@ -137,3 +137,31 @@ def test_changelog_version_is_the_package_version() -> None:
     version = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=TOP,
                              capture_output=True, text=True, check=True).stdout.strip()
     assert version == __version__
+
+
+def _unit(name: str) -> dict[str, list[str]]:
+    """A unit file's settings: key → values, in order (systemd's own syntax, no sections kept)."""
+    settings: dict[str, list[str]] = {}
+    for line in (TOP / "host-setup" / "systemd" / name).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_nightly_unit_writes_under_var_lib_stops_in_order_and_ends() -> None:
+    nightly = _unit("tempest-live-ci-nightly.service")
+    # Output and results under /var/lib/tempest-live-ci, not / (the unit's default cwd).
+    assert nightly["WorkingDirectory"] == ["/var/lib/tempest-live-ci"]
+    assert nightly["StateDirectory"] == ["tempest-live-ci"]
+    # SIGTERM to the tool alone, which stops its children in order.
+    assert nightly["KillMode"] == ["mixed"]
+    # A hung run ends; the next night's runs.
+    assert nightly["TimeoutStartSec"] == ["8h"]
+    assert "apt-cacher-ng.service" in nightly["After"][0].split()
+    assert nightly["ExecStopPost"][0].split()[1:] == [
+        "results", "history", "nightly-sid", "--html",
+        "/var/lib/tempest-live-ci/results/nightly-sid/history.html"]
+    testbed = _unit("tempest-live-ci-testbed.service")
+    assert "apt-cacher-ng.service" in testbed["After"][0].split()
+    assert "apt-cacher-ng.service" in testbed["Wants"][0].split()

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import apt, configure, logs, tempest, util
+from . import apt, candidates, configure, logs, tempest, util
 
 
 def check(_: dict[str, Any]) -> None:
@@ -33,6 +33,7 @@ STEPS: dict[str, Callable[..., None]] = {
     "check": check,
     "prepare": apt.prepare,
     "install": apt.install,
+    "candidates": candidates.install_candidates,
     "configure": configure.configure,
     "tempest-conf": tempest.tempest_conf,
     "tempest": tempest.run_tempest,

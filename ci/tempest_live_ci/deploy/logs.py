@@ -21,7 +21,7 @@ SNAPSHOTS = {
     "failed-units.txt": ["systemctl", "--failed", "--no-pager"],
 }
 CONFIG_GLOBS = ("/etc/tempest/*.conf", "/var/lib/tempest/*.log",
-                "/etc/apt/sources.list", "/etc/apt/sources.list.d/*",
+                "/etc/apt/sources.list", "/etc/apt/sources.list.d/*", "/etc/apt/preferences.d/*",
                 "/etc/apt/apt.conf.d/90tempest-live-ci",
                 *(f"/etc/{service}/*.{suffix}"
                   for service in ("keystone", "glance", "placement", "nova", "neutron", "cinder",

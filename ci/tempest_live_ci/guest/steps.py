@@ -77,6 +77,14 @@ class LineLog(io.RawIOBase):
         super().close()
 
 
+class StepFailed(TestbedError):
+    """A step ran and failed: its result (facts included) says what it learned first."""
+
+    def __init__(self, message: str, *, hint: str | None, result: StepResult) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
 @dataclass
 class StepResult:
     name: str
@@ -175,7 +183,7 @@ class Guest:
                           data.get("error"))
 
     def _failure(self, name: str, status: int, result: StepResult,
-                 output: LineLog) -> TestbedError:
+                 output: LineLog) -> StepFailed:
         error = result.error
         if not error:
             marker = f"tempest-live-ci step {name} failed: "
@@ -188,8 +196,8 @@ class Guest:
         for line in output.tail[-LOG_TAIL:]:
             log.error("  guest: %s", line)
         detail = " | ".join(part.strip() for part in str(error).splitlines() if part.strip())
-        return TestbedError(f"step {name} failed: {detail}",
-                            hint=f"its output: {output.file.name}")
+        return StepFailed(f"step {name} failed: {detail}",
+                          hint=f"its output: {output.file.name}", result=result)
 
     def collect_logs(self) -> Path | None:
         """guest-logs/: the guest's journal, /var/log, configuration, package list, memory, disk."""

@@ -130,11 +130,24 @@ def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = F
     return gate_exit_code(comparison) if gate else ExitCode.OK
 
 
-def history(job: str, *, as_json: bool = False, out: IO[str] = sys.stdout) -> ExitCode:
-    """List a job's stored runs, oldest first."""
+def history(job: str, *, as_json: bool = False, html: str | None = None, last: int = 30,
+            out: IO[str] = sys.stdout) -> ExitCode:
+    """List a job's stored runs, oldest first; with html, a page of the last `last` runs
+    (counts, durations, a per-test status grid, the tests that flip)."""
+    from tempest_live_ci.results.history import load_history, render_history
     from tempest_live_ci.results.store import format_history, read_index
 
-    entries = read_index(job)
+    if last < 1:
+        raise UsageError(f"--last {last}: at least 1")
+    if html is not None:
+        page = render_history(load_history(job, last))
+        if html != "-":
+            Path(html).parent.mkdir(parents=True, exist_ok=True)
+        _write(page, None if html == "-" else Path(html), out)
+        if html != "-":
+            log.info("%s: the last %d runs of %s", html, min(last, len(read_index(job))), job)
+        return ExitCode.OK
+    entries = read_index(job)[-last:]
     if as_json:
         out.write(json.dumps(entries, indent=2) + "\n")
     else:

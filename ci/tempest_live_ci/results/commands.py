@@ -91,11 +91,14 @@ def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: boo
 @results.command()
 @click.argument("job")
 @click.option("--json", "as_json", is_flag=True, help="Print the index as JSON on stdout.")
-def history(job: str, as_json: bool) -> int:
-    """List the stored runs of JOB."""
+@click.option("--html", metavar="FILE", help="Write an HTML page of the runs ('-' for stdout): "
+              "counts, durations, a per-test status grid, the tests that flip.")
+@click.option("--last", type=int, default=30, show_default=True, help="How many runs, newest.")
+def history(job: str, as_json: bool, html: str | None, last: int) -> int:
+    """List the stored runs of JOB, or show them on an HTML page."""
     from tempest_live_ci.results import actions
 
-    return actions.history(job, as_json=as_json)
+    return actions.history(job, as_json=as_json, html=html, last=last)
 
 
 @results.command()

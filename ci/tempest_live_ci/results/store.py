@@ -68,6 +68,9 @@ def _index_entry(run_id: str, run_dir: Path) -> dict[str, Any]:
         "counts": summary.get("counts", {}),
         "duration": summary.get("duration"),
         "path": run_id,
+        # The packages under test, if any: such a run is nobody's baseline.
+        "candidates": sorted(str(c.get("package")) for c in summary.get("candidates") or []
+                             if isinstance(c, dict)),
     }
 
 
@@ -108,13 +111,19 @@ def store_run(job_name: str, output_dir: Path) -> Path:
     return destination
 
 
-def latest_run(job_name: str) -> Path | None:
-    """The job's most recently stored run: the default baseline of `results compare`."""
+def latest_run(job_name: str, *, without_candidates: bool = False) -> Path | None:
+    """The job's most recently stored run: the default baseline of `results compare`.
+
+    without_candidates: the newest that tested no candidate packages, the
+    baseline of an upload check (results.baseline: latest).
+    """
     directory = job_dir(job_name)
     link = directory / LATEST
-    if link.is_dir():
+    if link.is_dir() and not without_candidates:
         return link.resolve()
     for entry in reversed(read_index(job_name)):
+        if without_candidates and entry.get("candidates"):
+            continue
         candidate = directory / str(entry.get("path", ""))
         if entry.get("path") and candidate.is_dir():
             return candidate

@@ -87,7 +87,7 @@ def test_cli_run_rejects_a_bad_candidate_before_touching_the_host(tlc: Tlc, tmp_
     before = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     result = tlc("run", "--candidate", str(tmp_path / "keystone.txt"))
     assert result.returncode == 20
-    assert "--candidate:" in result.stderr and "is not a .deb or .changes" in result.stderr
+    assert "--candidate[0]:" in result.stderr and "is not a .deb or .changes" in result.stderr
     after = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
     assert not after - before
 

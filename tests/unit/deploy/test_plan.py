@@ -72,8 +72,8 @@ def test_relative_files_resolve_beside_the_job_and_travel_to_the_guest(tmp_path:
     ({"tempest": {"conf": {"a.b": ["x"]}}}, "j.yaml: tempest.conf.a.b: expected one line"),
     ({"tempest": {"conf": {"a.b": "x\ny"}}}, "j.yaml: tempest.conf.a.b: expected one line"),
     ({"tempest": {"include_list": "/nonexistent/list"}}, "tempest.include_list: no such file"),
-    ({"results": {"baseline": "latest"}}, "j.yaml: results.baseline: 'latest' is not supported"),
-    ({"results": {"gate": True}}, "j.yaml: results.gate: True is not supported"),
+    ({"results": {"baseline": "last"}}, "j.yaml: results.baseline: last: not a run directory"),
+    ({"results": {"gate": True}}, "j.yaml: results.gate: expected a string, got True"),
     ({"guest": {"suite": "jessie"}}, "j.yaml: guest.suite: 'jessie' is not bookworm"),
     ({"guest": {"install_timeout": 0}}, "j.yaml: guest.install_timeout: 0 is not positive"),
 ])
