@@ -476,6 +476,10 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"job": ctx.job.name, "run_id": ctx.run_id,
                             "profile": ctx.job.tempest.profile, "steps": steps,
                             "versions": versions}
+    drivers = [r.facts["virt_driver"] for r in guest.results.values() if "virt_driver" in r.facts]
+    if drivers:
+        # nova's: libvirt (nested KVM) or fake (nothing boots; tempest.conf says so too).
+        data["virt_driver"] = drivers[-1]
     if "candidates" in ctx.facts:
         # The versions the guest really installed, in the report's Run section.
         data["candidates"] = {c["package"]: c.get("installed") or f"{c['version']} (not installed)"

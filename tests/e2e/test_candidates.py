@@ -27,7 +27,8 @@ from tempest_live_ci.image.archive import apt_config, sources
 from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import write_changes
 
-pytestmark = [needs_root, pytest.mark.slow]
+# Two whole runs: too long for CI on top of the rest; run with -m nightly.
+pytestmark = [needs_root, pytest.mark.slow, pytest.mark.nightly]
 
 MARKER = "etc/keystone/tempest-live-ci-candidate.conf"  # collected with /etc/keystone/*.conf
 SUFFIX = "+tlc1"

@@ -295,13 +295,15 @@ def glance(p: dict[str, Any]) -> None:
             "database.connection": db_url(p, "glance"),
             **authtoken(p, "glance"),
             "paste_deploy.flavor": "keystone",
+            # Debian's glance-api runs its own server (not uwsgi), one worker
+            # per CPU by default.
+            "DEFAULT.workers": 1,
             "DEFAULT.enabled_backends": "file:file",
             "glance_store.default_backend": "file",
             "file.filesystem_store_datadir": "/var/lib/glance/images/",
             "os_glance_staging_store.filesystem_store_datadir": "/var/lib/glance/staging/",
             "os_glance_tasks_store.filesystem_store_datadir": "/var/lib/glance/tasks_work_dir/",
         })
-        uwsgi("/etc/glance/glance-api-uwsgi.ini")
     with part("glance-manage db_sync"):
         run(as_user("glance", ["glance-manage", "db_sync"]))
     start("glance-api")

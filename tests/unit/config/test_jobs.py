@@ -102,3 +102,32 @@ def test_persistent_job_without_a_testbed_stops_before_anything(tlc: Tlc, tmp_pa
     assert "Preparing the image" not in result.stderr
     summary = (tmp_path / "out" / "summary.json").read_text()
     assert '"exit_code": 20' in summary
+
+
+@pytest.mark.root  # `run` checks for root first
+def test_a_guest_bigger_than_the_free_memory_stops_before_anything(
+        tlc: Tlc, tmp_path: Path) -> None:
+    available = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                         if line.startswith("MemAvailable:"))) // 1024
+    job = tmp_path / "big.yaml"
+    job.write_text(f"name: big\nvm:\n  memory: {available + 4096}M\n")
+    result = tlc("run", str(job), "--output", str(tmp_path / "out"))
+    assert result.returncode == 20, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"{job}: vm.memory: {available + 4096}M does not fit" in errors[0]
+    assert "Preparing the image" not in result.stderr
+
+
+def test_the_test_image_is_a_file_or_a_url(tmp_path: Path) -> None:
+    image = tmp_path / "disk.qcow2"
+    image.write_bytes(b"QFI\xfb")
+    job = tmp_path / "j.yaml"
+    job.write_text("name: j\ntempest:\n  profile: compute\n  image: disk.qcow2\n")
+    assert load_job(job).tempest.image == str(image)
+    job.write_text("name: j\ntempest:\n  image: http://images.example/disk.img\n")
+    assert load_job(job).tempest.image == "http://images.example/disk.img"
+    for bad, message in (("missing.img", "tempest.image: no such file"),
+                         ("'http://x/a b'", "tempest.image: 'http://x/a b' is not a file or")):
+        job.write_text(f"name: j\ntempest:\n  image: {bad}\n")
+        with pytest.raises(UsageError, match=message):
+            load_job(job)

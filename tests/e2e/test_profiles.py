@@ -1,0 +1,79 @@
+"""End to end: the profiles beyond identity, under TCG here.
+
+The image profile (keystone and glance on MariaDB) runs in CI: it goes
+through everything the bigger profiles share (MariaDB, the services' users
+and endpoints made in keystone-manage's process, a service's own db sync,
+the test image made on the host and served by the testbed, tempest.conf
+with images). The full profile takes the better part of an hour under TCG
+on two cores: it is marked nightly.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tempest_live_ci.results.stream import read_stream
+from tests.conftest import TOP, Dirs, needs_root
+from tests.fixtures_image import TEST_CACHE_DIR
+
+pytestmark = [needs_root, pytest.mark.slow]
+
+
+def run_job(dirs: Dirs, job: str, out: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    # The session's image store: the run builds the profile's image there once.
+    env = {**os.environ, **dirs.env(), "TEMPEST_LIVE_CI_CACHE_DIR": str(TEST_CACHE_DIR)}
+    return subprocess.run(
+        [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(TOP / "jobs" / job),
+         "--output", str(out)],
+        capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_image_profile_ends_in_passed_image_tests(dirs: Dirs, no_leaks: None,
+                                                  tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_job(dirs, "smoke-image-trixie.yaml", out, timeout=3600)
+    assert result.returncode == 0, result.stderr[-6000:]
+
+    passed = [r.id for r in read_stream(out / "tempest.subunit").records
+              if r.status == "passed"]
+    assert any(t.startswith("tempest.api.image.") for t in passed), passed
+    assert any(t.startswith("tempest.api.identity.") for t in passed), passed
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["image"]["preinstalled_profile"] == "image"
+    parts = summary["metadata"]["steps"]["configure"]["parts"]
+    for part in ("configure mariadb", "configure keystone", "configure glance", "glance answers"):
+        assert parts[part] > 0, parts
+    # glance's users and endpoints came with keystone's, in keystone-manage's process.
+    assert any(name.endswith("users and endpoints of glance") for name in parts), parts
+    assert summary["metadata"]["versions"]["glance-api"].startswith("2:")
+
+    # The test image: made on the host, fetched by the guest from the testbed.
+    assert "GET /tempest/tempest-live-ci-test.raw" in (out / "http.log").read_text()
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read(out / "tempest.conf")
+    assert conf["service_available"]["glance"] == "true"
+    assert conf["service_available"]["nova"] == "false"
+    assert conf["compute"]["image_ref"] and conf["compute"]["image_ref_alt"]
+
+
+@pytest.mark.nightly
+def test_full_profile_smoke(dirs: Dirs, no_leaks: None, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_job(dirs, "smoke-full-trixie.yaml", out, timeout=4 * 3600)
+    summary = json.loads((out / "summary.json").read_text())
+    # Under TCG nova runs its fake driver, and tempest.conf says nothing boots.
+    assert summary["metadata"]["virt_driver"] == "fake"
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read(out / "tempest.conf")
+    assert conf["validation"]["run_validation"] == "false"
+    for service in ("glance", "nova", "neutron", "cinder"):
+        assert conf["service_available"][service] == "true"
+    assert result.returncode == 0, result.stderr[-6000:]
