@@ -26,25 +26,33 @@ from tests.fixtures_image import TEST_CACHE_DIR
 pytestmark = [needs_root, pytest.mark.slow]
 
 
-def run_job(dirs: Dirs, job: str, out: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_job(dirs: Dirs, job: Path, out: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     # The session's image store: the run builds the profile's image there once.
     env = {**os.environ, **dirs.env(), "TEMPEST_LIVE_CI_CACHE_DIR": str(TEST_CACHE_DIR)}
     return subprocess.run(
-        [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(TOP / "jobs" / job),
+        [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(job),
          "--output", str(out)],
         capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_image_profile_ends_in_passed_image_tests(dirs: Dirs, no_leaks: None,
                                                   tmp_path: Path) -> None:
+    # The shipped job, with tempest's image smoke tests (upload, download,
+    # update, delete, versions) instead of all 96 image API tests: half an
+    # hour under TCG would not fit CI.
+    job = tmp_path / "smoke-image.yaml"
+    job.write_text((TOP / "jobs" / "smoke-image-trixie.yaml").read_text().replace(
+        "exclude_list: tempest-exclude.txt",
+        f"exclude_list: {TOP / 'jobs' / 'tempest-exclude.txt'}\n  smoke: true\n"
+        "  regex: tempest\\.api\\.image"))
     out = tmp_path / "out"
-    result = run_job(dirs, "smoke-image-trixie.yaml", out, timeout=3600)
+    result = run_job(dirs, job, out, timeout=3600)
     assert result.returncode == 0, result.stderr[-6000:]
 
     passed = [r.id for r in read_stream(out / "tempest.subunit").records
               if r.status == "passed"]
-    assert any(t.startswith("tempest.api.image.") for t in passed), passed
-    assert any(t.startswith("tempest.api.identity.") for t in passed), passed
+    assert any(".test_register_upload_get_image_file" in t for t in passed), passed
+    assert all(t.startswith("tempest.api.image.") for t in passed), passed
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["image"]["preinstalled_profile"] == "image"
@@ -67,7 +75,7 @@ def test_image_profile_ends_in_passed_image_tests(dirs: Dirs, no_leaks: None,
 @pytest.mark.nightly
 def test_full_profile_smoke(dirs: Dirs, no_leaks: None, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_job(dirs, "smoke-full-trixie.yaml", out, timeout=4 * 3600)
+    result = run_job(dirs, TOP / "jobs" / "smoke-full-trixie.yaml", out, timeout=4 * 3600)
     summary = json.loads((out / "summary.json").read_text())
     # Under TCG nova runs its fake driver, and tempest.conf says nothing boots.
     assert summary["metadata"]["virt_driver"] == "fake"
