@@ -67,6 +67,11 @@ API_PROCESSES = 1
 API_THREADS = 4
 
 
+# How long nova and cinder wait for a service's heartbeat before counting it
+# down (their default: 60 s, with a heartbeat every 10 s).
+TCG_SERVICE_DOWN_TIME = 300
+
+
 def db_url(p: Mapping[str, Any], database: str) -> str:
     return (f"mysql+pymysql://{database}:{p['service_password']}@127.0.0.1/{database}"
             "?charset=utf8")
@@ -445,6 +450,9 @@ def nova(p: dict[str, Any]) -> None:
             **service_credentials(p, "service_user", "nova"),
             "conductor.workers": 1,
             "scheduler.workers": 1,
+            # Under TCG a busy nova-compute can miss a few 10 s heartbeats;
+            # counted down after 60 s it would get no servers (NoValidHost).
+            "DEFAULT.service_down_time": TCG_SERVICE_DOWN_TIME,
             # The scheduler maps new compute hosts itself: no nova-manage
             # process (20 s of imports under TCG) after nova-compute starts.
             "scheduler.discover_hosts_in_cells_interval": 10,
@@ -515,6 +523,11 @@ def cinder(p: dict[str, Any]) -> None:
             "DEFAULT.enabled_backends": "lvm",
             "DEFAULT.default_volume_type": "lvmdriver-1",
             "DEFAULT.osapi_volume_workers": 1,
+            "DEFAULT.service_down_time": TCG_SERVICE_DOWN_TIME,
+            # Each capacity report runs `vgs` through cinder-rootwrap: 13 s of
+            # a vCPU under TCG, every minute by default. The volume group is
+            # sparse and far bigger than tempest's volumes.
+            "DEFAULT.backend_stats_polling_interval": 600,
             "database.connection": db_url(p, "cinder"),
             **authtoken(p, "cinder"),
             **service_credentials(p, "nova", "nova"),
