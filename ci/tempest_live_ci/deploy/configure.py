@@ -16,6 +16,7 @@ import os
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -132,10 +133,9 @@ def service_credentials(p: Mapping[str, Any], section: str, username: str) -> di
     }
 
 
-def transport_url(p: Mapping[str, Any]) -> str:
-    # RabbitMQ's own guest user: it is accepted from the loopback only, which
-    # is where every service is.
-    return "rabbit://guest:guest@127.0.0.1:5672/"
+# RabbitMQ's own guest user: it is accepted from the loopback only, which is
+# where every service is.
+TRANSPORT_URL = "rabbit://guest:guest@127.0.0.1:5672/"
 
 
 def uwsgi(path: str, processes: int = API_PROCESSES, threads: int = API_THREADS) -> None:
@@ -192,7 +192,6 @@ def rabbitmq(p: dict[str, Any]) -> None:
 
 
 def wait_for_port(port: int, timeout: float, *, what: str) -> None:
-    import time
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         with socket.socket() as s:
@@ -367,7 +366,7 @@ def neutron(p: dict[str, Any]) -> None:
             "DEFAULT.core_plugin": "ml2",
             "DEFAULT.service_plugins": "ovn-router",
             "DEFAULT.auth_strategy": "keystone",
-            "DEFAULT.transport_url": transport_url(p),
+            "DEFAULT.transport_url": TRANSPORT_URL,
             "DEFAULT.rpc_workers": 1,
             "DEFAULT.rpc_state_report_workers": 1,
             "DEFAULT.api_workers": 1,
@@ -435,7 +434,7 @@ def nova(p: dict[str, Any]) -> None:
     address = p["guest_address"]
     with part("nova.conf"):
         ini_set("/etc/nova/nova.conf", {
-            "DEFAULT.transport_url": transport_url(p),
+            "DEFAULT.transport_url": TRANSPORT_URL,
             "DEFAULT.my_ip": address,
             # Instances read their metadata from a config drive: no metadata
             # API, no OVN metadata agent.
@@ -517,7 +516,7 @@ def cinder(p: dict[str, Any]) -> None:
             run(["vgcreate", VOLUME_GROUP, device])
     with part("cinder.conf"):
         ini_set("/etc/cinder/cinder.conf", {
-            "DEFAULT.transport_url": transport_url(p),
+            "DEFAULT.transport_url": TRANSPORT_URL,
             "DEFAULT.my_ip": p["guest_address"],
             "DEFAULT.auth_strategy": "keystone",
             "DEFAULT.enabled_backends": "lvm",
