@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import sqlite3
 import sys
@@ -91,6 +92,14 @@ def allow_slow_starts(units: tuple[str, ...]) -> None:
                    "# Written by tempest-live-ci: services start slowly under TCG.\n"
                    + START_TIMEOUT_DROPIN)
     run(["systemctl", "daemon-reload"])
+
+
+def owned_by(user: str, path: str) -> None:
+    """`path` exists and belongs to `user` (and its group), its content kept."""
+    entry = pwd.getpwnam(user)
+    with open(path, "a"):
+        pass
+    os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
 def start(*units: str) -> None:
@@ -241,6 +250,10 @@ def keystone(p: dict[str, Any]) -> None:
     # uwsgi's workers import keystone for half a minute under TCG: that happens
     # while keystone-manage works. The API is not used before both are done,
     # and keystone reads the database and the keys only when asked.
+    # Both write keystone.log: uwsgi as keystone, keystone-manage as root. The
+    # file is keystone's before either starts; made by keystone-manage first,
+    # it was root's, and uwsgi crash-looped into systemd's start limit.
+    owned_by("keystone", "/var/log/keystone/keystone.log")
     start("keystone")
     what = "keystone-manage db_sync, fernet_setup, credential_setup, bootstrap" + (
         f"; users and endpoints of {', '.join(services)}" if services else "")
