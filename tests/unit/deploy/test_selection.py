@@ -67,6 +67,7 @@ def test_conf_overrides_turn_off_what_the_profile_lacks_and_the_job_wins() -> No
     assert values["service_available.glance"] == "true"  # the job's
     assert values["identity.user_lockout_duration"] == "5"
     assert values["auth.use_dynamic_credentials"] == "true"
+    assert int(values["service-clients.http_timeout"]) > 60  # see HTTP_TIMEOUT
 
 
 def test_conf_overrides_follow_the_virt_driver_and_the_profile_services() -> None:
