@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -105,14 +105,19 @@ def test_two_versions_of_one_package_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def gnupg(tmp_path: Path) -> Callable[[str], Path]:
-    """A key of its own per name, made by gpg in a private GNUPGHOME; returns its keyring."""
+def gnupg(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """A key of its own per name, made by gpg in a private GNUPGHOME; returns its keyring.
+
+    gpg starts an agent per home that outlives it: each is stopped at the end.
+    """
     if shutil.which("gpg") is None:
         pytest.skip("gpg is not installed")
+    homes: list[Path] = []
 
     def keyring(name: str) -> Path:
         home = tmp_path / f"gnupg-{name}"
         home.mkdir(mode=0o700)
+        homes.append(home)
         env = {**os.environ, "GNUPGHOME": str(home)}
         subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key",
                         f"{name} <{name}@example.org>", "ed25519", "sign", "never"],
@@ -122,7 +127,10 @@ def gnupg(tmp_path: Path) -> Callable[[str], Path]:
                        capture_output=True)
         return out
 
-    return keyring
+    yield keyring
+    for home in homes:
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                       check=False, capture_output=True)
 
 
 def sign(changes: Path, keyring: Path) -> None:
