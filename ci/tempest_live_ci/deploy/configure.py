@@ -17,12 +17,21 @@ import pwd
 import socket
 import sqlite3
 import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from .profiles import get_profile
-from .util import StepError, facts, ini_set, part, run, say, wait_for_url, write_file
+from .util import (
+    StepError,
+    facts,
+    ini_set,
+    part,
+    run,
+    say,
+    wait_for_port,
+    wait_for_url,
+    write_file,
+)
 
 KEYSTONE_PORT = 5000
 KEYSTONE_DB = "/var/lib/keystone/keystone.db"
@@ -198,17 +207,6 @@ def mariadb(p: dict[str, Any]) -> None:
 def rabbitmq(p: dict[str, Any]) -> None:
     """RabbitMQ starts now (tens of seconds of Erlang under TCG); the services wait for it."""
     start("rabbitmq-server")
-
-
-def wait_for_port(port: int, timeout: float, *, what: str) -> None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        with socket.socket() as s:
-            s.settimeout(2)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(1)
-    raise StepError(f"{what}: nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
 # --- keystone ----------------------------------------------------------------

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -123,6 +124,18 @@ def wait_for_url(url: str, timeout: float, *, what: str) -> float:
             last = str(getattr(e, "reason", e))
         time.sleep(1)
     raise StepError(f"{what}: {url} did not answer within {timeout:.0f} s ({last})")
+
+
+def wait_for_port(port: int, timeout: float, *, what: str) -> None:
+    """Poll until something listens on 127.0.0.1:`port` (a daemon that speaks no HTTP)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with socket.socket() as s:
+            s.settimeout(2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(1)
+    raise StepError(f"{what}: nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
 def write_file(path: str | Path, text: str, mode: int = 0o644) -> None:

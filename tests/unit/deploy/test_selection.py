@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tempest_live_ci.deploy.tempest import Selection, conf_overrides, selection_arguments
 
 # Test ids as `tempest run --list-tests` prints them (tempest 43, trixie).
@@ -83,3 +85,17 @@ def test_conf_overrides_follow_the_virt_driver_and_the_profile_services() -> Non
     assert image["service_available.glance"] == "true"
     assert image["service_available.nova"] == "false"
     assert not any(key.startswith(("compute-feature-enabled.", "volume")) for key in image)
+
+
+def test_waiting_for_a_port_sees_a_listener_and_names_a_missing_one() -> None:
+    import socket
+
+    from tempest_live_ci.deploy.util import StepError, wait_for_port
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        wait_for_port(listener.getsockname()[1], 5, what="test daemon")
+        port = listener.getsockname()[1]
+    with pytest.raises(StepError, match=rf"rabbit: nothing listens on 127.0.0.1:{port} after 1 s"):
+        wait_for_port(port, 1, what="rabbit")
