@@ -25,6 +25,7 @@ from .util import (
     StepError,
     facts,
     ini_set,
+    log_tail,
     part,
     run,
     say,
@@ -44,6 +45,19 @@ APIS: dict[str, tuple[int, str, tuple[str, ...]]] = {
     "nova": (8774, "/v2.1", ("compute",)),
     "neutron": (9696, "", ("network",)),
     "cinder": (8776, "/v3", ("block-storage", "volumev3")),
+}
+# Where each configuration step's daemons log (quoted when the step fails).
+LOG_DIRS: dict[str, tuple[str, ...]] = {
+    "mariadb": ("/var/log/mysql",),
+    "rabbitmq": ("/var/log/rabbitmq",),
+    "keystone": ("/var/log/keystone",),
+    "glance": ("/var/log/glance",),
+    "placement": ("/var/log/placement",),
+    "neutron": ("/var/log/neutron", "/var/log/ovn"),
+    "nova": ("/var/log/nova",),
+    "nova-cells": ("/var/log/nova",),
+    "network-resources": ("/var/log/neutron",),
+    "cinder": ("/var/log/cinder",),
 }
 # Each service's databases (MariaDB), by the name of the connection option.
 DATABASES: dict[str, tuple[str, ...]] = {
@@ -633,4 +647,16 @@ def configure(p: dict[str, Any], *only: str) -> None:
     for name in profile.configure:
         if not only or name in only:
             with part(f"configure {name}"):
-                STEPS[name](p)
+                try:
+                    STEPS[name](p)
+                except Exception as e:
+                    raise StepError(failure(name, e)) from e
+
+
+def failure(step: str, error: Exception) -> str:
+    """What a failed configuration step says: the step, the error, the service's log."""
+    message = str(error) if isinstance(error, StepError) else f"{type(error).__name__}: {error}"
+    # The apis step fails on the one API that did not answer: its name leads the message.
+    service = message.split(":", 1)[0] if step == "apis" else step
+    tail = log_tail(LOG_DIRS.get(service, ()))
+    return f"configure {step}: {message}" + (f"\n{tail}" if tail else "")

@@ -138,6 +138,24 @@ def wait_for_port(port: int, timeout: float, *, what: str) -> None:
     raise StepError(f"{what}: nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
+def log_tail(directories: Sequence[str | Path], lines: int = 8) -> str:
+    """The last lines of the newest log file in `directories`, for a failure message.
+
+    The newest file is the one the failing daemon wrote last: with nova's or
+    neutron's several daemons that is the one that just broke. "" when there
+    is none (a daemon that logs only to the journal).
+    """
+    logs = [f for d in directories for f in Path(d).glob("*.log") if f.is_file()]
+    if not logs:
+        return ""
+    newest = max(logs, key=lambda f: f.stat().st_mtime)
+    with open(newest, "rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+        text = f.read().decode(errors="replace")
+    tail = [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+    return f"last lines of {newest}:\n  " + "\n  ".join(tail) if tail else ""
+
+
 def write_file(path: str | Path, text: str, mode: int = 0o644) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
