@@ -468,7 +468,10 @@ def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
 
 
 def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
-    steps = {name: {"seconds": r.seconds, "parts": r.parts} for name, r in guest.results.items()}
+    steps = {name: {"seconds": r.seconds, "parts": r.parts,
+                    **({"memory_peak_mib": r.facts["memory_peak_mib"]}
+                       if "memory_peak_mib" in r.facts else {})}
+             for name, r in guest.results.items()}
     versions: dict[str, str] = {}
     for r in guest.results.values():
         versions.update(r.facts.get("versions", {}))
@@ -476,6 +479,11 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
     data: dict[str, Any] = {"job": ctx.job.name, "run_id": ctx.run_id,
                             "profile": ctx.job.tempest.profile, "steps": steps,
                             "versions": versions}
+    peaks = [int(r.facts["memory_peak_mib"]) for r in guest.results.values()
+             if "memory_peak_mib" in r.facts]
+    if peaks:
+        # The most RAM the guest used in any step (the squashfs it runs from included).
+        data["guest_memory_peak_mib"] = max(peaks)
     drivers = [r.facts["virt_driver"] for r in guest.results.values() if "virt_driver" in r.facts]
     if drivers:
         # nova's: libvirt (nested KVM) or fake (nothing boots; tempest.conf says so too).

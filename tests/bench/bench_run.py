@@ -8,7 +8,8 @@ directory, the image from the cache after the first build). Prints, per mode,
 the median seconds of every stage (image, testbed, vm, prepare, install,
 configure, tempest, ...), of every in-guest step and of its parts (apt-get
 update, keystone-manage, keystone answers, discover-tempest-config), the
-test counts, and the ratio install(preinstalled) / install(guest). Run as root.
+test counts, the guest's memory peak (MiB), and the ratio
+install(preinstalled) / install(guest). Run as root.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def flat_times(summary: dict[str, object]) -> dict[str, float]:
         times[f"step {step}"] = float(data["seconds"])
         for part, seconds in data.get("parts", {}).items():
             times[f"  {step}: {part}"] = float(seconds)
+    if "guest_memory_peak_mib" in metadata:
+        # Not seconds: the most RAM the guest used (MiB), its squashfs included.
+        times["guest memory peak, MiB"] = float(metadata["guest_memory_peak_mib"])
     return times
 
 
@@ -75,7 +79,7 @@ def main() -> int:
             for key, value in flat_times(summary).items():
                 samples[key].append(value)
         medians[mode] = {key: statistics.median(values) for key, values in samples.items()}
-        print(f"\n{mode}: medians of {args.repeat} run(s), seconds")
+        print(f"\n{mode}: medians of {args.repeat} run(s), seconds (memory in MiB)")
         for key, value in medians[mode].items():
             print(f"  {key:58} {value:8.1f}")
         print(flush=True)

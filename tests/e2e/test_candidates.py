@@ -24,6 +24,7 @@ import pytest
 from tempest_live_ci import proc
 from tempest_live_ci.image import Image
 from tempest_live_ci.image.archive import apt_config, sources
+from tempest_live_ci.results.run import run_fact
 from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import write_changes
 
@@ -39,7 +40,15 @@ tempest:
   regex: tempest\\.api\\.identity\\.v3\\.test_tokens
 results:
   baseline: latest
+  baseline_job: keystone-nightly-e2e
   gate: regressions
+"""
+# The nightly that gives the upload check its baseline: the same tests, no candidates.
+NIGHTLY = """\
+name: keystone-nightly-e2e
+tempest:
+  profile: identity
+  regex: tempest\\.api\\.identity\\.v3\\.test_tokens
 """
 
 
@@ -123,6 +132,14 @@ def test_an_upload_of_keystone_is_installed_pinned_and_recorded(
                             version=version)
     job = tmp_path / "upload-check-e2e.yaml"
     job.write_text(JOB)
+    nightly = tmp_path / "keystone-nightly-e2e.yaml"
+    nightly.write_text(NIGHTLY)
+    # The nightly's part: the same tests without candidates, stored as the baseline.
+    base = tmp_path / "baseline"
+    result = tlc_run(dirs, live_image, str(nightly), "--output", str(base))
+    assert result.returncode == 0, result.stderr[-5000:]
+    base_summary = json.loads((base / "summary.json").read_text())
+    assert (dirs.results / "keystone-nightly-e2e" / "index.json").is_file()  # stored
     out = tmp_path / "out"  # kept by pytest after a failure
     result = tlc_run(dirs, live_image, str(job), "--candidate", str(changes), "--output", str(out))
     assert result.returncode == 0, result.stderr[-5000:]
@@ -140,8 +157,19 @@ def test_an_upload_of_keystone_is_installed_pinned_and_recorded(
                                                  "python3-keystone": version}
     # The image stays the archive's: candidates go in at run time.
     assert summary["image"]["hash"] == live_image.hash
-    assert summary["baseline"]["path"] is None  # nothing stored yet: every failure counts
-    assert version in (out / "report.html").read_text()
+    # Compared with the stored run without candidates, beside what changed.
+    assert summary["baseline"]["run_id"] == run_fact(base_summary, "run_id")
+    assert summary["baseline"]["gate"] == "regressions"
+    assert summary["regressions"] == [] and summary["failing"] == []
+    assert summary["changes"]["image"]["changed"] is False
+    upgraded = {c["package"]: (c["from"], c["to"], c["candidate"])
+                for c in summary["changes"]["packages"]["upgraded"]}
+    assert upgraded == {"keystone": (archive_version, version, True),
+                        "python3-keystone": (archive_version, version, True)}
+    assert not summary["changes"]["packages"]["added"]
+    assert not summary["changes"]["packages"]["removed"]
+    report = (out / "report.html").read_text()
+    assert version in report and str(run_fact(base_summary, "run_id")) in report
     # The marker file came with the repacked keystone.
     marker = out / "guest-logs" / MARKER
     assert marker.read_text() == f"candidate {token}\n"

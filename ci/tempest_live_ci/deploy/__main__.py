@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -40,6 +41,36 @@ STEPS: dict[str, Callable[..., None]] = {
     "collect": logs.collect,
 }
 FAILED = 3
+SAMPLE_SECONDS = 1.0
+
+
+def memory_used_mib() -> int:
+    """What the guest's RAM holds now: MemTotal - MemAvailable (the squashfs in RAM included)."""
+    fields = {}
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            key, _, value = line.partition(":")
+            fields[key] = int(value.split()[0])
+    return (fields["MemTotal"] - fields["MemAvailable"]) // 1024
+
+
+class MemoryPeak:
+    """The most memory in use while a step ran, sampled every SAMPLE_SECONDS in a thread."""
+
+    def __init__(self) -> None:
+        self.peak = memory_used_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            self.peak = max(self.peak, memory_used_mib())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, memory_used_mib())
 
 
 def main(argv: list[str]) -> int:
@@ -50,6 +81,7 @@ def main(argv: list[str]) -> int:
     start = time.monotonic()
     status = "ok"
     error = None
+    memory = MemoryPeak()
     try:
         STEPS[name](util.params(), *extra)
     except util.StepError as e:
@@ -57,6 +89,7 @@ def main(argv: list[str]) -> int:
     except Exception as e:
         traceback.print_exc()
         status, error = "failed", f"{type(e).__name__}: {e}"
+    util.facts["memory_peak_mib"] = memory.stop()
     result: dict[str, Any] = {
         "step": name, "status": status, "seconds": round(time.monotonic() - start, 1),
         "parts": util.parts, "facts": util.facts, "error": error,
