@@ -1,0 +1,162 @@
+"""End to end: a run interrupted at each of its stages leaves nothing behind.
+
+SIGINT (Ctrl-C) and SIGTERM (a CI runner's timeout, systemd's stop) unwind
+the run: every stage undoes what it made, in reverse order, and the run ends
+with exit 130. SIGKILL leaves the run no chance: `tempest-live-ci cleanup`
+then finds everything from the journal and the run id. After each, nothing
+of the run is left: namespaces, links, processes, libvirt domains, nftables
+tables, mounts and state directories are compared with before.
+
+The signal is sent once the stage's title is on stderr and a few seconds
+have passed, so the stage is under way. The stages in the guest each need a
+boot (two minutes under TCG): those are marked nightly; the testbed and the
+boot run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tempest_live_ci import proc
+from tempest_live_ci.image import Image
+from tests.conftest import TOP, Dirs, needs_root
+
+pytestmark = [needs_root, pytest.mark.slow]
+
+JOB = "tempest:\n  regex: tempest\\.api\\.identity\\.v3\n  concurrency: 1\n"
+
+
+def host_state(dirs: Dirs) -> dict[str, set[str]]:
+    """What a run can leave on the host, each as a set of names to compare."""
+    def lines(argv: list[str]) -> set[str]:
+        result = proc.run(argv, capture=True, check=False)
+        return {line.strip() for line in result.stdout.splitlines() if line.strip()}
+
+    processes = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(dirs.top) in cmdline or re.search(r"\btlc-[0-9a-f]{8}\b", cmdline):
+                processes.add(f"{entry.name} {cmdline[:160]}")
+    return {
+        "namespaces": {n.split()[0] for n in lines(["ip", "netns", "list"])},
+        "links": {line.split(":")[1].strip().split("@")[0]
+                  for line in lines(["ip", "-o", "link", "show"])},
+        "domains": lines(["virsh", "-c", "qemu:///system", "list", "--all", "--name"]),
+        "nft tables": lines(["nft", "list", "tables"]),
+        "mounts": {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+                   if str(dirs.top) in line or "/run/tempest-live-ci" in line},
+        "state": {p.name for p in dirs.state.glob("tlc-*")},
+        "processes": processes,
+    }
+
+
+@pytest.fixture
+def nothing_left(dirs: Dirs) -> Iterator[None]:
+    before = host_state(dirs)
+    yield
+    after = host_state(dirs)
+    left = {kind: sorted(after[kind] - before[kind]) for kind in after
+            if after[kind] - before[kind]}
+    assert not left, f"left behind: {left}"
+
+
+def start_run(dirs: Dirs, image: Image, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    job = tmp_path / "interrupted.yaml"
+    job.write_text(JOB)
+    stderr = tmp_path / "stderr"
+    env = {**os.environ, **dirs.env(),
+           "TEMPEST_LIVE_CI_CACHE_DIR": str(image.directory.parent.parent)}
+    with open(stderr, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(job),
+             "--output", str(tmp_path / "out")], stdout=subprocess.DEVNULL, stderr=err,
+            text=True, env=env)
+    return process, stderr
+
+
+def wait_for(stderr: Path, process: subprocess.Popen[str], text: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in (seen := stderr.read_text()):
+        assert process.poll() is None, f"the run ended before {text!r}:\n{seen[-3000:]}"
+        assert time.monotonic() < deadline, f"no {text!r} after {timeout:.0f} s:\n{seen[-3000:]}"
+        time.sleep(0.2)
+    return seen
+
+
+# (the stage's title on stderr, seconds into it, nightly: the stage needs a booted guest)
+STAGES = {
+    "testbed": ("Setting up the testbed…", 0.0, False),
+    "boot": ("Booting the guest…", 5.0, False),
+    "install": ("Installing OpenStack (profile identity)…", 1.0, True),
+    "configure": ("Configuring OpenStack…", 20.0, True),
+    "tempest": ("Running tempest…", 30.0, True),
+}
+CASES = [
+    pytest.param(stage, signum, marks=[pytest.mark.nightly] if STAGES[stage][2] else [],
+                 id=f"{stage}-{signal.Signals(signum).name}")
+    for stage, signum in (("testbed", signal.SIGINT), ("boot", signal.SIGTERM),
+                          ("boot", signal.SIGINT), ("install", signal.SIGTERM),
+                          ("configure", signal.SIGINT), ("tempest", signal.SIGTERM))
+]
+
+
+@pytest.mark.parametrize(("stage", "signum"), CASES)
+def test_an_interrupted_run_undoes_every_stage(stage: str, signum: int, dirs: Dirs,
+                                               live_image: Image, nothing_left: None,
+                                               tmp_path: Path) -> None:
+    title, into, _ = STAGES[stage]
+    process, stderr = start_run(dirs, live_image, tmp_path)
+    try:
+        wait_for(stderr, process, title, 900)
+        time.sleep(into)
+        assert process.poll() is None, stderr.read_text()[-3000:]
+        process.send_signal(signum)
+        code = process.wait(300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = stderr.read_text()
+    assert code == 130, text[-3000:]
+    assert "error: interrupted" in text
+    assert "unexpected error" not in text
+    run_id = re.search(r"run id (tlc-[0-9a-f]{8})", text)
+    assert run_id is not None, text[-3000:]
+    assert f"run {run_id.group(1)} ended with exit code 130" in text
+
+
+@pytest.mark.nightly
+def test_a_killed_run_is_cleaned_up_by_cleanup(dirs: Dirs, live_image: Image,
+                                               nothing_left: None, tmp_path: Path) -> None:
+    process, stderr = start_run(dirs, live_image, tmp_path)
+    try:
+        wait_for(stderr, process, "Configuring OpenStack…", 900)
+        time.sleep(10)
+        process.send_signal(signal.SIGKILL)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    run_id = re.search(r"run id (tlc-[0-9a-f]{8})", stderr.read_text())
+    assert run_id is not None
+    # The killed run's namespace, domain and daemons are still there: cleanup's work.
+    assert run_id.group(1) in proc.run(["ip", "netns", "list"], capture=True).stdout
+    result = subprocess.run(
+        [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "cleanup"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **dirs.env()})
+    assert result.returncode == 0, result.stderr
+    assert run_id.group(1) in result.stderr + result.stdout
