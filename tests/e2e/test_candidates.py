@@ -160,7 +160,7 @@ def test_an_upload_of_keystone_is_installed_pinned_and_recorded(
     # Compared with the stored run without candidates, beside what changed.
     assert summary["baseline"]["run_id"] == run_fact(base_summary, "run_id")
     assert summary["baseline"]["gate"] == "regressions"
-    assert summary["regressions"] == [] and summary["failing"] == []
+    assert summary["baseline"]["regressions"] == [] and summary["baseline"]["failing"] == []
     assert summary["changes"]["image"]["changed"] is False
     upgraded = {c["package"]: (c["from"], c["to"], c["candidate"])
                 for c in summary["changes"]["packages"]["upgraded"]}
