@@ -284,9 +284,12 @@ def _apt_proxy() -> Iterator[Leftover]:
                       else "the pid file of a socat that is gone")
             yield Leftover(str(pid_file), reason, False,
                            partial(_remove_socat, pid_file, pid, marker))
+    running = []
     for directory in aptproxy.running_daemons():
-        if directory.resolve() != own.resolve():
+        # The daemon of Debian's archive in `own`, those of extra archives below it.
+        if own.resolve() not in (directory.resolve(), directory.parent.resolve()):
             continue  # started with another state directory: its cleanup judges it
+        running.append(directory.resolve())
         with aptproxy.locked(directory):
             users = aptproxy.read_users(directory)
         if users:
@@ -294,6 +297,14 @@ def _apt_proxy() -> Iterator[Leftover]:
         pid = aptproxy.daemon_pid(directory)
         yield Leftover(f"apt-cacher-ng (pid {pid}, {directory})", "no run uses it any more",
                        False, partial(_stop_apt_cacher_ng, directory))
+    for directory in sorted(own.glob(f"{aptproxy.EXTRA_PREFIX}*")) if own.is_dir() else []:
+        if directory.resolve() in running or not directory.is_dir():
+            continue
+        with aptproxy.locked(directory):
+            users = aptproxy.read_users(directory)
+        if not users:
+            yield Leftover(str(directory), "the directory of an extra archives' apt-cacher-ng "
+                           "that is gone", False, partial(_remove_extra_dir, directory))
 
 
 def _stop_apt_cacher_ng(directory: Path) -> list[str]:
@@ -304,7 +315,19 @@ def _stop_apt_cacher_ng(directory: Path) -> list[str]:
             return []  # a run came meanwhile
         pid = aptproxy.daemon_pid(directory)
         aptproxy.stop_daemon(directory)
+        if aptproxy.is_extra(directory):
+            shutil.rmtree(directory, ignore_errors=True)
     return [f"process {pid} (apt-cacher-ng)"]
+
+
+def _remove_extra_dir(directory: Path) -> list[str]:
+    from tempest_live_ci.testbed import aptproxy
+
+    with aptproxy.locked(directory):
+        if aptproxy.read_users(directory) or aptproxy.daemon_pid(directory) is not None:
+            return []  # a run came meanwhile
+        shutil.rmtree(directory, ignore_errors=True)
+    return [f"directory {directory}"]
 
 
 # --- image builds ---------------------------------------------------------------------------

@@ -368,6 +368,12 @@ def _check_cross(job: Job) -> None:
                         or _is_url(job.tempest.image) else job.tempest.image)):
         if value is not None and not Path(value).is_file():
             raise UsageError(f"{key}: no such file: {value}")
+    if job.guest.sources_list is not None:
+        from tempest_live_ci.archives import parse_sources_list
+
+        # Each line checked, like candidate_sources: what the apt proxy passes.
+        parse_sources_list(Path(job.guest.sources_list), "guest.sources_list",
+                           apt_proxy=job.testbed.apt_proxy)
     if job.tempest.smoke and job.tempest.include_list:
         raise UsageError("tempest.smoke: cannot be combined with tempest.include_list")
 

@@ -292,6 +292,7 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
                 testbed = persistent
             else:
                 testbed = stack.enter_context(start_testbed(testbed_config(job, ctx.run_id)))
+            _extra_archives(ctx, stack, testbed)
         stack.callback(_collect_testbed_logs, testbed.state_dir, ctx.output_dir)
         with ctx.stage("vm", "Booting the guest"):
             vm = stack.enter_context(boot_vm(
@@ -305,6 +306,27 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
             ctx.facts["accelerator"] = "kvm" if vm.accelerator.usable else "tcg"
         outcome = _guest_stages(ctx, stack, vm, testbed)
     return outcome
+
+
+def _extra_archives(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) -> None:
+    """Through the apt proxy: the job's repositories outside Debian's archive, each under a
+    prefix of its own on the testbed's EXTRA_PORT (archives.py), and nothing else there."""
+    from tempest_live_ci.archives import EXTRA_PORT, extra_archives, job_sources
+    from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
+
+    job = ctx.job
+    if not job.testbed.apt_proxy:
+        return
+    archives = extra_archives([line for lines in job_sources(
+        job.guest.sources_list, job.guest.candidate_sources, apt_proxy=True) for line in lines])
+    if not archives:
+        return
+    for archive in archives:
+        log.info("extra archive %s: /%s/ on the apt proxy", archive.backend, archive.name)
+    proxy = stack.enter_context(start_apt_cacher_ng(archives))
+    stack.enter_context(forward_into_netns(proxy, testbed.netns, str(testbed.host_address),
+                                           EXTRA_PORT))
+    ctx.facts["extra_archives"] = {archive.name: archive.backend for archive in archives}
 
 
 def check_host_memory(job: Job) -> None:
@@ -390,11 +412,13 @@ def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any
     fault: exit 12 with apt's reason, not a testbed failure.
     """
     from tempest_live_ci.candidates import REPO_DIR, build_repository
+    from tempest_live_ci.guest.plan import guest_sources
     from tempest_live_ci.guest.steps import StepFailed
 
     packages = {c.package: c.version for c in ctx.candidates}
+    # Extra archives through the proxy are named by their prefix there (archives.py).
     wanted: dict[str, Any] = {"packages": packages,
-                              "sources": list(ctx.job.guest.candidate_sources)}
+                              "sources": guest_sources(ctx.job, testbed)[1]}
     if ctx.candidates:
         # A directory of the run's own: a persistent testbed's server outlives runs.
         directory = testbed.http_root / REPO_DIR / ctx.run_id

@@ -77,6 +77,17 @@ def test_guest_namespace_reaches_only_the_archive(dirs: Dirs, netns: str,
             security = curl(netns, "-f", "-x", via_proxy,
                             "http://deb.debian.org/debian-security/dists/bookworm-security/Release")
             assert "Label: Debian-Security" in security.stdout, security.stderr
+            # Backports and experimental are suites of the same archive: the same Remap.
+            for suite, label in (("bookworm-backports", "Debian Backports"),
+                                 ("experimental", "Debian")):
+                release = curl(netns, "-f", "-x", via_proxy,
+                               f"http://deb.debian.org/debian/dists/{suite}/Release")
+                assert f"\nLabel: {label}\n" in release.stdout, release.stderr
+                assert f"\nSuite: {suite}\n" in release.stdout or \
+                    f"\nCodename: {suite}\n" in release.stdout
+            # No CONNECT tunnel (apt-cacher-ng's default lets bugs.debian.org:443 through).
+            tunnel = curl(netns, "-p", "-x", via_proxy, "https://bugs.debian.org/")
+            assert "CONNECT tunnel failed, response 403" in tunnel.stderr
             # ForceManaged: anything but Debian's archive is refused.
             other = curl(netns, "-o", "/dev/null", "-w", "%{http_code}", "-x", via_proxy,
                          "http://pypi.org/simple/")

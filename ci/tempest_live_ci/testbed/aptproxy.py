@@ -17,24 +17,37 @@ Another apt-cacher-ng answering on 3142 (the host's own service) is never
 used by isolated runs and image builds: it has no ForceManaged restriction
 to Debian's archive, so a guest behind it could reach whatever it proxies.
 A warning names it, and a private one is started on another port.
+
+A run whose job names repositories outside Debian's archive (archives.py)
+gets them from another daemon: one per set of such extra archives, with a
+Remap (/tlcxHASH ; URL) for each and nothing else, ForceManaged too. Its
+configuration, cache and user count are in STATE/apt-cacher-ng/extra-KEY/
+(KEY: a hash of the set), so concurrent runs naming the same set share it,
+runs naming other sets get their own, and the daemon of Debian's archive,
+shared by every run, is never restarted to learn a Remap. The last user of an
+extra daemon stops it and removes its directory, cache included: such
+repositories are small and often made for one test (a CI pipeline's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import http.client
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tempest_live_ci import paths, proc, render
+from tempest_live_ci.archives import ExtraArchive
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log, step
 from tempest_live_ci.testbed.listen import listening_ports, socket_inodes
@@ -69,6 +82,30 @@ def proxy_state_dir() -> Path:
 
 def proxy_cache_dir() -> Path:
     return paths.cache_dir() / "apt-cacher-ng"
+
+
+EXTRA_PREFIX = "extra-"
+
+
+def extra_dir(extra: Sequence[ExtraArchive]) -> Path:
+    """The state directory of the daemon serving exactly the set `extra`."""
+    key = hashlib.sha256("\n".join(sorted(a.backend for a in extra)).encode()).hexdigest()[:16]
+    return proxy_state_dir() / f"{EXTRA_PREFIX}{key}"
+
+
+def is_extra(directory: Path) -> bool:
+    return directory.name.startswith(EXTRA_PREFIX)
+
+
+def _cache_of(directory: Path) -> Path:
+    """Debian's archive: the shared cache; extra archives: their daemon's own, in its directory."""
+    return directory / "cache" if is_extra(directory) else proxy_cache_dir()
+
+
+def _lock_path(directory: Path) -> Path:
+    # An extra daemon's directory goes with its last user: its lock is beside
+    # it, so that a run coming meanwhile waits for the removal and starts afresh.
+    return directory.parent / "extra.lock" if is_extra(directory) else directory / "lock"
 
 
 def answers_as_apt_cacher_ng(address: str = ADDRESS, port: int = PORT,
@@ -126,7 +163,7 @@ def describe_listener(port: int) -> str:
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    with open(directory / "lock", "a+") as lock:
+    with open(_lock_path(directory), "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -166,11 +203,15 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def render_config(directory: Path, port: int = PORT) -> Path:
-    """Render host-setup/apt-cacher-ng/ into directory/conf; returns that configuration dir."""
+def render_config(directory: Path, port: int = PORT,
+                  extra: Sequence[ExtraArchive] = ()) -> Path:
+    """Render host-setup/apt-cacher-ng/ into directory/conf; returns that configuration dir.
+
+    Without `extra`: Debian's archive. With: those archives and nothing else.
+    """
     conf_dir = directory / "conf"
     log_dir = directory / "log"
-    cache = proxy_cache_dir()
+    cache = _cache_of(directory)
     for d in (conf_dir, log_dir, cache):
         d.mkdir(parents=True, exist_ok=True)
     for template in sorted((paths.host_setup_dir() / "apt-cacher-ng").glob("*.j2")):
@@ -179,6 +220,7 @@ def render_config(directory: Path, port: int = PORT) -> Path:
             cache_dir=cache, log_dir=log_dir, pid_file=directory / "apt-cacher-ng.pid",
             bind_address=ADDRESS, port=port,
             debian_backend=DEBIAN_BACKEND, security_backend=SECURITY_BACKEND,
+            debian=not extra, extra=[(a.name, a.backend) for a in extra],
         )
     return conf_dir
 
@@ -213,25 +255,25 @@ def _warn_foreign(port: int) -> None:
                     port, describe_listener(port))
 
 
-def _start_daemon(directory: Path) -> None:
+def _start_daemon(directory: Path, extra: Sequence[ExtraArchive] = ()) -> None:
     """Start a private daemon on the first free port of PORTS (its `port` file says which)."""
     _warn_foreign(PORT)
     for port in PORTS:
         if _port_in_use(ADDRESS, port):
             continue
-        if _start_daemon_on(directory, port):
+        if _start_daemon_on(directory, port, extra):
             return
         log.debug("port %d was taken meanwhile; trying the next one", port)
     raise TestbedError(f"no free port for apt-cacher-ng on {ADDRESS} in {PORTS.start}-"
                        f"{PORTS.stop - 1}", hint="stop what listens there")
 
 
-def _start_daemon_on(directory: Path, port: int) -> bool:
+def _start_daemon_on(directory: Path, port: int, extra: Sequence[ExtraArchive] = ()) -> bool:
     """Start the daemon on `port`; False if something else took the port meanwhile."""
-    conf_dir = render_config(directory, port)
+    conf_dir = render_config(directory, port, extra)
     (directory / "port").write_text(f"{port}\n")
     log_dir = directory / "log"
-    cache = proxy_cache_dir()
+    cache = _cache_of(directory)
     errors = log_dir / "daemon.stderr"
     (directory / "apt-cacher-ng.pid").unlink(missing_ok=True)
     with open(errors, "w") as err:
@@ -330,36 +372,38 @@ def _daemon_processes() -> list[tuple[int, Path]]:
 def running_daemons() -> list[Path]:
     """The state directories of every running apt-cacher-ng this module started."""
     return [directory for pid, directory in _daemon_processes()
-            if (directory / "lock").exists() and _daemon_pid(directory) == pid]
+            if _lock_path(directory).exists() and _daemon_pid(directory) == pid]
 
 
-def _running_owner() -> Path | None:
+def _running_owner(cache_dir: Path) -> Path | None:
     """The state directory of the running daemon of our cache directory, whatever its state dir.
 
     Tests and concurrent runs may use different state directories; with the
     same cache directory they must share the one daemon that owns it, and
     count themselves where its owner counts.
     """
-    cache = str(proxy_cache_dir())
+    cache = str(cache_dir)
     for candidate in running_daemons():
         if _cache_dir_of(candidate) == cache:
             return candidate
     return None
 
 
-def _register(own: Path, user: str) -> Path:
+def _register(own: Path, user: str, extra: Sequence[ExtraArchive] = ()) -> Path:
     """Count `user` in the directory of the daemon it will use (starting one if needed)."""
     for _ in range(5):
-        directory = _running_owner() or own
+        directory = _running_owner(_cache_of(own)) or own
         with _locked(directory):
+            directory.mkdir(parents=True, exist_ok=True)
             users = _read_users(directory)
             if _serves(directory):
                 _write_users(directory, [*users, user])
                 return directory
             if directory != own:
                 continue  # its owner stopped it meanwhile: look again
-            with step("Starting apt-cacher-ng"):
-                _start_daemon(directory)
+            with step("Starting apt-cacher-ng" + (f" for {len(extra)} extra archive(s)"
+                                                   if extra else "")):
+                _start_daemon(directory, extra)
             _write_users(directory, [*users, user])
             return directory
     raise TestbedError("the shared apt-cacher-ng keeps going away")
@@ -376,8 +420,11 @@ def _socket_path(wanted: Path) -> Path:
 
 
 @contextlib.contextmanager
-def start_apt_cacher_ng() -> Iterator[AptCacher]:
+def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = ()) -> Iterator[AptCacher]:
     """Use (or start) the shared apt-cacher-ng and a unix socket forwarding to it.
+
+    With `extra`: the daemon of exactly those archives (extra_dir), each
+    under /NAME/ of its URL, instead of the one of Debian's archive.
 
     Reuses the daemon this module started for the same cache directory;
     otherwise starts one (configuration rendered from host-setup/apt-cacher-ng/,
@@ -391,7 +438,7 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
     own = proxy_state_dir()
     own.mkdir(parents=True, exist_ok=True)
     user = f"{os.getpid()} {secrets.token_hex(4)}"
-    directory = _register(own, user)
+    directory = _register(extra_dir(extra) if extra else own, user, extra)
     try:
         port = daemon_port(directory)
         name = user.replace(" ", "-")
@@ -418,6 +465,8 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
                 _write_users(directory, users)
                 if not users:
                     _stop_daemon(directory)
+                    if is_extra(directory):
+                        shutil.rmtree(directory, ignore_errors=True)
         else:
             # The registry went with the state directory of the run that
             # started the daemon: nobody can count its users any more, so the
