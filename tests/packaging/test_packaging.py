@@ -119,9 +119,9 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 def test_nightly_job_the_timer_runs_exists() -> None:
     service = (TOP / "host-setup" / "systemd" / "tempest-live-ci-nightly.service").read_text()
     job = next(line for line in service.splitlines() if line.startswith("ExecStart=")).split()[-1]
-    installed = Path("/usr/share/tempest-live-ci")
-    assert job.startswith(f"{installed}/")
-    assert (TOP / Path(job).relative_to(installed)).is_file(), job
+    # A bare name: a site job of that name (/etc/tempest-live-ci/jobs) replaces the shipped one.
+    assert "/" not in job and not job.endswith(".yaml")
+    assert (TOP / "jobs" / f"{job}.yaml").is_file(), job
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
@@ -151,7 +151,8 @@ def _unit(name: str) -> dict[str, list[str]]:
 
 def test_nightly_unit_writes_under_var_lib_stops_in_order_and_ends() -> None:
     nightly = _unit("tempest-live-ci-nightly.service")
-    # Output and results under /var/lib/tempest-live-ci, not / (the unit's default cwd).
+    # Runs go to the results store (no --output); the cwd is /var/lib/tempest-live-ci, not /.
+    assert not any("--output" in line for line in nightly["ExecStart"])
     assert nightly["WorkingDirectory"] == ["/var/lib/tempest-live-ci"]
     assert nightly["StateDirectory"] == ["tempest-live-ci"]
     # SIGTERM to the tool alone, which stops its children in order.
@@ -160,8 +161,7 @@ def test_nightly_unit_writes_under_var_lib_stops_in_order_and_ends() -> None:
     assert nightly["TimeoutStartSec"] == ["8h"]
     assert "apt-cacher-ng.service" in nightly["After"][0].split()
     assert nightly["ExecStopPost"][0].split()[1:] == [
-        "results", "history", "nightly-sid", "--html",
-        "/var/lib/tempest-live-ci/results/nightly-sid/history.html"]
+        "results", "history", "nightly-sid", "--html-in-store"]
     testbed = _unit("tempest-live-ci-testbed.service")
     assert "apt-cacher-ng.service" in testbed["After"][0].split()
     assert "apt-cacher-ng.service" in testbed["Wants"][0].split()
