@@ -41,6 +41,7 @@ PACKAGE_OF = {
     "modprobe": "kmod",
     "udhcpc": "udhcpc",
     "busybox": "busybox-static",
+    "cpio": "cpio",
 }
 
 Argv = Sequence[str | os.PathLike[str]]
