@@ -109,12 +109,9 @@ def wait_for_ssh(address: str, timeout: float, *, netns: str | None = None, port
     running?"); it may raise to stop waiting.
     """
     start = time.monotonic()
-    while not port_open(address, port, netns=netns):
-        if while_waiting is not None:
-            while_waiting()
-        if time.monotonic() - start > timeout:
-            raise TestbedError(f"SSH: port {port} of {address} did not open in {timeout:.0f}s")
-        time.sleep(interval)
+    if not proc.wait_until(lambda: port_open(address, port, netns=netns), timeout,
+                           interval=interval, check=while_waiting):
+        raise TestbedError(f"SSH: port {port} of {address} did not open in {timeout:.0f}s")
     return time.monotonic() - start
 
 
