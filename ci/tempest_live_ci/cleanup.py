@@ -385,9 +385,7 @@ def _stop_processes(pids: list[int], grace: float = 5.0) -> list[str]:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(proc.pid_alive(p) for p in pids):
-        time.sleep(0.05)
+    proc.wait_until(lambda: not any(proc.pid_alive(p) for p in pids), grace)
     for pid in pids:
         if proc.pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):

@@ -74,8 +74,10 @@ class RunContext:
 
 
 def default_output_dir(job: Job, run_id: str) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    return Path.cwd() / "output" / f"{job.name}-{stamp}-{run_id}"
+    """The run's own directory in the results store: stored where it is written, no copy."""
+    from tempest_live_ci.results.store import job_dir
+
+    return job_dir(job.name) / run_id
 
 
 def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tuple[str, ...] = (),
@@ -152,10 +154,12 @@ def print_plan(ctx: RunContext) -> None:
 
 def image_options(job: Job) -> Any:
     from tempest_live_ci.image.model import ImageOptions, validate
+    from tempest_live_ci.siteconfig import site_config
 
     options = ImageOptions(
         suite=job.image.suite,
         mirror=job.image.mirror,
+        apt_proxy=site_config().image_apt_proxy(),
         packages=job.image.packages,
         # "auto" is resolved by the run, from its candidates (resolve_candidates).
         profile=job.tempest.profile if job.image.preinstall and job.tempest.profile != AUTO

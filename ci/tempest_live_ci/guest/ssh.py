@@ -8,6 +8,15 @@ started with `ip netns exec` whose stdin and stdout are one end of a
 socketpair; paramiko gets the other end. That is a real socket (timeouts
 work), one child per connection that dies with it, and no listening socket
 or socket file to clean up. A reconnect simply starts a new socat.
+
+paramiko.ProxyCommand("ip netns exec NS socat STDIO TCP:...") would save a
+few lines and lose more: its recv() never reports the end of the stream (a
+socat that exited, a guest that died): at EOF it spins on select() until its
+timeout and raises socket.timeout, so paramiko's transport, which reads with a
+short timeout, never sees EOFError and never ends; close() sends SIGTERM and
+never reaps the child; and it takes a command string it splits and starts
+itself, bypassing proc (no argv list, no --debug trace, no hint for a missing
+binary). A socketpair end is a real socket: EOF is b"".
 """
 
 from __future__ import annotations
@@ -109,12 +118,9 @@ def wait_for_ssh(address: str, timeout: float, *, netns: str | None = None, port
     running?"); it may raise to stop waiting.
     """
     start = time.monotonic()
-    while not port_open(address, port, netns=netns):
-        if while_waiting is not None:
-            while_waiting()
-        if time.monotonic() - start > timeout:
-            raise TestbedError(f"SSH: port {port} of {address} did not open in {timeout:.0f}s")
-        time.sleep(interval)
+    if not proc.wait_until(lambda: port_open(address, port, netns=netns), timeout,
+                           interval=interval, check=while_waiting):
+        raise TestbedError(f"SSH: port {port} of {address} did not open in {timeout:.0f}s")
     return time.monotonic() - start
 
 

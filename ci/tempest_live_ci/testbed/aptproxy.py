@@ -310,9 +310,7 @@ def _stop_daemon(directory: Path) -> None:
         proc.kill_pid(pid)
         # The daemon is init's child, and init here reaps only every second or
         # so: wait until it is really gone, so that "stopped" means stopped.
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        proc.wait_until(lambda: not Path(f"/proc/{pid}").exists(), 5)
         log.debug("apt-cacher-ng (pid %d) stopped: no user left", pid)
     with contextlib.suppress(FileNotFoundError):
         (directory / "apt-cacher-ng.pid").unlink()
@@ -320,13 +318,12 @@ def _stop_daemon(directory: Path) -> None:
 
 def _wait_for(condition_met: Callable[[], bool], process: subprocess.Popen[bytes],
               what: str) -> None:
-    deadline = time.monotonic() + LISTEN_TIMEOUT
-    while not condition_met():
+    def running() -> None:
         if process.poll() is not None:
             raise TestbedError(f"{what} exited with status {process.returncode} before listening")
-        if time.monotonic() > deadline:
-            raise TestbedError(f"{what} did not listen within {LISTEN_TIMEOUT:.0f}s")
-        time.sleep(0.02)
+
+    if not proc.wait_until(condition_met, LISTEN_TIMEOUT, interval=0.02, check=running):
+        raise TestbedError(f"{what} did not listen within {LISTEN_TIMEOUT:.0f}s")
 
 
 @contextlib.contextmanager
