@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tempest_live_ci import paths
 from tempest_live_ci.config import job_files, load_job, parse_job
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.job import image_options
@@ -48,14 +49,14 @@ def test_site_jobs_are_listed_beside_the_shipped_ones_and_win(tlc: Tlc, dirs: An
     assert any(line.startswith("smoke-trixie") and "shipped, overridden" in line
                for line in listed.stdout.splitlines())
     assert any(r[0] == "nightly-sid" and r[1] == "shipped" for r in rows)
-    shipped = {p.stem for p in (TOP / "jobs").glob("*.yaml")}
+    shipped = {p.stem for p in paths.jobs_dir().glob("*.yaml")}
     assert set(by_name) == shipped | {"local-keystone"}
 
     # A bare name means the site's job; a path still means that file.
     shown = json.loads(tlc("job", "show", "smoke-trixie", "--json", check=True).stdout)
     assert shown["description"] == "smoke, the site's way"
     assert shown["tempest"]["exclude_list"] == str(jobs / "skip.txt")
-    original = json.loads(tlc("job", "show", str(TOP / "jobs" / "smoke-trixie.yaml"), "--json",
+    original = json.loads(tlc("job", "show", str(paths.jobs_dir() / "smoke-trixie.yaml"), "--json",
                               check=True).stdout)
     assert original["description"] != "smoke, the site's way"
     # The default job of `run` and `job show` is looked up the same way.
@@ -137,7 +138,9 @@ def test_an_empty_site_config_is_the_defaults(tlc: Tlc, dirs: Any) -> None:
 
 def test_the_shipped_config_is_valid_and_sets_nothing(dirs: Any) -> None:
     """The commented config.yaml the package installs is read as it is, and changes nothing."""
-    example = (TOP / "etc" / "config.yaml").read_text()
+    # The source tree's, or the one the package installed (autopkgtest runs a copy of tests/).
+    source = TOP / "etc" / "config.yaml"
+    example = (source if source.is_file() else Path("/etc/tempest-live-ci/config.yaml")).read_text()
     write(dirs.config / "config.yaml", example)
     assert parse_job({}, "x.yaml", "x").image.mirror == "http://deb.debian.org/debian"
     from tempest_live_ci.siteconfig import SiteConfig, site_config
