@@ -243,18 +243,24 @@ def start_testbed(config: TestbedConfig) -> Iterator[Testbed]:
     """A testbed for the duration of the block, apt proxy included; always torn down.
 
     A file named `keep` in the state directory (see keep_testbed) leaves it
-    running for a later `vm destroy` or `cleanup`.
+    running for a later `vm destroy` or `cleanup`, apt proxy included: its
+    socats and its use of apt-cacher-ng go into the testbed's journal.
     """
     tb = create_testbed(config)
     failed = False
+
+    def kept() -> Journal | None:
+        """A kept testbed keeps its apt proxy: the guest left running still needs apt."""
+        return Journal(tb.state_dir) if (tb.state_dir / "keep").exists() else None
+
     try:
         with contextlib.ExitStack() as stack:
             if config.apt_proxy and config.mode == ISOLATED:
                 from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
 
-                proxy = stack.enter_context(start_apt_cacher_ng())
+                proxy = stack.enter_context(start_apt_cacher_ng(kept=kept))
                 stack.enter_context(forward_into_netns(proxy, tb.netns, str(tb.host_address),
-                                                       APT_PROXY_PORT))
+                                                       APT_PROXY_PORT, kept=kept))
                 tb = _testbed(config, tb.nic_kind, f"http://{tb.host_address}:{APT_PROXY_PORT}")
             yield tb
     except BaseException:
