@@ -284,7 +284,19 @@ def _apt_proxy() -> Iterator[Leftover]:
                       else "the pid file of a socat that is gone")
             yield Leftover(str(pid_file), reason, False,
                            partial(_remove_socat, pid_file, pid, marker))
-    for directory in aptproxy.running_daemons():
+    registered = aptproxy.running_daemons()
+    for pid, started_in in aptproxy.daemon_processes():
+        # Started from our state directory, but no registry names it (the
+        # directory was removed, the pid file lost in a kill): no run can
+        # count itself as its user, so none uses it; nobody would stop it.
+        # Unless a run holds the registry's lock: it is starting it right now.
+        if started_in.resolve() != own.resolve() or started_in in registered \
+                or not _lock_free(started_in / "lock"):
+            continue
+        yield Leftover(f"apt-cacher-ng (pid {pid}, {started_in})",
+                       "no registry of its users is left", False,
+                       partial(_stop_orphan_apt_cacher_ng, pid, started_in))
+    for directory in registered:
         if directory.resolve() != own.resolve():
             continue  # started with another state directory: its cleanup judges it
         with aptproxy.locked(directory):
@@ -294,6 +306,14 @@ def _apt_proxy() -> Iterator[Leftover]:
         pid = aptproxy.daemon_pid(directory)
         yield Leftover(f"apt-cacher-ng (pid {pid}, {directory})", "no run uses it any more",
                        False, partial(_stop_apt_cacher_ng, directory))
+
+
+def _stop_orphan_apt_cacher_ng(pid: int, started_in: Path) -> list[str]:
+    from tempest_live_ci.testbed import aptproxy
+
+    if not any(p == pid and d == started_in for p, d in aptproxy.daemon_processes()):
+        return []  # gone meanwhile, or its pid is someone else's now
+    return [f"process {pid} (apt-cacher-ng)"] if proc.kill_pid(pid) else []
 
 
 def _stop_apt_cacher_ng(directory: Path) -> list[str]:

@@ -523,6 +523,7 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
 
 
 # For `cleanup` (cleanup.py): the same lock, user count and stop as the runs use.
+daemon_processes = _daemon_processes
 locked = _locked
 read_users = _read_users
 daemon_pid = _daemon_pid
