@@ -96,15 +96,41 @@ def fake_image(job: Path) -> Path:
 
 
 @dataclass
-class HeldRun:
+class Run:
     process: subprocess.Popen[str]
-    hang_pid: int  # the wrapper holding the run
+    flag: Path  # where the wrapper holding it writes its pid
+    stderr: Path
+    hang_pid: int | None = None  # the wrapper holding the run, once it does
+
+    def log(self) -> str:
+        return self.stderr.read_text()
+
+    def wait_held(self, timeout: float = 120) -> int:
+        """The wrapper's pid, once the run is held there; AssertionError if it ends first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if self.flag.exists() and self.flag.read_text().strip():
+                self.hang_pid = int(self.flag.read_text())
+                return self.hang_pid
+            time.sleep(0.05)
+        raise AssertionError(f"the run was not held: exit {self.process.poll()}: {self.log()}")
+
+    def kill(self) -> str:
+        """SIGKILL the run and the wrapper holding it; returns what the run wrote on stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        if self.hang_pid is None and self.flag.exists() and self.flag.read_text().strip():
+            self.hang_pid = int(self.flag.read_text())
+        if self.hang_pid is not None:
+            proc.kill_pid(self.hang_pid, grace=1)
+        return self.log()
 
 
 def wrappers(directory: Path, hang_at: str) -> tuple[Path, Path]:
     """A directory of wrappers for PATH, and the flag file the chosen one writes."""
     bin_dir = directory / "bin"
-    bin_dir.mkdir(exist_ok=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     flag = directory / f"held-{hang_at}"
     qemu = bin_dir / "qemu-system-x86_64"
     qemu.write_text(QEMU_WRAPPER.format(flag=flag if hang_at == "qemu" else "/dev/null"))
@@ -123,46 +149,29 @@ def cli(*args: str, netns: str | None = None) -> list[str]:
     return ["ip", "netns", "exec", netns, *argv] if netns else argv
 
 
-def env(dirs: Dirs, path: Path | None = None) -> dict[str, str]:
-    extra = {"PATH": f"{path}:{os.environ['PATH']}"} if path else {}
-    return {**os.environ, **dirs.env(), **extra}
+def start_run(dirs: Dirs, job: Path, output: Path, hang_at: str, *args: str,
+              netns: str | None = None) -> Run:
+    """`run JOB --output OUTPUT ARGS`, to be held by the `hang_at` wrapper ("qemu",
+    "apt-cacher-ng", ...); its wrappers, flag and stderr go beside OUTPUT."""
+    where = output.with_name(output.name + ".test")
+    where.mkdir(parents=True)
+    bin_dir, flag = wrappers(where, hang_at)
+    stderr = where / "stderr"
+    with open(stderr, "w") as err:
+        process = subprocess.Popen(
+            cli("run", str(job), "--output", str(output), *args, netns=netns),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, text=True,
+            env={**os.environ, **dirs.env(), "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    return Run(process, flag, stderr)
 
 
 @contextlib.contextmanager
 def held_run(dirs: Dirs, job: Path, output: Path, hang_at: str, *args: str,
-             netns: str | None = None) -> Iterator[HeldRun]:
-    """`run JOB` started and held by the `hang_at` wrapper ("qemu", "apt-cacher-ng", ...);
-    SIGKILLed (with the wrapper) when the block ends, if the block did not already."""
-    bin_dir, flag = wrappers(dirs.top, hang_at)
-    flag.unlink(missing_ok=True)
-    run = subprocess.Popen(cli("run", str(job), "--output", str(output), *args, netns=netns),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           env=env(dirs, bin_dir))
-    hang_pid = None
+             netns: str | None = None) -> Iterator[Run]:
+    """start_run(), once it is held; SIGKILLed when the block ends, if not before."""
+    run = start_run(dirs, job, output, hang_at, *args, netns=netns)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and run.poll() is None:
-            if flag.exists() and flag.read_text().strip():
-                hang_pid = int(flag.read_text())
-                break
-            time.sleep(0.05)
-        if hang_pid is None:
-            run.kill()
-            raise AssertionError(f"the run was not held at {hang_at}: exit {run.wait()}, "
-                                 f"{run.communicate()[1]}")
-        yield HeldRun(run, hang_pid)
+        run.wait_held()
+        yield run
     finally:
-        if run.returncode is None:
-            kill(run)
-        if hang_pid is not None:
-            proc.kill_pid(hang_pid, grace=1)
-
-
-def kill(process: subprocess.Popen[str]) -> str:
-    """SIGKILL; returns what it wrote on stderr."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-    try:
-        return process.communicate(timeout=10)[1] or ""
-    except subprocess.TimeoutExpired:
-        return "(its stderr is held open by a process it left)"
+        run.kill()

@@ -21,7 +21,7 @@ from tempest_live_ci import proc
 from tempest_live_ci.cleanup import mounts_under
 from tempest_live_ci.testbed import aptproxy
 from tests.conftest import Dirs, _processes_using, needs_root
-from tests.integration.runs import fake_image, held_run, job_file, kill
+from tests.integration.runs import fake_image, held_run, job_file
 
 pytestmark = [needs_root]
 
@@ -55,7 +55,7 @@ def test_a_run_killed_at_the_testbed_stage_leaves_nothing_after_cleanup(
             running = _processes_using(str(dirs.top)) - {run.process.pid, run.hang_pid}
             # dnsmasq, HTTP, apt-cacher-ng; and the two socats once the testbed is up.
             assert len(running) == (5 if hang_at == "qemu" else 3), running
-            stderr = kill(run.process)
+            stderr = run.kill()
         assert "Setting up the testbed" in stderr
         assert ("Booting the guest" in stderr) is (hang_at == "qemu")
         # What SIGKILL left: the namespace and every daemon (own sessions all).
