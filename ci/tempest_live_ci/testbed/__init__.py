@@ -53,7 +53,7 @@ def _preflight(config: TestbedConfig, option: Callable[[str], str]) -> None:
     """Everything that can be checked before the first change to the host."""
     validate(config, option=option)
     require_root()
-    proc.require(*REQUIRED, *(("nft",) if config.nat else ()),
+    proc.require(*REQUIRED, *(("nft",) if nat.needs_table(config) else ()),
                  *(("socat",) if config.apt_proxy else ()))
     dnsmasq.check_ipxe_files()
     ns = config.namespace
@@ -169,7 +169,8 @@ def create_testbed(config: TestbedConfig, *,
                                    tb.http_root, directory)
             dnsmasq.start_dnsmasq(journal, config, directory, tb.tftp_root,
                                   f"{tb.http_url}/boot.ipxe")
-            if config.nat:
+            if nat.needs_table(config):
+                # NAT, and with a real NIC the guard of the boot files (testbed/nat.py).
                 nat.apply_nat(journal, config, directory, ns)
             apt_proxy = None
             if config.apt_proxy and config.mode == PERSISTENT:
