@@ -271,8 +271,6 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
                      candidates, keep_on_failure, debug, testbed_wait)
     if ctx.output_dir.exists() and any(ctx.output_dir.iterdir()):
         raise UsageError(f"--output: {ctx.output_dir} exists and is not empty")
-    if job.testbed.mode == "persistent":
-        check_persistent(job)
     # Everything up to here changed nothing on the host.
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     add_file_log(str(ctx.output_dir / "run.log"))
