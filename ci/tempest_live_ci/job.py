@@ -187,9 +187,10 @@ def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
     from tempest_live_ci.testbed import load_testbed
     from tempest_live_ci.testbed.status import testbed_status
 
-    status = testbed_status(name)
     check_persistent(job, name)
-    assert status is not None
+    status = testbed_status(name)
+    if status is None:  # torn down this very moment
+        raise UsageError(f"persistent testbed {name!r} is gone", hint="tempest-live-ci host setup")
     testbed = load_testbed(name, run_id)[1]
     if not status.healthy:
         missing = ", ".join(what for what, ok in status.items if not ok)
@@ -201,7 +202,7 @@ def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
 
 def check_persistent(job: Job, name: str = "tempest") -> None:
     """A persistent testbed is there, and the job's testbed.* are what it was set up with
-    (UsageError, before anything changes on the host)."""
+    (else UsageError: the run stops before its image)."""
     from tempest_live_ci.testbed import load_testbed
     from tempest_live_ci.testbed.status import testbed_status
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tempest_live_ci import proc
@@ -153,6 +154,10 @@ def start_run(dirs: Dirs, job: Path, output: Path, hang_at: str, *args: str,
               netns: str | None = None) -> Run:
     """`run JOB --output OUTPUT ARGS`, to be held by the `hang_at` wrapper ("qemu",
     "apt-cacher-ng", ...); its wrappers, flag and stderr go beside OUTPUT."""
+    if hang_at == "qemu" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        # Without it the KVM probe asks qemu nothing: the run would go on to
+        # libvirt (whose emulator is this wrapper too, refusing to run).
+        pytest.skip("held at `qemu --version`, which the KVM probe runs only with /dev/kvm")
     where = output.with_name(output.name + ".test")
     where.mkdir(parents=True)
     bin_dir, flag = wrappers(where, hang_at)
