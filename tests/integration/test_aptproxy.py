@@ -316,7 +316,7 @@ def test_a_kept_testbed_keeps_its_apt_proxy_until_it_is_removed(
         assert curl(run_id, "-f", "-x", proxy_url, RELEASE).returncode == 0
 
         if removal[0] == "vm":
-            keep_a_guest(testbed_of(run_id), dirs)
+            keep_a_guest(loaded_testbed(run_id), dirs)
             removed = tlc(*removal, run_id)
         else:
             removed = tlc(*removal)
@@ -333,7 +333,7 @@ def test_a_kept_testbed_keeps_its_apt_proxy_until_it_is_removed(
         tlc("cleanup", "--include-kept")
 
 
-def testbed_of(run_id: str) -> Any:
+def loaded_testbed(run_id: str) -> Any:
     from tempest_live_ci.testbed import load_testbed
 
     return load_testbed(run_id)[1]

@@ -38,7 +38,7 @@ from tempest_live_ci.testbed.journal import Journal, UndoError, describe, netns_
 from tempest_live_ci.testbed.model import Testbed
 
 __all__ = ["ISOLATED", "PERSISTENT", "Testbed", "TestbedConfig", "create_testbed",
-           "load_testbed", "start_testbed", "teardown_testbed"]
+           "load_testbed", "preflight", "start_testbed", "teardown_testbed"]
 
 APT_PROXY_PORT = 3142
 REQUIRED = ("ip", "dnsmasq", "sysctl")
@@ -49,7 +49,7 @@ def testbed_dir(name: str) -> Path:
     return paths.state_dir() / check_name("testbed", name, "testbed name")
 
 
-def _preflight(config: TestbedConfig, option: Callable[[str], str]) -> None:
+def preflight(config: TestbedConfig, option: Callable[[str], str]) -> None:
     """Everything that can be checked before the first change to the host."""
     validate(config, option=option)
     require_root()
@@ -143,7 +143,7 @@ def create_testbed(config: TestbedConfig, *,
     undo) removes it. The apt proxy of an isolated testbed is not made here:
     see start_testbed.
     """
-    _preflight(config, option)
+    preflight(config, option)
     directory = testbed_dir(config.name)
     if (directory / "journal.json").exists() and Journal(directory).records():
         raise UsageError(f"testbed {config.name} already exists ({directory})",

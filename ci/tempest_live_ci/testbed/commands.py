@@ -108,9 +108,11 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
 def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
                option: Callable[[str], str] | None = None) -> int:
     """Idempotent: an existing healthy testbed with the same settings is left as it is."""
+    from tempest_live_ci.testbed import preflight
     from tempest_live_ci.testbed.config import plain_key, require_root, validate
     from tempest_live_ci.testbed.lock import testbed_lock
     from tempest_live_ci.testbed.nested import enable_nested_kvm
+    from tempest_live_ci.testbed.status import testbed_status
 
     option = option or plain_key
     # Bad input is refused first, root or not, before anything is looked at.
@@ -122,6 +124,9 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
     # anything else waits for the testbed's lock (testbed/lock.py).
     if _setup_host(config, option, check_only=True) is not None:
         return ExitCode.OK
+    if testbed_status(config.name) is None:
+        # Bad input is refused before the lock's file is made: nothing changes.
+        preflight(config, option)
     with testbed_lock(config.name, "host setup", wait=SETUP_WAIT, guests=False):
         code = _setup_host(config, option)
     assert code is not None
@@ -178,14 +183,16 @@ def _checked_name(name: str | None, netns: str | None) -> str:
 @click.option("--netns", default=None, metavar="NAME", help="The isolated testbed in NAME.")
 def teardown(name: str | None, netns: str | None) -> int:
     """Remove a testbed: everything its setup created, nothing else."""
-    from tempest_live_ci.testbed import teardown_testbed
+    from tempest_live_ci.testbed import teardown_testbed, testbed_dir
     from tempest_live_ci.testbed.config import require_root
     from tempest_live_ci.testbed.lock import testbed_lock
 
     name = _checked_name(name, netns)
     require_root()
-    with testbed_lock(name, "host teardown", wait=SETUP_WAIT, guests=False):
-        removed = teardown_testbed(name)
+    removed = []
+    if testbed_dir(name).exists():
+        with testbed_lock(name, "host teardown", wait=SETUP_WAIT, guests=False):
+            removed = teardown_testbed(name)
     if not removed:
         log.info("no testbed named %s: nothing to do", name)
     return ExitCode.OK
