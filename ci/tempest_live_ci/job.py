@@ -60,6 +60,8 @@ class RunContext:
     candidates: tuple[Candidate, ...]
     keep_on_failure: bool = False
     debug: bool = False
+    # Seconds a run on the persistent testbed waits for another one to finish with it.
+    testbed_wait: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -180,21 +182,66 @@ def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
                 shutil.copyfile(source, output_dir / name)
 
 
-def persistent_testbed(run_id: str, name: str = "tempest") -> Any:
-    """The testbed `host setup` made: runs use it as it is and leave it up."""
+def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
+    """The testbed `host setup` made: runs use it as it is and leave it up.
+
+    Refused (exit 20) when the job's testbed settings are not the testbed's:
+    the run would otherwise boot with other addresses than the job says.
+    """
     from tempest_live_ci.testbed import load_testbed
     from tempest_live_ci.testbed.status import testbed_status
 
+    check_persistent(job, name)
     status = testbed_status(name)
-    if status is None:
-        raise UsageError(f"testbed.mode: persistent, but no persistent testbed {name!r} is set up",
-                         hint="tempest-live-ci host setup")
+    if status is None:  # torn down this very moment
+        raise UsageError(f"persistent testbed {name!r} is gone", hint="tempest-live-ci host setup")
+    testbed = load_testbed(name, run_id)[1]
     if not status.healthy:
         missing = ", ".join(what for what, ok in status.items if not ok)
         raise TestbedError(f"persistent testbed {name!r} is degraded (missing: {missing})",
                            hint="tempest-live-ci host setup repairs it")
     # The run's own id names its domain and its `vm ssh --run`.
-    return load_testbed(name, run_id)[1]
+    return testbed
+
+
+def check_persistent(job: Job, name: str = "tempest") -> None:
+    """A persistent testbed is there, and the job's testbed.* are what it was set up with
+    (else UsageError: the run stops before its image)."""
+    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.status import testbed_status
+
+    if testbed_status(name) is None:
+        raise UsageError(f"testbed.mode: persistent, but no persistent testbed {name!r} is set up",
+                         hint="tempest-live-ci host setup")
+    check_persistent_settings(job, load_testbed(name)[0])
+
+
+def check_persistent_settings(job: Job, config: Any) -> None:
+    """The job's testbed.* must be what the persistent testbed was set up with."""
+    from tempest_live_ci.testbed.config import TestbedConfig
+
+    wanted: TestbedConfig = testbed_config(job, "tlc-check")
+    t = job.testbed
+    for key, said, have, shown_said, shown_have in (
+            ("host_address", wanted.host_interface, config.host_interface,
+             t.host_address, config.host_address),
+            ("host_ipv6", wanted.host_ipv6_interface, config.host_ipv6_interface,
+             t.host_ipv6, config.host_ipv6),
+            ("guest_address", wanted.guest_ip, config.guest_ip,
+             t.guest_address or f"{wanted.guest_ip} (the default)", str(config.guest_ip)),
+            ("guest_mac", wanted.guest_mac, config.guest_mac, t.guest_mac, config.guest_mac),
+            ("apt_proxy", wanted.apt_proxy, config.apt_proxy, t.apt_proxy, config.apt_proxy),
+            ("nat", wanted.nat, config.nat, t.nat, config.nat)):
+        if said != have:
+            def show(value: Any) -> str:
+                return "none" if value is None else str(value).lower() \
+                    if isinstance(value, bool) else str(value)
+
+            raise UsageError(
+                f"{job.source}: testbed.{key}: the job says {show(shown_said)}, the persistent "
+                f"testbed {config.name} was set up with {show(shown_have)}",
+                hint=f"set testbed.{key} in the job to the testbed's value, or set the testbed "
+                     "up again (host teardown, host setup)")
 
 
 def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path:
@@ -218,14 +265,15 @@ def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path
 
 
 def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Path | None = None,
-            keep_on_failure: bool = False, debug: bool = False) -> ExitCode:
+            keep_on_failure: bool = False, debug: bool = False,
+            testbed_wait: float = 0.0) -> ExitCode:
     """Run `job` end to end; return the exit code (DESIGN.md's table)."""
     from tempest_live_ci.testbed.config import require_root
 
     require_root()
     run_id = new_run_id()
     ctx = RunContext(job, run_id, (output_dir or default_output_dir(job, run_id)).resolve(),
-                     candidates, keep_on_failure, debug)
+                     candidates, keep_on_failure, debug, testbed_wait)
     if ctx.output_dir.exists() and any(ctx.output_dir.iterdir()):
         raise UsageError(f"--output: {ctx.output_dir} exists and is not empty")
     # Everything up to here changed nothing on the host.
@@ -282,15 +330,23 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     job = ctx.job
     # Checked first: minutes of image build for a run that cannot start would be a waste.
     check_host_memory(job)
-    persistent = persistent_testbed(ctx.run_id) if job.testbed.mode == "persistent" else None
-    with ctx.stage("image", "Preparing the image"):
-        image = build_image(image_options(job))
-        ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
-                              "host_key_fingerprint": image.host_key_fingerprint,
-                              "preinstalled_profile": image.manifest["inputs"].get("profile"),
-                              "sizes": {name: a["size"] for name, a
-                                        in image.manifest["artifacts"].items()}}
+    persistent = persistent_testbed(job, ctx.run_id) if job.testbed.mode == "persistent" else None
     with contextlib.ExitStack() as stack:
+        if persistent is not None:
+            # One run at a time on it, from before the image to the end (testbed/lock.py).
+            from tempest_live_ci.testbed.lock import testbed_lock
+
+            stack.enter_context(testbed_lock(persistent.name, f"run {ctx.run_id}",
+                                             wait=ctx.testbed_wait))
+            # It may have changed while this run waited for it.
+            persistent = persistent_testbed(job, ctx.run_id)
+        with ctx.stage("image", "Preparing the image"):
+            image = build_image(image_options(job))
+            ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
+                                  "host_key_fingerprint": image.host_key_fingerprint,
+                                  "preinstalled_profile": image.manifest["inputs"].get("profile"),
+                                  "sizes": {name: a["size"] for name, a
+                                            in image.manifest["artifacts"].items()}}
         with ctx.stage("testbed", "Setting up the testbed"):
             if persistent is not None:
                 testbed = persistent
@@ -327,9 +383,15 @@ def _extra_archives(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) 
         return
     for archive in archives:
         log.info("extra archive %s: /%s/ on the apt proxy", archive.backend, archive.name)
-    proxy = stack.enter_context(start_apt_cacher_ng(archives))
+    def kept() -> Any:
+        """A kept guest keeps its extra archives too, like the testbed's own apt proxy."""
+        from tempest_live_ci.testbed.journal import Journal
+
+        return Journal(testbed.state_dir) if (testbed.state_dir / "keep").exists() else None
+
+    proxy = stack.enter_context(start_apt_cacher_ng(archives, kept=kept))
     stack.enter_context(forward_into_netns(proxy, testbed.netns, str(testbed.host_address),
-                                           EXTRA_PORT))
+                                           EXTRA_PORT, kept=kept))
     ctx.facts["extra_archives"] = {archive.name: archive.backend for archive in archives}
 
 

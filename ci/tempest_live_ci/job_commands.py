@@ -43,10 +43,14 @@ def _load(job_file: str | None) -> Job:
               help="Output directory, copied into the results store at the end "
                    "[default: the run's directory in the results store, RESULTS_DIR/JOB/RUN_ID].")
 @click.option("--keep-on-failure", is_flag=True, help="Leave the guest running if the run fails.")
+@click.option("--testbed-wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              metavar="SECONDS",
+              help="With testbed.mode: persistent, wait this long for another run (or a kept "
+                   "guest) to free the testbed; refused at once by default.")
 @click.pass_context
 def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
         candidate_sources: tuple[str, ...], keyring: Path | None, output: Path | None,
-        keep_on_failure: bool) -> int:
+        keep_on_failure: bool, testbed_wait: float) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
     from tempest_live_ci.job import image_options, resolve_candidates, run_job
 
@@ -54,7 +58,8 @@ def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
     job, found = resolve_candidates(job, candidates, candidate_sources, keyring)
     image_options(job)
     return run_job(job, candidates=found, output_dir=output,
-                   keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")))
+                   keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")),
+                   testbed_wait=testbed_wait)
 
 
 @click.group()

@@ -192,7 +192,20 @@ def spawn(
     try:
         yield process
     finally:
-        terminate(process, grace=grace)
+        if process.pid in _detached:
+            _detached.discard(process.pid)
+        else:
+            terminate(process, grace=grace)
+
+
+def detach(process: subprocess.Popen[bytes]) -> None:
+    """Leave a child of spawn() running when its block ends: someone else (a journal
+    record) stops it later by its pid."""
+    _detached.add(process.pid)
+    _daemons.append(process)
+
+
+_detached: set[int] = set()
 
 
 def pid_alive(pid: int) -> bool:

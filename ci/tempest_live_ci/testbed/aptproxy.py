@@ -45,11 +45,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tempest_live_ci import paths, proc, render
 from tempest_live_ci.archives import ExtraArchive
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log, step
+from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.listen import listening_ports, socket_inodes
 
 ADDRESS = "127.0.0.1"
@@ -171,18 +173,29 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# A user that is a kept testbed, not a process: "kept:<token> <testbed state directory>".
+KEPT = "kept:"
+
+
+def _user_alive(line: str) -> bool:
+    head, _, rest = line.partition(" ")
+    if head.isdigit():
+        return proc.pid_alive(int(head))
+    if head.startswith(KEPT) and rest:
+        # As long as the testbed is there: its teardown (vm destroy, cleanup)
+        # releases it, and a testbed removed some other way takes it along.
+        return (Path(rest) / "journal.json").exists()
+    return False
+
+
 def _read_users(directory: Path) -> list[str]:
-    """The users still alive: lines "<pid> <token>"; users whose process died are dropped."""
+    """The users still alive: lines "<pid> <token>" (a run) or "kept:<token> <dir>" (a kept
+    testbed); users whose process died or whose testbed is gone are dropped."""
     try:
         lines = (directory / "users").read_text().splitlines()
     except FileNotFoundError:
         return []
-    users = []
-    for line in lines:
-        pid, _, _ = line.partition(" ")
-        if pid.isdigit() and proc.pid_alive(int(pid)):
-            users.append(line)
-    return users
+    return [line for line in lines if _user_alive(line)]
 
 
 def _write_users(directory: Path, users: list[str]) -> None:
@@ -417,7 +430,9 @@ def _socket_path(wanted: Path) -> Path:
 
 
 @contextlib.contextmanager
-def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = ()) -> Iterator[AptCacher]:
+def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = (), *,
+                        kept: Callable[[], Journal | None] | None = None
+                        ) -> Iterator[AptCacher]:
     """Use (or start) the shared apt-cacher-ng and a unix socket forwarding to it.
 
     With `extra`: the daemon of exactly those archives (extra_dir), each
@@ -428,6 +443,11 @@ def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = ()) -> Iterator[AptCache
     cache under cache_dir()/apt-cacher-ng, logs under the state directory) on
     127.0.0.1:3142 or the next free port. The last user to leave stops it.
 
+    kept: asked when the block ends; a journal (a testbed kept for its guest)
+    takes the proxy over instead of stopping it: the socat and this use of
+    the daemon are recorded there, and the testbed's teardown (`vm destroy`,
+    `cleanup --include-kept`) releases them.
+
     A killed user leaves its socat (socket-<pid>-<token>.pid, in its own
     session) and maybe the daemon: `cleanup` stops both (cleanup.py).
     """
@@ -436,6 +456,7 @@ def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = ()) -> Iterator[AptCache
     own.mkdir(parents=True, exist_ok=True)
     user = f"{os.getpid()} {secrets.token_hex(4)}"
     directory = _register(extra_dir(extra) if extra else own, user, extra)
+    handed_over = False
     try:
         port = daemon_port(directory)
         name = user.replace(" ", "-")
@@ -443,41 +464,88 @@ def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = ()) -> Iterator[AptCache
         with proc.spawn(
             ["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
              f"TCP:{ADDRESS}:{port}"],
-            stderr=subprocess.DEVNULL,
+            # Nothing of ours: a socat kept with a testbed outlives this process
+            # and must not hold its output open.
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ) as socat, _pidfile(own / f"socat-{name}.pid", socat.pid):
             _wait_for(sock_path.exists, socat, "socat (unix socket to apt-cacher-ng)")
             try:
                 yield AptCacher(url=f"http://{ADDRESS}:{port}", socket=sock_path)
             finally:
-                proc.terminate(socat)
-                with contextlib.suppress(FileNotFoundError):
-                    sock_path.unlink()
-                if sock_path.parent != own:
-                    with contextlib.suppress(OSError):
-                        sock_path.parent.rmdir()
+                journal = kept() if kept is not None else None
+                if journal is not None:
+                    _hand_over(journal, directory, user, socat, sock_path)
+                    handed_over = True
+                else:
+                    proc.terminate(socat)
+                    _remove_socket(sock_path)
     finally:
-        if directory.is_dir():
-            with _locked(directory):
-                users = [u for u in _read_users(directory) if u != user]
-                _write_users(directory, users)
-                if not users:
-                    _stop_daemon(directory)
-                    if is_extra(directory):
-                        shutil.rmtree(directory, ignore_errors=True)
-        else:
-            # The registry went with the state directory of the run that
-            # started the daemon: nobody can count its users any more, so the
-            # daemon started from that directory goes now rather than never.
-            log.warning("apt-cacher-ng's registry %s is gone: stopping its daemon", directory)
-            for pid, started_in in _daemon_processes():
-                if started_in == directory:
-                    proc.kill_pid(pid)
+        if not handed_over:
+            _leave(directory, user)
+
+
+def _hand_over(journal: Journal, directory: Path, user: str, socat: subprocess.Popen[bytes],
+               sock_path: Path) -> None:
+    """A kept testbed's journal takes over this use of the proxy: its socat and its place
+    among the daemon's users. Recorded first (testbed/journal.py): a kill halfway
+    leaves records of what may not exist yet, never the reverse."""
+    kept_user = f"{KEPT}{user.split()[1]} {journal.directory}"
+    journal.add("apt-proxy-user", registry=str(directory), user=kept_user,
+                socket=str(sock_path))
+    journal.add("pid", name="socat (apt proxy socket)", marker=f"UNIX-LISTEN:{sock_path},",
+                pid=socat.pid)
+    with _locked(directory):
+        users = [kept_user if u == user else u for u in _read_users(directory)]
+        if kept_user not in users:
+            users.append(kept_user)
+        _write_users(directory, users)
+    proc.detach(socat)
+    log.debug("apt proxy kept for testbed %s (socat pid %d)", journal.directory.name, socat.pid)
+
+
+def _remove_socket(sock_path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        sock_path.unlink()
+    if sock_path.parent.name.startswith("tlc-acng-"):
+        with contextlib.suppress(OSError):
+            sock_path.parent.rmdir()
+
+
+def _leave(directory: Path, user: str) -> None:
+    """`user` no longer uses the daemon of `directory`; the last one out stops it."""
+    if directory.is_dir():
+        with _locked(directory):
+            users = [u for u in _read_users(directory) if u != user]
+            _write_users(directory, users)
+            if not users:
+                _stop_daemon(directory)
+                if is_extra(directory):
+                    shutil.rmtree(directory, ignore_errors=True)
+    else:
+        # The registry went with the state directory of the run that
+        # started the daemon: nobody can count its users any more, so the
+        # daemon started from that directory goes now rather than never.
+        log.warning("apt-cacher-ng's registry %s is gone: stopping its daemon", directory)
+        for pid, started_in in _daemon_processes():
+            if started_in == directory:
+                proc.kill_pid(pid)
+
+
+def release_kept(record: dict[str, Any]) -> None:
+    """Undo an "apt-proxy-user" journal record (a kept testbed's use of the proxy)."""
+    if record.get("socket"):
+        _remove_socket(Path(record["socket"]))
+    _leave(Path(record["registry"]), record["user"])
 
 
 @contextlib.contextmanager
 def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
-                       port: int = PORT) -> Iterator[None]:
-    """Make the proxy answer on address:port inside netns (None: the host namespace)."""
+                       port: int = PORT, *,
+                       kept: Callable[[], Journal | None] | None = None) -> Iterator[None]:
+    """Make the proxy answer on address:port inside netns (None: the host namespace).
+
+    kept: as for start_apt_cacher_ng, a journal that takes the forwarder over.
+    """
     directory = proxy_state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     # Named after the user's socket (acng-<pid>-<token>.sock): its owner's pid.
@@ -486,15 +554,24 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
     with proc.spawn(
         ["socat", f"TCP-LISTEN:{port},bind={address},fork,reuseaddr",
          f"UNIX-CONNECT:{proxy.socket}"],
-        netns=netns, stderr=subprocess.DEVNULL,
+        netns=netns, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     ) as socat, _pidfile(pidfile, socat.pid):
         # Its own socket: another listener on the port would not do (testbed/listen.py).
         _wait_for(lambda: port in listening_ports(socat.pid), socat,
                   f"socat (apt proxy on {address}:{port} in {netns or 'the host namespace'})")
-        yield
+        try:
+            yield
+        finally:
+            journal = kept() if kept is not None else None
+            if journal is not None:
+                journal.add("pid", name="socat (apt proxy)", netns=netns, pid=socat.pid,
+                            marker=f"UNIX-CONNECT:{proxy.socket}")
+                proc.detach(socat)
 
 
 # For `cleanup` (cleanup.py): the same lock, user count and stop as the runs use.
+daemon_processes = _daemon_processes
+lock_path = _lock_path
 locked = _locked
 read_users = _read_users
 daemon_pid = _daemon_pid
