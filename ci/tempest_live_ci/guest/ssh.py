@@ -49,6 +49,8 @@ class Sink(Protocol):
 
     def write(self, data: bytes, /) -> object: ...
 RSA_NAMES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+# Seconds a finished command's channel may take to reach EOF (its output complete).
+EXIT_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ class GuestSSH:
             channel.shutdown_write()
             deadline = time.monotonic() + timeout
             checked = time.monotonic()
+            exited: float | None = None
             while True:
                 got = False
                 while channel.recv_ready():
@@ -270,8 +273,15 @@ class GuestSSH:
                 while channel.recv_stderr_ready():
                     _tee(channel.recv_stderr(65536), stderr)
                     got = True
-                if channel.exit_status_ready() and not got and not channel.recv_ready() \
-                        and not channel.recv_stderr_ready():
+                if exited is None and channel.exit_status_ready():
+                    exited = time.monotonic()
+                # sshd may send the exit status before the last of stderr: the
+                # output is complete at the channel's EOF. A command that left a
+                # child holding its output open never sends one: EXIT_GRACE then.
+                if exited is not None and not got and not channel.recv_ready() \
+                        and not channel.recv_stderr_ready() \
+                        and (channel.eof_received or channel.closed
+                             or time.monotonic() - exited > EXIT_GRACE):
                     break
                 if time.monotonic() > deadline:
                     raise TestbedError(f"SSH: command timed out after {timeout:g}s: {command}")
