@@ -16,6 +16,10 @@ import pytest
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "ci"))
 
+# No test reads the host's /etc/tempest-live-ci (its jobs, its defaults): those
+# that test it make their own (dirs.config).
+os.environ["TEMPEST_LIVE_CI_CONFIG_DIR"] = str(TOP / "tests" / "no-site-config")
+
 # The session fixture live_image: the default image, built once and cached (tests/fixtures_image.py).
 pytest_plugins = ["tests.fixtures_image"]
 
@@ -26,12 +30,14 @@ class Dirs:
     state: Path
     cache: Path
     results: Path
+    config: Path  # the site's configuration (/etc/tempest-live-ci): absent unless a test writes it
 
     def env(self) -> dict[str, str]:
         return {
             "TEMPEST_LIVE_CI_STATE_DIR": str(self.state),
             "TEMPEST_LIVE_CI_CACHE_DIR": str(self.cache),
             "TEMPEST_LIVE_CI_RESULTS_DIR": str(self.results),
+            "TEMPEST_LIVE_CI_CONFIG_DIR": str(self.config),
         }
 
 
@@ -44,7 +50,7 @@ def dirs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Dirs]:
     """
     top = Path(tempfile.mkdtemp(prefix="tlc-test-", dir="/var/tmp"))
     top.chmod(0o755)
-    d = Dirs(top, top / "state", top / "cache", top / "results")
+    d = Dirs(top, top / "state", top / "cache", top / "results", top / "config")
     for key, value in d.env().items():
         monkeypatch.setenv(key, value)
     yield d

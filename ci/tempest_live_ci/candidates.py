@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +47,6 @@ FULL = "full"
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _VERSION = re.compile(r"^([0-9]+:)?[A-Za-z0-9.+~-]+$")
-_SUITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_URL_PATH = re.compile(r"^[A-Za-z0-9._~/+-]*$")
-# The hosts the apt proxy lets through (host-setup/apt-cacher-ng/acng.conf.j2):
-# every suite of Debian's archive there (backports, experimental) is reachable.
-PROXIED_HOSTS = ("deb.debian.org", "ftp.debian.org", "security.debian.org")
 
 
 @dataclass(frozen=True)
@@ -221,31 +215,8 @@ def build_repository(candidates: Sequence[Candidate], directory: Path) -> Path:
 
 
 def parse_source_line(line: str, where: str, *, apt_proxy: bool) -> str:
-    """A one-line apt source "deb [trusted=yes] URL SUITE [COMPONENT...]", checked.
+    """A `--candidate-source` "deb [trusted=yes] URL SUITE [COMPONENT...]", checked and
+    normalized (archives.py: what the apt proxy lets through)."""
+    from tempest_live_ci.archives import parse_source
 
-    With the apt proxy the guest reaches Debian's archive and nothing else:
-    other hosts are refused here rather than failing in the guest.
-    """
-    words = line.split()
-    if len(words) >= 2 and words[1] == "[trusted=yes]":
-        words = [words[0], *words[2:]]
-    if len(words) < 3 or words[0] != "deb":
-        raise UsageError(f"{where}: {line!r} is not 'deb URL SUITE [COMPONENT...]'")
-    url, suite, components = words[1], words[2], words[3:]
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname \
-            or not _URL_PATH.match(parsed.path) or parsed.query or parsed.fragment \
-            or parsed.username or parsed.password:
-        raise UsageError(f"{where}: {url!r} is not a plain http:// or https:// URL")
-    if not _SUITE.match(suite) or not all(_SUITE.match(c) for c in components):
-        raise UsageError(f"{where}: {line!r}: suite and components are names")
-    if suite.endswith("/") and components:
-        raise UsageError(f"{where}: {line!r}: a flat repository (SUITE ending in /) has no "
-                         "components")
-    if apt_proxy and (parsed.scheme != "http" or parsed.hostname not in PROXIED_HOSTS):
-        # apt sends only http:// through Acquire::http::Proxy, and apt-cacher-ng
-        # (ForceManaged) forwards only Debian's archive.
-        raise UsageError(f"{where}: {url!r} is not reachable through the apt proxy (http:// "
-                         f"on Debian's archive only: {', '.join(PROXIED_HOSTS)})",
-                         hint="testbed: {apt_proxy: false, nat: true} on a persistent testbed")
-    return " ".join(line.split())
+    return parse_source(line, where, apt_proxy=apt_proxy).text()

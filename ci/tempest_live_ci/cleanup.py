@@ -284,9 +284,25 @@ def _apt_proxy() -> Iterator[Leftover]:
                       else "the pid file of a socat that is gone")
             yield Leftover(str(pid_file), reason, False,
                            partial(_remove_socat, pid_file, pid, marker))
-    for directory in aptproxy.running_daemons():
-        if directory.resolve() != own.resolve():
+    registered = aptproxy.running_daemons()
+    for pid, started_in in aptproxy.daemon_processes():
+        # Started from our state directory (Debian's archive's daemon, or one
+        # of extra archives below it), but no registry names it (the
+        # directory was removed, the pid file lost in a kill): no run can
+        # count itself as its user, so none uses it; nobody would stop it.
+        # Unless a run holds the registry's lock: it is starting it right now.
+        if own.resolve() not in (started_in.resolve(), started_in.resolve().parent) \
+                or started_in in registered or not _lock_free(aptproxy.lock_path(started_in)):
+            continue
+        yield Leftover(f"apt-cacher-ng (pid {pid}, {started_in})",
+                       "no registry of its users is left", False,
+                       partial(_stop_orphan_apt_cacher_ng, pid, started_in))
+    running = []
+    for directory in registered:
+        # The daemon of Debian's archive in `own`, those of extra archives below it.
+        if own.resolve() not in (directory.resolve(), directory.parent.resolve()):
             continue  # started with another state directory: its cleanup judges it
+        running.append(directory.resolve())
         with aptproxy.locked(directory):
             users = aptproxy.read_users(directory)
         if users:
@@ -294,6 +310,22 @@ def _apt_proxy() -> Iterator[Leftover]:
         pid = aptproxy.daemon_pid(directory)
         yield Leftover(f"apt-cacher-ng (pid {pid}, {directory})", "no run uses it any more",
                        False, partial(_stop_apt_cacher_ng, directory))
+    for directory in sorted(own.glob(f"{aptproxy.EXTRA_PREFIX}*")) if own.is_dir() else []:
+        if directory.resolve() in running or not directory.is_dir():
+            continue
+        with aptproxy.locked(directory):
+            users = aptproxy.read_users(directory)
+        if not users:
+            yield Leftover(str(directory), "the directory of an extra archives' apt-cacher-ng "
+                           "that is gone", False, partial(_remove_extra_dir, directory))
+
+
+def _stop_orphan_apt_cacher_ng(pid: int, started_in: Path) -> list[str]:
+    from tempest_live_ci.testbed import aptproxy
+
+    if not any(p == pid and d == started_in for p, d in aptproxy.daemon_processes()):
+        return []  # gone meanwhile, or its pid is someone else's now
+    return [f"process {pid} (apt-cacher-ng)"] if proc.kill_pid(pid) else []
 
 
 def _stop_apt_cacher_ng(directory: Path) -> list[str]:
@@ -304,7 +336,19 @@ def _stop_apt_cacher_ng(directory: Path) -> list[str]:
             return []  # a run came meanwhile
         pid = aptproxy.daemon_pid(directory)
         aptproxy.stop_daemon(directory)
+        if aptproxy.is_extra(directory):
+            shutil.rmtree(directory, ignore_errors=True)
     return [f"process {pid} (apt-cacher-ng)"]
+
+
+def _remove_extra_dir(directory: Path) -> list[str]:
+    from tempest_live_ci.testbed import aptproxy
+
+    with aptproxy.locked(directory):
+        if aptproxy.read_users(directory) or aptproxy.daemon_pid(directory) is not None:
+            return []  # a run came meanwhile
+        shutil.rmtree(directory, ignore_errors=True)
+    return [f"directory {directory}"]
 
 
 # --- image builds ---------------------------------------------------------------------------
@@ -362,9 +406,7 @@ def _stop_processes(pids: list[int], grace: float = 5.0) -> list[str]:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(proc.pid_alive(p) for p in pids):
-        time.sleep(0.05)
+    proc.wait_until(lambda: not any(proc.pid_alive(p) for p in pids), grace)
     for pid in pids:
         if proc.pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):

@@ -250,7 +250,10 @@ def _coerce(where: str, tp: Any, value: Any) -> Any:
     raise TypeError(f"unsupported field type {_type_name(tp)}")
 
 
-def _section(prefix: str, cls: type[Any], data: Any) -> Any:
+def section(prefix: str, cls: type[Any], data: Any,
+            checks: dict[str, tuple[typing.Callable[[Any], bool], str]] | None = None) -> Any:
+    """One section of a job (or of the site's config.yaml) as its dataclass, every value checked."""
+    checks = CHECKS if checks is None else checks
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -265,7 +268,7 @@ def _section(prefix: str, cls: type[Any], data: Any) -> Any:
                              f"{', '.join(sorted(f.replace('_', '-') for f in fields))})")
         where = f"{prefix}.{raw_key}"
         values[key] = _coerce(where, hints[key], value)
-        check = CHECKS.get(f"{prefix}.{key}")
+        check = checks.get(f"{prefix}.{key}")
         if check and values[key] is not None and not check[0](values[key]):
             raise UsageError(f"{where}: {values[key]!r} is not {check[1]}")
     return cls(**values)
@@ -291,10 +294,18 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     if not isinstance(description, str):
         raise UsageError(f"{source}: description: expected a string")
     try:
-        sections = {key: _section(key, cls, data.get(key)) for key, cls in SECTIONS.items()}
+        sections = {key: section(key, cls, data.get(key)) for key, cls in SECTIONS.items()}
     except UsageError as e:
         raise fail(e) from None
     job = profile_defaults(Job(name=name, description=description, source=source, **sections))
+    image = data.get("image")
+    if not (isinstance(image, dict) and "mirror" in image):
+        from tempest_live_ci.siteconfig import site_config
+
+        # The site's mirror (config.yaml) for a job that names none.
+        mirror = site_config().image.mirror
+        if mirror:
+            job = dataclasses.replace(job, image=dataclasses.replace(job.image, mirror=mirror))
     if Path(source).is_file():
         job = _resolve_paths(job, Path(source).resolve().parent)
     try:
@@ -368,6 +379,12 @@ def _check_cross(job: Job) -> None:
                         or _is_url(job.tempest.image) else job.tempest.image)):
         if value is not None and not Path(value).is_file():
             raise UsageError(f"{key}: no such file: {value}")
+    if job.guest.sources_list is not None:
+        from tempest_live_ci.archives import parse_sources_list
+
+        # Each line checked, like candidate_sources: what the apt proxy passes.
+        parse_sources_list(Path(job.guest.sources_list), "guest.sources_list",
+                           apt_proxy=job.testbed.apt_proxy)
     if job.tempest.smoke and job.tempest.include_list:
         raise UsageError("tempest.smoke: cannot be combined with tempest.include_list")
 
@@ -418,25 +435,65 @@ def testbed_config(job: Job, run_id: str) -> Any:
     )
 
 
-def load_job(path: str | Path) -> Job:
-    """Load a job file; a bare name means jobs/<name>.yaml of the data directory."""
-    path = Path(path)
-    if not path.suffix and not path.exists():
-        path = paths.jobs_dir() / f"{path}.yaml"
+SHIPPED = "shipped"
+SITE = "site"
+
+
+@dataclass(frozen=True)
+class JobFile:
+    """A job `job list` shows: shipped with the tool, or the site's own (/etc)."""
+
+    path: Path
+    origin: str  # SHIPPED or SITE
+    # A shipped job a site job of the same file name replaces.
+    overridden: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def find_job(name: str) -> Path:
+    """The job file a bare name means: the site's jobs/NAME.yaml, else the shipped one.
+
+    The site's wins, as a file in /etc wins over the package's in /usr/share:
+    a site changes a shipped job (the nightly one, say) by copying it there.
+    """
+    for directory in (paths.site_jobs_dir(), paths.jobs_dir()):
+        path = directory / f"{name}.yaml"
+        if path.is_file():
+            return path
+    raise UsageError(f"{name}: no such job file (neither {paths.site_jobs_dir()}/{name}.yaml "
+                     f"nor {paths.jobs_dir()}/{name}.yaml)", hint="tempest-live-ci job list")
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's data; unreadable or invalid YAML is a UsageError naming the file (and line)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"{path}: no such job file") from None
+        raise UsageError(f"{path}: no such file") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise UsageError(f"{where}: invalid YAML: {problem}") from None
-    return parse_job(data, str(path), path.stem)
+
+
+def load_job(path: str | Path) -> Job:
+    """Load a job file; a bare name means the site's or the shipped job of that name (find_job)."""
+    path = Path(path)
+    if not path.suffix and not path.exists():
+        path = find_job(str(path))
+    if not path.exists():
+        raise UsageError(f"{path}: no such job file")
+    return parse_job(read_yaml(path), str(path), path.stem)
 
 
 def job_as_dict(job: Job) -> dict[str, Any]:
@@ -446,5 +503,16 @@ def job_as_dict(job: Job) -> dict[str, Any]:
 
 
 def list_jobs() -> list[Path]:
+    """The jobs shipped with the tool."""
     directory = paths.jobs_dir()
     return sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+
+
+def job_files() -> list[JobFile]:
+    """Every job a bare name can mean, the site's and the shipped ones, by name."""
+    site_dir = paths.site_jobs_dir()
+    site = sorted(site_dir.glob("*.yaml")) if site_dir.is_dir() else []
+    names = {p.stem for p in site}
+    found = [JobFile(p, SITE) for p in site]
+    found += [JobFile(p, SHIPPED, overridden=p.stem in names) for p in list_jobs()]
+    return sorted(found, key=lambda f: (f.name, f.origin != SITE))

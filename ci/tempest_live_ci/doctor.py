@@ -30,6 +30,7 @@ BINARIES = {
     "debootstrap": "building the live image",
     "mksquashfs": "building the live image",
     "ssh-keygen": "the image's SSH keys",
+    "cpio": "the KVM probe's initramfs",
 }
 OPTIONAL = {"nft"}
 MODULES = ("click", "jinja2", "yaml", "paramiko", "libvirt", "subunit", "testtools")

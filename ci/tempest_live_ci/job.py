@@ -60,6 +60,8 @@ class RunContext:
     candidates: tuple[Candidate, ...]
     keep_on_failure: bool = False
     debug: bool = False
+    # Seconds a run on the persistent testbed waits for another one to finish with it.
+    testbed_wait: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
 
@@ -74,8 +76,10 @@ class RunContext:
 
 
 def default_output_dir(job: Job, run_id: str) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    return Path.cwd() / "output" / f"{job.name}-{stamp}-{run_id}"
+    """The run's own directory in the results store: stored where it is written, no copy."""
+    from tempest_live_ci.results.store import job_dir
+
+    return job_dir(job.name) / run_id
 
 
 def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tuple[str, ...] = (),
@@ -152,10 +156,12 @@ def print_plan(ctx: RunContext) -> None:
 
 def image_options(job: Job) -> Any:
     from tempest_live_ci.image.model import ImageOptions, validate
+    from tempest_live_ci.siteconfig import site_config
 
     options = ImageOptions(
         suite=job.image.suite,
         mirror=job.image.mirror,
+        apt_proxy=site_config().image_apt_proxy(),
         packages=job.image.packages,
         # "auto" is resolved by the run, from its candidates (resolve_candidates).
         profile=job.tempest.profile if job.image.preinstall and job.tempest.profile != AUTO
@@ -176,21 +182,66 @@ def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
                 shutil.copyfile(source, output_dir / name)
 
 
-def persistent_testbed(run_id: str, name: str = "tempest") -> Any:
-    """The testbed `host setup` made: runs use it as it is and leave it up."""
+def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
+    """The testbed `host setup` made: runs use it as it is and leave it up.
+
+    Refused (exit 20) when the job's testbed settings are not the testbed's:
+    the run would otherwise boot with other addresses than the job says.
+    """
     from tempest_live_ci.testbed import load_testbed
     from tempest_live_ci.testbed.status import testbed_status
 
+    check_persistent(job, name)
     status = testbed_status(name)
-    if status is None:
-        raise UsageError(f"testbed.mode: persistent, but no persistent testbed {name!r} is set up",
-                         hint="tempest-live-ci host setup")
+    if status is None:  # torn down this very moment
+        raise UsageError(f"persistent testbed {name!r} is gone", hint="tempest-live-ci host setup")
+    testbed = load_testbed(name, run_id)[1]
     if not status.healthy:
         missing = ", ".join(what for what, ok in status.items if not ok)
         raise TestbedError(f"persistent testbed {name!r} is degraded (missing: {missing})",
                            hint="tempest-live-ci host setup repairs it")
     # The run's own id names its domain and its `vm ssh --run`.
-    return load_testbed(name, run_id)[1]
+    return testbed
+
+
+def check_persistent(job: Job, name: str = "tempest") -> None:
+    """A persistent testbed is there, and the job's testbed.* are what it was set up with
+    (else UsageError: the run stops before its image)."""
+    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.status import testbed_status
+
+    if testbed_status(name) is None:
+        raise UsageError(f"testbed.mode: persistent, but no persistent testbed {name!r} is set up",
+                         hint="tempest-live-ci host setup")
+    check_persistent_settings(job, load_testbed(name)[0])
+
+
+def check_persistent_settings(job: Job, config: Any) -> None:
+    """The job's testbed.* must be what the persistent testbed was set up with."""
+    from tempest_live_ci.testbed.config import TestbedConfig
+
+    wanted: TestbedConfig = testbed_config(job, "tlc-check")
+    t = job.testbed
+    for key, said, have, shown_said, shown_have in (
+            ("host_address", wanted.host_interface, config.host_interface,
+             t.host_address, config.host_address),
+            ("host_ipv6", wanted.host_ipv6_interface, config.host_ipv6_interface,
+             t.host_ipv6, config.host_ipv6),
+            ("guest_address", wanted.guest_ip, config.guest_ip,
+             t.guest_address or f"{wanted.guest_ip} (the default)", str(config.guest_ip)),
+            ("guest_mac", wanted.guest_mac, config.guest_mac, t.guest_mac, config.guest_mac),
+            ("apt_proxy", wanted.apt_proxy, config.apt_proxy, t.apt_proxy, config.apt_proxy),
+            ("nat", wanted.nat, config.nat, t.nat, config.nat)):
+        if said != have:
+            def show(value: Any) -> str:
+                return "none" if value is None else str(value).lower() \
+                    if isinstance(value, bool) else str(value)
+
+            raise UsageError(
+                f"{job.source}: testbed.{key}: the job says {show(shown_said)}, the persistent "
+                f"testbed {config.name} was set up with {show(shown_have)}",
+                hint=f"set testbed.{key} in the job to the testbed's value, or set the testbed "
+                     "up again (host teardown, host setup)")
 
 
 def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path:
@@ -214,14 +265,15 @@ def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path
 
 
 def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Path | None = None,
-            keep_on_failure: bool = False, debug: bool = False) -> ExitCode:
+            keep_on_failure: bool = False, debug: bool = False,
+            testbed_wait: float = 0.0) -> ExitCode:
     """Run `job` end to end; return the exit code (DESIGN.md's table)."""
     from tempest_live_ci.testbed.config import require_root
 
     require_root()
     run_id = new_run_id()
     ctx = RunContext(job, run_id, (output_dir or default_output_dir(job, run_id)).resolve(),
-                     candidates, keep_on_failure, debug)
+                     candidates, keep_on_failure, debug, testbed_wait)
     if ctx.output_dir.exists() and any(ctx.output_dir.iterdir()):
         raise UsageError(f"--output: {ctx.output_dir} exists and is not empty")
     # Everything up to here changed nothing on the host.
@@ -278,20 +330,29 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     job = ctx.job
     # Checked first: minutes of image build for a run that cannot start would be a waste.
     check_host_memory(job)
-    persistent = persistent_testbed(ctx.run_id) if job.testbed.mode == "persistent" else None
-    with ctx.stage("image", "Preparing the image"):
-        image = build_image(image_options(job))
-        ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
-                              "host_key_fingerprint": image.host_key_fingerprint,
-                              "preinstalled_profile": image.manifest["inputs"].get("profile"),
-                              "sizes": {name: a["size"] for name, a
-                                        in image.manifest["artifacts"].items()}}
+    persistent = persistent_testbed(job, ctx.run_id) if job.testbed.mode == "persistent" else None
     with contextlib.ExitStack() as stack:
+        if persistent is not None:
+            # One run at a time on it, from before the image to the end (testbed/lock.py).
+            from tempest_live_ci.testbed.lock import testbed_lock
+
+            stack.enter_context(testbed_lock(persistent.name, f"run {ctx.run_id}",
+                                             wait=ctx.testbed_wait))
+            # It may have changed while this run waited for it.
+            persistent = persistent_testbed(job, ctx.run_id)
+        with ctx.stage("image", "Preparing the image"):
+            image = build_image(image_options(job))
+            ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
+                                  "host_key_fingerprint": image.host_key_fingerprint,
+                                  "preinstalled_profile": image.manifest["inputs"].get("profile"),
+                                  "sizes": {name: a["size"] for name, a
+                                            in image.manifest["artifacts"].items()}}
         with ctx.stage("testbed", "Setting up the testbed"):
             if persistent is not None:
                 testbed = persistent
             else:
                 testbed = stack.enter_context(start_testbed(testbed_config(job, ctx.run_id)))
+            _extra_archives(ctx, stack, testbed)
         stack.callback(_collect_testbed_logs, testbed.state_dir, ctx.output_dir)
         with ctx.stage("vm", "Booting the guest"):
             vm = stack.enter_context(boot_vm(
@@ -305,6 +366,33 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
             ctx.facts["accelerator"] = "kvm" if vm.accelerator.usable else "tcg"
         outcome = _guest_stages(ctx, stack, vm, testbed)
     return outcome
+
+
+def _extra_archives(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) -> None:
+    """Through the apt proxy: the job's repositories outside Debian's archive, each under a
+    prefix of its own on the testbed's EXTRA_PORT (archives.py), and nothing else there."""
+    from tempest_live_ci.archives import EXTRA_PORT, extra_archives, job_sources
+    from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
+
+    job = ctx.job
+    if not job.testbed.apt_proxy:
+        return
+    archives = extra_archives([line for lines in job_sources(
+        job.guest.sources_list, job.guest.candidate_sources, apt_proxy=True) for line in lines])
+    if not archives:
+        return
+    for archive in archives:
+        log.info("extra archive %s: /%s/ on the apt proxy", archive.backend, archive.name)
+    def kept() -> Any:
+        """A kept guest keeps its extra archives too, like the testbed's own apt proxy."""
+        from tempest_live_ci.testbed.journal import Journal
+
+        return Journal(testbed.state_dir) if (testbed.state_dir / "keep").exists() else None
+
+    proxy = stack.enter_context(start_apt_cacher_ng(archives, kept=kept))
+    stack.enter_context(forward_into_netns(proxy, testbed.netns, str(testbed.host_address),
+                                           EXTRA_PORT, kept=kept))
+    ctx.facts["extra_archives"] = {archive.name: archive.backend for archive in archives}
 
 
 def check_host_memory(job: Job) -> None:
@@ -390,11 +478,13 @@ def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any
     fault: exit 12 with apt's reason, not a testbed failure.
     """
     from tempest_live_ci.candidates import REPO_DIR, build_repository
+    from tempest_live_ci.guest.plan import guest_sources
     from tempest_live_ci.guest.steps import StepFailed
 
     packages = {c.package: c.version for c in ctx.candidates}
+    # Extra archives through the proxy are named by their prefix there (archives.py).
     wanted: dict[str, Any] = {"packages": packages,
-                              "sources": list(ctx.job.guest.candidate_sources)}
+                              "sources": guest_sources(ctx.job, testbed)[1]}
     if ctx.candidates:
         # A directory of the run's own: a persistent testbed's server outlives runs.
         directory = testbed.http_root / REPO_DIR / ctx.run_id

@@ -19,13 +19,14 @@ DEFAULT_JOB = "smoke-trixie"
 
 def _load(job_file: str | None) -> Job:
     from tempest_live_ci.config import load_job, parse_job
+    from tempest_live_ci.errors import UsageError
 
     if job_file is None:
-        from tempest_live_ci import paths
-
-        path = paths.jobs_dir() / f"{DEFAULT_JOB}.yaml"
-        # The defaults are embedded too, so a bare checkout or package runs.
-        return load_job(path) if path.exists() else parse_job({}, "<embedded>", DEFAULT_JOB)
+        try:
+            return load_job(DEFAULT_JOB)
+        except UsageError:
+            # The defaults are embedded too, so a bare checkout or package runs.
+            return parse_job({}, "<embedded>", DEFAULT_JOB)
     return load_job(job_file)
 
 
@@ -39,12 +40,17 @@ def _load(job_file: str | None) -> Job:
 @click.option("--keyring", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Check the signature of signed .changes candidates with this keyring.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output directory [default: ./output/JOB-DATE-RUNID].")
+              help="Output directory, copied into the results store at the end "
+                   "[default: the run's directory in the results store, RESULTS_DIR/JOB/RUN_ID].")
 @click.option("--keep-on-failure", is_flag=True, help="Leave the guest running if the run fails.")
+@click.option("--testbed-wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              metavar="SECONDS",
+              help="With testbed.mode: persistent, wait this long for another run (or a kept "
+                   "guest) to free the testbed; refused at once by default.")
 @click.pass_context
 def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
         candidate_sources: tuple[str, ...], keyring: Path | None, output: Path | None,
-        keep_on_failure: bool) -> int:
+        keep_on_failure: bool, testbed_wait: float) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
     from tempest_live_ci.job import image_options, resolve_candidates, run_job
 
@@ -52,7 +58,8 @@ def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
     job, found = resolve_candidates(job, candidates, candidate_sources, keyring)
     image_options(job)
     return run_job(job, candidates=found, output_dir=output,
-                   keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")))
+                   keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")),
+                   testbed_wait=testbed_wait)
 
 
 @click.group()
@@ -76,12 +83,19 @@ def validate_command(job_files: tuple[str, ...]) -> int:
 
 @job.command("list")
 def list_command() -> int:
-    """The jobs shipped with tempest-live-ci."""
-    from tempest_live_ci.config import list_jobs, load_job
+    """The jobs a name can mean: the site's (/etc/tempest-live-ci/jobs) and the shipped ones.
 
-    for path in list_jobs():
-        loaded = load_job(path)
-        click.echo(f"{loaded.name:16} {loaded.description}")
+    A site job named like a shipped one replaces it; the shipped one is
+    listed as overridden.
+    """
+    from tempest_live_ci.config import job_files, load_job
+
+    files = job_files()
+    width = max([16, *(len(f.name) for f in files)])
+    for f in files:
+        loaded = load_job(f.path)
+        origin = f"{f.origin}, overridden" if f.overridden else f.origin
+        click.echo(f"{f.name:{width}} {origin:19} {loaded.description}")
     return ExitCode.OK
 
 

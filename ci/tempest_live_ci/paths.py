@@ -1,9 +1,12 @@
-"""Where things live: data (templates, jobs, live-build config), state, caches.
+"""Where things live: data (templates, jobs, live-build config), site configuration,
+state, caches, results.
 
 Data comes from the source tree when running from a checkout (so a change is
 tested without installing it) and from /usr/share/tempest-live-ci when the
-package is installed. Each location can be moved with an environment variable,
-which the tests use to stay out of the host's directories.
+package is installed. The site's own jobs and defaults are in
+/etc/tempest-live-ci (siteconfig.py). Each location can be moved with an
+environment variable, which the tests use to stay out of the host's
+directories.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import os
 from pathlib import Path
 
 INSTALLED_DATA = Path("/usr/share/tempest-live-ci")
+SITE_CONFIG = Path("/etc/tempest-live-ci")
+RESULTS = Path("/var/lib/tempest-live-ci/results")
 
 
 def source_tree() -> Path | None:
@@ -38,7 +43,18 @@ def live_build_dir() -> Path:
 
 
 def jobs_dir() -> Path:
+    """The jobs shipped with the tool."""
     return data_dir() / "jobs"
+
+
+def config_dir() -> Path:
+    """The site's configuration: config.yaml (its defaults) and jobs/ (its own jobs)."""
+    return Path(os.environ.get("TEMPEST_LIVE_CI_CONFIG_DIR") or SITE_CONFIG)
+
+
+def site_jobs_dir() -> Path:
+    """The site's jobs; one named like a shipped job replaces it."""
+    return config_dir() / "jobs"
 
 
 def state_dir() -> Path:
@@ -52,5 +68,14 @@ def cache_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """The results store: one directory per run, an index per job."""
-    return Path(os.environ.get("TEMPEST_LIVE_CI_RESULTS_DIR", "/var/lib/tempest-live-ci/results"))
+    """The results store: one directory per run, an index per job.
+
+    TEMPEST_LIVE_CI_RESULTS_DIR, else results.store of the site's config.yaml,
+    else /var/lib/tempest-live-ci/results.
+    """
+    override = os.environ.get("TEMPEST_LIVE_CI_RESULTS_DIR")
+    if override:
+        return Path(override)
+    from tempest_live_ci.siteconfig import site_config
+
+    return site_config().results_store or RESULTS

@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,6 +41,7 @@ PACKAGE_OF = {
     "modprobe": "kmod",
     "udhcpc": "udhcpc",
     "busybox": "busybox-static",
+    "cpio": "cpio",
 }
 
 Argv = Sequence[str | os.PathLike[str]]
@@ -191,7 +192,20 @@ def spawn(
     try:
         yield process
     finally:
-        terminate(process, grace=grace)
+        if process.pid in _detached:
+            _detached.discard(process.pid)
+        else:
+            terminate(process, grace=grace)
+
+
+def detach(process: subprocess.Popen[bytes]) -> None:
+    """Leave a child of spawn() running when its block ends: someone else (a journal
+    record) stops it later by its pid."""
+    _detached.add(process.pid)
+    _daemons.append(process)
+
+
+_detached: set[int] = set()
 
 
 def pid_alive(pid: int) -> bool:
@@ -206,6 +220,26 @@ def pid_alive(pid: int) -> bool:
     return not _is_zombie(pid)
 
 
+def wait_until(done: Callable[[], bool], timeout: float, *, interval: float = 0.05,
+               check: Callable[[], None] | None = None) -> bool:
+    """Poll `done()` every `interval` seconds: True once it holds, False after `timeout`.
+
+    The one waiting loop of the host side (the guest side's is deploy/util.py's
+    wait_for_url/wait_for_port). `check()` runs before each poll and raises to
+    stop waiting early (the daemon being waited for has died). The caller
+    raises its own error on False, naming what did not happen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        if done():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
 def kill_pid(pid: int, *, grace: float = 5.0) -> bool:
     """Stop a process that is not our child (a daemon that wrote a pid file).
 
@@ -216,11 +250,8 @@ def kill_pid(pid: int, *, grace: float = 5.0) -> bool:
     log.debug("stopping pid %d", pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.05)
+    if wait_until(lambda: not pid_alive(pid), grace):
+        return True
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.05)

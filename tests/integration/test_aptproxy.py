@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,6 +78,17 @@ def test_guest_namespace_reaches_only_the_archive(dirs: Dirs, netns: str,
             security = curl(netns, "-f", "-x", via_proxy,
                             "http://deb.debian.org/debian-security/dists/bookworm-security/Release")
             assert "Label: Debian-Security" in security.stdout, security.stderr
+            # Backports and experimental are suites of the same archive: the same Remap.
+            for suite, label in (("bookworm-backports", "Debian Backports"),
+                                 ("experimental", "Debian")):
+                release = curl(netns, "-f", "-x", via_proxy,
+                               f"http://deb.debian.org/debian/dists/{suite}/Release")
+                assert f"\nLabel: {label}\n" in release.stdout, release.stderr
+                assert f"\nSuite: {suite}\n" in release.stdout or \
+                    f"\nCodename: {suite}\n" in release.stdout
+            # No CONNECT tunnel (apt-cacher-ng's default lets bugs.debian.org:443 through).
+            tunnel = curl(netns, "-p", "-x", via_proxy, "https://bugs.debian.org/")
+            assert "CONNECT tunnel failed, response 403" in tunnel.stderr
             # ForceManaged: anything but Debian's archive is refused.
             other = curl(netns, "-o", "/dev/null", "-w", "%{http_code}", "-x", via_proxy,
                          "http://pypi.org/simple/")
@@ -261,3 +273,78 @@ def test_a_registry_deleted_under_a_user_stops_its_daemon(dirs: Dirs, no_leaks: 
         assert proc.pid_alive(daemon)  # the second user still has it
         shutil.rmtree(first_state)
     assert not proc.pid_alive(daemon)
+
+
+KEPT_RUN = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from tempest_live_ci.testbed import TestbedConfig, keep_testbed, start_testbed
+with start_testbed(TestbedConfig(name=sys.argv[2])) as testbed:
+    # What boot_vm does when a run with --keep-on-failure fails: keep the testbed.
+    keep_testbed(testbed)
+    print(testbed.apt_proxy, flush=True)
+    raise RuntimeError("the run failed")
+"""
+
+
+@pytest.mark.parametrize("removal", [("vm", "destroy", "--run"), ("cleanup", "--include-kept")])
+def test_a_kept_testbed_keeps_its_apt_proxy_until_it_is_removed(
+        tlc: Tlc, dirs: Dirs, no_leaks: None, removal: tuple[str, ...]) -> None:
+    """A failed run whose guest is kept ends; its guest's apt proxy (the socats, the
+    daemon and its user count) lives on until `vm destroy` or `cleanup --include-kept`."""
+    from tempest_live_ci.testbed.config import new_run_id
+    from tempest_live_ci.testbed.journal import Journal, netns_exists, recorded_pid
+    from tests.integration.testbed.test_vm_destroy import keep_a_guest
+
+    run_id = new_run_id()
+    run = subprocess.run([sys.executable, "-c", KEPT_RUN, str(TOP / "ci"), run_id],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **dirs.env()})
+    try:
+        assert run.returncode == 1 and "the run failed" in run.stderr, run.stderr
+        proxy_url = run.stdout.strip()
+        assert proxy_url == "http://192.168.100.1:3142"
+        daemon = daemon_pid()
+        assert daemon is not None and proc.pid_alive(daemon)
+        state = dirs.state / run_id
+        socats = {r["name"]: recorded_pid(r) for r in Journal(state).records()
+                  if r["kind"] == "pid" and r["name"].startswith("socat")}
+        assert sorted(socats) == ["socat (apt proxy socket)", "socat (apt proxy)"]
+        assert all(pid is not None and proc.pid_alive(pid) for pid in socats.values())
+        # The run's own pid files went: the testbed's journal has them now.
+        assert [p.name for p in aptproxy.proxy_state_dir().glob("*.pid")] == ["apt-cacher-ng.pid"]
+        users = (aptproxy.proxy_state_dir() / "users").read_text().splitlines()
+        assert len(users) == 1 and users[0].startswith("kept:") and users[0].endswith(str(state))
+
+        # The guest's side of it works after its run is gone.
+        release = curl(run_id, "-f", "-x", proxy_url, RELEASE)
+        assert release.returncode == 0, release.stderr
+        assert "Origin: Debian" in release.stdout
+        # A plain cleanup leaves a kept testbed's proxy alone.
+        cleaned = tlc("cleanup", check=True)
+        assert "apt-cacher-ng" not in cleaned.stdout and "socat" not in cleaned.stdout
+        assert proc.pid_alive(daemon)
+        assert curl(run_id, "-f", "-x", proxy_url, RELEASE).returncode == 0
+
+        if removal[0] == "vm":
+            keep_a_guest(loaded_testbed(run_id), dirs)
+            removed = tlc(*removal, run_id)
+        else:
+            removed = tlc(*removal)
+        assert removed.returncode == 0, removed.stderr
+        assert not netns_exists(run_id)
+        assert not state.exists()
+        for pid in socats.values():
+            assert pid is not None and not proc.pid_alive(pid)
+        # The last user is gone: the daemon with it.
+        assert not proc.pid_alive(daemon)
+        assert (aptproxy.proxy_state_dir() / "users").read_text() == ""
+        assert not list(aptproxy.proxy_state_dir().glob("*.sock"))
+    finally:
+        tlc("cleanup", "--include-kept")
+
+
+def loaded_testbed(run_id: str) -> Any:
+    from tempest_live_ci.testbed import load_testbed
+
+    return load_testbed(run_id)[1]

@@ -182,6 +182,38 @@ def test_the_apt_proxy_of_a_killed_run(tlc: Tlc, dirs: Dirs, no_leaks: None) -> 
     assert not list(aptproxy.proxy_state_dir().glob("*.pid"))
 
 
+@pytest.mark.parametrize("lost", ["state directory", "pid file"])
+def test_an_apt_cacher_ng_no_registry_names(tlc: Tlc, dirs: Dirs, no_leaks: None,
+                                            lost: str) -> None:
+    """A killed run's daemon whose state directory (or pid file) went: no run can count
+    itself as its user any more, so nothing would ever stop it but cleanup."""
+    import shutil
+
+    from tempest_live_ci.testbed import aptproxy
+
+    holder, _ = start(HOLDER, dirs)
+    own = aptproxy.proxy_state_dir()
+    daemon = aptproxy.daemon_pid(own)
+    kill(holder)
+    assert daemon is not None and proc.pid_alive(daemon)
+    try:
+        if lost == "state directory":
+            for pid_file in own.glob("socat-*.pid"):
+                proc.kill_pid(int(pid_file.read_text()))
+            shutil.rmtree(own)
+        else:
+            (own / "apt-cacher-ng.pid").unlink()
+        assert daemon not in [aptproxy.daemon_pid(d) for d in aptproxy.running_daemons()]
+        dry = tlc("cleanup", "--dry-run", check=True)
+        assert f"apt-cacher-ng (pid {daemon}, {own}): no registry of its users is left" \
+            in dry.stdout, dry.stdout
+        result = tlc("cleanup", check=True)
+        assert f"removed process {daemon} (apt-cacher-ng)" in result.stdout
+        assert not proc.pid_alive(daemon)
+    finally:
+        proc.kill_pid(daemon, grace=1)
+
+
 KILLED_BUILD = """
 import tempfile
 from pathlib import Path

@@ -38,36 +38,49 @@ def command_paths(group: click.Group, prefix: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def manpage(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("man") / "tempest-live-ci.1"
+def manpages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("help2man") is None:
+        pytest.skip("needs help2man (tools/deps/test.list)")
+    out = tmp_path_factory.mktemp("man")
     subprocess.run([sys.executable, str(TOP / "debian" / "gen-manpage.py"), str(out)],
                    env=ENV, check=True)
     return out
 
 
-def test_manpage_documents_every_command_and_exit_code(manpage: Path) -> None:
-    roff = manpage.read_text()
+def test_manpages_document_every_command_and_exit_code(manpages: Path) -> None:
     paths = command_paths(cli, "tempest-live-ci")
     assert len(paths) > 8, paths
+    pages = {p.name for p in manpages.iterdir()}
+    assert pages == {"tempest-live-ci.1", *(f"{p.replace(' ', '-')}.1" for p in paths)}
+    main = (manpages / "tempest-live-ci.1").read_text()
     for path in paths:
-        assert f".SS {path.replace('-', chr(92) + '-')}\n" in roff, path
+        assert f".BR {path.replace(' ', '-')} (1)" in main, path
     for code in ExitCode:
-        assert f".TP\n.B {int(code)}\n" in roff, code
+        assert f".TP\n.B {int(code)}\n" in main, code
     # Reproducible: the date comes from SOURCE_DATE_EPOCH (the changelog's, in a build).
-    assert '"2023-11-14"' in roff.splitlines()[0]
+    assert '"November 2023"' in main.splitlines()[1]
+    # Each command's page: its own name, usage and every option of its --help.
+    history = (manpages / "tempest-live-ci-results-history.1").read_text()
+    assert history.splitlines()[1].startswith(".TH TEMPEST-LIVE-CI-RESULTS-HISTORY ")
+    assert "tempest-live-ci-results-history \\- list the stored runs of JOB" in history
+    for option in ("json", "html", "html\\-in\\-store", "last"):
+        assert f"\\fB\\-\\-{option}\\fR" in history, option
 
 
-def test_manpage_renders_without_warnings(manpage: Path) -> None:
-    # The same man invocation lintian's manpage check runs.
-    result = subprocess.run(
-        ["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", str(manpage)],
-        capture_output=True, text=True, env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    text = subprocess.run(["man", "-l", str(manpage)], capture_output=True, text=True,
-                          env={**os.environ, "MANWIDTH": "80"}, check=True).stdout
-    assert "tempest-live-ci host setup" in text
+def test_manpages_render_without_warnings(manpages: Path) -> None:
+    for page in sorted(manpages.iterdir()):
+        # The same man invocation lintian's manpage check runs.
+        result = subprocess.run(
+            ["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", str(page)],
+            capture_output=True, text=True,
+            env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "", page.name
+    text = subprocess.run(["man", "-l", str(manpages / "tempest-live-ci-host-setup.1")],
+                          capture_output=True, text=True, env={**os.environ, "MANWIDTH": "80"},
+                          check=True).stdout
+    assert "tempest-live-ci host setup" in text and "--real-nic" in text
 
 
 def test_bash_completion_completes_through_the_command(tmp_path: Path) -> None:
@@ -119,9 +132,9 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
 def test_nightly_job_the_timer_runs_exists() -> None:
     service = (TOP / "host-setup" / "systemd" / "tempest-live-ci-nightly.service").read_text()
     job = next(line for line in service.splitlines() if line.startswith("ExecStart=")).split()[-1]
-    installed = Path("/usr/share/tempest-live-ci")
-    assert job.startswith(f"{installed}/")
-    assert (TOP / Path(job).relative_to(installed)).is_file(), job
+    # A bare name: a site job of that name (/etc/tempest-live-ci/jobs) replaces the shipped one.
+    assert "/" not in job and not job.endswith(".yaml")
+    assert (TOP / "jobs" / f"{job}.yaml").is_file(), job
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
@@ -151,7 +164,8 @@ def _unit(name: str) -> dict[str, list[str]]:
 
 def test_nightly_unit_writes_under_var_lib_stops_in_order_and_ends() -> None:
     nightly = _unit("tempest-live-ci-nightly.service")
-    # Output and results under /var/lib/tempest-live-ci, not / (the unit's default cwd).
+    # Runs go to the results store (no --output); the cwd is /var/lib/tempest-live-ci, not /.
+    assert not any("--output" in line for line in nightly["ExecStart"])
     assert nightly["WorkingDirectory"] == ["/var/lib/tempest-live-ci"]
     assert nightly["StateDirectory"] == ["tempest-live-ci"]
     # SIGTERM to the tool alone, which stops its children in order.
@@ -160,8 +174,7 @@ def test_nightly_unit_writes_under_var_lib_stops_in_order_and_ends() -> None:
     assert nightly["TimeoutStartSec"] == ["8h"]
     assert "apt-cacher-ng.service" in nightly["After"][0].split()
     assert nightly["ExecStopPost"][0].split()[1:] == [
-        "results", "history", "nightly-sid", "--html",
-        "/var/lib/tempest-live-ci/results/nightly-sid/history.html"]
+        "results", "history", "nightly-sid", "--html-in-store"]
     testbed = _unit("tempest-live-ci-testbed.service")
     assert "apt-cacher-ng.service" in testbed["After"][0].split()
     assert "apt-cacher-ng.service" in testbed["Wants"][0].split()

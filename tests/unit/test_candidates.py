@@ -177,10 +177,18 @@ def test_the_profile_that_covers_the_sources(sources: list[str], profile: str) -
     ("deb http://deb.debian.org/debian trixie-backports main", None),
     ("deb http://deb.debian.org/debian experimental main", None),
     ("deb [trusted=yes] http://deb.debian.org/debian experimental main", None),
-    ("deb http://osbpo.debian.net/osbpo trixie-epoxy-backports main",
-     "'http://osbpo.debian.net/osbpo' is not reachable through the apt proxy"),
-    ("deb https://deb.debian.org/debian sid main", "is not reachable through the apt proxy"),
-    ("deb-src http://deb.debian.org/debian sid main", "is not 'deb URL SUITE [COMPONENT...]'"),
+    # Another repository: an extra archive of the proxy (archives.py).
+    ("deb http://osbpo.debian.net/osbpo trixie-epoxy-backports main", None),
+    ("deb [trusted=yes] http://ci.example.org:8080/job/42/repo ./", None),
+    ("deb https://deb.debian.org/debian sid main",
+     "'https://deb.debian.org/debian': the apt proxy passes http:// repositories only"),
+    ("deb-src http://deb.debian.org/debian sid main",
+     "is not 'deb URL SUITE [COMPONENT...]'"),
+    ("deb ftp://deb.debian.org/debian sid main", "is not a plain http:// or https:// URL"),
+    ("deb http://user@ci.example.org/repo ./", "is not a plain http:// or https:// URL"),
+    ("deb http://ci.example.org/a/../b ./", "is not a plain http:// or https:// URL"),
+    ("deb http://ci.example.org/repo ../", "suite and components are names"),
+    ("deb http://ci.example.org;reboot/repo ./", "is not a plain http:// or https:// URL"),
     ("deb http://deb.debian.org/debian$(reboot) sid main", "is not a plain http:// or https:// URL"),
     ("deb http://deb.debian.org/debian sid main;reboot", "suite and components are names"),
     ("deb http://deb.debian.org/debian", "is not 'deb URL SUITE"),
@@ -196,8 +204,9 @@ def test_candidate_sources(line: str, message: str | None) -> None:
 
 
 def test_without_the_proxy_any_http_archive_will_do() -> None:
-    line = "deb http://osbpo.debian.net/osbpo trixie-epoxy-backports main"
-    assert parse_source_line(line, "x", apt_proxy=False) == line
+    for line in ("deb http://osbpo.debian.net/osbpo trixie-epoxy-backports main",
+                 "deb https://ci.example.org/repo ./"):
+        assert parse_source_line(line, "x", apt_proxy=False) == line
 
 
 def test_job_candidates_beside_the_job_and_auto_profile(upload: Path, tmp_path: Path) -> None:
@@ -244,8 +253,8 @@ def test_job_candidates_beside_the_job_and_auto_profile(upload: Path, tmp_path: 
      "results.baseline: latest"),
     ({"results": {"baseline": "latest", "baseline_job": "../x"}}, "results.baseline_job: '../x' "
      "is not a job name"),
-    ({"guest": {"candidate_sources": ["deb http://example.org/debian sid main"]}},
-     "guest.candidate_sources[0]: 'http://example.org/debian' is not reachable"),
+    ({"guest": {"candidate_sources": ["deb https://example.org/debian sid main"]}},
+     "guest.candidate_sources[0]: 'https://example.org/debian': the apt proxy passes http://"),
     ({"guest": {"keyring": "/nonexistent.gpg"}}, "guest.keyring: no such file: /nonexistent.gpg"),
 ])
 def test_bad_results_and_candidate_settings(data: dict[str, object], message: str) -> None:
@@ -265,8 +274,8 @@ def test_cli_run_refuses_bad_candidates_before_anything(tlc: Tlc, upload: Path) 
                       "'python3-keystone_27.0.0-2_all.deb' does not match its size and SHA-256 "
                       "checksum in the .changes"]
     assert not (upload / "out").exists()
-    source = tlc("run", "--candidate-source", "deb http://example.org/x sid main")
-    assert source.returncode == 20 and "--candidate-source[0]: 'http://example.org/x'" in \
+    source = tlc("run", "--candidate-source", "deb https://example.org/x sid main")
+    assert source.returncode == 20 and "--candidate-source[0]: 'https://example.org/x'" in \
         source.stderr
 
 

@@ -22,7 +22,7 @@ APT_GET = ["apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef",
            "-o", "Dpkg::Options::=--force-confold"]
 
 
-def apt_conf(proxy: str | None) -> str:
+def apt_conf(proxy: str | None, direct: list[str] | None = None) -> str:
     lines = [
         "// Written by tempest-live-ci for this run.",
         'APT::Install-Recommends "false";',
@@ -32,6 +32,7 @@ def apt_conf(proxy: str | None) -> str:
     ]
     if proxy:
         lines.append(f'Acquire::http::Proxy "{proxy}";')
+        lines.extend(f'Acquire::http::Proxy::{host} "DIRECT";' for host in direct or ())
     return "\n".join(lines) + "\n"
 
 
@@ -65,7 +66,7 @@ def hold_services() -> None:
 def prepare(p: dict[str, Any]) -> None:
     """Sources, proxy, apt-get update, an upgrade to the job's suite, the setup commands."""
     with part("apt sources"):
-        write_file(APT_CONF, apt_conf(p.get("apt_proxy")))
+        write_file(APT_CONF, apt_conf(p.get("apt_proxy"), p.get("apt_direct")))
         if p.get("sources_list"):
             say("sources: the job's guest.sources_list")
             _replace_sources(p["sources_list"], deb822=False)

@@ -26,6 +26,29 @@ def guest_files(job: Job) -> dict[str, bytes]:
     return files
 
 
+def extra_proxy_url(testbed: Testbed) -> str:
+    """Where the guest reaches the run's extra archives (archives.py): the testbed's side."""
+    from tempest_live_ci.archives import EXTRA_PORT
+
+    return f"http://{testbed.host_address}:{EXTRA_PORT}"
+
+
+def guest_sources(job: Job, testbed: Testbed) -> tuple[str | None, list[str]]:
+    """guest.sources_list's text and the candidate sources, as the guest writes them.
+
+    Through the apt proxy, a repository outside Debian's archive is named by
+    its prefix on the run's extra proxy (extra_proxy_url) instead of its URL.
+    """
+    from tempest_live_ci.archives import job_sources, sources_list_text, through_proxy
+
+    proxied = job.testbed.apt_proxy
+    listed, extra = job_sources(job.guest.sources_list, job.guest.candidate_sources,
+                                apt_proxy=proxied)
+    via = extra_proxy_url(testbed) if proxied else None
+    text = sources_list_text(listed, via) if listed else None
+    return text, [through_proxy(s, via) if via else s.text() for s in extra]
+
+
 def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
                  admin_password: str | None = None, image_url: str | None = None,
                  accelerator: str = "tcg") -> dict[str, Any]:
@@ -35,6 +58,7 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
     t = job.tempest
     chosen = t.regex or t.smoke or t.include_list
     profile = get_profile(t.profile)
+    sources_list, _ = guest_sources(job, testbed)
     return {
         "profile": t.profile,
         "preinstalled": job.image.preinstall,
@@ -44,8 +68,10 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
         "security_mirror": security,
         # The testbed's way to the archive: its apt proxy, or NAT (no proxy).
         "apt_proxy": testbed.apt_proxy if job.testbed.apt_proxy else None,
-        "sources_list": Path(job.guest.sources_list).read_text()
-        if job.guest.sources_list else None,
+        # The testbed's own servers (the candidates' repository, the extra
+        # archives' proxy) are reached directly, not through the apt proxy.
+        "apt_direct": [str(testbed.host_address)] if job.testbed.apt_proxy else [],
+        "sources_list": sources_list,
         "setup_commands": list(job.guest.setup_commands),
         "guest_address": str(testbed.guest_address),
         "vcpus": job.vm.vcpus,

@@ -8,6 +8,15 @@ started with `ip netns exec` whose stdin and stdout are one end of a
 socketpair; paramiko gets the other end. That is a real socket (timeouts
 work), one child per connection that dies with it, and no listening socket
 or socket file to clean up. A reconnect simply starts a new socat.
+
+paramiko.ProxyCommand("ip netns exec NS socat STDIO TCP:...") would save a
+few lines and lose more: its recv() never reports the end of the stream (a
+socat that exited, a guest that died): at EOF it spins on select() until its
+timeout and raises socket.timeout, so paramiko's transport, which reads with a
+short timeout, never sees EOFError and never ends; close() sends SIGTERM and
+never reaps the child; and it takes a command string it splits and starts
+itself, bypassing proc (no argv list, no --debug trace, no hint for a missing
+binary). A socketpair end is a real socket: EOF is b"".
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ class Sink(Protocol):
 
     def write(self, data: bytes, /) -> object: ...
 RSA_NAMES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+# Seconds a finished command's channel may take to reach EOF (its output complete).
+EXIT_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -109,12 +120,9 @@ def wait_for_ssh(address: str, timeout: float, *, netns: str | None = None, port
     running?"); it may raise to stop waiting.
     """
     start = time.monotonic()
-    while not port_open(address, port, netns=netns):
-        if while_waiting is not None:
-            while_waiting()
-        if time.monotonic() - start > timeout:
-            raise TestbedError(f"SSH: port {port} of {address} did not open in {timeout:.0f}s")
-        time.sleep(interval)
+    if not proc.wait_until(lambda: port_open(address, port, netns=netns), timeout,
+                           interval=interval, check=while_waiting):
+        raise TestbedError(f"SSH: port {port} of {address} did not open in {timeout:.0f}s")
     return time.monotonic() - start
 
 
@@ -256,6 +264,7 @@ class GuestSSH:
             channel.shutdown_write()
             deadline = time.monotonic() + timeout
             checked = time.monotonic()
+            exited: float | None = None
             while True:
                 got = False
                 while channel.recv_ready():
@@ -264,8 +273,15 @@ class GuestSSH:
                 while channel.recv_stderr_ready():
                     _tee(channel.recv_stderr(65536), stderr)
                     got = True
-                if channel.exit_status_ready() and not got and not channel.recv_ready() \
-                        and not channel.recv_stderr_ready():
+                if exited is None and channel.exit_status_ready():
+                    exited = time.monotonic()
+                # sshd may send the exit status before the last of stderr: the
+                # output is complete at the channel's EOF. A command that left a
+                # child holding its output open never sends one: EXIT_GRACE then.
+                if exited is not None and not got and not channel.recv_ready() \
+                        and not channel.recv_stderr_ready() \
+                        and (channel.eof_received or channel.closed
+                             or time.monotonic() - exited > EXIT_GRACE):
                     break
                 if time.monotonic() > deadline:
                     raise TestbedError(f"SSH: command timed out after {timeout:g}s: {command}")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tempest_live_ci import __version__, paths
+from tempest_live_ci import __version__, paths, proc
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.image.model import Image, ImageOptions
 from tempest_live_ci.log import log
@@ -41,24 +41,17 @@ def live_build_files() -> Iterator[tuple[str, Path]]:
             yield path.relative_to(top).as_posix(), path
 
 
+def installed_version(package: str) -> str:
+    """The installed version of a package, from dpkg-query; "unknown" when it is not installed."""
+    result = proc.run(["dpkg-query", "--show", "--showformat", "${db:Status-Status} ${Version}",
+                       package], check=False, capture=True)
+    status, _, version = result.stdout.partition(" ")
+    return version if result.returncode == 0 and status == "installed" and version else "unknown"
+
+
 def live_build_version() -> str:
-    """The installed live-build's version, from dpkg's status file (no fork: cache hits are fast)."""
-    try:
-        with open("/var/lib/dpkg/status", encoding="utf-8", errors="replace") as status:
-            record: dict[str, str] = {}
-            for line in status:
-                if line.strip() == "":
-                    if record.get("Package") == "live-build":
-                        break
-                    record = {}
-                elif ":" in line and not line.startswith(" "):
-                    key, _, value = line.partition(":")
-                    record[key] = value.strip()
-            if record.get("Package") == "live-build":
-                return record.get("Version", "unknown")
-    except OSError:
-        pass
-    return "unknown"
+    """The installed live-build's version: an input of every image."""
+    return installed_version("live-build")
 
 
 def image_inputs(options: ImageOptions,

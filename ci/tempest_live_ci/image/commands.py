@@ -34,10 +34,12 @@ def image() -> None:
 @image.command("build")
 @click.option("--suite", default=DEFAULT_SUITE, show_default=True,
               help=f"Debian suite: {', '.join(SUITES)}.")
-@click.option("--mirror", default=DEFAULT_MIRROR, show_default=True, help="Debian mirror.")
-@click.option("--apt-proxy", default=APT_PROXY_AUTO, show_default=True,
+@click.option("--mirror", default=None,
+              help=f"Debian mirror [default: the site's image.mirror, else {DEFAULT_MIRROR}].")
+@click.option("--apt-proxy", default=None,
               help="'auto': a shared apt-cacher-ng (repeated builds are fast); "
-                   "'none': straight to the mirror; or an HTTP proxy URL.")
+                   "'none': straight to the mirror; or an HTTP proxy URL "
+                   f"[default: the site's image.apt_proxy, else {APT_PROXY_AUTO}].")
 @click.option("--packages", multiple=True,
               help="Extra packages, comma or space separated (repeatable).")
 @click.option("--profile", default=None,
@@ -53,13 +55,17 @@ def image() -> None:
                    "default: a new ed25519 pair kept with the image.")
 @click.option("--rebuild", is_flag=True, help="Build even if an identical image is stored.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
-def build(suite: str, mirror: str, apt_proxy: str, packages: tuple[str, ...],
+def build(suite: str, mirror: str | None, apt_proxy: str | None, packages: tuple[str, ...],
           profile: str | None, compression: str, compression_level: int | None, output: Path | None,
           ssh_key: Path | None, rebuild: bool, as_json: bool) -> int:
     """Build the live image (or find it in the cache) and print its directory."""
+    from tempest_live_ci.siteconfig import site_config
+
+    site = site_config()
     options = ImageOptions(
-        suite=suite, mirror=mirror,
-        apt_proxy=None if apt_proxy == "none" else apt_proxy,
+        suite=suite, mirror=mirror or site.image.mirror or DEFAULT_MIRROR,
+        apt_proxy=site.image_apt_proxy() if apt_proxy is None
+        else None if apt_proxy == "none" else apt_proxy,
         packages=split_packages(packages), profile=profile, compression=compression,
         compression_level=compression_level, output=output, ssh_key=ssh_key,
         rebuild=rebuild,

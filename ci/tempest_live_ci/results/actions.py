@@ -50,15 +50,18 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
          out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> ExitCode:
     """Summarize a run; write summary.json into the run (or output) directory.
 
-    Returns the run's own exit code (0, 4, 8 or 16).
+    Returns the run's own exit code (0, 4, 8 or 16), under the gate it was
+    judged by (results.gate: regressions, baseline.gated).
     """
+    from tempest_live_ci.results.baseline import gated
+
     run, metadata = _load(source)
-    summary = build_summary(run, metadata)
     target = output_dir if output_dir is not None else (source if source.is_dir() else None)
+    previous = stored_summary(source) or (read_summary(target / SUMMARY) if target else {})
+    summary = gated(build_summary(run, metadata), previous)
     if target is not None:
         # What `run` recorded next to the results (job, stages, image, boot,
         # ...) is kept: the run's directory, else the file being rewritten.
-        previous = stored_summary(source) or read_summary(target / SUMMARY)
         recorded = previous.get("exit_code")
         if isinstance(recorded, int) and recorded != summary["exit_code"]:
             log.warning("%s said exit code %d; the results now say %d",
@@ -87,10 +90,13 @@ def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout)
 
 def html(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write report.html for a run (into its directory, or stdout for a bare stream)."""
+    from tempest_live_ci.results.baseline import gated
     from tempest_live_ci.results.html import render_html
 
     run, metadata = _load(source)
-    summary = build_summary(run, metadata)
+    previous = stored_summary(source)
+    # The baseline's comparison and the gated verdict of `run` stay in the report.
+    summary = gated(merge_summary(previous, build_summary(run, metadata)), previous)
     _write(render_html(run, summary), _destination(source, output, HTML), out)
     return ExitCode.OK
 

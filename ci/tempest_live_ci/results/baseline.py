@@ -137,13 +137,32 @@ def _gate_code(run_code: ExitCode, gate: str, comparison: Comparison) -> ExitCod
 def _verdict(code: ExitCode, gate: str, comparison: Comparison, run_verdict: str) -> str:
     if gate == "all" or code not in (ExitCode.OK, ExitCode.TESTS_FAILED):
         return run_verdict
-    n = len(comparison.new_failures)
+    return _gated_verdict(len(comparison.new_failures), len(comparison.still_failing))
+
+
+def _gated_verdict(n: int, known: int) -> str:
     if n:
         return (f"REGRESSION: {n} test{'s' * (n != 1)} failing that did not fail in the "
                 "baseline (and failed again on re-run)")
-    known = len(comparison.still_failing)
     return "PASSED: no regression against the baseline" + (
         f" ({known} known failure{'s' * (known != 1)})" if known else "")
+
+
+def gated(summary: Mapping[str, Any], recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A summary rebuilt from the stream (`results show`, `results html`) under the gate the
+    run was judged by: its judgement (recorded["baseline"], written by judge_run) is the
+    run's own, and a rebuild must not turn it back into the ungated exit code."""
+    described = recorded.get("baseline")
+    if not isinstance(described, dict) or described.get("gate") != "regressions":
+        return dict(summary)
+    run_code = ExitCode(summary["exit_code"])
+    if run_code not in (ExitCode.OK, ExitCode.TESTS_FAILED):
+        return dict(summary)  # the gate judges finished test runs only (_gate_code)
+    regressions = described.get("regressions") or []
+    code = ExitCode.TESTS_FAILED if regressions else ExitCode.OK
+    verdict = _gated_verdict(len(regressions), len(described.get("still_failing") or []))
+    return {**summary, "exit_code": int(code), "verdict": verdict,
+            "run_verdict": summary["verdict"]}
 
 
 def judge_run(run: Run, summary: Mapping[str, Any], output_dir: Path, *, baseline: Path | None,

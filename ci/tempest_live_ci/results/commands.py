@@ -93,10 +93,20 @@ def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: boo
 @click.option("--json", "as_json", is_flag=True, help="Print the index as JSON on stdout.")
 @click.option("--html", metavar="FILE", help="Write an HTML page of the runs ('-' for stdout): "
               "counts, durations, a per-test status grid, the tests that flip.")
+@click.option("--html-in-store", is_flag=True,
+              help="Write that page as history.html beside the job's runs in the results store.")
 @click.option("--last", type=int, default=30, show_default=True, help="How many runs, newest.")
-def history(job: str, as_json: bool, html: str | None, last: int) -> int:
+def history(job: str, as_json: bool, html: str | None, html_in_store: bool, last: int) -> int:
     """List the stored runs of JOB, or show them on an HTML page."""
     from tempest_live_ci.results import actions
+
+    if html_in_store:
+        from tempest_live_ci.errors import UsageError
+        from tempest_live_ci.results.store import job_dir
+
+        if html is not None:
+            raise UsageError("--html-in-store: cannot be combined with --html")
+        html = str(job_dir(job) / "history.html")
 
     return actions.history(job, as_json=as_json, html=html, last=last)
 

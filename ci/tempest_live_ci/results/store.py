@@ -111,18 +111,34 @@ def store_run(job_name: str, output_dir: Path) -> Path:
     return destination
 
 
+# The exit codes of a run whose tests ran to their end: passed, or some failed.
+_FINISHED = (0, 4)
+
+
+def _tested(entry: dict[str, Any]) -> bool:
+    """Did the stored run end with test results: counts, a finished stream, exit 0 or 4?
+
+    A run interrupted or failed before tempest, or cut short while it ran
+    (exit 8, 16, 130), is stored for its history but compares with nothing.
+    """
+    counts = entry.get("counts")
+    return isinstance(counts, dict) and bool(counts.get("total")) \
+        and entry.get("exit_code") in _FINISHED
+
+
 def latest_run(job_name: str, *, without_candidates: bool = False) -> Path | None:
     """The job's most recently stored run: the default baseline of `results compare`.
 
-    without_candidates: the newest that tested no candidate packages, the
-    baseline of an upload check (results.baseline: latest).
+    without_candidates: the newest that tested no candidate packages and
+    ended with test results (_tested), the baseline of an upload check
+    (results.baseline: latest).
     """
     directory = job_dir(job_name)
     link = directory / LATEST
     if link.is_dir() and not without_candidates:
         return link.resolve()
     for entry in reversed(read_index(job_name)):
-        if without_candidates and entry.get("candidates"):
+        if without_candidates and (entry.get("candidates") or not _tested(entry)):
             continue
         candidate = directory / str(entry.get("path", ""))
         if entry.get("path") and candidate.is_dir():

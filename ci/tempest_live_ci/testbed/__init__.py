@@ -38,7 +38,7 @@ from tempest_live_ci.testbed.journal import Journal, UndoError, describe, netns_
 from tempest_live_ci.testbed.model import Testbed
 
 __all__ = ["ISOLATED", "PERSISTENT", "Testbed", "TestbedConfig", "create_testbed",
-           "load_testbed", "start_testbed", "teardown_testbed"]
+           "load_testbed", "preflight", "start_testbed", "teardown_testbed"]
 
 APT_PROXY_PORT = 3142
 REQUIRED = ("ip", "dnsmasq", "sysctl")
@@ -49,11 +49,11 @@ def testbed_dir(name: str) -> Path:
     return paths.state_dir() / check_name("testbed", name, "testbed name")
 
 
-def _preflight(config: TestbedConfig, option: Callable[[str], str]) -> None:
+def preflight(config: TestbedConfig, option: Callable[[str], str]) -> None:
     """Everything that can be checked before the first change to the host."""
     validate(config, option=option)
     require_root()
-    proc.require(*REQUIRED, *(("nft",) if config.nat else ()),
+    proc.require(*REQUIRED, *(("nft",) if nat.needs_table(config) else ()),
                  *(("socat",) if config.apt_proxy else ()))
     dnsmasq.check_ipxe_files()
     ns = config.namespace
@@ -143,7 +143,7 @@ def create_testbed(config: TestbedConfig, *,
     undo) removes it. The apt proxy of an isolated testbed is not made here:
     see start_testbed.
     """
-    _preflight(config, option)
+    preflight(config, option)
     directory = testbed_dir(config.name)
     if (directory / "journal.json").exists() and Journal(directory).records():
         raise UsageError(f"testbed {config.name} already exists ({directory})",
@@ -169,7 +169,8 @@ def create_testbed(config: TestbedConfig, *,
                                    tb.http_root, directory)
             dnsmasq.start_dnsmasq(journal, config, directory, tb.tftp_root,
                                   f"{tb.http_url}/boot.ipxe")
-            if config.nat:
+            if nat.needs_table(config):
+                # NAT, and with a real NIC the guard of the boot files (testbed/nat.py).
                 nat.apply_nat(journal, config, directory, ns)
             apt_proxy = None
             if config.apt_proxy and config.mode == PERSISTENT:
@@ -243,18 +244,24 @@ def start_testbed(config: TestbedConfig) -> Iterator[Testbed]:
     """A testbed for the duration of the block, apt proxy included; always torn down.
 
     A file named `keep` in the state directory (see keep_testbed) leaves it
-    running for a later `vm destroy` or `cleanup`.
+    running for a later `vm destroy` or `cleanup`, apt proxy included: its
+    socats and its use of apt-cacher-ng go into the testbed's journal.
     """
     tb = create_testbed(config)
     failed = False
+
+    def kept() -> Journal | None:
+        """A kept testbed keeps its apt proxy: the guest left running still needs apt."""
+        return Journal(tb.state_dir) if (tb.state_dir / "keep").exists() else None
+
     try:
         with contextlib.ExitStack() as stack:
             if config.apt_proxy and config.mode == ISOLATED:
                 from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
 
-                proxy = stack.enter_context(start_apt_cacher_ng())
+                proxy = stack.enter_context(start_apt_cacher_ng(kept=kept))
                 stack.enter_context(forward_into_netns(proxy, tb.netns, str(tb.host_address),
-                                                       APT_PROXY_PORT))
+                                                       APT_PROXY_PORT, kept=kept))
                 tb = _testbed(config, tb.nic_kind, f"http://{tb.host_address}:{APT_PROXY_PORT}")
             yield tb
     except BaseException:

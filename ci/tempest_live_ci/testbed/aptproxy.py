@@ -17,26 +17,41 @@ Another apt-cacher-ng answering on 3142 (the host's own service) is never
 used by isolated runs and image builds: it has no ForceManaged restriction
 to Debian's archive, so a guest behind it could reach whatever it proxies.
 A warning names it, and a private one is started on another port.
+
+A run whose job names repositories outside Debian's archive (archives.py)
+gets them from another daemon: one per set of such extra archives, with a
+Remap (/tlcxHASH ; URL) for each and nothing else, ForceManaged too. Its
+configuration, cache and user count are in STATE/apt-cacher-ng/extra-KEY/
+(KEY: a hash of the set), so concurrent runs naming the same set share it,
+runs naming other sets get their own, and the daemon of Debian's archive,
+shared by every run, is never restarted to learn a Remap. The last user of an
+extra daemon stops it and removes its directory, cache included: such
+repositories are small and often made for one test (a CI pipeline's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import http.client
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tempest_live_ci import paths, proc, render
+from tempest_live_ci.archives import ExtraArchive
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log, step
+from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.listen import listening_ports, socket_inodes
 
 ADDRESS = "127.0.0.1"
@@ -69,6 +84,30 @@ def proxy_state_dir() -> Path:
 
 def proxy_cache_dir() -> Path:
     return paths.cache_dir() / "apt-cacher-ng"
+
+
+EXTRA_PREFIX = "extra-"
+
+
+def extra_dir(extra: Sequence[ExtraArchive]) -> Path:
+    """The state directory of the daemon serving exactly the set `extra`."""
+    key = hashlib.sha256("\n".join(sorted(a.backend for a in extra)).encode()).hexdigest()[:16]
+    return proxy_state_dir() / f"{EXTRA_PREFIX}{key}"
+
+
+def is_extra(directory: Path) -> bool:
+    return directory.name.startswith(EXTRA_PREFIX)
+
+
+def _cache_of(directory: Path) -> Path:
+    """Debian's archive: the shared cache; extra archives: their daemon's own, in its directory."""
+    return directory / "cache" if is_extra(directory) else proxy_cache_dir()
+
+
+def _lock_path(directory: Path) -> Path:
+    # An extra daemon's directory goes with its last user: its lock is beside
+    # it, so that a run coming meanwhile waits for the removal and starts afresh.
+    return directory.parent / "extra.lock" if is_extra(directory) else directory / "lock"
 
 
 def answers_as_apt_cacher_ng(address: str = ADDRESS, port: int = PORT,
@@ -126,7 +165,7 @@ def describe_listener(port: int) -> str:
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    with open(directory / "lock", "a+") as lock:
+    with open(_lock_path(directory), "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -134,18 +173,29 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# A user that is a kept testbed, not a process: "kept:<token> <testbed state directory>".
+KEPT = "kept:"
+
+
+def _user_alive(line: str) -> bool:
+    head, _, rest = line.partition(" ")
+    if head.isdigit():
+        return proc.pid_alive(int(head))
+    if head.startswith(KEPT) and rest:
+        # As long as the testbed is there: its teardown (vm destroy, cleanup)
+        # releases it, and a testbed removed some other way takes it along.
+        return (Path(rest) / "journal.json").exists()
+    return False
+
+
 def _read_users(directory: Path) -> list[str]:
-    """The users still alive: lines "<pid> <token>"; users whose process died are dropped."""
+    """The users still alive: lines "<pid> <token>" (a run) or "kept:<token> <dir>" (a kept
+    testbed); users whose process died or whose testbed is gone are dropped."""
     try:
         lines = (directory / "users").read_text().splitlines()
     except FileNotFoundError:
         return []
-    users = []
-    for line in lines:
-        pid, _, _ = line.partition(" ")
-        if pid.isdigit() and proc.pid_alive(int(pid)):
-            users.append(line)
-    return users
+    return [line for line in lines if _user_alive(line)]
 
 
 def _write_users(directory: Path, users: list[str]) -> None:
@@ -166,11 +216,15 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return ""
 
 
-def render_config(directory: Path, port: int = PORT) -> Path:
-    """Render host-setup/apt-cacher-ng/ into directory/conf; returns that configuration dir."""
+def render_config(directory: Path, port: int = PORT,
+                  extra: Sequence[ExtraArchive] = ()) -> Path:
+    """Render host-setup/apt-cacher-ng/ into directory/conf; returns that configuration dir.
+
+    Without `extra`: Debian's archive. With: those archives and nothing else.
+    """
     conf_dir = directory / "conf"
     log_dir = directory / "log"
-    cache = proxy_cache_dir()
+    cache = _cache_of(directory)
     for d in (conf_dir, log_dir, cache):
         d.mkdir(parents=True, exist_ok=True)
     for template in sorted((paths.host_setup_dir() / "apt-cacher-ng").glob("*.j2")):
@@ -179,6 +233,7 @@ def render_config(directory: Path, port: int = PORT) -> Path:
             cache_dir=cache, log_dir=log_dir, pid_file=directory / "apt-cacher-ng.pid",
             bind_address=ADDRESS, port=port,
             debian_backend=DEBIAN_BACKEND, security_backend=SECURITY_BACKEND,
+            debian=not extra, extra=[(a.name, a.backend) for a in extra],
         )
     return conf_dir
 
@@ -213,25 +268,25 @@ def _warn_foreign(port: int) -> None:
                     port, describe_listener(port))
 
 
-def _start_daemon(directory: Path) -> None:
+def _start_daemon(directory: Path, extra: Sequence[ExtraArchive] = ()) -> None:
     """Start a private daemon on the first free port of PORTS (its `port` file says which)."""
     _warn_foreign(PORT)
     for port in PORTS:
         if _port_in_use(ADDRESS, port):
             continue
-        if _start_daemon_on(directory, port):
+        if _start_daemon_on(directory, port, extra):
             return
         log.debug("port %d was taken meanwhile; trying the next one", port)
     raise TestbedError(f"no free port for apt-cacher-ng on {ADDRESS} in {PORTS.start}-"
                        f"{PORTS.stop - 1}", hint="stop what listens there")
 
 
-def _start_daemon_on(directory: Path, port: int) -> bool:
+def _start_daemon_on(directory: Path, port: int, extra: Sequence[ExtraArchive] = ()) -> bool:
     """Start the daemon on `port`; False if something else took the port meanwhile."""
-    conf_dir = render_config(directory, port)
+    conf_dir = render_config(directory, port, extra)
     (directory / "port").write_text(f"{port}\n")
     log_dir = directory / "log"
-    cache = proxy_cache_dir()
+    cache = _cache_of(directory)
     errors = log_dir / "daemon.stderr"
     (directory / "apt-cacher-ng.pid").unlink(missing_ok=True)
     with open(errors, "w") as err:
@@ -268,9 +323,7 @@ def _stop_daemon(directory: Path) -> None:
         proc.kill_pid(pid)
         # The daemon is init's child, and init here reaps only every second or
         # so: wait until it is really gone, so that "stopped" means stopped.
-        deadline = time.monotonic() + 5
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        proc.wait_until(lambda: not Path(f"/proc/{pid}").exists(), 5)
         log.debug("apt-cacher-ng (pid %d) stopped: no user left", pid)
     with contextlib.suppress(FileNotFoundError):
         (directory / "apt-cacher-ng.pid").unlink()
@@ -278,13 +331,12 @@ def _stop_daemon(directory: Path) -> None:
 
 def _wait_for(condition_met: Callable[[], bool], process: subprocess.Popen[bytes],
               what: str) -> None:
-    deadline = time.monotonic() + LISTEN_TIMEOUT
-    while not condition_met():
+    def running() -> None:
         if process.poll() is not None:
             raise TestbedError(f"{what} exited with status {process.returncode} before listening")
-        if time.monotonic() > deadline:
-            raise TestbedError(f"{what} did not listen within {LISTEN_TIMEOUT:.0f}s")
-        time.sleep(0.02)
+
+    if not proc.wait_until(condition_met, LISTEN_TIMEOUT, interval=0.02, check=running):
+        raise TestbedError(f"{what} did not listen within {LISTEN_TIMEOUT:.0f}s")
 
 
 @contextlib.contextmanager
@@ -330,36 +382,38 @@ def _daemon_processes() -> list[tuple[int, Path]]:
 def running_daemons() -> list[Path]:
     """The state directories of every running apt-cacher-ng this module started."""
     return [directory for pid, directory in _daemon_processes()
-            if (directory / "lock").exists() and _daemon_pid(directory) == pid]
+            if _lock_path(directory).exists() and _daemon_pid(directory) == pid]
 
 
-def _running_owner() -> Path | None:
+def _running_owner(cache_dir: Path) -> Path | None:
     """The state directory of the running daemon of our cache directory, whatever its state dir.
 
     Tests and concurrent runs may use different state directories; with the
     same cache directory they must share the one daemon that owns it, and
     count themselves where its owner counts.
     """
-    cache = str(proxy_cache_dir())
+    cache = str(cache_dir)
     for candidate in running_daemons():
         if _cache_dir_of(candidate) == cache:
             return candidate
     return None
 
 
-def _register(own: Path, user: str) -> Path:
+def _register(own: Path, user: str, extra: Sequence[ExtraArchive] = ()) -> Path:
     """Count `user` in the directory of the daemon it will use (starting one if needed)."""
     for _ in range(5):
-        directory = _running_owner() or own
+        directory = _running_owner(_cache_of(own)) or own
         with _locked(directory):
+            directory.mkdir(parents=True, exist_ok=True)
             users = _read_users(directory)
             if _serves(directory):
                 _write_users(directory, [*users, user])
                 return directory
             if directory != own:
                 continue  # its owner stopped it meanwhile: look again
-            with step("Starting apt-cacher-ng"):
-                _start_daemon(directory)
+            with step("Starting apt-cacher-ng" + (f" for {len(extra)} extra archive(s)"
+                                                   if extra else "")):
+                _start_daemon(directory, extra)
             _write_users(directory, [*users, user])
             return directory
     raise TestbedError("the shared apt-cacher-ng keeps going away")
@@ -376,13 +430,23 @@ def _socket_path(wanted: Path) -> Path:
 
 
 @contextlib.contextmanager
-def start_apt_cacher_ng() -> Iterator[AptCacher]:
+def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = (), *,
+                        kept: Callable[[], Journal | None] | None = None
+                        ) -> Iterator[AptCacher]:
     """Use (or start) the shared apt-cacher-ng and a unix socket forwarding to it.
+
+    With `extra`: the daemon of exactly those archives (extra_dir), each
+    under /NAME/ of its URL, instead of the one of Debian's archive.
 
     Reuses the daemon this module started for the same cache directory;
     otherwise starts one (configuration rendered from host-setup/apt-cacher-ng/,
     cache under cache_dir()/apt-cacher-ng, logs under the state directory) on
     127.0.0.1:3142 or the next free port. The last user to leave stops it.
+
+    kept: asked when the block ends; a journal (a testbed kept for its guest)
+    takes the proxy over instead of stopping it: the socat and this use of
+    the daemon are recorded there, and the testbed's teardown (`vm destroy`,
+    `cleanup --include-kept`) releases them.
 
     A killed user leaves its socat (socket-<pid>-<token>.pid, in its own
     session) and maybe the daemon: `cleanup` stops both (cleanup.py).
@@ -391,7 +455,8 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
     own = proxy_state_dir()
     own.mkdir(parents=True, exist_ok=True)
     user = f"{os.getpid()} {secrets.token_hex(4)}"
-    directory = _register(own, user)
+    directory = _register(extra_dir(extra) if extra else own, user, extra)
+    handed_over = False
     try:
         port = daemon_port(directory)
         name = user.replace(" ", "-")
@@ -399,39 +464,88 @@ def start_apt_cacher_ng() -> Iterator[AptCacher]:
         with proc.spawn(
             ["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
              f"TCP:{ADDRESS}:{port}"],
-            stderr=subprocess.DEVNULL,
+            # Nothing of ours: a socat kept with a testbed outlives this process
+            # and must not hold its output open.
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ) as socat, _pidfile(own / f"socat-{name}.pid", socat.pid):
             _wait_for(sock_path.exists, socat, "socat (unix socket to apt-cacher-ng)")
             try:
                 yield AptCacher(url=f"http://{ADDRESS}:{port}", socket=sock_path)
             finally:
-                proc.terminate(socat)
-                with contextlib.suppress(FileNotFoundError):
-                    sock_path.unlink()
-                if sock_path.parent != own:
-                    with contextlib.suppress(OSError):
-                        sock_path.parent.rmdir()
+                journal = kept() if kept is not None else None
+                if journal is not None:
+                    _hand_over(journal, directory, user, socat, sock_path)
+                    handed_over = True
+                else:
+                    proc.terminate(socat)
+                    _remove_socket(sock_path)
     finally:
-        if directory.is_dir():
-            with _locked(directory):
-                users = [u for u in _read_users(directory) if u != user]
-                _write_users(directory, users)
-                if not users:
-                    _stop_daemon(directory)
-        else:
-            # The registry went with the state directory of the run that
-            # started the daemon: nobody can count its users any more, so the
-            # daemon started from that directory goes now rather than never.
-            log.warning("apt-cacher-ng's registry %s is gone: stopping its daemon", directory)
-            for pid, started_in in _daemon_processes():
-                if started_in == directory:
-                    proc.kill_pid(pid)
+        if not handed_over:
+            _leave(directory, user)
+
+
+def _hand_over(journal: Journal, directory: Path, user: str, socat: subprocess.Popen[bytes],
+               sock_path: Path) -> None:
+    """A kept testbed's journal takes over this use of the proxy: its socat and its place
+    among the daemon's users. Recorded first (testbed/journal.py): a kill halfway
+    leaves records of what may not exist yet, never the reverse."""
+    kept_user = f"{KEPT}{user.split()[1]} {journal.directory}"
+    journal.add("apt-proxy-user", registry=str(directory), user=kept_user,
+                socket=str(sock_path))
+    journal.add("pid", name="socat (apt proxy socket)", marker=f"UNIX-LISTEN:{sock_path},",
+                pid=socat.pid)
+    with _locked(directory):
+        users = [kept_user if u == user else u for u in _read_users(directory)]
+        if kept_user not in users:
+            users.append(kept_user)
+        _write_users(directory, users)
+    proc.detach(socat)
+    log.debug("apt proxy kept for testbed %s (socat pid %d)", journal.directory.name, socat.pid)
+
+
+def _remove_socket(sock_path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        sock_path.unlink()
+    if sock_path.parent.name.startswith("tlc-acng-"):
+        with contextlib.suppress(OSError):
+            sock_path.parent.rmdir()
+
+
+def _leave(directory: Path, user: str) -> None:
+    """`user` no longer uses the daemon of `directory`; the last one out stops it."""
+    if directory.is_dir():
+        with _locked(directory):
+            users = [u for u in _read_users(directory) if u != user]
+            _write_users(directory, users)
+            if not users:
+                _stop_daemon(directory)
+                if is_extra(directory):
+                    shutil.rmtree(directory, ignore_errors=True)
+    else:
+        # The registry went with the state directory of the run that
+        # started the daemon: nobody can count its users any more, so the
+        # daemon started from that directory goes now rather than never.
+        log.warning("apt-cacher-ng's registry %s is gone: stopping its daemon", directory)
+        for pid, started_in in _daemon_processes():
+            if started_in == directory:
+                proc.kill_pid(pid)
+
+
+def release_kept(record: dict[str, Any]) -> None:
+    """Undo an "apt-proxy-user" journal record (a kept testbed's use of the proxy)."""
+    if record.get("socket"):
+        _remove_socket(Path(record["socket"]))
+    _leave(Path(record["registry"]), record["user"])
 
 
 @contextlib.contextmanager
 def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
-                       port: int = PORT) -> Iterator[None]:
-    """Make the proxy answer on address:port inside netns (None: the host namespace)."""
+                       port: int = PORT, *,
+                       kept: Callable[[], Journal | None] | None = None) -> Iterator[None]:
+    """Make the proxy answer on address:port inside netns (None: the host namespace).
+
+    kept: as for start_apt_cacher_ng, a journal that takes the forwarder over.
+    """
     directory = proxy_state_dir()
     directory.mkdir(parents=True, exist_ok=True)
     # Named after the user's socket (acng-<pid>-<token>.sock): its owner's pid.
@@ -440,15 +554,24 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
     with proc.spawn(
         ["socat", f"TCP-LISTEN:{port},bind={address},fork,reuseaddr",
          f"UNIX-CONNECT:{proxy.socket}"],
-        netns=netns, stderr=subprocess.DEVNULL,
+        netns=netns, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     ) as socat, _pidfile(pidfile, socat.pid):
         # Its own socket: another listener on the port would not do (testbed/listen.py).
         _wait_for(lambda: port in listening_ports(socat.pid), socat,
                   f"socat (apt proxy on {address}:{port} in {netns or 'the host namespace'})")
-        yield
+        try:
+            yield
+        finally:
+            journal = kept() if kept is not None else None
+            if journal is not None:
+                journal.add("pid", name="socat (apt proxy)", netns=netns, pid=socat.pid,
+                            marker=f"UNIX-CONNECT:{proxy.socket}")
+                proc.detach(socat)
 
 
 # For `cleanup` (cleanup.py): the same lock, user count and stop as the runs use.
+daemon_processes = _daemon_processes
+lock_path = _lock_path
 locked = _locked
 read_users = _read_users
 daemon_pid = _daemon_pid

@@ -15,6 +15,10 @@ from tempest_live_ci.log import log
 if TYPE_CHECKING:
     from tempest_live_ci.testbed.config import TestbedConfig
 
+# Seconds `host setup` and `host teardown` wait for a run (or another setup)
+# to let go of the testbed: a setup takes a few seconds, a run hours.
+SETUP_WAIT = 30.0
+
 
 @click.group()
 def host() -> None:
@@ -104,8 +108,9 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
 def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
                option: Callable[[str], str] | None = None) -> int:
     """Idempotent: an existing healthy testbed with the same settings is left as it is."""
-    from tempest_live_ci.testbed import create_testbed, keep_testbed, teardown_testbed
+    from tempest_live_ci.testbed import preflight
     from tempest_live_ci.testbed.config import plain_key, require_root, validate
+    from tempest_live_ci.testbed.lock import testbed_lock
     from tempest_live_ci.testbed.nested import enable_nested_kvm
     from tempest_live_ci.testbed.status import testbed_status
 
@@ -115,7 +120,28 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
     require_root()
     if enable_nested:
         log.info("%s", enable_nested_kvm().message)
+    # Said at once when there is nothing to do, even while a run uses the testbed;
+    # anything else waits for the testbed's lock (testbed/lock.py).
+    if _setup_host(config, option, check_only=True) is not None:
+        return ExitCode.OK
+    if testbed_status(config.name) is None:
+        # Bad input is refused before the lock's file is made: nothing changes.
+        preflight(config, option)
+    with testbed_lock(config.name, "host setup", wait=SETUP_WAIT, guests=False):
+        code = _setup_host(config, option)
+    assert code is not None
+    return code
+
+
+def _setup_host(config: TestbedConfig, option: Callable[[str], str],
+                check_only: bool = False) -> int | None:
+    """Set the testbed up; with check_only, only say whether it already is (else None)."""
+    from tempest_live_ci.testbed import create_testbed, keep_testbed, teardown_testbed
+    from tempest_live_ci.testbed.status import testbed_status
+
     status = testbed_status(config.name)
+    if check_only and status is None:
+        return None
     if status is not None:
         from tempest_live_ci.testbed import load_testbed
 
@@ -128,6 +154,8 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
         if status.healthy:
             log.info("testbed %s is already set up; nothing changed", config.name)
             return ExitCode.OK
+        if check_only:
+            return None
         log.warning("testbed %s is incomplete; setting it up again", config.name)
         teardown_testbed(config.name)
     testbed = create_testbed(config, option=option)
@@ -155,12 +183,16 @@ def _checked_name(name: str | None, netns: str | None) -> str:
 @click.option("--netns", default=None, metavar="NAME", help="The isolated testbed in NAME.")
 def teardown(name: str | None, netns: str | None) -> int:
     """Remove a testbed: everything its setup created, nothing else."""
-    from tempest_live_ci.testbed import teardown_testbed
+    from tempest_live_ci.testbed import teardown_testbed, testbed_dir
     from tempest_live_ci.testbed.config import require_root
+    from tempest_live_ci.testbed.lock import testbed_lock
 
     name = _checked_name(name, netns)
     require_root()
-    removed = teardown_testbed(name)
+    removed = []
+    if testbed_dir(name).exists():
+        with testbed_lock(name, "host teardown", wait=SETUP_WAIT, guests=False):
+            removed = teardown_testbed(name)
     if not removed:
         log.info("no testbed named %s: nothing to do", name)
     return ExitCode.OK

@@ -186,6 +186,8 @@ def describe(record: Record) -> str:
         return f"nftables table {record['family']} {record['name']}{where}"
     if kind == "sysctl":
         return f"sysctl {record['key']} (restored to {record['old']}){where}"
+    if kind == "apt-proxy-user":
+        return "use of the apt proxy (apt-cacher-ng) kept with the testbed"
     return f"{kind} {record}"
 
 
@@ -254,5 +256,9 @@ def undo_record(record: Record) -> None:
     elif kind == "sysctl":
         proc.run(["sysctl", "-q", "-w", f"{record['key']}={record['old']}"], netns=netns,
                  capture=True)
+    elif kind == "apt-proxy-user":
+        from tempest_live_ci.testbed.aptproxy import release_kept
+
+        release_kept(record)
     else:
         raise ValueError(f"unknown journal record kind: {kind}")

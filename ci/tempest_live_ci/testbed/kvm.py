@@ -164,20 +164,17 @@ def _probe(kernel: Path, timeout: float, busybox: Path) -> tuple[Accelerator, bo
             "-append", "console=ttyS0 panic=-1 quiet",
         ]
         start = time.monotonic()
-        exited = False
         with open(Path(tmp) / "qemu.err", "w+b") as err, proc.spawn(
             argv, stdout=subprocess.DEVNULL, stderr=err, grace=1
         ) as qemu:
-            while time.monotonic() - start < timeout:
-                if MARKER in _read(console):
-                    elapsed = time.monotonic() - start
-                    return Accelerator(
-                        "kvm", f"KVM usable: a stock kernel booted under it in {elapsed:.1f}s", True
-                    ), False
-                if qemu.poll() is not None:
-                    exited = True
-                    break
-                time.sleep(0.1)
+            proc.wait_until(lambda: MARKER in _read(console) or qemu.poll() is not None,
+                            timeout, interval=0.1)
+            if MARKER in _read(console):
+                elapsed = time.monotonic() - start
+                return Accelerator(
+                    "kvm", f"KVM usable: a stock kernel booted under it in {elapsed:.1f}s", True
+                ), False
+            exited = qemu.poll() is not None
             err.flush()
             err.seek(0)
             error = err.read().decode(errors="replace").strip().splitlines()

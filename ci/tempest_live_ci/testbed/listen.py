@@ -11,7 +11,6 @@ host namespace and one inside a run's namespace, without entering it.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from tempest_live_ci import proc
@@ -62,12 +61,11 @@ def listening_ports(pid: int, protocol: str = "tcp") -> set[int]:
 def wait_listening(pid: int, port: int, *, protocol: str = "tcp", what: str,
                    timeout: float = 10.0) -> None:
     """Return once `pid` holds a socket listening on `port`; raise if it dies or times out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def alive() -> None:
         if not proc.pid_alive(pid):
             raise TestbedError(f"{what} exited before listening on {protocol} port {port}")
-        if port in listening_ports(pid, protocol):
-            return
-        time.sleep(0.05)
+
+    if proc.wait_until(lambda: port in listening_ports(pid, protocol), timeout, check=alive):
+        return
     raise TestbedError(f"{what} does not listen on {protocol} port {port} after {timeout:.0f}s "
                        "(is another process holding the port?)")

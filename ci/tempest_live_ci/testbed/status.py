@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tempest_live_ci import paths
+from tempest_live_ci import paths, proc
 from tempest_live_ci.testbed import links
 from tempest_live_ci.testbed.journal import (
     Journal,
@@ -47,6 +47,10 @@ def _present(record: dict[str, Any]) -> bool:
     if kind == "pid":
         pid = recorded_pid(record)
         return pid is not None and process_matches(pid, record["marker"])
+    if kind == "nft-table":
+        # With a real NIC it guards the boot files: a table gone is no detail.
+        return proc.run(["nft", "list", "table", record["family"], record["name"]], netns=netns,
+                        check=False, capture=True).returncode == 0
     return True
 
 

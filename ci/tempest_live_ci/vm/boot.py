@@ -200,8 +200,12 @@ def boot_vm(testbed: Testbed, image: Image, output_dir: Path, config: VMConfig, 
     to reach and destroy it.
     """
     keep = keep or Keep()
-    with start_vm(testbed, BootFiles.of_image(image), output_dir, config, keep=keep,
-                  accelerator=accelerator, debug=debug) as vm:
+    with contextlib.ExitStack() as stack:
+        # The guest's record goes with the guest: on a persistent testbed, a
+        # record left behind would say a guest is kept there (testbed/lock.py).
+        stack.callback(_forget_unless_kept, testbed, keep)
+        vm = stack.enter_context(start_vm(testbed, BootFiles.of_image(image), output_dir, config,
+                                          keep=keep, accelerator=accelerator, debug=debug))
         try:
             with step("Booting the guest"):
                 if config.boot == "network":
@@ -232,6 +236,11 @@ def boot_vm(testbed: Testbed, image: Image, output_dir: Path, config: VMConfig, 
                          "remove it with: tempest-live-ci vm destroy --run %s",
                          testbed.run_id, testbed.run_id)
             raise
+
+
+def _forget_unless_kept(testbed: Testbed, keep: Keep) -> None:
+    if not keep.keep:
+        (testbed.state_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 def wait_for_guest_ssh(vm: VM, timeout: float) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -126,12 +125,9 @@ def boot_kernel(files: BootFiles, config: VMConfig, *, run_id: str | None, outpu
             if config.boot == "network":
                 wait_for_phase(guest, "DHCP", ("dhcp",), BootTimeouts.dhcp)
                 wait_for_phase(guest, "kernel", ("kernel", "initrd"), BootTimeouts.kernel)
-            deadline = time.monotonic() + timeout
-            while guest.running():
-                if time.monotonic() > deadline:
-                    raise TestbedError(f"the guest did not power off within {timeout:.0f}s",
-                                       hint=f"console: {guest.console_log}")
-                time.sleep(0.5)
+            if not proc.wait_until(lambda: not guest.running(), timeout, interval=0.5):
+                raise TestbedError(f"the guest did not power off within {timeout:.0f}s",
+                                   hint=f"console: {guest.console_log}")
             log.info("the guest powered off after %.1fs; console: %s",
                      guest.progress.elapsed(), guest.console_log)
     return 0

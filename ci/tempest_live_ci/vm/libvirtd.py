@@ -196,15 +196,19 @@ def stop_private_libvirtd(state_dir: Path) -> bool:
 
 def _wait_for_socket(daemon: LibvirtDaemon, timeout: float) -> None:
     _quiet_libvirt()
-    deadline = time.monotonic() + max(timeout, 1)
-    while True:
+    last: list[libvirt.libvirtError] = []
+
+    def answers() -> bool:
         try:
             libvirt.open(daemon.uri).close()
-            return
         except libvirt.libvirtError as e:
-            if time.monotonic() > deadline:
-                raise TestbedError(f"private libvirtd did not answer at {daemon.uri}: {e}") from e
-        time.sleep(0.1)
+            last[:] = [e]
+            return False
+        return True
+
+    if not proc.wait_until(answers, max(timeout, 1), interval=0.1):
+        raise TestbedError(f"private libvirtd did not answer at {daemon.uri}: {last[0]}") \
+            from last[0]
 
 
 def _log_tail(daemon: LibvirtDaemon, lines: int = 3) -> str:

@@ -11,9 +11,8 @@ import re
 import shutil
 import stat
 import struct
+import subprocess
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from tempest_live_ci import proc
@@ -24,34 +23,10 @@ BUSYBOX_HINT = "apt-get install busybox-static (it replaces the dynamically link
 
 _PT_INTERP = 3  # ELF program header type: the path of the dynamic loader
 
-
-@dataclass(frozen=True)
-class CpioEntry:
-    name: str  # without leading slash
-    mode: int  # full st_mode, file type included
-    data: bytes = b""
-    rdev: tuple[int, int] = (0, 0)
-
-
-def _pad4(length: int) -> bytes:
-    return b"\0" * (-length % 4)
-
-
-def newc_archive(entries: Iterable[CpioEntry]) -> bytes:
-    """A cpio archive in the "newc" format, the one the kernel unpacks as an initramfs."""
-    out = bytearray()
-    entries = [*entries, CpioEntry("TRAILER!!!", 0)]
-    for ino, entry in enumerate(entries, start=1):
-        name = entry.name.encode() + b"\0"
-        fields = (
-            ino, entry.mode, 0, 0,
-            2 if stat.S_ISDIR(entry.mode) else 1,
-            0, len(entry.data), 0, 0, entry.rdev[0], entry.rdev[1], len(name), 0,
-        )
-        header = b"070701" + b"".join(b"%08X" % f for f in fields)
-        out += header + name + _pad4(len(header) + len(name))
-        out += entry.data + _pad4(len(entry.data))
-    return bytes(out)
+# The initramfs: its directories, and the console devices the kernel opens for
+# /init before anything could mount devtmpfs (name, mode, major, minor).
+DIRECTORIES = ("bin", "dev", "proc", "sys", "tmp")
+DEVICES = (("dev/console", 0o600, 5, 1), ("dev/ttyS0", 0o600, 4, 64), ("dev/null", 0o666, 1, 3))
 
 
 def elf_interpreter(data: bytes) -> str | None:
@@ -115,6 +90,8 @@ def busybox_initramfs(path: Path, init_script: str, *, busybox: Path = BUSYBOX) 
     The console device nodes are in the archive itself: the kernel opens
     /dev/console for init before anything could mount devtmpfs. `busybox` must
     be statically linked (busybox-static): nothing else is in the archive.
+    The archive is written by cpio (newc, the format the kernel unpacks, as
+    initramfs-tools does) from a staging tree; making its device nodes needs root.
     """
     busybox_data = static_busybox(busybox)
     init = (
@@ -127,22 +104,30 @@ def busybox_initramfs(path: Path, init_script: str, *, busybox: Path = BUSYBOX) 
         + init_script
         + "\npoweroff -f\n"
     )
-    directory = stat.S_IFDIR | 0o755
-    entries = [
-        CpioEntry("bin", directory),
-        CpioEntry("dev", directory),
-        CpioEntry("proc", directory),
-        CpioEntry("sys", directory),
-        CpioEntry("tmp", directory),
-        CpioEntry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
-        CpioEntry("dev/ttyS0", stat.S_IFCHR | 0o600, rdev=(4, 64)),
-        CpioEntry("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3)),
-        CpioEntry("bin/busybox", stat.S_IFREG | 0o755, busybox_data),
-        CpioEntry("init", stat.S_IFREG | 0o755, init.encode()),
-    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(newc_archive(entries))
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".initramfs-") as staging:
+        root = Path(staging)
+        for name in DIRECTORIES:
+            (root / name).mkdir()
+            (root / name).chmod(0o755)
+        for name, mode, major, minor in DEVICES:
+            try:
+                os.mknod(root / name, stat.S_IFCHR | mode, os.makedev(major, minor))
+            except PermissionError as e:
+                raise TestbedError(f"cannot make the initramfs's {name}: {e.strerror} "
+                                   "(device nodes need root)") from None
+            (root / name).chmod(mode)
+        for name, data in (("bin/busybox", busybox_data), ("init", init.encode())):
+            (root / name).write_bytes(data)
+            (root / name).chmod(0o755)
+        # cpio archives the names it reads, in that order, as they are in the
+        # staging tree: directories before what they hold.
+        names = [*DIRECTORIES, *(d[0] for d in DEVICES), "bin/busybox", "init"]
+        with open(tmp, "wb") as out:
+            proc.run(["cpio", "--create", "--format=newc", "--owner=0:0", "--reproducible",
+                      "--quiet"], input="\n".join(names) + "\n", cwd=root, stdout=out,
+                     stderr=subprocess.PIPE)
     tmp.replace(path)
     return path
 

@@ -61,9 +61,45 @@ def test_relative_files_resolve_beside_the_job_and_travel_to_the_guest(tmp_path:
     job = load_job(tmp_path / "j.yaml")
     assert job.guest.sources_list == str(tmp_path / "sources.list")
     p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
-    assert p["sources_list"].startswith("deb http://deb.debian.org/debian sid")
+    assert p["sources_list"].splitlines()[1:] == ["deb http://deb.debian.org/debian sid main"]
     assert p["tempest"]["exclude_list"] == f"{GUEST_STATE}/lists/exclude.list"
     assert guest_files(job) == {"lists/exclude.list": b"test_domains  # reason\n"}
+
+
+def test_extra_archives_reach_the_guest_by_their_prefix_on_the_proxy(tmp_path: Path) -> None:
+    """Debian's archive (backports, experimental too) stays as named; another repository
+    becomes its prefix on the testbed's extra proxy, reached directly."""
+    from tempest_live_ci.archives import ExtraArchive
+    from tempest_live_ci.guest.plan import guest_sources
+
+    (tmp_path / "sources.list").write_text(
+        "# the job's own\n"
+        "deb http://deb.debian.org/debian trixie main\n"
+        "deb http://deb.debian.org/debian trixie-backports main  # backports\n"
+        "\n"
+        "deb-src http://ci.example.org/pipeline/7/repo/ trixie main\n")
+    ci = ExtraArchive("http://ci.example.org/pipeline/7/repo/").name
+    mentors = ExtraArchive("http://mentors.example.org/debian/").name
+    job = parse_job({"guest": {"sources_list": str(tmp_path / "sources.list"),
+                               "candidate_sources": [
+                                   "deb http://deb.debian.org/debian experimental main",
+                                   "deb [trusted=yes] http://mentors.example.org/debian ./"]}},
+                    "j.yaml", "j")
+    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
+    assert p["sources_list"].splitlines()[1:] == [
+        "deb http://deb.debian.org/debian trixie main",
+        "deb http://deb.debian.org/debian trixie-backports main",
+        f"deb-src http://192.168.100.1:3143/{ci}/ trixie main"]
+    assert p["apt_direct"] == ["192.168.100.1"]
+    assert guest_sources(job, make_testbed())[1] == [
+        "deb http://deb.debian.org/debian experimental main",
+        f"deb [trusted=yes] http://192.168.100.1:3143/{mentors}/ ./"]
+    # Without the proxy (NAT): every line as the job wrote it, https:// allowed.
+    nat = parse_job({"testbed": {"mode": "persistent", "apt_proxy": False, "nat": True},
+                     "guest": {"candidate_sources": ["deb https://ci.example.org/r ./"]}},
+                    "j.yaml", "j")
+    assert guest_sources(nat, make_testbed(None)) == (None, ["deb https://ci.example.org/r ./"])
+    assert guest_params(nat, make_testbed(None), guest_state=GUEST_STATE)["apt_direct"] == []
 
 
 @pytest.mark.parametrize("data, message", [

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import TOP
+from tempest_live_ci import deploy
+
+# Where the in-guest package is: the source tree, or the installed package under autopkgtest.
+DEPLOY_PARENT = Path(deploy.__file__).resolve().parents[1]
 
 
 def run_step(tmp_path: Path, step: str) -> tuple[subprocess.CompletedProcess[str], dict[str, object]]:
@@ -16,7 +19,7 @@ def run_step(tmp_path: Path, step: str) -> tuple[subprocess.CompletedProcess[str
     (state / "params.json").write_text("{}\n")
     result = subprocess.run(
         [sys.executable, "-m", "deploy", step], capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(TOP / "ci" / "tempest_live_ci"),
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(DEPLOY_PARENT),
              "TEMPEST_LIVE_CI_GUEST_STATE": str(state)})
     return result, json.loads((state / "steps" / f"{step}.json").read_text())
 

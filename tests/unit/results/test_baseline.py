@@ -213,6 +213,70 @@ def test_latest_baseline_skips_runs_with_candidates(runs: dict[str, Path], dirs:
     assert find_baseline(str(runs["known"]), "upload-check") == runs["known"]
 
 
+def test_a_run_without_test_results_is_never_the_baseline(runs: dict[str, Path], streams: Any,
+                                                         tmp_path: Path, dirs: Any) -> None:
+    """Stored runs that ended without a finished test run, newer than the real baseline."""
+    import shutil
+
+    base = store_run("upload-check", runs["base"])
+    job = parse_job({"name": "upload-check"}, "j", "j")
+    # Interrupted as tempest started: an empty stream, summary.json from `run` alone.
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    (interrupted / "tempest.subunit").write_bytes(b"")
+    write_run_summary(RunContext(job, "tlc-int", interrupted, ()), ExitCode.INTERRUPTED,
+                      "interrupted")
+    # The guest died while tempest ran: a cut stream, exit 16, some tests counted.
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    shutil.copy(streams.cut, cut / "tempest.subunit")
+    result = process_run(cut / "tempest.subunit", cut, {"job": "upload-check",
+                                                        "run_id": "tlc-cut"})
+    assert result.exit_code == ExitCode.TESTBED and result.summary["counts"]["total"] > 0
+    # Nothing ran: every test skipped (exit 8).
+    skipped = tmp_path / "skipped"
+    skipped.mkdir()
+    shutil.copy(streams.all_skipped, skipped / "tempest.subunit")
+    process_run(skipped / "tempest.subunit", skipped, {"job": "upload-check",
+                                                       "run_id": "tlc-skip"})
+    for run in (interrupted, cut, skipped):
+        stored = store_run("upload-check", run)
+        # The newest stored run, but not a baseline.
+        assert find_baseline("latest", "upload-check") == base, stored
+    from tempest_live_ci.results.store import latest_run, read_index
+
+    assert [e["exit_code"] for e in read_index("upload-check")] == [4, 130, 16, 8]
+    assert latest_run("upload-check") == dirs.results / "upload-check" / "tlc-skip"
+
+
+def test_results_show_reports_the_runs_gated_verdict(runs: dict[str, Path], tmp_path: Path,
+                                                    tlc: Any) -> None:
+    """`results show` and `results html` rebuild the summary from the stream: a run gated on
+    regressions keeps the exit code and verdict it ended with."""
+    for mode, expected, verdict in (
+            ("known", 0, "PASSED: no regression against the baseline (1 known failure)"),
+            ("regression", 4, "REGRESSION: 1 test failing that did not fail in the baseline"),
+            ("flaky", 0, "PASSED: no regression against the baseline (1 known failure)")):
+        code, judged = judge(runs, mode, "regressions", tmp_path)
+        assert code == expected and judged["verdict"].startswith(verdict)
+        out = tmp_path / mode
+        shown = tlc("results", "show", str(out))
+        assert shown.returncode == expected, shown.stdout + shown.stderr
+        assert f"{verdict}" in shown.stdout and f"(exit {expected})" in shown.stdout
+        assert "the results now say" not in shown.stderr
+        summary = read_summary(out / "summary.json")
+        assert summary["exit_code"] == expected and summary["verdict"].startswith(verdict)
+        assert summary["baseline"]["gate"] == "regressions"
+        assert summary["run_verdict"] == "FAILED: some tests failed"
+        assert tlc("results", "html", str(out)).returncode == 0
+        report = (out / "report.html").read_text()
+        assert verdict in report and 'id="baseline"' in report
+    # Gated on "all", the stream's own code stands.
+    code, _ = judge(runs, "known", "all", tmp_path / "all")
+    shown = tlc("results", "show", str(tmp_path / "all" / "known"))
+    assert code == shown.returncode == 4
+
+
 def test_the_run_judges_itself_against_the_stored_baseline(runs: dict[str, Path],
                                                           tmp_path: Path, dirs: Any) -> None:
     """job.py's baseline stage, as `run` calls it after the guest stages."""

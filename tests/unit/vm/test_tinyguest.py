@@ -1,4 +1,5 @@
-"""The newc writer, checked by the cpio tool that reads it (and by the kernel in the slow tests)."""
+"""The KVM probe's initramfs as cpio writes it, read back by cpio (and by the kernel in the slow
+tests)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,30 @@ from tempest_live_ci.vm import tinyguest
 from tests.guestkit import busybox_initramfs
 
 
+@pytest.mark.root  # the device nodes (mknod)
 @pytest.mark.skipif(shutil.which("cpio") is None,
-                    reason="cpio not installed (tools/deps/test.list)")
+                    reason="cpio not installed (tools/deps/host.list)")
 def test_initramfs_lists_and_extracts_with_cpio(tmp_path: Path) -> None:
     image = busybox_initramfs(tmp_path / "initrd.img", "echo MARKER > /dev/console")
+    # newc ("070701"), the format the kernel unpacks.
+    assert image.read_bytes()[:6] == b"070701"
     listing = subprocess.run(["cpio", "-it", "--quiet"], input=image.read_bytes(),
                              capture_output=True, check=True).stdout.decode().split()
-    assert {"init", "bin/busybox", "dev/console", "dev/ttyS0"} <= set(listing)
-    verbose = subprocess.run(["cpio", "-itv", "--quiet"], input=image.read_bytes(),
-                             capture_output=True, check=True).stdout.decode()
-    assert any(line.startswith("crw") and line.endswith("dev/console")
-               for line in verbose.splitlines())
+    # Directories before what they hold, as the kernel needs them.
+    assert listing == ["bin", "dev", "proc", "sys", "tmp", "dev/console", "dev/ttyS0",
+                       "dev/null", "bin/busybox", "init"]
+    verbose = subprocess.run(["cpio", "-itv", "--quiet", "--numeric-uid-gid"],
+                             input=image.read_bytes(), capture_output=True,
+                             check=True).stdout.decode()
+    rows = {line.split()[-1]: line.split() for line in verbose.splitlines()}
+    # Mode, owner root:root, and the character devices' numbers.
+    assert rows["dev/console"][:5] == ["crw-------", "1", "0", "0", "5,"]
+    assert rows["dev/console"][5] == "1"
+    assert rows["dev/ttyS0"][4:6] == ["4,", "64"] and rows["dev/null"][0] == "crw-rw-rw-"
+    assert rows["init"][0] == "-rwxr-xr-x" and rows["bin"][0] == "drwxr-xr-x"
+    assert all(row[2:4] == ["0", "0"] for row in rows.values())
+    # Nothing of the staging tree is left beside the archive.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["initrd.img"]
     extract = tmp_path / "x"
     extract.mkdir()
     subprocess.run(["cpio", "-id", "--quiet", "init", "bin/busybox"], input=image.read_bytes(),

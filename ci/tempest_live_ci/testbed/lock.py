@@ -1,0 +1,138 @@
+"""One user at a time on a persistent testbed.
+
+A persistent testbed (`host setup` in the host namespace) has one tap, one
+guest MAC and address, one boot script and one domain name: two runs on it
+would boot into each other. So a run takes the testbed's lock for its whole
+length, and `host setup` / `host teardown` take it while they change the
+testbed. The lock is an flock(2) on `<state>/.lock-<name>`: the kernel
+releases it when its holder dies, even by SIGKILL, so no stale lock ever
+needs cleaning up. Its content says who holds it, for the message of whoever
+finds it taken.
+
+A run that finds the testbed taken waits for it, at most `wait` seconds
+(`run --testbed-wait`, 0 by default: refused at once), saying so as it
+waits; then it is refused with one line naming the holder (exit 16: a
+retry later makes sense). A guest kept on the testbed (--keep-on-failure)
+holds it too, until `vm destroy` removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from tempest_live_ci import paths, proc
+from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.log import log
+
+# How often a waiting run says it still waits.
+PROGRESS_EVERY = 30.0
+POLL = 0.2
+
+
+def lock_path(name: str) -> Path:
+    # A dot first: never a testbed name (testbed/config.py: check_name), never
+    # a directory `cleanup` looks at.
+    return paths.state_dir() / f".lock-{name}"
+
+
+def _holder(handle: IO[str]) -> dict[str, Any]:
+    handle.seek(0)
+    try:
+        data = json.loads(handle.read() or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def describe_holder(data: dict[str, Any]) -> str:
+    """"run tlc-0123abcd (pid 42, since 12:00:03)", or "host setup (pid 42, ...)"."""
+    what = data.get("what") or "another process"
+    pid = data.get("pid")
+    since = data.get("since")
+    details = [f"pid {pid}" if pid else "",
+               f"since {time.strftime('%H:%M:%S', time.localtime(since))}" if since else ""]
+    details = [d for d in details if d]
+    return f"{what} ({', '.join(details)})" if details else str(what)
+
+
+def _kept_guest(directory: Path) -> str | None:
+    """The run id of a guest kept on the testbed (vm.json), if one is there."""
+    state = directory / "vm.json"
+    if not state.exists():
+        return None
+    try:
+        return str(json.loads(state.read_text()).get("run_id") or "?")
+    except (OSError, ValueError, AttributeError):
+        return "?"
+
+
+def _try(handle: IO[str], directory: Path, guests: bool) -> str | None:
+    """Take the lock if it is free (and, with `guests`, no kept guest holds the testbed);
+    else say who has it."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return describe_holder(_holder(handle))
+    kept = _kept_guest(directory) if guests else None
+    if kept is not None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return (f"the guest of run {kept}, kept running (tempest-live-ci vm destroy --run "
+                f"{kept} frees it)")
+    return None
+
+
+@contextlib.contextmanager
+def testbed_lock(name: str, what: str, *, wait: float = 0.0, guests: bool = True,
+                 directory: Path | None = None) -> Iterator[None]:
+    """Hold testbed `name` for the block; `what` says who holds it ("run tlc-...").
+
+    Waits up to `wait` seconds for another holder (a run, a `host setup`,
+    and with `guests` a kept guest) to let go, with a message when the wait
+    starts and every PROGRESS_EVERY seconds; then TestbedError, in one line
+    naming the holder. `host setup` and `host teardown` pass guests=False:
+    a person tearing the testbed down under a kept guest means it.
+    """
+    path = lock_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    directory = directory or path.parent / name
+    with open(path, "a+") as handle:
+        started = time.monotonic()
+        said = 0.0
+        while True:
+            holder = _try(handle, directory, guests)
+            if holder is None:
+                break
+            waited = time.monotonic() - started
+            if waited >= wait:
+                raise TestbedError(
+                    f"testbed {name} is in use by {holder}"
+                    + (f"; waited {waited:.0f}s" if wait else ""),
+                    hint="try again later, or let the run wait: tempest-live-ci run "
+                         "--testbed-wait SECONDS" if what.startswith("run ") else None)
+            if said == 0.0 or waited - said >= PROGRESS_EVERY:
+                log.info("testbed %s is in use by %s: waiting for it (%.0fs of %.0fs)",
+                         name, holder, waited, wait)
+                said = max(waited, 1e-9)
+            time.sleep(POLL)
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"what": what, "pid": os.getpid(),
+                                     "identity": proc.identity(), "since": time.time()}))
+            handle.flush()
+            if said:
+                log.info("testbed %s is free now: taken by %s", name, what)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)

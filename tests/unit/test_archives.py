@@ -1,0 +1,89 @@
+"""The apt sources a job names: the grammar, Debian's archive or an extra archive, rewriting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tempest_live_ci.archives import (
+    ExtraArchive,
+    extra_archives,
+    on_debian_archive,
+    parse_source,
+    parse_sources_list,
+    through_proxy,
+)
+from tempest_live_ci.config import load_job
+from tempest_live_ci.deploy.apt import apt_conf
+from tempest_live_ci.errors import UsageError
+
+
+@pytest.mark.parametrize("url, debian", [
+    ("http://deb.debian.org/debian", True),
+    ("http://deb.debian.org/debian/", True),
+    ("http://ftp.debian.org/debian", True),
+    ("http://deb.debian.org/debian-security/", True),
+    ("http://security.debian.org/debian-security", True),
+    # Not what the shared daemon's Remaps cover: extra archives of their own.
+    ("http://deb.debian.org/debian-debug", False),
+    ("http://deb.debian.org/debian/pool", False),
+    ("http://ftp.debian.org/debian-security", False),
+    ("http://deb.debian.org:8080/debian", False),
+    ("http://deb.debian.org.example.org/debian", False),
+    ("http://ci.example.org/debian", False),
+])
+def test_what_the_shared_proxy_serves(url: str, debian: bool) -> None:
+    assert on_debian_archive(url) is debian
+
+
+def test_extra_archives_are_each_repository_once() -> None:
+    lines = [parse_source(text, "x", apt_proxy=True) for text in (
+        "deb http://deb.debian.org/debian trixie-backports main",
+        "deb http://ci.example.org/r sid main",
+        "deb http://ci.example.org/r/ sid contrib",
+        "deb http://ci.example.org/s ./")]
+    assert extra_archives(lines) == (ExtraArchive("http://ci.example.org/r/"),
+                                     ExtraArchive("http://ci.example.org/s/"))
+    name = ExtraArchive("http://ci.example.org/r/").name
+    assert name.startswith("tlcx") and name.isalnum() and len(name) == 16
+    assert through_proxy(lines[1], "http://10.0.0.1:3143") == \
+        f"deb http://10.0.0.1:3143/{name}/ sid main"
+    assert through_proxy(lines[0], "http://10.0.0.1:3143") == lines[0].text()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("deb http://ci.example.org/r sid main\ndeb http://x/$(reboot) sid main\n",
+     "line 2: 'http://x/$(reboot)' is not a plain http:// or https:// URL"),
+    ("deb https://ci.example.org/r sid main\n",
+     "line 1: 'https://ci.example.org/r': the apt proxy passes http:// repositories only"),
+    ("Types: deb\nURIs: http://deb.debian.org/debian\n",
+     "line 1: 'Types: deb' is not 'deb or deb-src URL SUITE [COMPONENT...]'"),
+    ("# nothing\n\n", "names no apt source"),
+    ("deb http://ci.example.org/r sid main`id`\n", "suite and components are names"),
+])
+def test_a_bad_sources_list_names_the_key_the_file_and_the_line(
+        tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "sources.list"
+    path.write_text(text)
+    with pytest.raises(UsageError) as e:
+        parse_sources_list(path, "guest.sources_list", apt_proxy=True)
+    assert e.value.message.startswith(f"guest.sources_list: {path}")
+    assert message in e.value.message and "\n" not in e.value.message
+
+
+def test_a_job_with_a_bad_sources_list_is_refused_on_load(tmp_path: Path) -> None:
+    (tmp_path / "sources.list").write_text("deb http://ci.example.org/r;id sid main\n")
+    (tmp_path / "j.yaml").write_text("guest: {sources_list: sources.list}\n")
+    with pytest.raises(UsageError) as e:
+        load_job(tmp_path / "j.yaml")
+    assert e.value.message == (
+        f"{tmp_path / 'j.yaml'}: guest.sources_list: {tmp_path / 'sources.list'} line 1: "
+        "'http://ci.example.org/r;id' is not a plain http:// or https:// URL")
+
+
+def test_the_guest_reaches_the_testbed_directly() -> None:
+    text = apt_conf("http://192.168.100.1:3142", ["192.168.100.1"])
+    assert 'Acquire::http::Proxy "http://192.168.100.1:3142";\n' in text
+    assert 'Acquire::http::Proxy::192.168.100.1 "DIRECT";\n' in text
+    assert "DIRECT" not in apt_conf(None, ["192.168.100.1"])
