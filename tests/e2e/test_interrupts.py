@@ -41,15 +41,6 @@ def host_state(dirs: Dirs) -> dict[str, set[str]]:
         result = proc.run(argv, capture=True, check=False)
         return {line.strip() for line in result.stdout.splitlines() if line.strip()}
 
-    processes = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if str(dirs.top) in cmdline or re.search(r"\btlc-[0-9a-f]{8}\b", cmdline):
-                processes.add(f"{entry.name} {cmdline[:160]}")
     return {
         "namespaces": {n.split()[0] for n in lines(["ip", "netns", "list"])},
         "links": {line.split(":")[1].strip().split("@")[0]
@@ -59,8 +50,21 @@ def host_state(dirs: Dirs) -> dict[str, set[str]]:
         "mounts": {line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
                    if str(dirs.top) in line or "/run/tempest-live-ci" in line},
         "state": {p.name for p in dirs.state.glob("tlc-*")},
-        "processes": processes,
     }
+
+
+def processes_of(*markers: str) -> list[str]:
+    """Processes whose command line names one of `markers` (the run id, the test's dirs)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if any(marker in cmdline for marker in markers):
+                found.append(f"{entry.name} {cmdline[:160]}")
+    return found
 
 
 @pytest.fixture
@@ -71,6 +75,7 @@ def nothing_left(dirs: Dirs) -> Iterator[None]:
     left = {kind: sorted(after[kind] - before[kind]) for kind in after
             if after[kind] - before[kind]}
     assert not left, f"left behind: {left}"
+    assert not processes_of(str(dirs.top)), "processes left behind"
 
 
 def start_run(dirs: Dirs, image: Image, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
@@ -136,6 +141,7 @@ def test_an_interrupted_run_undoes_every_stage(stage: str, signum: int, dirs: Di
     run_id = re.search(r"run id (tlc-[0-9a-f]{8})", text)
     assert run_id is not None, text[-3000:]
     assert f"run {run_id.group(1)} ended with exit code 130" in text
+    assert not processes_of(run_id.group(1)), "processes of the run left behind"
 
 
 @pytest.mark.nightly
@@ -160,3 +166,4 @@ def test_a_killed_run_is_cleaned_up_by_cleanup(dirs: Dirs, live_image: Image,
         capture_output=True, text=True, timeout=300, env={**os.environ, **dirs.env()})
     assert result.returncode == 0, result.stderr
     assert run_id.group(1) in result.stderr + result.stdout
+    assert not processes_of(run_id.group(1)), "processes of the run left behind"
