@@ -29,6 +29,7 @@ import pytest
 from tempest_live_ci import proc
 from tempest_live_ci.image import Image
 from tests.conftest import TOP, Dirs, needs_root
+from tests.conftest import _processes_using as processes_using
 
 pytestmark = [needs_root, pytest.mark.slow]
 
@@ -53,18 +54,9 @@ def host_state(dirs: Dirs) -> dict[str, set[str]]:
     }
 
 
-def processes_of(*markers: str) -> list[str]:
+def processes_of(*markers: str) -> set[int]:
     """Processes whose command line names one of `markers` (the run id, the test's dirs)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if any(marker in cmdline for marker in markers):
-                found.append(f"{entry.name} {cmdline[:160]}")
-    return found
+    return set().union(*(processes_using(marker) for marker in markers))
 
 
 @pytest.fixture
