@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,18 @@ def tlc(dirs: Dirs):  # type: ignore[no-untyped-def]
         return result
 
     return call
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Children get SIGINT's default action, however the test run was started.
+
+    A shell without job control starts a background command (`.ci/run &`,
+    nohup under a CI runner) with SIGINT ignored, and an ignored signal stays
+    ignored across exec: the runs that tests interrupt with SIGINT would never
+    see it. A handler of our own is reset to the default in every child.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _netns() -> set[str]:
