@@ -525,7 +525,7 @@ def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
     from tempest_live_ci.results.run import STREAM, print_summary, process_run
 
     job = ctx.job
-    interrupted = False
+    interrupted = signalled = False
     with ctx.stage("tempest", "Running tempest"):
         sink = SubunitSink(ctx.output_dir / STREAM)
         try:
@@ -537,6 +537,13 @@ def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
             log.error("tempest did not finish; tests running at the time: %s",
                       ", ".join(sink.running) or "none")
             ctx.facts["tempest_error"] = e.message
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM while the tests ran: the tests done so far still
+            # make the report (marked incomplete), then the run unwinds.
+            interrupted = signalled = True
+            log.error("interrupted while tempest ran; tests running at the time: %s",
+                      ", ".join(sink.running) or "none")
+            ctx.facts["tempest_error"] = "interrupted"
         finally:
             sink.close()
             log.info("tempest: %s (%d bytes of subunit)", sink.counter.line(), sink.bytes)
@@ -551,9 +558,12 @@ def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
 
     with ctx.stage("results", "Writing the results"):
         result = process_run(ctx.output_dir / STREAM, ctx.output_dir, _metadata(ctx, guest),
-                             rerun=rerun if job.tempest.rerun_failures else None,
+                             rerun=rerun if job.tempest.rerun_failures and not signalled
+                             else None,
                              rerun_attempts=job.tempest.rerun_failures, interrupted=interrupted)
     print_summary(result)
+    if signalled:
+        raise KeyboardInterrupt("interrupted while tempest ran")
     return result.exit_code, str(result.summary["verdict"])
 
 
