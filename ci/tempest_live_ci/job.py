@@ -588,6 +588,11 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
     if drivers:
         # nova's: libvirt (nested KVM) or fake (nothing boots; tempest.conf says so too).
         data["virt_driver"] = drivers[-1]
+    excluded = {regex: reason for r in guest.results.values()
+                for regex, reason in r.facts.get("excluded_by_setup", {}).items()}
+    if excluded:
+        # Tests the guest's setup left out (scenario tests under the fake driver), with why.
+        data["excluded_by_setup"] = excluded
     if "candidates" in ctx.facts:
         # The versions the guest really installed, in the report's Run section.
         data["candidates"] = {c["package"]: c.get("installed") or f"{c['version']} (not installed)"

@@ -4,7 +4,7 @@ The Debian maintainer scripts do this with one `openstack` command per
 object; under TCG each of those is seconds of imports.
 
     python3 -m deploy.cloud wait-compute '{"timeout": 600}'
-    python3 -m deploy.cloud network-resources '{"physnet": "public", "cidr": ..., "gateway": ...}'
+    python3 -m deploy.cloud network-resources '{"external": {...}, "shared": {...}}'
 
 Every action is idempotent: a step run again finds what it made.
 """
@@ -53,17 +53,32 @@ def wait_compute(spec: dict[str, Any]) -> None:
 
 
 def network_resources(spec: dict[str, Any]) -> None:
+    """The external network (routers' gateways, floating IPs) and the shared project network.
+
+    The shared network is where tempest's servers get their ports when it
+    does not build a network, subnet and router for each test class.
+    """
     conn = connect()
-    network = conn.network.find_network("public")
+    external = spec["external"]
+    network = conn.network.find_network(external["name"])
     if network is None:
         network = conn.network.create_network(
-            name="public", is_router_external=True, provider_network_type="flat",
-            provider_physical_network=spec["physnet"], is_shared=False)
+            name=external["name"], is_router_external=True, provider_network_type="flat",
+            provider_physical_network=external["physnet"], is_shared=False)
     if not list(conn.network.subnets(network_id=network.id)):
         conn.network.create_subnet(
-            name="public-subnet", network_id=network.id, ip_version=4, cidr=spec["cidr"],
-            gateway_ip=spec["gateway"], is_dhcp_enabled=False)
-    say(f"external network public ({network.id}), {spec['cidr']}")
+            name=f"{external['name']}-subnet", network_id=network.id, ip_version=4,
+            cidr=external["cidr"], gateway_ip=external["gateway"], is_dhcp_enabled=False)
+    say(f"external network {external['name']} ({network.id}), {external['cidr']}")
+    shared = spec["shared"]
+    network = conn.network.find_network(shared["name"])
+    if network is None:
+        network = conn.network.create_network(name=shared["name"], is_shared=True)
+    if not list(conn.network.subnets(network_id=network.id)):
+        conn.network.create_subnet(
+            name=f"{shared['name']}-subnet", network_id=network.id, ip_version=4,
+            cidr=shared["cidr"], is_dhcp_enabled=True)
+    say(f"shared project network {shared['name']} ({network.id}), {shared['cidr']}")
 
 
 ACTIONS = {"wait-compute": wait_compute,

@@ -612,11 +612,19 @@ def nova_cells(p: dict[str, Any]) -> None:
         _cloud("wait-compute", p, {"timeout": 600})
 
 
+# The project network every project sees (tempest's compute.fixed_network_name
+# when it does not build networks per test class; see deploy/tempest.py).
+SHARED_NETWORK = "shared"
+
+
 def network_resources(p: dict[str, Any]) -> None:
-    """The external network tempest's router and floating IP tests attach to."""
-    with part("external network"):
-        _cloud("network-resources", p, {"physnet": PHYSNET, "cidr": "172.24.4.0/24",
-                                        "gateway": "172.24.4.1"})
+    """The external network tempest's router and floating IP tests attach to, and a shared one."""
+    with part("external and shared networks"):
+        _cloud("network-resources", p, {
+            "external": {"name": "public", "physnet": PHYSNET, "cidr": "172.24.4.0/24",
+                         "gateway": "172.24.4.1"},
+            "shared": {"name": SHARED_NETWORK, "cidr": "10.1.0.0/24"},
+        })
 
 
 STEPS: dict[str, Callable[[dict[str, Any]], None]] = {

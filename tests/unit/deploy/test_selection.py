@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from tempest_live_ci.deploy.tempest import Selection, conf_overrides, selection_arguments
+from tempest_live_ci.deploy.configure import SHARED_NETWORK
+from tempest_live_ci.deploy.tempest import (
+    Selection,
+    combined_exclude,
+    conf_overrides,
+    exclusions,
+    selection_arguments,
+)
 
 # Test ids as `tempest run --list-tests` prints them (tempest 43, trixie).
 IDS = [
@@ -99,3 +106,33 @@ def test_waiting_for_a_port_sees_a_listener_and_names_a_missing_one() -> None:
         port = listener.getsockname()[1]
     with pytest.raises(StepError, match=rf"rabbit: nothing listens on 127.0.0.1:{port} after 1 s"):
         wait_for_port(port, 1, what="rabbit")
+
+
+def test_under_tcg_tempest_shares_one_project_network() -> None:
+    tcg = conf_overrides("full", {}, virt_driver="fake", accelerator="tcg")
+    assert tcg["auth.create_isolated_networks"] == "false"
+    assert tcg["compute.fixed_network_name"] == SHARED_NETWORK
+    assert conf_overrides("network", {}, accelerator="tcg")[
+        "auth.create_isolated_networks"] == "false"
+    # With KVM, tempest's per-class networks, as in upstream's gate; a job may ask either way.
+    kvm = conf_overrides("full", {}, virt_driver="libvirt", accelerator="kvm")
+    assert "auth.create_isolated_networks" not in kvm
+    asked = conf_overrides("full", {"auth.create_isolated_networks": "true"}, accelerator="tcg")
+    assert asked["auth.create_isolated_networks"] == "true"
+    # No neutron, nothing to share.
+    assert "compute.fixed_network_name" not in conf_overrides("image", {}, accelerator="tcg")
+
+
+def test_the_fake_driver_leaves_scenario_tests_out_and_says_why() -> None:
+    excluded = exclusions("fake")
+    assert list(excluded) == [r"^tempest\.scenario\."] and "fake driver" in excluded[
+        r"^tempest\.scenario\."]
+    assert exclusions("libvirt") == {} and exclusions(None) == {}
+    regex = combined_exclude(r"test_foo", excluded)
+    assert regex is not None
+    for test_id in ("tempest.scenario.test_server_basic_ops.TestServerBasicOps.test_x",
+                    "tempest.api.compute.test_foo.T.test_y"):
+        assert re.search(regex, test_id), test_id
+    assert not re.search(regex, "tempest.api.compute.servers.test_create_server.T.test_list")
+    assert combined_exclude(None, {}) is None
+    assert combined_exclude("a", {}) == "a"
