@@ -36,6 +36,9 @@ class Profile:
     services: tuple[str, ...]
     configure: tuple[str, ...]
     services_available: tuple[str, ...]
+    # The tests a job runs when it names none. The network and volume
+    # profiles run their API's smoke tests: under TCG every network test
+    # costs tens of seconds of neutron's time (all of them: nightly-sid).
     default_regex: str | None = None
     default_smoke: bool = False
     conf: dict[str, str] = field(default_factory=dict)
@@ -151,6 +154,7 @@ PROFILES: dict[str, Profile] = {
         configure=("mariadb", "rabbitmq", "keystone", "neutron", "apis", "network-resources"),
         services_available=("keystone", "neutron"),
         default_regex=r"tempest\.api\.network",
+        default_smoke=True,
         database="mariadb",
         memory_mib=6144,
         conf=IDENTITY_CONF,
@@ -162,6 +166,7 @@ PROFILES: dict[str, Profile] = {
         configure=("mariadb", "rabbitmq", "keystone", "glance", "cinder", "apis"),
         services_available=("keystone", "glance", "cinder"),
         default_regex=r"tempest\.api\.volume",
+        default_smoke=True,
         database="mariadb",
         memory_mib=6144,
         needs_image=True,
