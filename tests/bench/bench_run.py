@@ -2,6 +2,7 @@
 """Whole runs of a job: per stage and per in-guest step, preinstalled image vs `preinstall: false`.
 
     tests/bench/bench_run.py [JOB] [--repeat 3] [--modes preinstalled,guest]
+    tests/bench/bench_run.py --summaries RUN_DIR|summary.json ...
 
 Each run is `tempest-live-ci run` as a user runs it (a fresh output
 directory, the image from the cache after the first build). Prints, per mode,
@@ -10,6 +11,10 @@ configure, tempest, ...), of every in-guest step and of its parts (apt-get
 update, keystone-manage, keystone answers, discover-tempest-config), the
 test counts, the guest's memory peak (MiB), and the ratio
 install(preinstalled) / install(guest). Run as root.
+
+With --summaries it runs nothing: the same medians from runs already made
+(output directories or their summary.json, e.g. a job's runs in the results
+store), grouped by job, for profiles whose runs take too long to repeat here.
 """
 
 from __future__ import annotations
@@ -53,13 +58,47 @@ def flat_times(summary: dict[str, object]) -> dict[str, float]:
     return times
 
 
+def print_medians(title: str, summaries: list[dict[str, object]]) -> dict[str, float]:
+    samples: dict[str, list[float]] = defaultdict(list)
+    for summary in summaries:
+        for key, value in flat_times(summary).items():
+            samples[key].append(value)
+    medians = {key: statistics.median(values) for key, values in samples.items()}
+    print(f"\n{title}: medians of {len(summaries)} run(s), seconds (memory in MiB)")
+    for key, value in medians.items():
+        print(f"  {key:58} {value:8.1f}")
+    print(flush=True)
+    return medians
+
+
+def from_summaries(paths: list[Path]) -> int:
+    by_job: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for path in paths:
+        summary_path = path / "summary.json" if path.is_dir() else path
+        summary: dict[str, object] = json.loads(summary_path.read_text())
+        metadata = dict(summary.get("metadata", {}))  # type: ignore[call-overload]
+        counts = dict(summary.get("counts", {}))  # type: ignore[call-overload]
+        # A run stopped before its results has no metadata: the job is at the top.
+        job = metadata.get("job") or summary.get("job")
+        print(f"{summary_path}: job {job}, exit {summary.get('exit_code')}, "
+              f"{counts.get('total')} tests, {counts.get('passed')} passed")
+        by_job[f"{job} (profile {metadata.get('profile', '?')})"].append(summary)
+    for job, summaries in by_job.items():
+        print_medians(job, summaries)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("job", nargs="?", default=str(TOP / "jobs" / "smoke-trixie.yaml"))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="preinstalled,guest")
     parser.add_argument("--output", type=Path, default=Path("/var/tmp/tlc-bench-run"))
+    parser.add_argument("--summaries", type=Path, nargs="+",
+                        help="medians of these runs' summaries instead of new runs")
     args = parser.parse_args()
+    if args.summaries:
+        return from_summaries(args.summaries)
     base = Path(args.job).read_text()
     medians: dict[str, dict[str, float]] = {}
     for mode in args.modes.split(","):
@@ -69,20 +108,15 @@ def main() -> int:
         data = yaml.safe_load(base) or {}
         data.setdefault("image", {})["preinstall"] = mode == "preinstalled"
         job.write_text(yaml.safe_dump(data))
-        samples: dict[str, list[float]] = defaultdict(list)
+        summaries = []
         for i in range(args.repeat):
             summary = one_run(job, args.output / f"{mode}-{i}")
             counts = dict(summary.get("counts", {}))  # type: ignore[call-overload]
             print(f"{mode} #{i + 1}: exit {summary['_exit']}, {counts.get('total')} tests, "
-                  f"{counts.get('success')} passed, total "
+                  f"{counts.get('passed')} passed, total "
                   f"{dict(summary['stages'])['total']:.0f} s", flush=True)  # type: ignore[call-overload]
-            for key, value in flat_times(summary).items():
-                samples[key].append(value)
-        medians[mode] = {key: statistics.median(values) for key, values in samples.items()}
-        print(f"\n{mode}: medians of {args.repeat} run(s), seconds (memory in MiB)")
-        for key, value in medians[mode].items():
-            print(f"  {key:58} {value:8.1f}")
-        print(flush=True)
+            summaries.append(summary)
+        medians[mode] = print_medians(mode, summaries)
     if {"preinstalled", "guest"} <= set(medians):
         ratio = medians["preinstalled"]["stage install"] / medians["guest"]["stage install"]
         print(f"install step, preinstalled / in the guest: {ratio:.2f}")
