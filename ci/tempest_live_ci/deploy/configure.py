@@ -384,6 +384,10 @@ def ovn(p: dict[str, Any]) -> None:
     start("ovn-host")
 
 
+# neutron's daemons that start after its API answers (see neutron()).
+NEUTRON_AFTER_API = ("neutron-rpc-server", "neutron-ovn-maintenance-worker")
+
+
 def neutron(p: dict[str, Any]) -> None:
     ovn(p)
     with part("neutron.conf, ml2_conf.ini"):
@@ -424,7 +428,13 @@ def neutron(p: dict[str, Any]) -> None:
     with part("neutron-db-manage upgrade heads"):
         run(as_user("neutron", ["neutron-db-manage", "--config-file", "/etc/neutron/neutron.conf",
                                 "--config-file", ML2_CONF, "upgrade", "heads"]))
-    start("neutron-api", "neutron-rpc-server", "neutron-ovn-maintenance-worker")
+    # The RPC server and the maintenance worker start once the API answers
+    # (in apis): OVN events are handled by the API workers registered in
+    # neutron's hash ring, which they join as their app loads. Started
+    # together, the RPC server read OVN's databases 20 s before the API
+    # worker joined (under TCG), and logged the events of that time as lost
+    # ("HashRing is empty").
+    start("neutron-api")
 
 
 # --- nova ---------------------------------------------------------------------
@@ -604,6 +614,8 @@ def apis(p: dict[str, Any]) -> None:
         with part(f"{name} answers"):
             waited = wait_for_url(f"http://{p['guest_address']}:{port}/", 900, what=name)
             facts.setdefault("answered_after", {})[name] = round(waited, 1)
+        if name == "neutron":
+            start(*NEUTRON_AFTER_API)
 
 
 def nova_cells(p: dict[str, Any]) -> None:
