@@ -7,6 +7,7 @@ home as it is produced. Each test is one whole run (minutes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,13 +16,16 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tempest_live_ci.image import Image
 from tempest_live_ci.results.stream import read_stream
 from tests.conftest import TOP, Dirs, needs_root
+from tests.conftest import _processes_using as processes_using
 
 pytestmark = [needs_root, pytest.mark.slow]
 
@@ -39,24 +43,160 @@ def tlc_run(dirs: Dirs, image: Image, *args: str,
                           env=run_env(dirs, image))
 
 
-def test_default_job_ends_in_passed_identity_tests(dirs: Dirs, no_leaks: None,
-                                                   live_image: Image, tmp_path: Path) -> None:
-    out = tmp_path / "out"  # kept by pytest after a failure
-    result = tlc_run(dirs, live_image, "--output", str(out))
-    assert result.returncode == 0, result.stderr[-5000:]
+def start_run(dirs: Dirs, image: Image, output: Path, stderr: Path) -> subprocess.Popen[str]:
+    """`run` of the default job in the background, its stderr into a file as it comes."""
+    with open(stderr, "w") as err:
+        return subprocess.Popen(
+            [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", "--output", str(output)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, text=True,
+            env=run_env(dirs, image))
+
+
+def run_id_in(stderr: str) -> str | None:
+    found = re.search(r"run id (tlc-[0-9a-f]{8})", stderr)
+    return found.group(1) if found else None
+
+
+def namespace_inodes() -> dict[str, int]:
+    """The host's named network namespaces: name → inode (two namespaces, two inodes)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        if line.strip():
+            name = line.split()[0]
+            with contextlib.suppress(OSError):
+                found[name] = os.stat(f"/run/netns/{name}").st_ino
+    return found
+
+
+def links_in(netns: str | None) -> set[str]:
+    argv = ["ip", *(["-n", netns] if netns else []), "-o", "link", "show"]
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+@dataclass
+class Overlap:
+    """What was seen of two runs while both ran: sampled every second."""
+
+    # Samples in which both runs' namespaces existed, and both guests' qemu ran.
+    both_namespaces: int = 0
+    both_guests: int = 0
+    namespace_inodes: set[tuple[int, int]] = field(default_factory=set)
+    links: dict[str, set[str]] = field(default_factory=dict)
+    # Links of the runs that showed up in the host's own namespace (none should).
+    on_the_host: set[str] = field(default_factory=set)
+    # When the first "Running tempest…" was seen: had both runs said "Booting the guest…"?
+    both_booted_before_tempest: bool | None = None
+
+    def sample(self, ids: list[str], stderrs: list[str], host_links: set[str]) -> None:
+        if self.both_booted_before_tempest is None \
+                and any("Running tempest…" in text for text in stderrs):
+            self.both_booted_before_tempest = all("Booting the guest…" in text
+                                                  for text in stderrs)
+        namespaces = namespace_inodes()
+        if all(run_id in namespaces for run_id in ids):
+            self.both_namespaces += 1
+            self.namespace_inodes.add((namespaces[ids[0]], namespaces[ids[1]]))
+            for run_id in ids:
+                self.links.setdefault(run_id, set()).update(links_in(run_id))
+        if all(_qemu_of(run_id, missing_ok=True) for run_id in ids):
+            self.both_guests += 1
+        self.on_the_host |= {name for name in links_in(None) - host_links
+                             if name.startswith("tempest") or any(i in name for i in ids)}
+
+
+def test_two_runs_of_the_default_job_at_once_end_in_passed_identity_tests(
+        dirs: Dirs, no_leaks: None, live_image: Image, tmp_path: Path) -> None:
+    """The quick start's run, twice at the same time on this host (a CI runner with two jobs).
+
+    Each run has its isolated testbed (a namespace of its own, named by its
+    run id, with its own bridge and tap); both share the image, the apt proxy
+    and the results store. Both must end with their own passed identity tests
+    and distinct run ids, both stored under the job, and nothing left.
+    Two TCG guests share the cores: each run takes longer than alone.
+    """
+    outs = [tmp_path / "out-1", tmp_path / "out-2"]  # kept by pytest after a failure
+    stderrs = [tmp_path / "stderr-1", tmp_path / "stderr-2"]
+    host_links = links_in(None)
+    overlap = Overlap()
+    runs = [start_run(dirs, live_image, out, err) for out, err in zip(outs, stderrs, strict=True)]
+    try:
+        deadline = time.monotonic() + 3600
+        while any(run.poll() is None for run in runs):
+            if any(run.poll() not in (None, 0) for run in runs):
+                break  # one failed: the other is stopped below, the failure told
+            assert time.monotonic() < deadline, "the two runs took more than an hour"
+            now = [err.read_text() for err in stderrs]
+            seen = [run_id_in(text) for text in now]
+            if seen[0] is not None and seen[1] is not None:
+                overlap.sample([seen[0], seen[1]], now, host_links)
+            time.sleep(1)
+    finally:
+        # A failure in one run (or in this test) still unwinds the other: Ctrl-C, then wait.
+        for run in runs:
+            if run.poll() is None:
+                run.send_signal(signal.SIGINT)
+        for run in runs:
+            try:
+                run.wait(300)
+            except subprocess.TimeoutExpired:
+                run.kill()
+                run.wait()
+    texts = [err.read_text() for err in stderrs]
+    for run, text in zip(runs, texts, strict=True):
+        assert run.returncode == 0, text[-5000:]
+    said = [run_id_in(text) for text in texts]
+    ids = [run_id for run_id in said if run_id is not None]
+    assert len(ids) == 2 and ids[0] != ids[1], said
+
+    # They ran at the same time, not one after the other: both namespaces at
+    # once, both guests at once, both booting before either ran tempest.
+    assert overlap.both_namespaces > 0, f"the two runs' namespaces never existed at once: {overlap}"
+    assert overlap.both_guests > 0, f"the two guests never ran at the same time: {overlap}"
+    assert overlap.both_booted_before_tempest, f"one run got to tempest first: {overlap}"
+    # Each in its own namespace, with its own bridge and tap there; nothing on the host.
+    assert all(a != b for a, b in overlap.namespace_inodes), overlap
+    for run_id in ids:
+        assert {"tempestbr", "tempesttap"} <= overlap.links[run_id], overlap
+    assert not overlap.on_the_host, overlap
+
+    summaries = []
+    for out, text, run_id in zip(outs, texts, ids, strict=True):
+        summaries.append(check_passed_identity_run(out, text, run_id))
+    # Both in the results store under the job, each as itself; `latest` is one of them.
+    job = dirs.results / "smoke-trixie"
+    for summary in summaries:
+        stored = json.loads((job / summary["run_id"] / "summary.json").read_text())
+        assert stored["run_id"] == summary["run_id"]
+        assert stored["counts"] == summary["counts"]
+    index = json.loads((job / "index.json").read_text())
+    assert sorted(e["run_id"] for e in index) == sorted(ids)
+    latest = json.loads((job / "latest" / "summary.json").read_text())["run_id"]
+    assert latest == index[-1]["run_id"] and latest in ids
+    # Nothing of either run is left (and no_leaks: namespaces, links, processes).
+    for run_id in ids:
+        assert not processes_using(run_id), f"processes of run {run_id} left behind"
+        assert not (dirs.state / run_id).exists()
+
+
+def check_passed_identity_run(out: Path, stderr: str, run_id: str) -> dict[str, Any]:
+    """One run of the default job, from its stderr and output directory; its summary."""
     for title in ("Preparing the image", "Setting up the testbed", "Booting the guest",
                   "Installing OpenStack (profile identity)", "Configuring OpenStack",
                   "Running tempest"):
-        assert f"{title}…" in result.stderr
+        assert f"{title}…" in stderr
     # The live progress while tempest ran.
-    assert re.search(r"tempest: \d+ tests done: \d+ passed, 0 failed", result.stderr)
+    assert re.search(r"tempest: \d+ tests done: \d+ passed, 0 failed", stderr)
 
     stream = read_stream(out / "tempest.subunit")
     passed = [r.id for r in stream.records if r.status == "passed"]
     assert passed and all(t.startswith("tempest.api.identity.v3.") for t in passed), passed
     assert any(".test_tokens." in t for t in passed)
 
-    summary = json.loads((out / "summary.json").read_text())
+    summary: dict[str, Any] = json.loads((out / "summary.json").read_text())
+    # Its own: the run id it said on stderr, in its summary and its results.
+    assert summary["run_id"] == run_id and summary["metadata"]["run_id"] == run_id
     assert summary["exit_code"] == 0 and summary["counts"]["passed"] == len(passed)
     assert summary["counts"]["failed"] == summary["counts"]["error"] == 0
     # Every stage and every in-guest step timed; the versions of the profile's packages.
@@ -89,9 +229,9 @@ def test_default_job_ends_in_passed_identity_tests(dirs: Dirs, no_leaks: None,
     for step in ("prepare", "install", "configure", "tempest-conf", "tempest"):
         assert (logs / "steps" / f"{step}.log").is_file()
     assert (out / "console.log").stat().st_size > 0
-    # And in the results store, as the job's latest run.
-    stored = dirs.results / "smoke-trixie" / "latest"
-    assert json.loads((stored / "summary.json").read_text())["run_id"] == summary["run_id"]
+    # The guest's console is its own run's: libvirt names the domain after the run id.
+    assert f"<name>{run_id}</name>" in (out / "domain.xml").read_text()
+    return summary
 
 
 def test_a_failing_setup_command_names_the_step(dirs: Dirs, no_leaks: None,
@@ -161,8 +301,10 @@ def test_guest_killed_while_tempest_runs(dirs: Dirs, no_leaks: None, live_image:
     assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
 
 
-def _qemu_of(run_id: str) -> int:
-    """The pid of the run's qemu: libvirt names the domain after the run id (-name guest=ID)."""
+def _qemu_of(run_id: str, *, missing_ok: bool = False) -> int:
+    """The pid of the run's qemu: libvirt names the domain after the run id (-name guest=ID).
+
+    0 if there is none and missing_ok."""
     wanted = f"guest={run_id}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -173,4 +315,6 @@ def _qemu_of(run_id: str) -> int:
             continue
         if argv and b"qemu-system" in argv[0] and any(a.startswith(wanted) for a in argv):
             return int(entry.name)
+    if missing_ok:
+        return 0
     raise AssertionError(f"no qemu process for {run_id}")
