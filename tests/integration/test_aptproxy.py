@@ -25,6 +25,7 @@ import pytest
 from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.testbed import aptproxy
+from tempest_live_ci.testbed.listen import socket_inodes
 from tests.conftest import TOP, Dirs, needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
@@ -111,6 +112,7 @@ sys.path.insert(0, sys.argv[1])
 if len(sys.argv) > 2:
     os.environ["TEMPEST_LIVE_CI_STATE_DIR"] = sys.argv[2]
 from tempest_live_ci.testbed import aptproxy
+from tempest_live_ci.testbed.listen import socket_inodes
 with aptproxy.start_apt_cacher_ng() as proxy:
     print(proxy.socket, flush=True)
     sys.stdin.readline()
@@ -151,6 +153,33 @@ def test_concurrent_users_share_one_daemon(dirs: Dirs, tmp_path: Path, no_leaks:
     assert not proc.pid_alive(pid)
     assert not aptproxy.answers_as_apt_cacher_ng(port=port)
     assert (aptproxy.proxy_state_dir() / "users").read_text() == ""
+
+
+def unix_socket_paths(pid: int) -> list[str]:
+    """The paths of the unix sockets `pid` has open ("" for an unnamed one)."""
+    owned = socket_inodes(pid)
+    paths = []
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[6]) in owned:
+            paths.append(fields[7] if len(fields) > 7 else "")
+    return paths
+
+
+def test_the_daemon_takes_no_unix_socket_of_the_host(dirs: Dirs, no_leaks: None) -> None:
+    """apt-cacher-ng's default socket, /run/apt-cacher-ng/socket, is one path for every
+    daemon on the host: ours binds none (each concurrent daemon took it over from the
+    last, the host's own service's too)."""
+    host = Path("/run/apt-cacher-ng/socket")
+    before = host.lstat() if host.exists() else None
+    with aptproxy.start_apt_cacher_ng():
+        pid = daemon_pid()
+        assert pid is not None and proc.pid_alive(pid)
+        assert socket_inodes(pid), "no sockets: the daemon's fds were not readable"
+        assert [path for path in unix_socket_paths(pid) if path] == []
+        after = host.lstat() if host.exists() else None
+        assert (before and (before.st_ino, before.st_mtime_ns)) == \
+            (after and (after.st_ino, after.st_mtime_ns))
 
 
 def test_dead_users_are_forgotten(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
