@@ -243,19 +243,16 @@ def _namespaces(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
 # --- the apt proxy --------------------------------------------------------------------------
 
 def _remove_socat(pid_file: Path, pid: int | None, marker: str) -> list[str]:
+    from tempest_live_ci.testbed.aptproxy import remove_socket
+
     removed = []
     sockets = [a.split(":", 1)[1].split(",", 1)[0] for a in _cmdline(pid or -1)
                if a.startswith("UNIX-LISTEN:")]
     if pid is not None and process_matches(pid, marker) and proc.kill_pid(pid):
         removed.append(f"process {pid} (socat)")
     for socket in sockets:
-        path = Path(socket)
-        with contextlib.suppress(OSError):
-            path.unlink()
-            removed.append(f"socket {path}")
-        if path.parent.name.startswith("tlc-acng-"):
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()
+        if remove_socket(Path(socket)):
+            removed.append(f"socket {socket}")
     own = pid_file.parent / f"acng-{marker.removeprefix('acng-')}"
     with contextlib.suppress(OSError):
         own.unlink()
@@ -264,10 +261,82 @@ def _remove_socat(pid_file: Path, pid: int | None, marker: str) -> list[str]:
     return removed
 
 
+@dataclass(frozen=True)
+class _Socat:
+    """A socat of the apt proxy, found by its command line (testbed/aptproxy.py)."""
+
+    pid: int
+    argument: str  # UNIX-LISTEN:<socket>,... (the user's) or UNIX-CONNECT:<socket> (a forward)
+    socket: Path  # acng-<user>-<token>.sock
+    user: int  # the pid of the run it serves
+    port: int | None  # the daemon's port it connects to (the user's own socat)
+
+
+def _proxy_socats() -> list[_Socat]:
+    from tempest_live_ci.testbed.aptproxy import SOCKET_NAME
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        argv = _cmdline(int(entry.name))
+        if not argv or os.path.basename(argv[0]) != "socat":
+            continue
+        for argument in argv[1:]:
+            kind, _, rest = argument.partition(":")
+            if kind not in ("UNIX-LISTEN", "UNIX-CONNECT"):
+                continue
+            socket = Path(rest.split(",", 1)[0])
+            name = SOCKET_NAME.match(socket.name)
+            if name is None:
+                continue
+            port = None
+            for other in argv[1:]:
+                if other.startswith("TCP:") and other.rsplit(":", 1)[1].isdigit():
+                    port = int(other.rsplit(":", 1)[1])
+            found.append(_Socat(int(entry.name), argument, socket, int(name.group(1)), port))
+    return found
+
+
+def _orphaned_socats(socats: list[_Socat]) -> Iterator[Leftover]:
+    """Socats of a user that is gone whose state directory went too (a test's, removed while
+    its run was live): no pid file or journal is left to find them by, only their command
+    line. While the state directory is there, its pid files and journals say what is whose
+    (a socat kept with a testbed outlives its user on purpose)."""
+    from tempest_live_ci.testbed.aptproxy import socket_registry
+
+    for socat in socats:
+        if proc.pid_alive(socat.user):
+            continue
+        registry = socket_registry(socat.socket)
+        if registry is None or registry.is_dir():
+            continue
+        yield Leftover(f"socat (pid {socat.pid}, {socat.socket})",
+                       f"the apt proxy's socat of process {socat.user}, which is gone with its "
+                       f"state directory {registry}", False,
+                       partial(_remove_orphaned_socat, socat))
+
+
+def _remove_orphaned_socat(socat: _Socat) -> list[str]:
+    from tempest_live_ci.testbed.aptproxy import remove_socket
+
+    removed = []
+    if process_matches(socat.pid, socat.argument) and proc.kill_pid(socat.pid):
+        removed.append(f"process {socat.pid} (socat)")
+    if remove_socket(socat.socket):
+        removed.append(f"socket {socat.socket}")
+    return removed
+
+
 def _apt_proxy() -> Iterator[Leftover]:
     from tempest_live_ci.testbed import aptproxy
+    from tempest_live_ci.testbed.listen import listening_ports
 
     own = aptproxy.proxy_state_dir()
+    socats = _proxy_socats()
+    yield from _orphaned_socats(socats)
+    # The daemons' ports that a live user's socat still connects to.
+    in_use = {s.port for s in socats if s.port is not None and proc.pid_alive(s.user)}
     if own.is_dir():
         for pid_file in sorted([*own.glob("socat-*.pid"), *own.glob("forward-*.pid")]):
             # socat-<pid>-<token>.pid, forward-<pid>-<token>-...: <pid> is the user's.
@@ -286,6 +355,13 @@ def _apt_proxy() -> Iterator[Leftover]:
                            partial(_remove_socat, pid_file, pid, marker))
     registered = aptproxy.running_daemons()
     for pid, started_in in aptproxy.daemon_processes():
+        if not started_in.exists() and not in_use & set(listening_ports(pid)):
+            # Its state directory is gone, whichever it was (a test's): no registry, no
+            # configuration; and no live run's socat connects to it.
+            yield Leftover(f"apt-cacher-ng (pid {pid}, {started_in})",
+                           "its state directory is gone, and no live run uses it", False,
+                           partial(_stop_orphan_apt_cacher_ng, pid, started_in))
+            continue
         # Started from our state directory (Debian's archive's daemon, or one
         # of extra archives below it), but no registry names it (the
         # directory was removed, the pid file lost in a kill): no run can

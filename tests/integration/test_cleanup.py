@@ -37,14 +37,15 @@ sys.path.insert(0, {str(TOP / "ci")!r})
 UP = "\nprint('up', flush=True)\ntime.sleep(600)\n"
 
 
-def start(code: str, dirs: Dirs) -> tuple[subprocess.Popen[str], list[str]]:
+def start(code: str, dirs: Dirs,
+          env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], list[str]]:
     """Run `code` in a child of our own, until it prints "up" (it then waits to be killed).
 
     Returns the child and the lines it printed before "up".
     """
     child = subprocess.Popen([sys.executable, "-c", PRELUDE + code + UP],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ, **dirs.env()})
+                             env={**os.environ, **dirs.env(), **(env or {})})
     assert child.stdout is not None
     lines = []
     for line in child.stdout:
@@ -182,6 +183,54 @@ def test_the_apt_proxy_of_a_killed_run(tlc: Tlc, dirs: Dirs, no_leaks: None) -> 
     assert not list(aptproxy.proxy_state_dir().glob("*.pid"))
 
 
+@pytest.mark.parametrize("where", ["state directory", "short directory"])
+def test_the_apt_proxy_of_a_run_whose_state_directory_was_removed(
+        tlc: Tlc, dirs: Dirs, no_leaks: None, where: str) -> None:
+    """The state directory removed while its run was live (a test's fixture did), then the
+    run killed: no pid file, registry or journal is left. The cleanup of any state directory
+    finds the socat and the daemon by their command lines; not while the run lives.
+
+    With a deep state directory the socket is in a short directory of its own (sun_path is
+    108 bytes), which names the state directory it belongs to."""
+    import shutil
+
+    state = dirs.state if where == "state directory" else dirs.top / ("deep-" * 20) / "state"
+    holder, lines = start(HOLDER, dirs, {"TEMPEST_LIVE_CI_STATE_DIR": str(state)})
+    socket = Path(lines[0])
+    own = state / "apt-cacher-ng"
+    daemon = proc.read_pidfile(own / "apt-cacher-ng.pid") or 0
+    socat = proc.read_pidfile(next(own.glob("socat-*.pid"))) or 0
+    # The host's cleanup, say: another state directory.
+    other = {"TEMPEST_LIVE_CI_STATE_DIR": str(dirs.top / "other-state")}
+    try:
+        assert daemon and socat
+        assert socket.parent.name.startswith("tlc-acng-") is (where == "short directory")
+        assert socket.name.startswith(f"acng-{holder.pid}-")
+        shutil.rmtree(state)
+        live = tlc("cleanup", "--dry-run", env=other, check=True)
+        assert str(socket) not in live.stdout and f"pid {daemon}" not in live.stdout, live.stdout
+        kill(holder)
+        assert proc.pid_alive(daemon) and proc.pid_alive(socat)
+        dry = tlc("cleanup", "--dry-run", env=other, check=True)
+        assert f"socat (pid {socat}, {socket}): the apt proxy's socat of process {holder.pid}, " \
+            f"which is gone with its state directory {own}" in dry.stdout, dry.stdout
+        assert f"apt-cacher-ng (pid {daemon}, {own}): its state directory is gone, and no " \
+            "live run uses it" in dry.stdout, dry.stdout
+        result = tlc("cleanup", env=other, check=True)
+        assert f"removed process {socat} (socat)" in result.stdout, result.stdout
+        assert f"removed process {daemon} (apt-cacher-ng)" in result.stdout, result.stdout
+        assert not proc.pid_alive(socat) and not proc.pid_alive(daemon)
+        assert not socket.exists() and not socket.parent.exists()
+        assert tlc("cleanup", env=other, check=True).stderr.strip().endswith("nothing to clean up")
+    finally:
+        kill(holder)
+        for pid in (socat, daemon):
+            if pid:
+                proc.kill_pid(pid, grace=1)
+        if socket.parent.name.startswith("tlc-acng-"):
+            shutil.rmtree(socket.parent, ignore_errors=True)
+
+
 @pytest.mark.parametrize("lost", ["state directory", "pid file"])
 def test_an_apt_cacher_ng_no_registry_names(tlc: Tlc, dirs: Dirs, no_leaks: None,
                                             lost: str) -> None:
@@ -205,8 +254,9 @@ def test_an_apt_cacher_ng_no_registry_names(tlc: Tlc, dirs: Dirs, no_leaks: None
             (own / "apt-cacher-ng.pid").unlink()
         assert daemon not in [aptproxy.daemon_pid(d) for d in aptproxy.running_daemons()]
         dry = tlc("cleanup", "--dry-run", check=True)
-        assert f"apt-cacher-ng (pid {daemon}, {own}): no registry of its users is left" \
-            in dry.stdout, dry.stdout
+        why = ("its state directory is gone, and no live run uses it" if lost == "state directory"
+               else "no registry of its users is left")
+        assert f"apt-cacher-ng (pid {daemon}, {own}): {why}" in dry.stdout, dry.stdout
         result = tlc("cleanup", check=True)
         assert f"removed process {daemon} (apt-cacher-ng)" in result.stdout
         assert not proc.pid_alive(daemon)

@@ -36,6 +36,7 @@ import fcntl
 import hashlib
 import http.client
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -421,12 +422,31 @@ def _register(own: Path, user: str, extra: Sequence[ExtraArchive] = ()) -> Path:
 
 # sun_path holds 108 bytes; a deep state directory (a test's tmp dir) can exceed it.
 _SOCKET_PATH_MAX = 100
+# A user's socket: acng-<the user's pid>-<token>.sock (the same name in a short directory).
+SOCKET_NAME = re.compile(r"^acng-(\d+)-([0-9a-f]{8})\.sock$")
+_SHORT_PREFIX = "tlc-acng-"
+# In a short directory: a symbolic link to the state directory the socket belongs to.
+_REGISTRY_LINK = "registry"
 
 
 def _socket_path(wanted: Path) -> Path:
     if len(os.fsencode(wanted)) <= _SOCKET_PATH_MAX:
         return wanted
-    return Path(tempfile.mkdtemp(prefix="tlc-acng-")) / "acng.sock"
+    short = Path(tempfile.mkdtemp(prefix=_SHORT_PREFIX))
+    # Whose it is, for `cleanup` once that state directory is gone (socket_registry).
+    (short / _REGISTRY_LINK).symlink_to(wanted.parent)
+    return short / wanted.name
+
+
+def socket_registry(sock_path: Path) -> Path | None:
+    """The proxy state directory a user's socket belongs to (where its pid file is), or None
+    when that is unknown (a short directory without its link)."""
+    if not sock_path.parent.name.startswith(_SHORT_PREFIX):
+        return sock_path.parent
+    try:
+        return Path(os.readlink(sock_path.parent / _REGISTRY_LINK))
+    except OSError:
+        return None
 
 
 @contextlib.contextmanager
@@ -503,12 +523,18 @@ def _hand_over(journal: Journal, directory: Path, user: str, socat: subprocess.P
     log.debug("apt proxy kept for testbed %s (socat pid %d)", journal.directory.name, socat.pid)
 
 
-def _remove_socket(sock_path: Path) -> None:
+def _remove_socket(sock_path: Path) -> bool:
+    """Remove a user's socket (and its short directory); True if the socket was there."""
+    removed = False
     with contextlib.suppress(FileNotFoundError):
         sock_path.unlink()
-    if sock_path.parent.name.startswith("tlc-acng-"):
+        removed = True
+    if sock_path.parent.name.startswith(_SHORT_PREFIX):
+        with contextlib.suppress(OSError):
+            (sock_path.parent / _REGISTRY_LINK).unlink()
         with contextlib.suppress(OSError):
             sock_path.parent.rmdir()
+    return removed
 
 
 def _leave(directory: Path, user: str) -> None:
@@ -576,3 +602,4 @@ locked = _locked
 read_users = _read_users
 daemon_pid = _daemon_pid
 stop_daemon = _stop_daemon
+remove_socket = _remove_socket
