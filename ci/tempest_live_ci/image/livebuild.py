@@ -33,6 +33,8 @@ from tempest_live_ci.image.cache import (
     ARTIFACTS,
     KERNEL_CMDLINE,
     MANIFEST,
+    SQUASHFS,
+    SQUASHFS_MODE,
     image_inputs,
     inputs_hash,
     is_complete,
@@ -373,6 +375,8 @@ def _collect_artifacts(lb_dir: Path, image_dir: Path, build_log: Path) -> None:
         if not (live / name).is_file():
             raise _build_failure(f"live-build produced no binary/live/{name}", build_log)
         os.rename(live / name, image_dir / name)
+    # It holds the guest's SSH host private key: root's only.
+    (image_dir / SQUASHFS).chmod(SQUASHFS_MODE)
     for listing in (live / "filesystem.packages", lb_dir / "chroot.packages.live"):
         if listing.is_file():
             shutil.copyfile(listing, image_dir / "packages.txt")

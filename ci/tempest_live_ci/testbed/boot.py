@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tempest_live_ci import render
 from tempest_live_ci.errors import UsageError
+from tempest_live_ci.image.cache import SQUASHFS, SQUASHFS_MODE
 from tempest_live_ci.testbed.model import Testbed
 
 IMAGE_DIR = "img"
@@ -43,7 +44,7 @@ def boot_cmdline(testbed: Testbed, base_cmdline: str, squashfs: bool = True) -> 
     """The image's command line plus where to fetch the root filesystem from."""
     parts = [check_cmdline(base_cmdline).strip()]
     if squashfs:
-        parts.append(f"fetch={testbed.http_url}/{IMAGE_DIR}/filesystem.squashfs")
+        parts.append(f"fetch={testbed.http_url}/{IMAGE_DIR}/{SQUASHFS}")
     return " ".join(p for p in parts if p)
 
 
@@ -60,7 +61,10 @@ def publish_boot_files(testbed: Testbed, *, vmlinuz: Path, initrd: Path,
     _link(vmlinuz, directory / "vmlinuz")
     _link(initrd, directory / "initrd.img")
     if squashfs is not None:
-        _link(squashfs, directory / "filesystem.squashfs")
+        # The link shares the store's file (its inode, its mode): an image stored before
+        # its mode was root's only is made so here, under both names.
+        squashfs.chmod(SQUASHFS_MODE)
+        _link(squashfs, directory / SQUASHFS)
     script = render.render(
         "host-setup/boot.ipxe.j2",
         name=testbed.run_id,

@@ -4,6 +4,8 @@ runs under `ip netns exec`, so "the host namespace" it changes is that one."""
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 
 from tests.conftest import Dirs, needs_root
 from tests.integration.testbed.clients import sh, snapshot, tlc_in
@@ -73,3 +75,42 @@ def test_status_reports_a_dead_daemon(fake_host: str, dirs: Dirs) -> None:
         assert tlc_in(fake_host, dirs, "host", "status").returncode == 0
     finally:
         tlc_in(fake_host, dirs, "host", "teardown")
+
+
+def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           *argv], capture_output=True, text=True, timeout=30)
+
+
+def test_the_published_squashfs_is_roots_only(fake_host: str, dirs: Dirs, tmp_path: Path) -> None:
+    """The squashfs holds the guest's SSH host private key: no local user but root reads it,
+    where the persistent testbed publishes it (a hard link) nor in the image store; the
+    testbed's HTTP server (root) still serves it. The image is a store entry as an image
+    stored before this was made (world-readable); published as a run publishes it."""
+    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.boot import IMAGE_DIR, publish_boot_files
+    from tests.integration.runs import fake_image, job_file
+
+    setup = tlc_in(fake_host, dirs, "host", "setup", "--no-apt-proxy")
+    assert setup.returncode == 0, setup.stderr
+    try:
+        image = fake_image(job_file(tmp_path, mode="persistent", apt_proxy=False))
+        squashfs = image / "filesystem.squashfs"
+        assert as_nobody("cat", str(squashfs)).returncode == 0  # what it was
+        _, testbed = load_testbed("tempest")
+        publish_boot_files(testbed, vmlinuz=image / "vmlinuz", initrd=image / "initrd.img",
+                           squashfs=squashfs, cmdline="boot=live")
+        published = testbed.http_root / IMAGE_DIR
+        for path in (published / "filesystem.squashfs", squashfs):
+            denied = as_nobody("cat", str(path))
+            assert denied.returncode != 0 and "Permission denied" in denied.stderr, \
+                (path, denied.stdout, denied.stderr)
+        # The directories stay open (kernel and initrd are no secret): nobody reads those.
+        kernel = as_nobody("cat", str(published / "vmlinuz"))
+        assert kernel.returncode == 0 and kernel.stdout == (image / "vmlinuz").read_text()
+        served = sh("ip", "netns", "exec", fake_host, "curl", "-sS", "--max-time", "30",
+                    f"{testbed.http_url}/{IMAGE_DIR}/filesystem.squashfs")
+        assert served.stdout == squashfs.read_text()
+    finally:
+        down = tlc_in(fake_host, dirs, "host", "teardown")
+        assert down.returncode == 0, down.stderr

@@ -76,3 +76,23 @@ def test_list_show_prune(tlc: Tlc, dirs: Dirs) -> None:
     tlc("image", "prune", "--keep", "2", check=True)
     assert sorted(p.name for p in store.iterdir()) == ["cccc000000000003", "cccc000000000004"]
     assert tlc("image", "prune", "--keep", "-1").returncode == 20
+
+
+def test_a_built_squashfs_is_roots_only(tmp_path: Path) -> None:
+    """It holds the guest's SSH host private key: live-build's 0644 becomes 0600 as the
+    artifacts are collected (the kernel and initrd hold no secret: left as they are)."""
+    import stat
+
+    from tempest_live_ci.image.cache import ARTIFACTS
+    from tempest_live_ci.image.livebuild import _collect_artifacts
+
+    live = tmp_path / "lb" / "binary" / "live"
+    live.mkdir(parents=True)
+    for name in ARTIFACTS:
+        (live / name).write_bytes(b"not an image\n")
+        (live / name).chmod(0o644)
+    image = tmp_path / "image"
+    image.mkdir()
+    _collect_artifacts(tmp_path / "lb", image, tmp_path / "build.log")
+    modes = {name: stat.S_IMODE((image / name).stat().st_mode) for name in ARTIFACTS}
+    assert modes == {"vmlinuz": 0o644, "initrd.img": 0o644, "filesystem.squashfs": 0o600}
