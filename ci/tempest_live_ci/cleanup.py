@@ -23,7 +23,9 @@ left alone unless asked. What is looked at:
 - libvirt: the private libvirtd of a run on a persistent testbed whose run
   is gone (its domains destroyed first: libvirtd leaves guests running when
   it stops), and domains of the system libvirtd whose metadata names an
-  owner that is gone.
+  owner that is gone;
+- the record of a guest (vm.json) a killed run left on a persistent
+  testbed: not kept, its writer gone.
 """
 
 from __future__ import annotations
@@ -550,12 +552,47 @@ def _image_builds() -> Iterator[Leftover]:
 # --- libvirt --------------------------------------------------------------------------------
 
 def _kept_domains() -> set[str]:
-    """Domains recorded by `vm boot` or --keep-on-failure (vm.json) under the state root."""
+    """Domains recorded by `vm boot` or --keep-on-failure (vm.json) under the state root;
+    not those of a record a killed run left (stale: neither kept nor its writer alive)."""
+    from tempest_live_ci.testbed.lock import guest_record
+
     names = set()
     for state in paths.state_dir().glob("*/vm.json"):
+        record = guest_record(state.parent)
+        if record is None or record.stale:
+            continue
         with contextlib.suppress(OSError, ValueError, KeyError):
             names.add(str(json.loads(state.read_text())["domain"]))
     return names
+
+
+def _stale_guest_records() -> Iterator[Leftover]:
+    """vm.json a killed run left on a persistent testbed: the testbed is refused to every
+    later run while it is there (testbed/lock.py), and no `vm destroy` would ever come.
+    (An isolated testbed's state directory goes as a whole: _testbeds.)"""
+    from tempest_live_ci.testbed.lock import guest_record
+
+    root = paths.state_dir()
+    if not root.is_dir():
+        return
+    for directory in sorted(root.iterdir()):
+        if not directory.is_dir() or _mode(directory) != "persistent":
+            continue
+        record = guest_record(directory)
+        if record is not None and record.stale:
+            yield Leftover(directory.name, f"the record of the guest of run {record.run_id}, "
+                           "whose run is gone", False,
+                           partial(_remove_guest_record, directory))
+
+
+def _remove_guest_record(directory: Path) -> list[str]:
+    from tempest_live_ci.testbed.lock import guest_record
+
+    record = guest_record(directory)
+    if record is None or not record.stale:
+        return []  # kept or taken meanwhile
+    (directory / "vm.json").unlink(missing_ok=True)
+    return [f"the record of the guest of run {record.run_id} ({directory / 'vm.json'})"]
 
 
 def stale_domains(conn: Any, include_kept: bool = False) -> list[tuple[Any, str, bool]]:
@@ -641,7 +678,7 @@ def _libvirt(include_kept: bool) -> Iterator[Leftover]:
                 continue  # started by an older version: whose it is, is unknown
             if proc.identity_alive(owner):
                 continue
-            kept = (directory / "vm.json").exists()
+            kept = (directory / "keep").exists()
             if kept and not include_kept:
                 log.info("kept on purpose, left alone: the guest on testbed %s "
                          "(tempest-live-ci vm destroy)", directory.name)
@@ -671,6 +708,7 @@ def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     found = list(_testbeds(include_kept, seen))
     found += _namespaces(include_kept, seen)
     found += _libvirt(include_kept)
+    found += _stale_guest_records()
     found += _apt_proxy()
     found += _image_builds()
     return found

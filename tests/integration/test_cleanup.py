@@ -356,8 +356,14 @@ def test_stale_domains_are_those_of_dead_owners_not_kept(dirs: Dirs, tmp_path: P
         domains = [conn.createXML(xml("tlc-0000dead", dead), 0),
                    conn.createXML(xml("tlc-00a11ve0", proc.identity()), 0),
                    conn.createXML(xml("tlc-000kept0", dead), 0)]
+        # Kept as `vm boot` and --keep-on-failure keep it: a record, and `keep` beside it.
         (dirs.state / "tlc-000kept0").mkdir(parents=True)
         (dirs.state / "tlc-000kept0" / "vm.json").write_text('{"domain": "tlc-000kept0"}')
+        (dirs.state / "tlc-000kept0" / "keep").touch()
+        # The record a killed run left (no `keep`, its writer gone) keeps nothing.
+        (dirs.state / "tlc-0000dead").mkdir(parents=True)
+        (dirs.state / "tlc-0000dead" / "vm.json").write_text(
+            f'{{"domain": "tlc-0000dead", "owner": "{dead}"}}')
         assert [d.name() for d, _, _ in stale_domains(conn)] == ["tlc-0000dead"]
         found = {d.name(): kept for d, _, kept in stale_domains(conn, include_kept=True)}
         assert found == {"tlc-0000dead": False, "tlc-000kept0": True}

@@ -24,6 +24,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,29 +63,58 @@ def describe_holder(data: dict[str, Any]) -> str:
     return f"{what} ({', '.join(details)})" if details else str(what)
 
 
-def _kept_guest(directory: Path) -> str | None:
-    """The run id of a guest kept on the testbed (vm.json), if one is there."""
+@dataclass(frozen=True)
+class GuestRecord:
+    """What vm.json in a testbed's state directory says of the guest booted there."""
+
+    run_id: str
+    # A `keep` file beside it: left running on purpose (vm boot, --keep-on-failure).
+    kept: bool
+    # The process that wrote it still runs (a run in its guest stages).
+    live: bool
+
+    @property
+    def stale(self) -> bool:
+        """Left by a run that was killed: neither kept nor anyone's (`cleanup` removes it)."""
+        return not self.kept and not self.live
+
+
+def guest_record(directory: Path) -> GuestRecord | None:
+    """The guest recorded in `directory` (vm.json, vm/boot.py), if one is.
+
+    A record without its writer's identity (older versions) is nobody's: those
+    left vm.json behind after every run on a persistent testbed.
+    """
     state = directory / "vm.json"
     if not state.exists():
         return None
     try:
-        return str(json.loads(state.read_text()).get("run_id") or "?")
-    except (OSError, ValueError, AttributeError):
-        return "?"
+        data = json.loads(state.read_text())
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    owner = data.get("owner")
+    return GuestRecord(str(data.get("run_id") or "?"), (directory / "keep").exists(),
+                       bool(owner) and proc.identity_alive(str(owner)))
 
 
 def _try(handle: IO[str], directory: Path, guests: bool) -> str | None:
-    """Take the lock if it is free (and, with `guests`, no kept guest holds the testbed);
-    else say who has it."""
+    """Take the lock if it is free (and, with `guests`, no guest recorded there holds the
+    testbed); else say who has it."""
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return describe_holder(_holder(handle))
-    kept = _kept_guest(directory) if guests else None
-    if kept is not None:
+    record = guest_record(directory) if guests else None
+    if record is not None:
         fcntl.flock(handle, fcntl.LOCK_UN)
-        return (f"the guest of run {kept}, kept running (tempest-live-ci vm destroy --run "
-                f"{kept} frees it)")
+        if record.stale:
+            # Its guest may still run on the tap: not a testbed to boot another one on.
+            return (f"the guest of run {record.run_id}, whose run was killed "
+                    "(tempest-live-ci cleanup removes it)")
+        return (f"the guest of run {record.run_id}, kept running (tempest-live-ci vm destroy "
+                f"--run {record.run_id} frees it)")
     return None
 
 

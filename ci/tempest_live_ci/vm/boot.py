@@ -20,6 +20,7 @@ from pathlib import Path
 
 import libvirt
 
+from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
 from tempest_live_ci.image.model import Image
@@ -94,10 +95,14 @@ class VMState:
     host_key: str
     output_dir: str
     private_libvirtd: bool
+    # Who wrote it (proc.identity): a record whose writer is gone and that is not
+    # kept is what a killed run left (testbed/lock.py: guest_record; cleanup.py).
+    owner: str = ""
 
     def write(self, state_dir: Path) -> Path:
         path = state_dir / STATE_FILE
-        path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        data = {**asdict(self), "owner": self.owner or proc.identity()}
+        path.write_text(json.dumps(data, indent=1) + "\n")
         return path
 
     @classmethod

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -134,6 +135,84 @@ def test_a_guest_kept_on_the_testbed_holds_it_until_vm_destroy(
         f"(tempest-live-ci vm destroy --run {testbed.run_id} frees it)"]
     destroyed = tlc_in(persistent, dirs, "vm", "destroy", "--run", testbed.run_id)
     assert destroyed.returncode == 0, destroyed.stderr
+    with held_run(dirs, job, tmp_path / "after", "qemu", netns=persistent) as run:
+        assert "Booting the guest" in run.log()
+
+
+# A run on the persistent testbed as boot_vm leaves it once its guest is up: the
+# testbed's lock held, the guest's record written (vm/boot.py); and with
+# --keep-on-failure, `keep` beside it. No guest: its domain is libvirt's test driver's.
+GUEST_RECORDED = """
+import sys, time
+sys.path.insert(0, {ci!r})
+from tempest_live_ci.testbed import keep_testbed, load_testbed
+from tempest_live_ci.testbed.lock import testbed_lock
+from tempest_live_ci.vm.boot import VMState
+from tempest_live_ci.vm.domain import domain_name
+_, testbed = load_testbed("tempest")
+with testbed_lock("tempest", f"run {{testbed.run_id}}"):
+    if {kept!r}:
+        keep_testbed(testbed)
+    VMState(run_id=testbed.run_id, uri="test:///default", domain=domain_name(testbed.run_id),
+            address=str(testbed.guest_address), netns=testbed.netns, private_key="/nonexistent",
+            host_key="ssh-ed25519 AAAA", output_dir="/nonexistent",
+            private_libvirtd=False).write(testbed.state_dir)
+    print(testbed.run_id, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["killed", "killed-kept"])
+def test_the_guest_record_of_a_killed_run_is_removed_by_cleanup(
+        persistent: str, dirs: Dirs, tmp_path: Path, kept: bool) -> None:
+    """SIGKILL leaves vm.json on the persistent testbed: every later run is refused (its
+    guest may still run on the tap) until `cleanup` removes the record; one kept on
+    purpose (--keep-on-failure) stays until `vm destroy`."""
+    from tests.conftest import TOP
+
+    record = dirs.state / "tempest" / "vm.json"
+    child = subprocess.Popen(
+        ["ip", "netns", "exec", persistent, sys.executable, "-c",
+         GUEST_RECORDED.format(ci=str(TOP / "ci"), kept=kept)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, **dirs.env()})
+    try:
+        assert child.stdout is not None
+        guest_run = child.stdout.readline().strip()
+        assert re.fullmatch(r"tlc-[0-9a-f]{8}", guest_run) and record.exists(), guest_run
+        # While its run lives, the record is the run's.
+        live = tlc_in(persistent, dirs, "cleanup", "--dry-run")
+        assert live.returncode == 0 and "tempest:" not in live.stdout, live.stdout
+    finally:
+        child.kill()
+        child.wait()
+    assert record.exists()
+    job = job_file(tmp_path, **SAME)
+    refused = run_once(persistent, dirs, job, tmp_path / "refused")
+    assert refused.returncode == 16, refused.stderr
+    dry = tlc_in(persistent, dirs, "cleanup", "--dry-run")
+    result = tlc_in(persistent, dirs, "cleanup")
+    assert result.returncode == 0, result.stderr
+    if kept:
+        assert errors(refused.stderr) == [
+            f"error: testbed tempest is in use by the guest of run {guest_run}, kept running "
+            f"(tempest-live-ci vm destroy --run {guest_run} frees it)"], refused.stderr
+        assert "tempest:" not in dry.stdout + result.stdout
+        assert record.exists()
+        destroyed = tlc_in(persistent, dirs, "vm", "destroy", "--run", guest_run)
+        assert destroyed.returncode == 0, destroyed.stderr
+    else:
+        assert errors(refused.stderr) == [
+            f"error: testbed tempest is in use by the guest of run {guest_run}, whose run was "
+            "killed (tempest-live-ci cleanup removes it)"], refused.stderr
+        assert f"tempest: the record of the guest of run {guest_run}, whose run is gone" \
+            in dry.stdout, dry.stdout
+        assert f"tempest: removed the record of the guest of run {guest_run} ({record})" \
+            in result.stdout, result.stdout
+    assert not record.exists()
+    # The testbed is left up, and free: the next run boots (held before anything starts).
+    status = tlc_in(persistent, dirs, "host", "status")
+    assert status.returncode == 0 and "tempest: up" in status.stdout, status.stdout
+    fake_image(job)
     with held_run(dirs, job, tmp_path / "after", "qemu", netns=persistent) as run:
         assert "Booting the guest" in run.log()
 
