@@ -337,6 +337,54 @@ def test_a_running_build_is_left_alone(tlc: Tlc, dirs: Dirs, no_leaks: None) -> 
             proc.kill_pid(pid, grace=1)
 
 
+WAITING_BUILDER = """
+from tempest_live_ci.image.livebuild import _build_lock
+from tempest_live_ci.image.model import images_dir
+with _build_lock(images_dir(), "00112233445566bb"):
+    print("building", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_build_lock_removed_while_a_builder_waited_for_it(tlc: Tlc, dirs: Dirs,
+                                                            no_leaks: None) -> None:
+    """cleanup removes a build lock nobody holds. A builder that opened that file just
+    before then locks a file that is gone: cleanup (and the next builder) would take its
+    build for one whose builder is gone. Made deterministic here: the test holds the lock
+    while the builder waits for it, removes the file as cleanup does, then lets go."""
+    import fcntl
+
+    from tempest_live_ci.image.model import images_dir
+
+    store = images_dir()
+    store.mkdir(parents=True)
+    lock = store / ".lock-00112233445566bb"
+    build = store / ".build-00112233445566bb-x"
+    build.mkdir()
+    with open(lock, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        child = subprocess.Popen([sys.executable, "-c", PRELUDE + WAITING_BUILDER],
+                                 stdout=subprocess.PIPE, text=True,
+                                 env={**os.environ, **dirs.env()})
+        try:
+            # Until the kernel lists it as waiting for the lock.
+            assert proc.wait_until(lambda: any(
+                "->" in line and f" {child.pid} " in line
+                for line in Path("/proc/locks").read_text().splitlines()), 30)
+            lock.unlink()
+        except BaseException:
+            kill(child)
+            raise
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "building"
+        dry = tlc("cleanup", "--dry-run", check=True)
+        assert str(build) not in dry.stdout and str(lock) not in dry.stdout, dry.stdout
+        assert lock.exists()
+    finally:
+        kill(child)
+
+
 def test_stale_domains_are_those_of_dead_owners_not_kept(dirs: Dirs, tmp_path: Path) -> None:
     """Through the real libvirt API (its in-process test driver): metadata in, verdicts out."""
     libvirt = pytest.importorskip("libvirt")

@@ -106,12 +106,28 @@ def build_image(options: ImageOptions) -> Image:
 
 @contextlib.contextmanager
 def _build_lock(store: Path, digest: str) -> Iterator[None]:
-    with open(store / f".lock-{digest}", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    """One build of an image at a time; a run that needs it meanwhile waits, then finds it.
+
+    `cleanup` removes a lock file nobody holds (cleanup.py): a builder that
+    opened the file just before and locked it just after would hold the
+    lock of a file no longer there, and the next builder would lock a new
+    one. So the lock counts only while it is the file of that name.
+    """
+    path = store / f".lock-{digest}"
+    while True:
+        with open(path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current != os.fstat(lock.fileno()).st_ino:
+                continue  # removed (and maybe made anew) while we waited: lock that one
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            return
 
 
 def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Path,
