@@ -564,7 +564,10 @@ def cinder(p: dict[str, Any]) -> None:
             "DEFAULT.my_ip": p["guest_address"],
             "DEFAULT.auth_strategy": "keystone",
             "DEFAULT.enabled_backends": "lvm",
-            "DEFAULT.default_volume_type": "lvmdriver-1",
+            # No default_volume_type: the type cinder's db sync makes
+            # (__DEFAULT__) lands on the one backend. Naming "lvmdriver-1"
+            # without making that type failed every volume create ("the
+            # default volume type lvmdriver-1 cannot be found").
             "DEFAULT.osapi_volume_workers": 1,
             "DEFAULT.service_down_time": TCG_SERVICE_DOWN_TIME,
             # Each capacity report runs `vgs` through cinder-rootwrap: 13 s of
