@@ -52,7 +52,7 @@ def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
         candidate_sources: tuple[str, ...], keyring: Path | None, output: Path | None,
         keep_on_failure: bool, testbed_wait: float) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
-    from tempest_live_ci.job import image_options, resolve_candidates, run_job
+    from tempest_live_ci.run import image_options, resolve_candidates, run_job
 
     job = _load(job_file)
     job, found = resolve_candidates(job, candidates, candidate_sources, keyring)
@@ -72,7 +72,7 @@ def job() -> None:
 def validate_command(job_files: tuple[str, ...]) -> int:
     """Check job files; exit 20 at the first invalid one, naming file and key."""
     from tempest_live_ci.config import load_job
-    from tempest_live_ci.job import image_options
+    from tempest_live_ci.run import image_options
 
     for job_file in job_files:
         loaded = load_job(job_file)

@@ -76,7 +76,7 @@ def fake_image(job: Path) -> Path:
         image_inputs,
         inputs_hash,
     )
-    from tempest_live_ci.job import image_options
+    from tempest_live_ci.run import image_options
 
     options = image_options(load_job(job))
     inputs = image_inputs(options)

@@ -27,7 +27,7 @@ from tempest_live_ci.candidates import build_repository, collect_candidates
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.guest.steps import StepFailed, StepResult
 from tempest_live_ci.image.archive import apt_config
-from tempest_live_ci.job import candidate_failure
+from tempest_live_ci.run import candidate_failure
 from tempest_live_ci.testbed import http, netns
 from tempest_live_ci.testbed.journal import Journal
 from tests.conftest import TOP, Dirs, needs_root

@@ -17,7 +17,7 @@ import pytest
 from conftest import live_run, make_tree
 from tempest_live_ci.config import parse_job
 from tempest_live_ci.errors import ExitCode
-from tempest_live_ci.job import RunContext, _judge, write_run_summary
+from tempest_live_ci.run import RunContext, _judge, write_run_summary
 from tempest_live_ci.results import process_run, store_run
 from tempest_live_ci.results.baseline import (
     find_baseline,
@@ -279,7 +279,7 @@ def test_results_show_reports_the_runs_gated_verdict(runs: dict[str, Path], tmp_
 
 def test_the_run_judges_itself_against_the_stored_baseline(runs: dict[str, Path],
                                                           tmp_path: Path, dirs: Any) -> None:
-    """job.py's baseline stage, as `run` calls it after the guest stages."""
+    """run.py's baseline stage, as `run` calls it after the guest stages."""
     import shutil
 
     store_run("upload-check", runs["base"])
