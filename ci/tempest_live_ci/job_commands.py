@@ -12,13 +12,13 @@ from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.log import log
 
 if TYPE_CHECKING:
-    from tempest_live_ci.config import Job
+    from tempest_live_ci.job import Job
 
 DEFAULT_JOB = "smoke-trixie"
 
 
 def _load(job_file: str | None) -> Job:
-    from tempest_live_ci.config import load_job, parse_job
+    from tempest_live_ci.job import load_job, parse_job
     from tempest_live_ci.errors import UsageError
 
     if job_file is None:
@@ -71,7 +71,7 @@ def job() -> None:
 @click.argument("job_files", nargs=-1, required=True, metavar="JOB.yaml...")
 def validate_command(job_files: tuple[str, ...]) -> int:
     """Check job files; exit 20 at the first invalid one, naming file and key."""
-    from tempest_live_ci.config import load_job
+    from tempest_live_ci.job import load_job
     from tempest_live_ci.run import image_options
 
     for job_file in job_files:
@@ -88,7 +88,7 @@ def list_command() -> int:
     A site job named like a shipped one replaces it; the shipped one is
     listed as overridden.
     """
-    from tempest_live_ci.config import job_files, load_job
+    from tempest_live_ci.job import job_files, load_job
 
     files = job_files()
     width = max([16, *(len(f.name) for f in files)])
@@ -106,7 +106,7 @@ def show_command(job_file: str | None, as_json: bool) -> int:
     """Print a job with every default filled in."""
     import yaml
 
-    from tempest_live_ci.config import job_as_dict
+    from tempest_live_ci.job import job_as_dict
 
     loaded = _load(job_file)
     data = job_as_dict(loaded)

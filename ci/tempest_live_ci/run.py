@@ -1,6 +1,6 @@
 """run_job(): one job, end to end, as one ExitStack over the stages.
 
-    job      load + validate (config.py), print the plan, write job.yaml
+    job      load + validate (job.py), print the plan, write job.yaml
     image    build_image(): a cached image when its inputs did not change
     testbed  start_testbed(): isolated namespace (or the persistent testbed)
     vm       boot_vm(): network boot, SSH with the pinned host key
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tempest_live_ci import __version__
-from tempest_live_ci.config import (
+from tempest_live_ci.job import (
     AUTO,
     Job,
     check_candidates,

@@ -12,7 +12,7 @@ the file, the dotted key and the value, before anything is done on the host.
 What wins, first to last: the command line, the environment
 (TEMPEST_LIVE_CI_RESULTS_DIR), the job file, this file, the built-in default.
 
-The site's own jobs are beside it, in jobs/ (config.py's find_job).
+The site's own jobs are beside it, in jobs/ (job.py's find_job).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def site_config() -> SiteConfig:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int, size: int) -> SiteConfig:
-    from tempest_live_ci.config import read_yaml, section
+    from tempest_live_ci.job import read_yaml, section
 
     data = read_yaml(Path(path))
     if data is None:

@@ -68,7 +68,7 @@ def job_file(directory: Path, **testbed: object) -> Path:
 
 def fake_image(job: Path) -> Path:
     """A store entry the run takes for the job's image (see the module's docstring)."""
-    from tempest_live_ci.config import load_job
+    from tempest_live_ci.job import load_job
     from tempest_live_ci.image.cache import (
         ARTIFACTS,
         KERNEL_CMDLINE,

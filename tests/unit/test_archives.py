@@ -14,7 +14,7 @@ from tempest_live_ci.archives import (
     parse_sources_list,
     through_proxy,
 )
-from tempest_live_ci.config import load_job
+from tempest_live_ci.job import load_job
 from tempest_live_ci.deploy.apt import apt_conf
 from tempest_live_ci.errors import UsageError
 

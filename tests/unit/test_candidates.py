@@ -17,7 +17,7 @@ from tempest_live_ci.candidates import (
     parse_source_line,
     profile_for,
 )
-from tempest_live_ci.config import load_job, parse_job
+from tempest_live_ci.job import load_job, parse_job
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.run import resolve_candidates

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import live_run, make_tree
-from tempest_live_ci.config import parse_job
+from tempest_live_ci.job import parse_job
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.run import RunContext, _judge, write_run_summary
 from tempest_live_ci.results import process_run, store_run
