@@ -44,8 +44,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import click
+
 from tempest_live_ci import paths, proc
-from tempest_live_ci.errors import TestbedError, TLCError
+from tempest_live_ci.errors import ExitCode, TestbedError, TLCError
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed.journal import (
     Journal,
@@ -714,7 +716,7 @@ def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     return found
 
 
-def cleanup(*, dry_run: bool = False, include_kept: bool = False) -> list[str]:
+def clean_up(*, dry_run: bool = False, include_kept: bool = False) -> list[str]:
     """Remove every leftover; return one line per thing removed (or found, with dry_run).
 
     A leftover that cannot be removed is logged as an error and named in a
@@ -734,3 +736,20 @@ def cleanup(*, dry_run: bool = False, include_kept: bool = False) -> list[str]:
         for what in removed:
             lines.append(f"{leftover.name}: removed {what}")
     return lines
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--include-kept", is_flag=True,
+              help="Also remove runs kept on purpose (--keep-on-failure, vm boot).")
+def cleanup(dry_run: bool, include_kept: bool) -> int:
+    """Remove what killed runs left behind (namespaces, daemons, domains, state)."""
+    from tempest_live_ci.testbed.config import require_root
+
+    require_root()
+    lines = clean_up(dry_run=dry_run, include_kept=include_kept)
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        log.info("nothing to clean up")
+    return ExitCode.OK

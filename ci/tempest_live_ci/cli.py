@@ -28,14 +28,14 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 # loads results.commands alone; --help and completion of the first word load
 # them all, and none of them imports a heavy library before its command runs.
 _COMMANDS = {
-    "run": "tempest_live_ci.job_commands",
+    "run": "tempest_live_ci.run",
     "host": "tempest_live_ci.testbed.commands",
     "image": "tempest_live_ci.image.commands",
     "vm": "tempest_live_ci.vm.commands",
     "results": "tempest_live_ci.results.commands",
-    "job": "tempest_live_ci.job_commands",
+    "job": "tempest_live_ci.job",
     "doctor": "tempest_live_ci.doctor",
-    "cleanup": "tempest_live_ci.job_commands",
+    "cleanup": "tempest_live_ci.cleanup",
 }
 
 

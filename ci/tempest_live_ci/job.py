@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+import click
 
 from tempest_live_ci import paths
 from tempest_live_ci.deploy.profiles import PROFILES
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.log import log
 
+DEFAULT_JOB = "smoke-trixie"  # what `run` and `job show` take without a job
 LATEST = "latest"  # results.baseline: the newest stored run
 
 AUTO = "auto"  # tempest.profile: chosen from the candidates
@@ -471,6 +473,8 @@ def find_job(name: str) -> Path:
 
 def read_yaml(path: Path) -> Any:
     """A YAML file's data; unreadable or invalid YAML is a UsageError naming the file (and line)."""
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -518,3 +522,64 @@ def job_files() -> list[JobFile]:
     found = [JobFile(p, SITE) for p in site]
     found += [JobFile(p, SHIPPED, overridden=p.stem in names) for p in list_jobs()]
     return sorted(found, key=lambda f: (f.name, f.origin != SITE))
+
+
+def load_job_or_default(job_file: str | None) -> Job:
+    """The job a command names, or without one the default job (DEFAULT_JOB)."""
+    if job_file is None:
+        try:
+            return load_job(DEFAULT_JOB)
+        except UsageError:
+            # The defaults are embedded too, so a bare checkout or package runs.
+            return parse_job({}, "<embedded>", DEFAULT_JOB)
+    return load_job(job_file)
+
+
+@click.group()
+def job() -> None:
+    """Validate, list and show job definitions."""
+
+
+@job.command("validate")
+@click.argument("job_files", nargs=-1, required=True, metavar="JOB.yaml...")
+def validate_command(job_files: tuple[str, ...]) -> int:
+    """Check job files; exit 20 at the first invalid one, naming file and key."""
+    from tempest_live_ci.run import image_options
+
+    for job_file in job_files:
+        loaded = load_job(job_file)
+        image_options(loaded)
+        log.info("%s: valid job %s", loaded.source, loaded.name)
+    return ExitCode.OK
+
+
+@job.command("list")
+def list_command() -> int:
+    """The jobs a name can mean: the site's (/etc/tempest-live-ci/jobs) and the shipped ones.
+
+    A site job named like a shipped one replaces it; the shipped one is
+    listed as overridden.
+    """
+    files = job_files()
+    width = max([16, *(len(f.name) for f in files)])
+    for f in files:
+        loaded = load_job(f.path)
+        origin = f"{f.origin}, overridden" if f.overridden else f.origin
+        click.echo(f"{f.name:{width}} {origin:19} {loaded.description}")
+    return ExitCode.OK
+
+
+@job.command("show")
+@click.argument("job_file", required=False, metavar="[JOB.yaml|NAME]")
+@click.option("--json", "as_json", is_flag=True)
+def show_command(job_file: str | None, as_json: bool) -> int:
+    """Print a job with every default filled in."""
+    import json
+
+    import yaml
+
+    loaded = load_job_or_default(job_file)
+    data = job_as_dict(loaded)
+    click.echo(json.dumps(data, indent=1) if as_json else yaml.safe_dump(data, sort_keys=False),
+               nl=as_json)
+    return ExitCode.OK

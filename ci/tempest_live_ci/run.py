@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+import click
 
 from tempest_live_ci import __version__
+from tempest_live_ci.errors import CandidateError, ExitCode, TestbedError, TLCError, UsageError
 from tempest_live_ci.job import (
     AUTO,
     Job,
@@ -44,9 +45,7 @@ from tempest_live_ci.job import (
     profile_defaults,
     testbed_config,
 )
-from tempest_live_ci.errors import CandidateError, ExitCode, TestbedError, TLCError, UsageError
 from tempest_live_ci.log import add_file_log, format_duration, log, step
-from tempest_live_ci.testbed.config import new_run_id
 
 if TYPE_CHECKING:
     from tempest_live_ci.candidates import Candidate
@@ -271,6 +270,10 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
     from tempest_live_ci.testbed.config import require_root
 
     require_root()
+    import yaml
+
+    from tempest_live_ci.testbed.config import new_run_id
+
     run_id = new_run_id()
     ctx = RunContext(job, run_id, (output_dir or default_output_dir(job, run_id)).resolve(),
                      candidates, keep_on_failure, debug, testbed_wait)
@@ -651,3 +654,35 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
                 shutil.copyfile(directory / source, ctx.output_dir / name)
         ctx.facts["steps"] = {name: {"seconds": r.seconds, "parts": r.parts}
                               for name, r in guest.results.items()}
+
+
+@click.command()
+@click.argument("job_file", required=False, metavar="[JOB.yaml|NAME]")
+@click.option("--candidate", "candidates", multiple=True,
+              type=click.Path(path_type=Path),
+              help="A .deb, a .changes or a directory of .debs to test (repeatable).")
+@click.option("--candidate-source", "candidate_sources", multiple=True, metavar="'deb URL SUITE "
+              "COMPONENT'", help="An extra apt source for the guest (repeatable).")
+@click.option("--keyring", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Check the signature of signed .changes candidates with this keyring.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory, copied into the results store at the end "
+                   "[default: the run's directory in the results store, RESULTS_DIR/JOB/RUN_ID].")
+@click.option("--keep-on-failure", is_flag=True, help="Leave the guest running if the run fails.")
+@click.option("--testbed-wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              metavar="SECONDS",
+              help="With testbed.mode: persistent, wait this long for another run (or a kept "
+                   "guest) to free the testbed; refused at once by default.")
+@click.pass_context
+def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
+        candidate_sources: tuple[str, ...], keyring: Path | None, output: Path | None,
+        keep_on_failure: bool, testbed_wait: float) -> int:
+    """Run a job end to end (default job: smoke-trixie)."""
+    from tempest_live_ci.job import load_job_or_default
+
+    job = load_job_or_default(job_file)
+    job, found = resolve_candidates(job, candidates, candidate_sources, keyring)
+    image_options(job)
+    return run_job(job, candidates=found, output_dir=output,
+                   keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")),
+                   testbed_wait=testbed_wait)

@@ -68,7 +68,6 @@ def job_file(directory: Path, **testbed: object) -> Path:
 
 def fake_image(job: Path) -> Path:
     """A store entry the run takes for the job's image (see the module's docstring)."""
-    from tempest_live_ci.job import load_job
     from tempest_live_ci.image.cache import (
         ARTIFACTS,
         KERNEL_CMDLINE,
@@ -76,6 +75,7 @@ def fake_image(job: Path) -> Path:
         image_inputs,
         inputs_hash,
     )
+    from tempest_live_ci.job import load_job
     from tempest_live_ci.run import image_options
 
     options = image_options(load_job(job))

@@ -14,9 +14,9 @@ from tempest_live_ci.archives import (
     parse_sources_list,
     through_proxy,
 )
-from tempest_live_ci.job import load_job
 from tempest_live_ci.deploy.apt import apt_conf
 from tempest_live_ci.errors import UsageError
+from tempest_live_ci.job import load_job
 
 
 @pytest.mark.parametrize("url, debian", [

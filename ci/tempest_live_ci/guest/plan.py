@@ -9,8 +9,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from tempest_live_ci.job import Job
 from tempest_live_ci.deploy.profiles import get_profile
+from tempest_live_ci.job import Job
 from tempest_live_ci.testbed.model import Testbed
 
 LISTS = "lists"  # under the guest's state directory

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tempest_live_ci.job import Job, VmSection, list_jobs, load_job, parse_job
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError
+from tempest_live_ci.job import Job, VmSection, list_jobs, load_job, parse_job
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tempest_live_ci.job import load_job, parse_job
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.guest.plan import guest_files, guest_params
 from tempest_live_ci.guest.steps import GUEST_LIB, GUEST_STATE, deploy_archive
+from tempest_live_ci.job import load_job, parse_job
 from tempest_live_ci.testbed.model import Testbed
 
 

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from conftest import live_run, make_tree
-from tempest_live_ci.job import parse_job
 from tempest_live_ci.errors import ExitCode
-from tempest_live_ci.run import RunContext, _judge, write_run_summary
+from tempest_live_ci.job import parse_job
 from tempest_live_ci.results import process_run, store_run
 from tempest_live_ci.results.baseline import (
     find_baseline,
@@ -26,6 +25,7 @@ from tempest_live_ci.results.baseline import (
     read_packages,
 )
 from tempest_live_ci.results.run import load_run, read_summary
+from tempest_live_ci.run import RunContext, _judge, write_run_summary
 
 TEST = "tempest.api.identity.v3.test_upload.UploadTest."
 

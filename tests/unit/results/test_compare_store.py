@@ -11,9 +11,9 @@ from typing import Any
 
 from conftest import Streams
 from tempest_live_ci.job import parse_job
-from tempest_live_ci.run import RunContext, write_run_summary
 from tempest_live_ci.results import compare_runs, latest_run, process_run, store_run
 from tempest_live_ci.results.store import read_index
+from tempest_live_ci.run import RunContext, write_run_summary
 
 FLAVORS = "tempest.api.compute.test_flavors.FlavorsTest."
 

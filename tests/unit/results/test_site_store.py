@@ -16,9 +16,9 @@ import yaml
 from conftest import Streams
 from tempest_live_ci import paths
 from tempest_live_ci.job import parse_job
-from tempest_live_ci.run import RunContext, _store, default_output_dir, write_run_summary
 from tempest_live_ci.results import process_run
 from tempest_live_ci.results.store import read_index
+from tempest_live_ci.run import RunContext, _store, default_output_dir, write_run_summary
 
 TOP = Path(__file__).resolve().parents[3]
 
