@@ -29,7 +29,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 # them all, and none of them imports a heavy library before its command runs.
 _COMMANDS = {
     "run": "tempest_live_ci.run",
-    "host": "tempest_live_ci.testbed.commands",
+    "host": "tempest_live_ci.host",
     "image": "tempest_live_ci.image.commands",
     "vm": "tempest_live_ci.vm.commands",
     "results": "tempest_live_ci.results.commands",

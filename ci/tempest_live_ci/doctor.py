@@ -63,8 +63,8 @@ def _existing_parent(path: Path) -> Path:
 def kvm_check(kernel: Path | None = None, *, recheck: bool = False,
               busybox: Path | None = None) -> Check:
     """Whether guests get KVM: ok, warn (TCG), or FAIL when the probe cannot even be made."""
-    from tempest_live_ci.testbed.kvm import detect_accelerator
     from tempest_live_ci.vm import tinyguest
+    from tempest_live_ci.vm.kvm import detect_accelerator
 
     if not proc.which("qemu-system-x86_64"):
         return Check("kvm", FAIL, "qemu-system-x86_64 is missing")
@@ -81,8 +81,8 @@ def kvm_check(kernel: Path | None = None, *, recheck: bool = False,
 
 def busybox_check(busybox: Path | None = None) -> Check:
     """The static busybox the KVM probe puts in its initramfs (checked even if a verdict is cached)."""
-    from tempest_live_ci.testbed.kvm import DEV_KVM
     from tempest_live_ci.vm import tinyguest
+    from tempest_live_ci.vm.kvm import DEV_KVM
 
     path = busybox or tinyguest.BUSYBOX
     try:
@@ -97,7 +97,7 @@ def busybox_check(busybox: Path | None = None) -> Check:
 def run_checks(kernel: Path | None = None, *, recheck_kvm: bool = False) -> list[Check]:
     from tempest_live_ci.testbed import links
     from tempest_live_ci.testbed.dnsmasq import IPXE_DIR, TFTP_FILES
-    from tempest_live_ci.testbed.kvm import nested_kvm_status
+    from tempest_live_ci.vm.nested import nested_kvm_status
 
     checks: list[Check] = []
     root = os.geteuid() == 0

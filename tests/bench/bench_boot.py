@@ -23,9 +23,9 @@ from tempest_live_ci.image.model import images_dir
 from tempest_live_ci.log import setup_logging
 from tempest_live_ci.testbed import TestbedConfig, start_testbed
 from tempest_live_ci.testbed.config import new_run_id
-from tempest_live_ci.testbed.kvm import detect_accelerator
 from tempest_live_ci.vm.boot import boot_vm
 from tempest_live_ci.vm.domain import VMConfig
+from tempest_live_ci.vm.kvm import detect_accelerator
 
 PHASES = ("dhcp", "boot.ipxe", "kernel", "initrd", "kernel-started", "squashfs", "ssh", "login")
 

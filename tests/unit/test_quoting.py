@@ -23,9 +23,9 @@ from tempest_live_ci.errors import UsageError
 from tempest_live_ci.image.livebuild import Mirrors, prepare_config
 from tempest_live_ci.image.model import ImageOptions, url_problem, validate
 from tempest_live_ci.testbed import dnsmasq, nat
-from tempest_live_ci.testbed.boot import publish_boot_files
 from tempest_live_ci.testbed.config import TestbedConfig
 from tempest_live_ci.testbed.model import Testbed
+from tempest_live_ci.vm.bootfiles import publish_boot_files
 from tempest_live_ci.vm.domain import DomainSpec, metadata_of, render_domain_xml
 
 # The review's reproduction, and friends.

@@ -25,10 +25,11 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.log import log, step
-from tempest_live_ci.testbed import keep_testbed, kvm
-from tempest_live_ci.testbed.boot import IMAGE_DIR, boot_cmdline, publish_boot_files
+from tempest_live_ci.testbed import keep_testbed
 from tempest_live_ci.testbed.model import Testbed
 from tempest_live_ci.vm import domain as vmdomain
+from tempest_live_ci.vm import kvm
+from tempest_live_ci.vm.bootfiles import IMAGE_DIR, boot_cmdline, publish_boot_files
 from tempest_live_ci.vm.domain import DomainSpec, Keep, VMConfig
 from tempest_live_ci.vm.libvirtd import LibvirtDaemon, libvirt_for_run, open_connection
 from tempest_live_ci.vm.progress import BootProgress, console_tail

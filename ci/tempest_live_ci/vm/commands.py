@@ -54,9 +54,9 @@ def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | 
          initrd: Path | None, cmdline: str, boot_mode: str, nic_model: str, memory: int | None,
          vcpus: int, output: Path | None, timeout_ssh: float) -> int:
     """Boot a guest on a fresh isolated testbed, wait for SSH and leave it running."""
-    from tempest_live_ci.testbed.boot import check_cmdline
     from tempest_live_ci.testbed.config import check_name
     from tempest_live_ci.vm.boot import BootFiles, BootTimeouts
+    from tempest_live_ci.vm.bootfiles import check_cmdline
     from tempest_live_ci.vm.domain import VMConfig
 
     if run_id is not None:

@@ -1,6 +1,6 @@
 """A tiny guest: a stock Debian kernel and a busybox initramfs whose /init runs a script.
 
-Used to probe whether KVM really works (testbed/kvm.py) and by the tests to
+Used to probe whether KVM really works (vm/kvm.py) and by the tests to
 boot something real in seconds instead of a full live image.
 """
 

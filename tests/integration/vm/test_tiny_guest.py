@@ -21,10 +21,10 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.testbed import TestbedConfig, start_testbed
 from tempest_live_ci.testbed.config import new_run_id
-from tempest_live_ci.testbed.kvm import Accelerator
 from tempest_live_ci.vm.boot import BootFiles, BootTimeouts, boot_vm, start_vm, wait_for_phase
 from tempest_live_ci.vm.commands import destroy_guest
 from tempest_live_ci.vm.domain import VMConfig
+from tempest_live_ci.vm.kvm import Accelerator
 from tests.conftest import TOP, Dirs, needs_root
 from tests.guestkit import busybox_initramfs, stock_kernel
 

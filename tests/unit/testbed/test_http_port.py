@@ -6,8 +6,8 @@ import ipaddress
 from pathlib import Path
 
 from tempest_live_ci.testbed import TestbedConfig, dnsmasq
-from tempest_live_ci.testbed.boot import boot_cmdline, publish_boot_files
 from tempest_live_ci.testbed.model import Testbed
+from tempest_live_ci.vm.bootfiles import boot_cmdline, publish_boot_files
 
 
 def make_testbed(tmp_path: Path, port: int) -> Testbed:

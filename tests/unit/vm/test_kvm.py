@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci.errors import TLCError
-from tempest_live_ci.testbed import kvm
+from tempest_live_ci.vm import kvm
 from tests.conftest import Dirs
 from tests.guestkit import stock_kernel
 

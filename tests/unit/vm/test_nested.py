@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tempest_live_ci.testbed import kvm
+from tempest_live_ci.vm import nested
 
 
 def test_nested_status_says_what_sysfs_says() -> None:
-    status = kvm.nested_kvm_status()
+    status = nested.nested_kvm_status()
     assert "\n" not in status
     for module in ("kvm_intel", "kvm_amd"):
         parameter = Path(f"/sys/module/{module}/parameters/nested")

@@ -111,8 +111,8 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
     from tempest_live_ci.testbed import preflight
     from tempest_live_ci.testbed.config import plain_key, require_root, validate
     from tempest_live_ci.testbed.lock import testbed_lock
-    from tempest_live_ci.testbed.nested import enable_nested_kvm
     from tempest_live_ci.testbed.status import testbed_status
+    from tempest_live_ci.vm.nested import enable_nested_kvm
 
     option = option or plain_key
     # Bad input is refused first, root or not, before anything is looked at.

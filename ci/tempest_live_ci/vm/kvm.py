@@ -30,6 +30,7 @@ from tempest_live_ci.digest import sha256_file
 from tempest_live_ci.errors import TLCError
 from tempest_live_ci.log import log
 from tempest_live_ci.vm import tinyguest
+from tempest_live_ci.vm.nested import nested_kvm_status
 
 DEV_KVM = Path("/dev/kvm")
 MARKER = "TEMPEST-LIVE-CI-KVM-PROBE-OK"
@@ -48,22 +49,6 @@ class Accelerator:
     def domain_type(self) -> str:
         """The libvirt <domain type=...>."""
         return "kvm" if self.kind == "kvm" else "qemu"
-
-
-def nested_kvm_status() -> str:
-    """One line on nested virtualisation of this host's KVM module."""
-    for module in ("kvm_intel", "kvm_amd"):
-        parameter = Path(f"/sys/module/{module}/parameters/nested")
-        if parameter.exists():
-            value = parameter.read_text().strip()
-            enabled = value in ("Y", "1")
-            return f"{module} nested={value} ({'enabled' if enabled else 'disabled'})"
-    for module in ("kvm_pvm",):
-        if Path(f"/sys/module/{module}").exists():
-            return f"{module} loaded (PVM-style nested KVM; stock kernels may not boot under it)"
-    if Path("/sys/module/kvm").exists():
-        return "kvm loaded without kvm_intel/kvm_amd"
-    return "no kvm module loaded"
 
 
 def probe_kernel() -> Path | None:

@@ -96,3 +96,19 @@ def enable_nested_kvm(modprobe_dir: Path = Path("/etc/modprobe.d"),
     active = bool(nested_enabled(module, sys_module))
     return NestedResult(module, changed, active,
                         f"nested KVM: {'enabled' if active else 'still off after reload'} ({module})")
+
+
+def nested_kvm_status() -> str:
+    """One line on nested virtualisation of this host's KVM module."""
+    for module in ("kvm_intel", "kvm_amd"):
+        parameter = Path(f"/sys/module/{module}/parameters/nested")
+        if parameter.exists():
+            value = parameter.read_text().strip()
+            enabled = value in ("Y", "1")
+            return f"{module} nested={value} ({'enabled' if enabled else 'disabled'})"
+    for module in ("kvm_pvm",):
+        if Path(f"/sys/module/{module}").exists():
+            return f"{module} loaded (PVM-style nested KVM; stock kernels may not boot under it)"
+    if Path("/sys/module/kvm").exists():
+        return "kvm loaded without kvm_intel/kvm_amd"
+    return "no kvm module loaded"
