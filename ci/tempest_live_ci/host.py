@@ -108,8 +108,8 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
 def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
                option: Callable[[str], str] | None = None) -> int:
     """Idempotent: an existing healthy testbed with the same settings is left as it is."""
-    from tempest_live_ci.testbed import preflight
     from tempest_live_ci.testbed.config import plain_key, require_root, validate
+    from tempest_live_ci.testbed.lifecycle import preflight
     from tempest_live_ci.testbed.lock import testbed_lock
     from tempest_live_ci.testbed.status import testbed_status
     from tempest_live_ci.vm.nested import enable_nested_kvm
@@ -136,14 +136,14 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
 def _setup_host(config: TestbedConfig, option: Callable[[str], str],
                 check_only: bool = False) -> int | None:
     """Set the testbed up; with check_only, only say whether it already is (else None)."""
-    from tempest_live_ci.testbed import create_testbed, keep_testbed, teardown_testbed
+    from tempest_live_ci.testbed.lifecycle import create_testbed, keep_testbed, teardown_testbed
     from tempest_live_ci.testbed.status import testbed_status
 
     status = testbed_status(config.name)
     if check_only and status is None:
         return None
     if status is not None:
-        from tempest_live_ci.testbed import load_testbed
+        from tempest_live_ci.testbed.lifecycle import load_testbed
 
         existing, _ = load_testbed(config.name)
         if dataclasses.replace(existing, extra={}) != dataclasses.replace(config, extra={}):
@@ -183,8 +183,8 @@ def _checked_name(name: str | None, netns: str | None) -> str:
 @click.option("--netns", default=None, metavar="NAME", help="The isolated testbed in NAME.")
 def teardown(name: str | None, netns: str | None) -> int:
     """Remove a testbed: everything its setup created, nothing else."""
-    from tempest_live_ci.testbed import teardown_testbed, testbed_dir
     from tempest_live_ci.testbed.config import require_root
+    from tempest_live_ci.testbed.lifecycle import teardown_testbed, testbed_dir
     from tempest_live_ci.testbed.lock import testbed_lock
 
     name = _checked_name(name, netns)

@@ -187,7 +187,7 @@ def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
     Refused (exit 20) when the job's testbed settings are not the testbed's:
     the run would otherwise boot with other addresses than the job says.
     """
-    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.lifecycle import load_testbed
     from tempest_live_ci.testbed.status import testbed_status
 
     check_persistent(job, name)
@@ -206,7 +206,7 @@ def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
 def check_persistent(job: Job, name: str = "tempest") -> None:
     """A persistent testbed is there, and the job's testbed.* are what it was set up with
     (else UsageError: the run stops before its image)."""
-    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.lifecycle import load_testbed
     from tempest_live_ci.testbed.status import testbed_status
 
     if testbed_status(name) is None:
@@ -326,7 +326,7 @@ def _store(ctx: RunContext) -> None:
 
 def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     from tempest_live_ci.image import build_image
-    from tempest_live_ci.testbed import start_testbed
+    from tempest_live_ci.testbed.lifecycle import start_testbed
     from tempest_live_ci.vm.boot import BootTimeouts, boot_vm
     from tempest_live_ci.vm.domain import VMConfig
 

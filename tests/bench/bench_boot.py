@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "ci"))
 from tempest_live_ci.image.cache import resolve_image
 from tempest_live_ci.image.model import images_dir
 from tempest_live_ci.log import setup_logging
-from tempest_live_ci.testbed import TestbedConfig, start_testbed
-from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
+from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.vm.boot import boot_vm
 from tempest_live_ci.vm.domain import VMConfig
 from tempest_live_ci.vm.kvm import detect_accelerator

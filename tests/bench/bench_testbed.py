@@ -22,8 +22,8 @@ sys.path[:0] = [str(TOP / "ci"), str(TOP)]
 from tests.guestkit import busybox_initramfs, stock_kernel  # noqa: E402
 
 from tempest_live_ci import proc  # noqa: E402
-from tempest_live_ci.testbed import TestbedConfig, create_testbed, teardown_testbed  # noqa: E402
-from tempest_live_ci.testbed.config import new_run_id  # noqa: E402
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id  # noqa: E402
+from tempest_live_ci.testbed.lifecycle import create_testbed, teardown_testbed  # noqa: E402
 from tempest_live_ci.vm.bootfiles import publish_boot_files  # noqa: E402
 
 MAC = "52:54:00:7e:57:42"

@@ -307,7 +307,8 @@ def test_a_registry_deleted_under_a_user_stops_its_daemon(dirs: Dirs, no_leaks: 
 KEPT_RUN = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from tempest_live_ci.testbed import TestbedConfig, keep_testbed, start_testbed
+from tempest_live_ci.testbed.config import TestbedConfig
+from tempest_live_ci.testbed.lifecycle import keep_testbed, start_testbed
 with start_testbed(TestbedConfig(name=sys.argv[2])) as testbed:
     # What boot_vm does when a run with --keep-on-failure fails: keep the testbed.
     keep_testbed(testbed)
@@ -374,6 +375,6 @@ def test_a_kept_testbed_keeps_its_apt_proxy_until_it_is_removed(
 
 
 def loaded_testbed(run_id: str) -> Any:
-    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.lifecycle import load_testbed
 
     return load_testbed(run_id)[1]

@@ -66,7 +66,8 @@ def netns() -> str:
 
 
 KILLED_RUN = """
-from tempest_live_ci.testbed import TestbedConfig, create_testbed
+from tempest_live_ci.testbed.config import TestbedConfig
+from tempest_live_ci.testbed.lifecycle import create_testbed
 create_testbed(TestbedConfig(name={run_id!r}, apt_proxy=False))
 """
 

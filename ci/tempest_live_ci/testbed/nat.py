@@ -55,7 +55,7 @@ def needs_table(config: TestbedConfig) -> bool:
 
 
 def guarded_ports(config: TestbedConfig) -> list[int]:
-    from tempest_live_ci.testbed import APT_PROXY_PORT
+    from tempest_live_ci.testbed.lifecycle import APT_PROXY_PORT
 
     return [config.http_port] + ([APT_PROXY_PORT] if config.apt_proxy else [])
 

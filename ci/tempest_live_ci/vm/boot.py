@@ -25,7 +25,7 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.log import log, step
-from tempest_live_ci.testbed import keep_testbed
+from tempest_live_ci.testbed.lifecycle import keep_testbed
 from tempest_live_ci.testbed.model import Testbed
 from tempest_live_ci.vm import domain as vmdomain
 from tempest_live_ci.vm import kvm

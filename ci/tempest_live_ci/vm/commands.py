@@ -17,7 +17,7 @@ from tempest_live_ci.log import log, step
 # command imports what it uses when it runs, so that `--help` and shell
 # completion stay fast.
 if TYPE_CHECKING:
-    from tempest_live_ci.testbed import TestbedConfig
+    from tempest_live_ci.testbed.config import TestbedConfig
     from tempest_live_ci.vm.boot import BootFiles, BootTimeouts
     from tempest_live_ci.vm.domain import VMConfig
 
@@ -74,8 +74,7 @@ def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | 
 
 
 def _testbed_config(run_id: str | None, *, apt_proxy: bool) -> TestbedConfig:
-    from tempest_live_ci.testbed import TestbedConfig
-    from tempest_live_ci.testbed.config import new_run_id
+    from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
 
     return TestbedConfig(name=run_id or new_run_id(), apt_proxy=apt_proxy)
 
@@ -85,7 +84,7 @@ def boot_image(image_ref: str, config: VMConfig, *, run_id: str | None, output: 
     """Boot an image from the store on a new isolated testbed; leave it running. Returns 0."""
     from tempest_live_ci.image.cache import resolve_image
     from tempest_live_ci.image.model import images_dir
-    from tempest_live_ci.testbed import keep_testbed, start_testbed
+    from tempest_live_ci.testbed.lifecycle import keep_testbed, start_testbed
     from tempest_live_ci.vm.boot import boot_vm
     from tempest_live_ci.vm.domain import Keep
 
@@ -114,7 +113,7 @@ def boot_kernel(files: BootFiles, config: VMConfig, *, run_id: str | None, outpu
 
     A smoke test of the testbed and of libvirt; everything is removed at the end.
     """
-    from tempest_live_ci.testbed import start_testbed
+    from tempest_live_ci.testbed.lifecycle import start_testbed
     from tempest_live_ci.vm.boot import BootTimeouts, start_vm, wait_for_phase
 
     testbed_config = _testbed_config(run_id, apt_proxy=False)
@@ -217,7 +216,7 @@ def destroy_guest(run_id: str | None) -> int:
     unless that testbed is a persistent one the guest only used. Returns 0."""
     import libvirt
 
-    from tempest_live_ci.testbed import teardown_testbed
+    from tempest_live_ci.testbed.lifecycle import teardown_testbed
     from tempest_live_ci.vm.boot import STATE_FILE, VMState
     from tempest_live_ci.vm.domain import destroy_domain
     from tempest_live_ci.vm.libvirtd import open_connection, stop_private_libvirtd

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tempest_live_ci.testbed import TestbedConfig, create_testbed, teardown_testbed
-from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
+from tempest_live_ci.testbed.lifecycle import create_testbed, teardown_testbed
 from tempest_live_ci.vm.bootfiles import publish_boot_files
 from tests.conftest import Dirs, needs_root
 from tests.integration.testbed.clients import client_on_bridge

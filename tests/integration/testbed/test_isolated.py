@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci.errors import TestbedError
-from tempest_live_ci.testbed import TestbedConfig, create_testbed, teardown_testbed
-from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
+from tempest_live_ci.testbed.lifecycle import create_testbed, teardown_testbed
 from tempest_live_ci.testbed.model import Testbed
 from tests.conftest import Dirs, needs_root
 from tests.integration.testbed.clients import client_on_bridge, sh

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci import proc
-from tempest_live_ci.testbed import TestbedConfig, create_testbed, start_testbed, teardown_testbed
-from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
 from tempest_live_ci.testbed.journal import Journal, UndoError, netns_exists
+from tempest_live_ci.testbed.lifecycle import create_testbed, start_testbed, teardown_testbed
 from tests.conftest import TOP, Dirs, needs_root
 from tests.integration.testbed.clients import sh, snapshot, tlc_in
 

@@ -121,7 +121,7 @@ def test_a_waiting_run_goes_on_when_the_first_one_is_killed(
 
 def test_a_guest_kept_on_the_testbed_holds_it_until_vm_destroy(
         persistent: str, dirs: Dirs, tmp_path: Path) -> None:
-    from tempest_live_ci.testbed import load_testbed
+    from tempest_live_ci.testbed.lifecycle import load_testbed
     from tests.integration.testbed.test_vm_destroy import keep_a_guest
 
     _, testbed = load_testbed("tempest")

@@ -12,15 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tempest_live_ci.testbed import (
-    TestbedConfig,
-    create_testbed,
-    keep_testbed,
-    load_testbed,
-    teardown_testbed,
-)
-from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
 from tempest_live_ci.testbed.journal import netns_exists
+from tempest_live_ci.testbed.lifecycle import create_testbed, keep_testbed, load_testbed, teardown_testbed
 from tempest_live_ci.testbed.model import Testbed
 from tests.conftest import Dirs, needs_root
 from tests.integration.testbed.clients import tlc_in

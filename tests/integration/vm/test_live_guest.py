@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci.image import Image
-from tempest_live_ci.testbed import TestbedConfig, start_testbed
-from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
+from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.vm.boot import boot_vm
 from tempest_live_ci.vm.domain import VMConfig
 from tests.conftest import Dirs, needs_root

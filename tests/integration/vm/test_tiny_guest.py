@@ -19,8 +19,8 @@ import pytest
 from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.image.model import Image
-from tempest_live_ci.testbed import TestbedConfig, start_testbed
-from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
+from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.vm.boot import BootFiles, BootTimeouts, boot_vm, start_vm, wait_for_phase
 from tempest_live_ci.vm.commands import destroy_guest
 from tempest_live_ci.vm.domain import VMConfig
@@ -160,7 +160,8 @@ import sys
 sys.path[:0] = [{ci!r}, {top!r}]
 from pathlib import Path
 from tempest_live_ci.log import setup_logging
-from tempest_live_ci.testbed import TestbedConfig, start_testbed
+from tempest_live_ci.testbed.config import TestbedConfig
+from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.vm.boot import boot_vm
 from tempest_live_ci.vm.domain import VMConfig
 from tests.integration.vm.test_tiny_guest import TCG, _image_of

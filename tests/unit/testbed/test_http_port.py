@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from tempest_live_ci.testbed import TestbedConfig, dnsmasq
+from tempest_live_ci.testbed import dnsmasq
+from tempest_live_ci.testbed.config import TestbedConfig
 from tempest_live_ci.testbed.model import Testbed
 from tempest_live_ci.vm.bootfiles import boot_cmdline, publish_boot_files
 
