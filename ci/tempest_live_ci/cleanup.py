@@ -142,7 +142,7 @@ def _testbeds(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
             continue  # being set up this very moment
         kept = (directory / "keep").exists()
         if kept and not include_kept:
-            log.info("kept on purpose, left alone: %s (tempest-live-ci vm destroy --run %s)",
+            log.info("kept on purpose, left alone: %s (tempest-live-ci vm destroy --run-id %s)",
                      directory.name, directory.name)
             continue
         yield Leftover(directory.name, "its run is gone", kept,

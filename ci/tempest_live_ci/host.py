@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from tempest_live_ci.cli import Renamed
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
+from tempest_live_ci.testbed.config import NIC_KINDS, PHYSICAL, TestbedConfig
 
-if TYPE_CHECKING:
-    from tempest_live_ci.testbed.config import TestbedConfig
+# Every default below is TestbedConfig's (testbed/config.py), the job's
+# testbed section's too: one home for what a testbed is made of.
+_DEFAULT = TestbedConfig()
 
 # Seconds `host setup` and `host teardown` wait for a run (or another setup)
 # to let go of the testbed: a setup takes a few seconds, a run hours.
@@ -27,19 +30,26 @@ def host() -> None:
 
 def _name_option(f: Any) -> Any:
     return click.option("--name", default=None,
-                        help="Testbed name (default: tempest, or the --netns name).")(f)
+                        help=f"Testbed name (default: {_DEFAULT.name}, or the --netns name).")(f)
+
+
+def _testbed_option(f: Any) -> Any:
+    """--name, or --netns (its old spelling here): the testbed a command looks at."""
+    return click.option("--name", "--netns", "name", cls=Renamed, default=None, metavar="NAME",
+                        help=f"Testbed name (default: {_DEFAULT.name}).")(f)
 
 
 @host.command()
 @_name_option
 @click.option("--netns", default=None, metavar="NAME",
               help="Isolated: build it inside a new network namespace NAME instead of the host's.")
-@click.option("--bridge", default="tempestbr", show_default=True)
-@click.option("--tap", default="tempesttap", show_default=True)
+@click.option("--bridge", default=_DEFAULT.bridge, show_default=True)
+@click.option("--tap", default=_DEFAULT.tap, show_default=True)
 @click.option("--tap-owner", default=None, metavar="USER", help="User allowed to use the tap.")
-@click.option("--nic", default="tempestnic0", show_default=True,
+@click.option("--nic", default=_DEFAULT.nic, show_default=True,
               help="The NIC on the bridge (created, unless --real-nic).")
-@click.option("--nic-kind", type=click.Choice(["auto", "dummy", "veth"]), default="auto",
+@click.option("--nic-kind", type=click.Choice([k for k in NIC_KINDS if k != PHYSICAL]),
+              default=_DEFAULT.nic_kind,
               show_default=True, help="auto: dummy when the kernel has it, else a veth pair.")
 @click.option("--real-nic", default=None, metavar="IFACE",
               help="Put this existing interface on the bridge instead (boots real hardware). "
@@ -52,17 +62,17 @@ def _name_option(f: Any) -> Any:
 @click.option("--router-advertisements/--no-router-advertisements", default=None,
               help="IPv6 RAs of the bridge's ULA prefix (iPXE boots 13 s sooner); every host "
                    "on a LAN takes the prefix. [default: on, off with --real-nic]")
-@click.option("--host-address", default="192.168.100.1/24", show_default=True)
-@click.option("--host-ipv6", default="fd74:6c63:0:1::1/64", show_default=True,
+@click.option("--host-address", default=_DEFAULT.host_address, show_default=True)
+@click.option("--host-ipv6", default=_DEFAULT.host_ipv6, show_default=True,
               help="IPv6 ULA /64 on the bridge ('none' for none).")
 @click.option("--guest-address", default=None, help="[default: host address + 1]")
-@click.option("--guest-mac", default="52:54:00:7e:57:02", show_default=True)
-@click.option("--nat/--no-nat", default=False, show_default=True,
+@click.option("--guest-mac", default=_DEFAULT.guest_mac, show_default=True)
+@click.option("--nat/--no-nat", default=_DEFAULT.nat, show_default=True,
               help="Masquerade the testbed subnets (persistent testbeds only).")
 @click.option("--nat-interface", default=None, help="[default: the default route's interface]")
-@click.option("--apt-proxy/--no-apt-proxy", default=True, show_default=True,
+@click.option("--apt-proxy/--no-apt-proxy", default=_DEFAULT.apt_proxy, show_default=True,
               help="Offer apt-cacher-ng to the guest on the host address, port 3142.")
-@click.option("--http-port", default=80, show_default=True, type=int)
+@click.option("--http-port", default=_DEFAULT.http_port, show_default=True, type=int)
 @click.option("--enable-nested-kvm", is_flag=True,
               help="Also set nested=1 for kvm_intel/kvm_amd (modprobe.d) and reload it if idle.")
 def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner: str | None,
@@ -71,17 +81,17 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
           apt_proxy: bool, http_port: int, enable_nested_kvm: bool,
           dhcp_authoritative: bool | None, router_advertisements: bool | None) -> int:
     """Set up a testbed and leave it running (persistent, or isolated with --netns)."""
-    from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT, TestbedConfig
+    from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT
 
     config = TestbedConfig(
-        name=name or netns or "tempest",
+        name=name or netns or _DEFAULT.name,
         mode=ISOLATED if netns else PERSISTENT,
         netns=netns,
         bridge=bridge,
         tap=tap,
         tap_owner=tap_owner,
         nic=real_nic or nic,
-        nic_kind="physical" if real_nic else nic_kind,
+        nic_kind=PHYSICAL if real_nic else nic_kind,
         host_address=host_address,
         host_ipv6=None if host_ipv6.lower() == "none" else host_ipv6,
         guest_address=guest_address,
@@ -167,27 +177,24 @@ def _setup_host(config: TestbedConfig, option: Callable[[str], str],
     return ExitCode.OK
 
 
-def _checked_name(name: str | None, netns: str | None) -> str:
+def _checked_name(name: str | None) -> str:
     """The testbed a command names: never a path (`..`, a slash), checked before any use."""
     from tempest_live_ci.testbed.config import check_name
 
     if name:
         return check_name("--name", name, "testbed name")
-    if netns:
-        return check_name("--netns", netns, "namespace name")
-    return "tempest"
+    return _DEFAULT.name
 
 
 @host.command()
-@_name_option
-@click.option("--netns", default=None, metavar="NAME", help="The isolated testbed in NAME.")
-def teardown(name: str | None, netns: str | None) -> int:
+@_testbed_option
+def teardown(name: str | None) -> int:
     """Remove a testbed: everything its setup created, nothing else."""
     from tempest_live_ci.testbed.config import require_root
     from tempest_live_ci.testbed.lifecycle import teardown_testbed, testbed_dir
     from tempest_live_ci.testbed.lock import testbed_lock
 
-    name = _checked_name(name, netns)
+    name = _checked_name(name)
     require_root()
     removed = []
     if testbed_dir(name).exists():
@@ -199,21 +206,20 @@ def teardown(name: str | None, netns: str | None) -> int:
 
 
 @host.command()
-@_name_option
-@click.option("--netns", default=None, metavar="NAME")
+@_testbed_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, on stdout.")
-def status(name: str | None, netns: str | None, as_json: bool) -> int:
+def status(name: str | None, as_json: bool) -> int:
     """Show a testbed's parts and whether each is still there (exit 16 if not all)."""
     from tempest_live_ci.testbed.status import list_testbeds, testbed_status
 
-    wanted = _checked_name(name, netns) if name or netns else None
+    wanted = _checked_name(name) if name else None
     names = [wanted] if wanted else list_testbeds()
     report = []
     code = ExitCode.OK
     for testbed in names:
         st = testbed_status(testbed)
         if st is None:
-            if name or netns:
+            if name:
                 log.info("no testbed named %s", testbed)
                 code = ExitCode.TESTBED
             continue

@@ -22,12 +22,24 @@ import click
 from tempest_live_ci import paths
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.image.model import (
+    COMPRESSION_LEVELS,
+    DEFAULT_COMPRESSION,
+    DEFAULT_MIRROR,
+    DEFAULT_SUITE,
+    SUITES,
+)
 from tempest_live_ci.log import log
+from tempest_live_ci.testbed.config import ISOLATED, MODES, TestbedConfig
+from tempest_live_ci.vm.config import BOOT_MODES, MIN_MEMORY_MIB, NIC_MODELS, BootTimeouts, VMConfig
 
 DEFAULT_JOB = "smoke-trixie"  # what `run` and `job show` take without a job
 LATEST = "latest"  # results.baseline: the newest stored run
 
 AUTO = "auto"  # tempest.profile: chosen from the candidates
+# results.gate: "all": any failure fails the run (exit 4). "regressions": only
+# a failure the baseline did not have and that failed again on re-run.
+GATES = ("all", "regressions")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MEMORY = re.compile(r"^(\d+)\s*([MG])(i?B)?$", re.IGNORECASE)
 _IMAGE = re.compile(r"^(https?://)?[A-Za-z0-9./_:~+%-]+$")
@@ -35,23 +47,25 @@ _IMAGE = re.compile(r"^(https?://)?[A-Za-z0-9./_:~+%-]+$")
 
 @dataclass(frozen=True)
 class TestbedSection:
+    """The testbed keys a job may set; their defaults are TestbedConfig's."""
+
     __test__ = False
 
-    mode: str = "isolated"
-    host_address: str = "192.168.100.1/24"
-    host_ipv6: str | None = "fd74:6c63:0:1::1/64"
-    guest_address: str | None = None
-    guest_mac: str = "52:54:00:7e:57:02"
-    apt_proxy: bool = True
-    nat: bool = False
+    mode: str = TestbedConfig.mode
+    host_address: str = TestbedConfig.host_address
+    host_ipv6: str | None = TestbedConfig.host_ipv6
+    guest_address: str | None = TestbedConfig.guest_address
+    guest_mac: str = TestbedConfig.guest_mac
+    apt_proxy: bool = TestbedConfig.apt_proxy
+    nat: bool = TestbedConfig.nat
 
 
 @dataclass(frozen=True)
 class ImageSection:
-    suite: str = "trixie"
-    mirror: str = "http://deb.debian.org/debian"
+    suite: str = DEFAULT_SUITE
+    mirror: str = DEFAULT_MIRROR
     packages: tuple[str, ...] = ()
-    compression: str = "zstd"
+    compression: str = DEFAULT_COMPRESSION
     compression_level: int | None = None
     ssh_key: str | None = None
     # The profile's packages in the image (dpkg at native speed at build time),
@@ -64,11 +78,12 @@ class VmSection:
     # Default: what the job's profile needs (deploy/profiles.py, measured).
     memory: str | None = None
     vcpus: int | None = None
-    boot: str = "network"  # network | direct
-    nic_model: str = "virtio"  # virtio | e1000
-    dhcp_timeout: int = 120
-    kernel_timeout: int = 300
-    ssh_timeout: int = 600
+    boot: str = VMConfig.boot  # one of vm/config.py's BOOT_MODES
+    nic_model: str = VMConfig.nic_model  # one of vm/config.py's NIC_MODELS
+    # Seconds from the start of the guest: the same defaults as `vm boot`'s.
+    dhcp_timeout: int = int(BootTimeouts.dhcp)
+    kernel_timeout: int = int(BootTimeouts.kernel)
+    ssh_timeout: int = int(BootTimeouts.ssh)
 
     @property
     def memory_mib(self) -> int:
@@ -128,9 +143,7 @@ class ResultsSection:
     baseline: str | None = None
     # Whose stored runs "latest" looks at: by default this job's own.
     baseline_job: str | None = None
-    # "all": any failure fails the run (exit 4). "regressions": only a
-    # failure the baseline did not have and that failed again on re-run.
-    gate: str = "all"
+    gate: str = GATES[0]  # see GATES
 
 
 @dataclass(frozen=True)
@@ -155,19 +168,25 @@ SECTIONS: dict[str, type[Any]] = {
     "results": ResultsSection,
 }
 
-# Per-key checks beyond the type: (predicate, what the value must be).
+def _one_of(values: Sequence[str]) -> str:
+    """'a, b or c'."""
+    return f"{', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else values[0]
+
+
+# Per-key checks beyond the type: (predicate, what the value must be). The
+# allowed values are those of the modules that use them.
 CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "testbed.mode": (lambda v: bool(v in ("isolated", "persistent")), "isolated or persistent"),
-    "image.compression": (lambda v: bool(v in ("zstd", "xz", "lz4", "gzip")), "zstd, xz, lz4 or gzip"),
-    "vm.memory": (lambda v: _memory_ok(v), "a size such as 8G or 6144M, 512M at least"),
+    "testbed.mode": (lambda v: bool(v in MODES), _one_of(MODES)),
+    "image.compression": (lambda v: bool(v in COMPRESSION_LEVELS), _one_of(list(COMPRESSION_LEVELS))),
+    "vm.memory": (lambda v: _memory_ok(v), f"a size such as 8G or 6144M, {MIN_MEMORY_MIB}M at least"),
     "vm.vcpus": (lambda v: bool(1 <= v <= 256), "between 1 and 256"),
-    "vm.boot": (lambda v: bool(v in ("network", "direct")), "network or direct"),
-    "vm.nic_model": (lambda v: bool(v in ("virtio", "e1000")), "virtio or e1000"),
+    "vm.boot": (lambda v: bool(v in BOOT_MODES), _one_of(BOOT_MODES)),
+    "vm.nic_model": (lambda v: bool(v in NIC_MODELS), _one_of(NIC_MODELS)),
     "vm.dhcp_timeout": (lambda v: bool(v > 0), "positive"),
     "vm.kernel_timeout": (lambda v: bool(v > 0), "positive"),
     "vm.ssh_timeout": (lambda v: bool(v > 0), "positive"),
-    "image.suite": (lambda v: bool(v in ("bookworm", "trixie", "sid")), "bookworm, trixie or sid"),
-    "guest.suite": (lambda v: bool(v in ("bookworm", "trixie", "sid")), "bookworm, trixie or sid"),
+    "image.suite": (lambda v: bool(v in SUITES), _one_of(SUITES)),
+    "guest.suite": (lambda v: bool(v in SUITES), _one_of(SUITES)),
     "guest.prepare_timeout": (lambda v: bool(v > 0), "positive"),
     "guest.install_timeout": (lambda v: bool(v > 0), "positive"),
     "guest.configure_timeout": (lambda v: bool(v > 0), "positive"),
@@ -175,7 +194,7 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "tempest.regex": (lambda v: _is_regex(v), "a valid regular expression"),
     "tempest.exclude_regex": (lambda v: _is_regex(v), "a valid regular expression"),
     "results.baseline_job": (lambda v: bool(_NAME.match(v)), "a job name"),
-    "results.gate": (lambda v: bool(v in ("all", "regressions")), "all or regressions"),
+    "results.gate": (lambda v: bool(v in GATES), _one_of(GATES)),
     "tempest.concurrency": (lambda v: bool(1 <= v <= 64), "between 1 and 64"),
     "tempest.image": (lambda v: bool(_IMAGE.match(v)),
                       "a file or an http(s) URL (letters, digits and ./_:~+%-)"),
@@ -185,12 +204,12 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
 
 
 def _memory_ok(value: str) -> bool:
-    """A size VmSection.memory_mib reads, and no less than a guest needs (vm/domain.py)."""
+    """A size VmSection.memory_mib reads, and no less than a guest needs (vm/config.py)."""
     match = _MEMORY.match(value)
     if match is None:
         return False
     mib = int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
-    return mib >= 512
+    return mib >= MIN_MEMORY_MIB
 
 
 _CONF_KEY = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
@@ -423,12 +442,10 @@ def check_results(results: ResultsSection) -> None:
         raise UsageError("results.baseline_job: only used with results.baseline: latest")
 
 
-def testbed_config(job: Job, run_id: str) -> Any:
-    from tempest_live_ci.testbed.config import TestbedConfig
-
+def testbed_config(job: Job, run_id: str) -> TestbedConfig:
     t = job.testbed
     return TestbedConfig(
-        name=run_id if t.mode == "isolated" else "tempest",
+        name=run_id if t.mode == ISOLATED else TestbedConfig.name,
         mode=t.mode,
         host_address=t.host_address,
         host_ipv6=t.host_ipv6,

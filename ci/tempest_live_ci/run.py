@@ -46,6 +46,8 @@ from tempest_live_ci.job import (
     testbed_config,
 )
 from tempest_live_ci.log import add_file_log, format_duration, log, step
+from tempest_live_ci.testbed.config import PERSISTENT, TestbedConfig
+from tempest_live_ci.vm.config import BootTimeouts, VMConfig
 
 if TYPE_CHECKING:
     from tempest_live_ci.candidates import Candidate
@@ -181,7 +183,7 @@ def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
                 shutil.copyfile(source, output_dir / name)
 
 
-def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
+def persistent_testbed(job: Job, run_id: str, name: str = TestbedConfig.name) -> Any:
     """The testbed `host setup` made: runs use it as it is and leave it up.
 
     Refused (exit 20) when the job's testbed settings are not the testbed's:
@@ -199,11 +201,11 @@ def persistent_testbed(job: Job, run_id: str, name: str = "tempest") -> Any:
         missing = ", ".join(what for what, ok in status.items if not ok)
         raise TestbedError(f"persistent testbed {name!r} is degraded (missing: {missing})",
                            hint="tempest-live-ci host setup repairs it")
-    # The run's own id names its domain and its `vm ssh --run`.
+    # The run's own id names its domain and its `vm ssh --run-id`.
     return testbed
 
 
-def check_persistent(job: Job, name: str = "tempest") -> None:
+def check_persistent(job: Job, name: str = TestbedConfig.name) -> None:
     """A persistent testbed is there, and the job's testbed.* are what it was set up with
     (else UsageError: the run stops before its image)."""
     from tempest_live_ci.testbed.lifecycle import load_testbed
@@ -217,8 +219,6 @@ def check_persistent(job: Job, name: str = "tempest") -> None:
 
 def check_persistent_settings(job: Job, config: Any) -> None:
     """The job's testbed.* must be what the persistent testbed was set up with."""
-    from tempest_live_ci.testbed.config import TestbedConfig
-
     wanted: TestbedConfig = testbed_config(job, "tlc-check")
     t = job.testbed
     for key, said, have, shown_said, shown_have in (
@@ -327,13 +327,12 @@ def _store(ctx: RunContext) -> None:
 def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     from tempest_live_ci.image import build_image
     from tempest_live_ci.testbed.lifecycle import start_testbed
-    from tempest_live_ci.vm.boot import BootTimeouts, boot_vm
-    from tempest_live_ci.vm.domain import VMConfig
+    from tempest_live_ci.vm.boot import boot_vm
 
     job = ctx.job
     # Checked first: minutes of image build for a run that cannot start would be a waste.
     check_host_memory(job)
-    persistent = persistent_testbed(job, ctx.run_id) if job.testbed.mode == "persistent" else None
+    persistent = persistent_testbed(job, ctx.run_id) if job.testbed.mode == PERSISTENT else None
     with contextlib.ExitStack() as stack:
         if persistent is not None:
             # One run at a time on it, from before the image to the end (testbed/lock.py).
@@ -360,7 +359,7 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
         with ctx.stage("vm", "Booting the guest"):
             vm = stack.enter_context(boot_vm(
                 testbed, image, ctx.output_dir,
-                VMConfig(memory_mib=job.vm.memory_mib, vcpus=job.vm.vcpus or 2, boot=job.vm.boot,
+                VMConfig(memory_mib=job.vm.memory_mib, vcpus=job.vm.vcpus or VMConfig.vcpus, boot=job.vm.boot,
                          nic_model=job.vm.nic_model),
                 timeouts=BootTimeouts(dhcp=job.vm.dhcp_timeout, kernel=job.vm.kernel_timeout,
                                       ssh=job.vm.ssh_timeout),

@@ -24,7 +24,7 @@ from tempest_live_ci.log import setup_logging
 from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
 from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.vm.boot import boot_vm
-from tempest_live_ci.vm.domain import VMConfig
+from tempest_live_ci.vm.config import VMConfig
 from tempest_live_ci.vm.kvm import detect_accelerator
 
 PHASES = ("dhcp", "boot.ipxe", "kernel", "initrd", "kernel-started", "squashfs", "ssh", "login")

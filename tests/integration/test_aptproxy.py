@@ -317,7 +317,7 @@ with start_testbed(TestbedConfig(name=sys.argv[2])) as testbed:
 """
 
 
-@pytest.mark.parametrize("removal", [("vm", "destroy", "--run"), ("cleanup", "--include-kept")])
+@pytest.mark.parametrize("removal", [("vm", "destroy", "--run-id"), ("cleanup", "--include-kept")])
 def test_a_kept_testbed_keeps_its_apt_proxy_until_it_is_removed(
         tlc: Tlc, dirs: Dirs, no_leaks: None, removal: tuple[str, ...]) -> None:
     """A failed run whose guest is kept ends; its guest's apt proxy (the socats, the

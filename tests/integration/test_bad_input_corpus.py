@@ -235,8 +235,9 @@ CORPUS = [
              expect=("--nat True: isolated testbeds",)),
     cli_case("teardown-dotdot", "host", "teardown", "--name", "../victim",
              expect=("--name '../victim': not a valid testbed name",)),
+    # --netns, the old spelling of teardown's --name, still works.
     cli_case("teardown-netns-path", "host", "teardown", "--netns", "x/../../victim",
-             expect=("--netns 'x/../../victim': not a valid namespace name",)),
+             expect=("--name 'x/../../victim': not a valid testbed name",)),
     cli_case("status-dotdot", "host", "status", "--name", "../victim",
              expect=("--name '../victim': not a valid testbed name",)),
     # --- image build ----------------------------------------------------------------------
@@ -273,10 +274,11 @@ CORPUS = [
              expect=("--memory 10: must be at least 512 MiB",)),
     cli_case("cli-vm-vcpus", "vm", "boot", "--run-id", "tlc-corpus4", "--vcpus", "0",
              expect=("--vcpus 0: must be at least 1",)),
-    cli_case("cli-vm-destroy-dotdot", "vm", "destroy", "--run", "../victim",
-             expect=("--run '../victim': not a valid run id",)),
+    cli_case("cli-vm-destroy-dotdot", "vm", "destroy", "--run-id", "../victim",
+             expect=("--run-id '../victim': not a valid run id",)),
+    # --run, the old spelling of --run-id, still works.
     cli_case("cli-vm-ssh-dotdot", "vm", "ssh", "--run", "..",
-             expect=("--run '..': not a valid run id",)),
+             expect=("--run-id '..': not a valid run id",)),
 ]
 
 

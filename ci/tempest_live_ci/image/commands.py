@@ -8,10 +8,12 @@ from pathlib import Path
 
 import click
 
+from tempest_live_ci.cli import Renamed
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.image.model import (
     APT_PROXY_AUTO,
     COMPRESSION_LEVELS,
+    DEFAULT_COMPRESSION,
     DEFAULT_MIRROR,
     DEFAULT_SUITE,
     SUITES,
@@ -21,9 +23,11 @@ from tempest_live_ci.image.model import (
     split_packages,
 )
 
-_output_option = click.option(
-    "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Directory holding the images (default: CACHE_DIR/images).")
+# The image store; --output is its old spelling (--output names a directory
+# a command writes its results into everywhere else).
+_store_option = click.option(
+    "--store", "--output", "store", cls=Renamed, type=click.Path(file_okay=False, path_type=Path),
+    default=None, help="Directory holding the images (default: CACHE_DIR/images).")
 
 
 @click.group()
@@ -45,18 +49,18 @@ def image() -> None:
 @click.option("--profile", default=None,
               help="Preinstall an OpenStack profile's packages (identity, ...); "
                    "its services stay unconfigured.")
-@click.option("--compression", default="zstd", show_default=True,
+@click.option("--compression", default=DEFAULT_COMPRESSION, show_default=True,
               help=f"squashfs compression: {', '.join(COMPRESSION_LEVELS)}.")
 @click.option("--compression-level", type=int, default=None,
               help="zstd 1-22 (default 3), gzip 1-9.")
-@_output_option
+@_store_option
 @click.option("--ssh-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Private key for root (its .pub next to it); "
                    "default: a new ed25519 pair kept with the image.")
 @click.option("--rebuild", is_flag=True, help="Build even if an identical image is stored.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
 def build(suite: str, mirror: str | None, apt_proxy: str | None, packages: tuple[str, ...],
-          profile: str | None, compression: str, compression_level: int | None, output: Path | None,
+          profile: str | None, compression: str, compression_level: int | None, store: Path | None,
           ssh_key: Path | None, rebuild: bool, as_json: bool) -> int:
     """Build the live image (or find it in the cache) and print its directory."""
     from tempest_live_ci.siteconfig import site_config
@@ -67,7 +71,7 @@ def build(suite: str, mirror: str | None, apt_proxy: str | None, packages: tuple
         apt_proxy=site.image_apt_proxy() if apt_proxy is None
         else None if apt_proxy == "none" else apt_proxy,
         packages=split_packages(packages), profile=profile, compression=compression,
-        compression_level=compression_level, output=output, ssh_key=ssh_key,
+        compression_level=compression_level, output=store, ssh_key=ssh_key,
         rebuild=rebuild,
     )
     return build_command(options, as_json=as_json)
@@ -91,11 +95,11 @@ def _print(built: Image, as_json: bool) -> None:
 
 
 @image.command("list")
-@_output_option
+@_store_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON array on stdout.")
-def list_(output: Path | None, as_json: bool) -> int:
+def list_(store: Path | None, as_json: bool) -> int:
     """List the stored images, newest first."""
-    return list_command(output or images_dir(), as_json=as_json)
+    return list_command(store or images_dir(), as_json=as_json)
 
 
 def list_command(store: Path, *, as_json: bool = False) -> int:
@@ -120,10 +124,10 @@ def list_command(store: Path, *, as_json: bool = False) -> int:
 
 @image.command("show")
 @click.argument("ref", default="latest")
-@_output_option
-def show(ref: str, output: Path | None) -> int:
+@_store_option
+def show(ref: str, store: Path | None) -> int:
     """Print the manifest of an image (by hash or prefix, or 'latest')."""
-    return show_command(output or images_dir(), ref)
+    return show_command(store or images_dir(), ref)
 
 
 def show_command(store: Path, ref: str) -> int:
@@ -136,12 +140,12 @@ def show_command(store: Path, ref: str) -> int:
 @image.command("prune")
 @click.option("--keep", type=int, default=2, show_default=True,
               help="How many of the newest images to keep.")
-@_output_option
-def prune(keep: int, output: Path | None) -> int:
+@_store_option
+def prune(keep: int, store: Path | None) -> int:
     """Remove old images and the logs of failed builds."""
     from tempest_live_ci.image.cache import prune_images
 
     if keep < 0:
         raise UsageError(f"--keep {keep}: must be 0 or more")
-    prune_images(output or images_dir(), keep)
+    prune_images(store or images_dir(), keep)
     return ExitCode.OK

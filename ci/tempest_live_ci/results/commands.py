@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from tempest_live_ci.cli import Renamed
+
 # The actions (subunit, testtools, jinja2) are imported by each command when
 # it runs: `--help` and shell completion only need the options.
 
@@ -42,8 +44,9 @@ def results() -> None:
 
 @results.command()
 @click.argument("source", type=_SOURCE, metavar="DIR_OR_SUBUNIT")
-@click.option("-o", "--output-dir", type=click.Path(path_type=Path),
-              help="Write summary.json here (default: DIR itself).")
+@click.option("--output", "-o", "--output-dir", "output_dir", cls=Renamed, shown=2, metavar="DIR",
+              type=click.Path(path_type=Path),
+              help="Output directory: summary.json goes there (default: DIR itself).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout.")
 def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
     """Summarize a run; exit with the run's code (0 passed, 4 failed, 8 no tests, 16 incomplete)."""
@@ -55,7 +58,8 @@ def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
 
 @results.command()
 @click.argument("source", type=_SOURCE, metavar="DIR_OR_SUBUNIT")
-@click.option("-o", "--output", help="File to write, '-' for stdout (default: DIR/junit.xml).")
+@click.option("--file", "-f", "-o", "--output", "output", cls=Renamed, shown=2, metavar="FILE",
+              help="File to write, '-' for stdout (default: DIR/junit.xml).")
 def junit(source: Path, output: str | None) -> int:
     """Write a JUnit XML report (GitLab, Jenkins)."""
     _import_reader()
@@ -66,7 +70,8 @@ def junit(source: Path, output: str | None) -> int:
 
 @results.command()
 @click.argument("source", type=_SOURCE, metavar="DIR_OR_SUBUNIT")
-@click.option("-o", "--output", help="File to write, '-' for stdout (default: DIR/report.html).")
+@click.option("--file", "-f", "-o", "--output", "output", cls=Renamed, shown=2, metavar="FILE",
+              help="File to write, '-' for stdout (default: DIR/report.html).")
 def html(source: Path, output: str | None) -> int:
     """Write a self-contained HTML report."""
     _import_reader()

@@ -25,6 +25,11 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 ISOLATED = "isolated"
 PERSISTENT = "persistent"
+MODES = (ISOLATED, PERSISTENT)
+# The NIC that gives the bridge its carrier: auto (dummy if the kernel has
+# it, else veth), dummy, veth; physical is --real-nic's (a LAN's interface).
+PHYSICAL = "physical"
+NIC_KINDS = ("auto", "dummy", "veth", PHYSICAL)
 
 
 def new_run_id() -> str:
@@ -48,7 +53,7 @@ class TestbedConfig:
     bridge: str = "tempestbr"
     tap: str = "tempesttap"
     nic: str = "tempestnic0"
-    nic_kind: str = "auto"  # auto (dummy if the kernel has it, else veth), dummy, veth, physical
+    nic_kind: str = NIC_KINDS[0]  # one of NIC_KINDS
     tap_owner: str | None = None
     host_address: str = "192.168.100.1/24"
     host_ipv6: str | None = "fd74:6c63:0:1::1/64"
@@ -71,13 +76,13 @@ class TestbedConfig:
     def authoritative(self) -> bool:
         if self.dhcp_authoritative is not None:
             return self.dhcp_authoritative
-        return self.nic_kind != "physical"
+        return self.nic_kind != PHYSICAL
 
     @property
     def sends_router_advertisements(self) -> bool:
         if self.router_advertisements is not None:
             return self.router_advertisements
-        return self.nic_kind != "physical"
+        return self.nic_kind != PHYSICAL
 
     @property
     def namespace(self) -> str | None:
@@ -130,8 +135,8 @@ def validate(config: TestbedConfig, *, option: Callable[[str], str] = plain_key)
     the setting is named there: "--host-address" on the command line,
     "testbed.host_address" in a job file.
     """
-    if config.mode not in (ISOLATED, PERSISTENT):
-        raise UsageError(f"{option('mode')} {config.mode!r}: not one of {ISOLATED}, {PERSISTENT}")
+    if config.mode not in MODES:
+        raise UsageError(f"{option('mode')} {config.mode!r}: not one of {', '.join(MODES)}")
     check_name(option("name"), config.name, "testbed name")
     if config.namespace is not None:
         check_name(option("netns"), config.namespace, "namespace name")
@@ -146,10 +151,10 @@ def validate(config: TestbedConfig, *, option: Callable[[str], str] = plain_key)
     if len(set(names)) != len(names):
         raise UsageError(f"{option('bridge')}, {option('tap')} and {option('nic')} must differ: "
                          f"{', '.join(names)}")
-    if config.nic_kind not in ("auto", "dummy", "veth", "physical"):
-        raise UsageError(f"{option('nic-kind')} {config.nic_kind!r}: not one of auto, dummy, "
-                         "veth, physical")
-    if config.nic_kind == "physical" and config.mode != PERSISTENT:
+    if config.nic_kind not in NIC_KINDS:
+        raise UsageError(f"{option('nic-kind')} {config.nic_kind!r}: not one of "
+                         f"{', '.join(NIC_KINDS)}")
+    if config.nic_kind == PHYSICAL and config.mode != PERSISTENT:
         raise UsageError(f"{option('nic')} {config.nic!r}: a real NIC can only be used by a "
                          "persistent testbed")
     if config.nat_interface is not None:

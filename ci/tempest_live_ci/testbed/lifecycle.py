@@ -187,7 +187,7 @@ def _teardown_after_failure(name: str) -> None:
 
 def load_testbed(name: str, run_id: str | None = None) -> tuple[TestbedConfig, Testbed]:
     """A testbed `host setup` made. A persistent one gets a run id of its own for the
-    run that loads it (its domain, its `vm ssh --run`): the testbed's name is not a run id."""
+    run that loads it (its domain, its `vm ssh --run-id`): the testbed's name is not a run id."""
     directory = testbed_dir(name)
     try:
         data = json.loads((directory / "testbed.json").read_text())

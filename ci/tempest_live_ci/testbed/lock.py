@@ -114,7 +114,7 @@ def _try(handle: IO[str], directory: Path, guests: bool) -> str | None:
             return (f"the guest of run {record.run_id}, whose run was killed "
                     "(tempest-live-ci cleanup removes it)")
         return (f"the guest of run {record.run_id}, kept running (tempest-live-ci vm destroy "
-                f"--run {record.run_id} frees it)")
+                f"--run-id {record.run_id} frees it)")
     return None
 
 

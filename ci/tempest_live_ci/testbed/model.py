@@ -15,7 +15,7 @@ class Testbed:
     None for the host's own namespace (persistent mode).
 
     run_id names the run using the testbed (its libvirt domain, `vm ssh
-    --run`); name names the testbed. They are one for an isolated testbed,
+    --run-id`); name names the testbed. They are one for an isolated testbed,
     made for its run; a persistent testbed has its own name ("tempest").
     """
 

@@ -30,25 +30,15 @@ from tempest_live_ci.testbed.model import Testbed
 from tempest_live_ci.vm import domain as vmdomain
 from tempest_live_ci.vm import kvm
 from tempest_live_ci.vm.bootfiles import IMAGE_DIR, boot_cmdline, publish_boot_files
-from tempest_live_ci.vm.domain import DomainSpec, Keep, VMConfig
+from tempest_live_ci.vm.config import BootTimeouts, VMConfig
+from tempest_live_ci.vm.domain import DomainSpec, Keep
 from tempest_live_ci.vm.libvirtd import LibvirtDaemon, libvirt_for_run, open_connection
 from tempest_live_ci.vm.progress import BootProgress, console_tail
 
 STATE_FILE = "vm.json"
 # The guest's serial console: also where the kernel's messages go.
 CONSOLE = "console=ttyS0,115200n8"
-
-
-@dataclass(frozen=True)
-class BootTimeouts:
-    """Seconds each phase may take, counted from the start of the domain.
-
-    Sized for TCG on a slow host (network boot to SSH is ~90-120 s there).
-    """
-
-    dhcp: float = 120
-    kernel: float = 300  # boot.ipxe, kernel and initrd fetched over HTTP
-    ssh: float = 900  # sshd answers
+DEFAULT_TIMEOUTS = BootTimeouts()
 
 
 @dataclass(frozen=True)
@@ -197,7 +187,7 @@ def start_vm(testbed: Testbed, files: BootFiles, output_dir: Path, config: VMCon
 
 @contextlib.contextmanager
 def boot_vm(testbed: Testbed, image: Image, output_dir: Path, config: VMConfig, *,
-            timeouts: BootTimeouts = BootTimeouts(), keep: Keep | None = None,
+            timeouts: BootTimeouts = DEFAULT_TIMEOUTS, keep: Keep | None = None,
             keep_on_failure: bool = False, accelerator: kvm.Accelerator | None = None,
             debug: bool = False) -> Iterator[VM]:
     """Boot `image` on `testbed`, wait for SSH, log in; torn down when the block ends.
@@ -238,8 +228,8 @@ def boot_vm(testbed: Testbed, image: Image, output_dir: Path, config: VMConfig, 
                 keep.keep = True
                 keep_testbed(testbed)
                 record_state(vm, image, daemon_private=_is_private(vm.uri))
-                log.info("the guest is kept running: tempest-live-ci vm ssh --run %s; "
-                         "remove it with: tempest-live-ci vm destroy --run %s",
+                log.info("the guest is kept running: tempest-live-ci vm ssh --run-id %s; "
+                         "remove it with: tempest-live-ci vm destroy --run-id %s",
                          testbed.run_id, testbed.run_id)
             raise
 

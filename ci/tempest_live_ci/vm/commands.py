@@ -10,20 +10,23 @@ from typing import TYPE_CHECKING
 import click
 
 from tempest_live_ci import paths, proc
+from tempest_live_ci.cli import Renamed
 from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.log import log, step
+from tempest_live_ci.vm.config import (
+    BOOT_MODES,
+    DEFAULT_MEMORY_MIB,
+    NIC_MODELS,
+    BootTimeouts,
+    VMConfig,
+)
 
 # libvirt and paramiko come with vm.boot, vm.domain and guest.ssh: each
 # command imports what it uses when it runs, so that `--help` and shell
 # completion stay fast.
 if TYPE_CHECKING:
     from tempest_live_ci.testbed.config import TestbedConfig
-    from tempest_live_ci.vm.boot import BootFiles, BootTimeouts
-    from tempest_live_ci.vm.domain import VMConfig
-
-# vm.boot's BootTimeouts.ssh, shown in --help without importing vm.boot
-# (tests/unit/test_cli_imports.py checks that the two agree).
-SSH_TIMEOUT_DEFAULT = 900.0
+    from tempest_live_ci.vm.boot import BootFiles
 
 
 @click.group()
@@ -40,24 +43,27 @@ def vm() -> None:
                    "wait until it powers off.")
 @click.option("--initrd", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--cmdline", default="", help="Kernel command line with --kernel.")
-@click.option("--boot", "boot_mode", type=click.Choice(["network", "direct"]), default="network",
+@click.option("--boot", "boot_mode", type=click.Choice(BOOT_MODES), default=VMConfig.boot,
               show_default=True, help="iPXE over HTTP, or kernel and initrd given to libvirt.")
-@click.option("--nic", "nic_model", type=click.Choice(["virtio", "e1000"]), default="virtio",
-              show_default=True)
-@click.option("--memory", type=int, default=None, help="MiB [default: 8192, capped by free RAM]")
-@click.option("--vcpus", type=int, default=2, show_default=True)
+@click.option("--nic-model", type=click.Choice(NIC_MODELS), default=VMConfig.nic_model,
+              show_default=True, help="The guest's NIC.")
+@click.option("--memory", type=int, default=None,
+              help=f"MiB [default: {DEFAULT_MEMORY_MIB}, capped by free RAM]")
+@click.option("--vcpus", type=int, default=VMConfig.vcpus, show_default=True)
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where console.log and domain.xml go. [default: the run's state dir]")
-@click.option("--timeout-ssh", type=float, default=SSH_TIMEOUT_DEFAULT, show_default=True)
+              help="Output directory: console.log and domain.xml. [default: the run's state dir]")
+@click.option("--ssh-timeout", "--timeout-ssh", "ssh_timeout", cls=Renamed, type=float,
+              default=BootTimeouts.ssh, show_default=True,
+              help="Seconds from the start of the guest until its sshd answers (a job's "
+                   "vm.ssh_timeout).")
 @click.pass_context
 def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | None,
          initrd: Path | None, cmdline: str, boot_mode: str, nic_model: str, memory: int | None,
-         vcpus: int, output: Path | None, timeout_ssh: float) -> int:
+         vcpus: int, output: Path | None, ssh_timeout: float) -> int:
     """Boot a guest on a fresh isolated testbed, wait for SSH and leave it running."""
     from tempest_live_ci.testbed.config import check_name
-    from tempest_live_ci.vm.boot import BootFiles, BootTimeouts
+    from tempest_live_ci.vm.boot import BootFiles
     from tempest_live_ci.vm.bootfiles import check_cmdline
-    from tempest_live_ci.vm.domain import VMConfig
 
     if run_id is not None:
         check_name("--run-id", run_id, "run id")
@@ -70,7 +76,7 @@ def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | 
         return boot_kernel(BootFiles(kernel, initrd, None, cmdline), config, run_id=run_id,
                            output=output, debug=debug)
     return boot_image(image_ref, config, run_id=run_id, output=output,
-                      timeouts=BootTimeouts(ssh=timeout_ssh), debug=debug)
+                      timeouts=BootTimeouts(ssh=ssh_timeout), debug=debug)
 
 
 def _testbed_config(run_id: str | None, *, apt_proxy: bool) -> TestbedConfig:
@@ -101,8 +107,8 @@ def boot_image(image_ref: str, config: VMConfig, *, run_id: str | None, output: 
             log.info("guest %s is up at root@%s (%s boot, %s); console: %s", guest.name,
                      testbed.guest_address, config.boot, guest.accelerator.kind,
                      guest.console_log)
-            log.info("reach it: tempest-live-ci vm ssh --run %s", name)
-            log.info("remove it: tempest-live-ci vm destroy --run %s", name)
+            log.info("reach it: tempest-live-ci vm ssh --run-id %s", name)
+            log.info("remove it: tempest-live-ci vm destroy --run-id %s", name)
             print(name)
     return 0
 
@@ -114,7 +120,7 @@ def boot_kernel(files: BootFiles, config: VMConfig, *, run_id: str | None, outpu
     A smoke test of the testbed and of libvirt; everything is removed at the end.
     """
     from tempest_live_ci.testbed.lifecycle import start_testbed
-    from tempest_live_ci.vm.boot import BootTimeouts, start_vm, wait_for_phase
+    from tempest_live_ci.vm.boot import start_vm, wait_for_phase
 
     testbed_config = _testbed_config(run_id, apt_proxy=False)
     with start_testbed(testbed_config) as testbed:
@@ -145,7 +151,7 @@ def _find_run(run_id: str | None) -> Path:
 
     root = paths.state_dir()
     if run_id is not None:
-        check_name("--run", run_id, "run id")
+        check_name("--run-id", run_id, "run id")
         directory = root / run_id
         if (directory / STATE_FILE).exists():
             return directory
@@ -153,17 +159,18 @@ def _find_run(run_id: str | None) -> Path:
             with contextlib.suppress(OSError, ValueError):
                 if json.loads(state.read_text()).get("run_id") == run_id:
                     return state.parent
-        raise UsageError(f"--run {run_id!r}: no guest recorded in {directory / STATE_FILE}")
+        raise UsageError(f"--run-id {run_id!r}: no guest recorded in {directory / STATE_FILE}")
     found = sorted(p.parent for p in root.glob(f"*/{STATE_FILE}"))
     if len(found) != 1:
         names = ", ".join(p.name for p in found)
         raise UsageError("no guest is running" if not found
-                         else f"{len(found)} guests are running: give --run ({names})")
+                         else f"{len(found)} guests are running: give --run-id ({names})")
     return found[0]
 
 
 @vm.command()
-@click.option("--run", "run_id", default=None, help="The run whose guest to reach.")
+@click.option("--run-id", "--run", "run_id", cls=Renamed, default=None,
+              help="The run whose guest to reach.")
 @click.argument("command", nargs=-1)
 def ssh(run_id: str | None, command: tuple[str, ...]) -> int:
     """Open a shell in the guest, or run COMMAND (after --)."""
@@ -191,7 +198,8 @@ def ssh_to_guest(run_id: str | None, command: list[str]) -> int:
 
 
 @vm.command()
-@click.option("--run", "run_id", default=None, help="The run whose guest to destroy.")
+@click.option("--run-id", "--run", "run_id", cls=Renamed, default=None,
+              help="The run whose guest to destroy.")
 def destroy(run_id: str | None) -> int:
     """Destroy the guest left by `vm boot` and its testbed."""
     return destroy_guest(run_id)

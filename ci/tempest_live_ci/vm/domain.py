@@ -14,14 +14,11 @@ import libvirt
 from tempest_live_ci import proc, render
 from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.log import log
+from tempest_live_ci.vm.config import DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB
 
 METADATA_NS = "https://salsa.debian.org/openstack-team/tempest-live-ci/domain/1"
-BOOT_MODES = ("network", "direct")
-NIC_MODELS = ("virtio", "e1000")
-DEFAULT_MEMORY_MIB = 8192
 # Left to the host (page cache, dnsmasq, the HTTP server, libvirtd) when sizing the guest.
 HOST_RESERVE_MIB = 1024
-MIN_MEMORY_MIB = 512
 
 
 @dataclass
@@ -29,27 +26,6 @@ class Keep:
     """Set `keep = True` to leave the guest (and its libvirtd) running when the block ends."""
 
     keep: bool = False
-
-
-@dataclass(frozen=True)
-class VMConfig:
-    """How the guest is shaped; the defaults suit an OpenStack all-in-one."""
-
-    memory_mib: int | None = None  # None: DEFAULT_MEMORY_MIB capped by the host's free memory
-    vcpus: int = 2
-    nic_model: str = "virtio"  # virtio (iPXE ROM) or e1000 (legacy PXE)
-    boot: str = "network"  # network (iPXE over HTTP) or direct (kernel + initrd given to libvirt)
-
-    def __post_init__(self) -> None:
-        if self.boot not in BOOT_MODES:
-            raise UsageError(f"--boot: boot mode {self.boot!r} is none of {', '.join(BOOT_MODES)}")
-        if self.nic_model not in NIC_MODELS:
-            raise UsageError(f"--nic: NIC model {self.nic_model!r} is none of "
-                             f"{', '.join(NIC_MODELS)}")
-        if self.vcpus < 1:
-            raise UsageError(f"--vcpus {self.vcpus}: must be at least 1")
-        if self.memory_mib is not None and self.memory_mib < MIN_MEMORY_MIB:
-            raise UsageError(f"--memory {self.memory_mib}: must be at least {MIN_MEMORY_MIB} MiB")
 
 
 @dataclass(frozen=True)

@@ -132,8 +132,8 @@ def test_a_guest_kept_on_the_testbed_holds_it_until_vm_destroy(
     assert refused.returncode == 16, refused.stderr
     assert errors(refused.stderr) == [
         f"error: testbed tempest is in use by the guest of run {testbed.run_id}, kept running "
-        f"(tempest-live-ci vm destroy --run {testbed.run_id} frees it)"]
-    destroyed = tlc_in(persistent, dirs, "vm", "destroy", "--run", testbed.run_id)
+        f"(tempest-live-ci vm destroy --run-id {testbed.run_id} frees it)"]
+    destroyed = tlc_in(persistent, dirs, "vm", "destroy", "--run-id", testbed.run_id)
     assert destroyed.returncode == 0, destroyed.stderr
     with held_run(dirs, job, tmp_path / "after", "qemu", netns=persistent) as run:
         assert "Booting the guest" in run.log()
@@ -195,10 +195,10 @@ def test_the_guest_record_of_a_killed_run_is_removed_by_cleanup(
     if kept:
         assert errors(refused.stderr) == [
             f"error: testbed tempest is in use by the guest of run {guest_run}, kept running "
-            f"(tempest-live-ci vm destroy --run {guest_run} frees it)"], refused.stderr
+            f"(tempest-live-ci vm destroy --run-id {guest_run} frees it)"], refused.stderr
         assert "tempest:" not in dry.stdout + result.stdout
         assert record.exists()
-        destroyed = tlc_in(persistent, dirs, "vm", "destroy", "--run", guest_run)
+        destroyed = tlc_in(persistent, dirs, "vm", "destroy", "--run-id", guest_run)
         assert destroyed.returncode == 0, destroyed.stderr
     else:
         assert errors(refused.stderr) == [

@@ -47,7 +47,7 @@ def test_destroying_a_guest_of_a_persistent_testbed_leaves_the_testbed_up(
         assert testbed.name == "tempest" and testbed.persistent
         assert testbed.run_id != "tempest"
         keep_a_guest(testbed, dirs)
-        destroyed = tlc_in(fake_host, dirs, "vm", "destroy", "--run", testbed.run_id)
+        destroyed = tlc_in(fake_host, dirs, "vm", "destroy", "--run-id", testbed.run_id)
         assert destroyed.returncode == 0, destroyed.stderr
         assert "left up" in destroyed.stderr
         status = tlc_in(fake_host, dirs, "host", "status")
@@ -66,7 +66,7 @@ def test_destroying_a_guest_of_its_own_testbed_removes_the_testbed(tlc: Tlc, dir
     try:
         assert testbed.run_id == testbed.name == config.name and not testbed.persistent
         keep_a_guest(testbed, dirs)
-        destroyed = tlc("vm", "destroy", "--run", config.name)
+        destroyed = tlc("vm", "destroy", "--run-id", config.name)
         assert destroyed.returncode == 0, destroyed.stderr
         assert not netns_exists(config.name)
         assert not testbed.state_dir.exists()

@@ -14,7 +14,7 @@ from tempest_live_ci.image import Image
 from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
 from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.vm.boot import boot_vm
-from tempest_live_ci.vm.domain import VMConfig
+from tempest_live_ci.vm.config import VMConfig
 from tests.conftest import Dirs, needs_root
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
@@ -60,17 +60,17 @@ def test_vm_boot_ssh_destroy_through_the_cli(tlc: Tlc, dirs: Dirs, no_leaks: Non
                env=env, timeout=1200)
     try:
         assert boot.returncode == 0, boot.stderr[-3000:]
-        assert f"vm ssh --run {run_id}" in boot.stderr + boot.stdout
+        assert f"vm ssh --run-id {run_id}" in boot.stderr + boot.stdout
         # The guest outlives the command that booted it.
         assert run_id in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                         text=True).stdout
-        ssh = tlc("vm", "ssh", "--run", run_id, "--", "cat", "/proc/cmdline", env=env)
+        ssh = tlc("vm", "ssh", "--run-id", run_id, "--", "cat", "/proc/cmdline", env=env)
         assert ssh.returncode == 0, ssh.stderr
         assert "fetch=http://192.168.100.1/img/filesystem.squashfs" in ssh.stdout
-        status = tlc("vm", "ssh", "--run", run_id, "--", "exit", "3", env=env)
+        status = tlc("vm", "ssh", "--run-id", run_id, "--", "exit", "3", env=env)
         assert status.returncode == 3
     finally:
-        destroy = tlc("vm", "destroy", "--run", run_id, env=env)
+        destroy = tlc("vm", "destroy", "--run-id", run_id, env=env)
     assert destroy.returncode == 0, destroy.stderr
     assert run_id not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                         text=True).stdout

@@ -21,9 +21,9 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
 from tempest_live_ci.testbed.lifecycle import start_testbed
-from tempest_live_ci.vm.boot import BootFiles, BootTimeouts, boot_vm, start_vm, wait_for_phase
+from tempest_live_ci.vm.boot import BootFiles, boot_vm, start_vm, wait_for_phase
 from tempest_live_ci.vm.commands import destroy_guest
-from tempest_live_ci.vm.domain import VMConfig
+from tempest_live_ci.vm.config import BootTimeouts, VMConfig
 from tempest_live_ci.vm.kvm import Accelerator
 from tests.conftest import TOP, Dirs, needs_root
 from tests.guestkit import busybox_initramfs, stock_kernel
@@ -163,7 +163,7 @@ from tempest_live_ci.log import setup_logging
 from tempest_live_ci.testbed.config import TestbedConfig
 from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.vm.boot import boot_vm
-from tempest_live_ci.vm.domain import VMConfig
+from tempest_live_ci.vm.config import VMConfig
 from tests.integration.vm.test_tiny_guest import TCG, _image_of
 setup_logging()
 image = _image_of(Path({tmp!r}), "sleep 600")

@@ -11,14 +11,12 @@ import pytest
 
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.log import log
+from tempest_live_ci.vm.config import DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB, VMConfig
 from tempest_live_ci.vm.domain import (
-    DEFAULT_MEMORY_MIB,
     HOST_RESERVE_MIB,
     METADATA_NS,
-    MIN_MEMORY_MIB,
     DomainSpec,
     Keep,
-    VMConfig,
     destroy_domain,
     guest_memory_mib,
     host_available_mib,
