@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -156,7 +155,7 @@ def _setup_host(config: TestbedConfig, option: Callable[[str], str],
         from tempest_live_ci.testbed.lifecycle import load_testbed
 
         existing, _ = load_testbed(config.name)
-        if dataclasses.replace(existing, extra={}) != dataclasses.replace(config, extra={}):
+        if existing != config:
             raise UsageError(
                 f"testbed {config.name} exists with other settings",
                 hint=f"tempest-live-ci host teardown --name {config.name}, then set it up again",

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.job import LATEST
 from tempest_live_ci.log import log
 from tempest_live_ci.results.compare import Comparison, compare_statuses, statuses_of
 from tempest_live_ci.results.model import FAILING, FLAKY, Run
 from tempest_live_ci.results.run import HTML, SUMMARY, read_summary, run_fact
 from tempest_live_ci.results.summary import write_summary
 
-LATEST = "latest"
-GATES = ("all", "regressions")
 PACKAGES = "packages.txt"
 # The package whose version is "the tempest version" of a run.
 TEMPEST_PACKAGES = ("python3-tempest", "tempest")

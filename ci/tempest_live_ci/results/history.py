@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tempest_live_ci.results.model import FAILING, FLAKY, PASSED, SKIPPED, STATUSES, XFAIL
 from tempest_live_ci.results.run import SUMMARY, read_summary
@@ -77,9 +76,3 @@ def render_history(history: History) -> str:
 
     return environment().get_template("history.html.j2").render(
         h=history, statuses=STATUSES, absent=ABSENT)
-
-
-def write_history(job: str, path: Path, last: int = 30) -> Path:
-    path.write_text(render_history(load_history(job, last)), encoding="utf-8")
-    return path
-

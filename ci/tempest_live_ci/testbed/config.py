@@ -12,7 +12,7 @@ import pwd
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tempest_live_ci.errors import UsageError
 
@@ -70,7 +70,6 @@ class TestbedConfig:
     # ULA prefix: there only explicit flags turn them on.
     dhcp_authoritative: bool | None = None
     router_advertisements: bool | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def authoritative(self) -> bool:

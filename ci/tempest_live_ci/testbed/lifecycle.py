@@ -193,6 +193,7 @@ def load_testbed(name: str, run_id: str | None = None) -> tuple[TestbedConfig, T
         data = json.loads((directory / "testbed.json").read_text())
     except FileNotFoundError:
         raise UsageError(f"no testbed named {name!r} (nothing in {directory})") from None
+    data.pop("extra", None)  # a field, never used, that testbeds set up by earlier versions recorded
     config = TestbedConfig(**data)
     kind = (directory / "nic-kind").read_text() if (directory / "nic-kind").exists() else "?"
     proxy = None

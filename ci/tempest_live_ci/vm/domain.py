@@ -95,12 +95,6 @@ def metadata_of(domain: libvirt.virDomain) -> dict[str, str] | None:
     return {element.tag.rsplit("}", 1)[-1]: element.text or "" for element in ET.fromstring(text)}
 
 
-def run_id_of(domain: libvirt.virDomain) -> str | None:
-    """The run id in a domain's metadata, or None if the domain is not ours."""
-    metadata = metadata_of(domain)
-    return None if metadata is None else metadata.get("id")
-
-
 def is_running(domain: libvirt.virDomain) -> bool:
     try:
         state, _reason = domain.state()

@@ -60,7 +60,6 @@ MOUNTPOINTS = {
 @dataclass(frozen=True)
 class LibvirtDaemon:
     uri: str
-    private: bool
     root: Path | None  # the private daemon's directories (run/, log/, ...)
     pidfile: Path | None
 
@@ -106,7 +105,7 @@ def libvirt_for_run(state_dir: Path, netns: str | None, *, debug: bool = False,
     """
     if netns is None and system_libvirt_answers():
         log.info("using the system libvirtd at %s", SYSTEM_URI)
-        yield LibvirtDaemon(SYSTEM_URI, False, None, None)
+        yield LibvirtDaemon(SYSTEM_URI, None, None)
         return
     with start_private_libvirtd(state_dir, netns, debug=debug, keep=keep) as daemon:
         yield daemon
@@ -147,7 +146,7 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
         entry = ["unshare", "--mount", "--propagation", "slave", *entry]
     package_parent = str(Path(__file__).resolve().parents[2])
     uri = private_uri(root)
-    daemon = LibvirtDaemon(uri, True, root, pidfile)
+    daemon = LibvirtDaemon(uri, root, pidfile)
     start = time.monotonic()
     try:
         # libvirtd -d returns once the daemon is up (or failed to start).

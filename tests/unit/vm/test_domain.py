@@ -21,8 +21,8 @@ from tempest_live_ci.vm.domain import (
     guest_memory_mib,
     host_available_mib,
     is_running,
+    metadata_of,
     render_domain_xml,
-    run_id_of,
     start_domain,
 )
 
@@ -129,7 +129,7 @@ def test_libvirt_test_driver_accepts_the_domain(tmp_path: Path, domain_type: str
                                      cmdline="console=ttyS0"))
         with start_domain(conn, xml) as dom:
             assert is_running(dom)
-            assert run_id_of(dom) == "run1"
+            assert (metadata_of(dom) or {}).get("id") == "run1"
             back = ET.fromstring(dom.XMLDesc(0))
             assert back.get("type") == domain_type
             assert back.find("devices/interface/target").get("dev") == "tlctap"  # type: ignore[union-attr]
