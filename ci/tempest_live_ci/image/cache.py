@@ -33,7 +33,7 @@ ARTIFACTS = ("vmlinuz", "initrd.img", "filesystem.squashfs")
 SQUASHFS = "filesystem.squashfs"
 # The squashfs holds the guest's SSH host private key (image/livebuild.py): a
 # local user who reads it can pose as the guest. Root's only, in the store and
-# where a testbed publishes it (testbed/boot.py): the HTTP server (root) serves
+# where a testbed publishes it (vm/bootfiles.py): the HTTP server (root) serves
 # it, the guest fetches it over HTTP, qemu never opens it.
 SQUASHFS_MODE = 0o600
 FORMAT = 1

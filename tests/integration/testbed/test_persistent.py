@@ -87,8 +87,8 @@ def test_the_published_squashfs_is_roots_only(fake_host: str, dirs: Dirs, tmp_pa
     where the persistent testbed publishes it (a hard link) nor in the image store; the
     testbed's HTTP server (root) still serves it. The image is a store entry as an image
     stored before this was made (world-readable); published as a run publishes it."""
-    from tempest_live_ci.testbed import load_testbed
-    from tempest_live_ci.testbed.boot import IMAGE_DIR, publish_boot_files
+    from tempest_live_ci.testbed.lifecycle import load_testbed
+    from tempest_live_ci.vm.bootfiles import IMAGE_DIR, publish_boot_files
     from tests.integration.runs import fake_image, job_file
 
     setup = tlc_in(fake_host, dirs, "host", "setup", "--no-apt-proxy")

@@ -145,7 +145,7 @@ def test_a_guest_kept_on_the_testbed_holds_it_until_vm_destroy(
 GUEST_RECORDED = """
 import sys, time
 sys.path.insert(0, {ci!r})
-from tempest_live_ci.testbed import keep_testbed, load_testbed
+from tempest_live_ci.testbed.lifecycle import keep_testbed, load_testbed
 from tempest_live_ci.testbed.lock import testbed_lock
 from tempest_live_ci.vm.boot import VMState
 from tempest_live_ci.vm.domain import domain_name
