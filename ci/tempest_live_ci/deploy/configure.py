@@ -196,7 +196,14 @@ def mariadb(p: dict[str, Any]) -> None:
             # per commit, no doublewrite.
             "innodb_flush_log_at_trx_commit = 0\n"
             "innodb_doublewrite = 0\n"
-            "performance_schema = off\n"))
+            "performance_schema = off\n"
+            # MariaDB 11.8 (trixie) checks snapshot isolation by default: a
+            # row changed by another transaction since this one read it fails
+            # the write ("Record has changed since last read", error 1020).
+            # nova's concurrent instance_info_caches updates then failed and
+            # servers stayed in BUILD; the services expect MySQL's repeatable
+            # read. "loose-": older servers without the option start anyway.
+            "loose-innodb_snapshot_isolation = OFF\n"))
         run(["systemctl", "start", "mariadb.service"])
     profile = get_profile(p["profile"])
     databases = [db for step in profile.configure for db in DATABASES.get(step, ())]
