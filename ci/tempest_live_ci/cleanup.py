@@ -25,7 +25,9 @@ left alone unless asked. What is looked at:
   it stops), and domains of the system libvirtd whose metadata names an
   owner that is gone;
 - the record of a guest (vm.json) a killed run left on a persistent
-  testbed: not kept, its writer gone.
+  testbed: not kept, its writer gone;
+- the host memory a killed run had been promised (`.memory-<run id>`,
+  vm/reservation.py) whose flock nobody holds.
 """
 
 from __future__ import annotations
@@ -703,6 +705,26 @@ def _libvirt(include_kept: bool) -> Iterator[Leftover]:
                        partial(_destroy, SYSTEM_URI, name))
 
 
+# --- memory promises ------------------------------------------------------------------------
+
+def _memory_promises() -> Iterator[Leftover]:
+    from tempest_live_ci.vm import reservation
+
+    root = paths.state_dir()
+    if not root.is_dir():
+        return
+    for path in sorted(root.glob(f"{reservation.PREFIX}*")):
+        if not reservation.promised(path):
+            yield Leftover(str(path), "host memory promised to a run that is gone", False,
+                           partial(_remove_promise, path))
+
+
+def _remove_promise(path: Path) -> list[str]:
+    from tempest_live_ci.vm.reservation import remove_stale
+
+    return [f"memory promise {path.name}"] if remove_stale(path) else []
+
+
 # --- all of it ------------------------------------------------------------------------------
 
 def find_leftovers(include_kept: bool = False) -> list[Leftover]:
@@ -713,6 +735,7 @@ def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     found += _stale_guest_records()
     found += _apt_proxy()
     found += _image_builds()
+    found += _memory_promises()
     return found
 
 

@@ -330,8 +330,6 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
     from tempest_live_ci.vm.boot import boot_vm
 
     job = ctx.job
-    # Checked first: minutes of image build for a run that cannot start would be a waste.
-    check_host_memory(job)
     persistent = persistent_testbed(job, ctx.run_id) if job.testbed.mode == PERSISTENT else None
     with contextlib.ExitStack() as stack:
         if persistent is not None:
@@ -342,6 +340,9 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
                                              wait=ctx.testbed_wait))
             # It may have changed while this run waited for it.
             persistent = persistent_testbed(job, ctx.run_id)
+        # Checked before the image: minutes of build for a run that cannot start
+        # would be a waste. The memory stays promised to this run until it ends.
+        stack.enter_context(host_memory_for(job, ctx.run_id))
         with ctx.stage("image", "Preparing the image"):
             image = build_image(image_options(job))
             ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
@@ -397,17 +398,30 @@ def _extra_archives(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) 
     ctx.facts["extra_archives"] = {archive.name: archive.backend for archive in archives}
 
 
-def check_host_memory(job: Job) -> None:
-    """The guest's RAM must be free on the host: a guest that swaps under TCG never finishes."""
-    from tempest_live_ci.vm.domain import HOST_RESERVE_MIB, host_available_mib
+@contextlib.contextmanager
+def host_memory_for(job: Job, run_id: str) -> Iterator[None]:
+    """The guest's RAM must be free on the host, and stay promised to this run.
 
-    available = host_available_mib()
-    if job.vm.memory_mib + HOST_RESERVE_MIB > available:
+    A guest that swaps under TCG never finishes; two runs started at once
+    must not both count the same free memory (vm/reservation.py).
+    """
+    from tempest_live_ci.vm.domain import HOST_RESERVE_MIB
+    from tempest_live_ci.vm.reservation import MemoryTaken, promise_memory
+
+    try:
+        with promise_memory(run_id, job.vm.memory_mib, HOST_RESERVE_MIB):
+            yield
+    except MemoryTaken as e:
+        others = ""
+        if e.promises:
+            names = ", ".join(f"{p.run_id}: {p.outstanding_mib} MiB" for p in e.promises)
+            others = (f" once the {e.promised_mib} MiB promised to other runs' guests "
+                      f"({names}) are counted")
         raise UsageError(
-            f"{job.source}: vm.memory: {job.vm.memory} does not fit: the host has {available} MiB "
-            f"available and keeps {HOST_RESERVE_MIB} MiB for itself",
-            hint="free memory on the host, or set a smaller vm.memory (the profile's default "
-                 "is what it was measured to need)")
+            f"{job.source}: vm.memory: {job.vm.memory} does not fit: the host has "
+            f"{e.available_mib} MiB available{others}, and keeps {HOST_RESERVE_MIB} MiB for itself",
+            hint="free memory on the host, wait for the other runs, or set a smaller vm.memory "
+                 "(the profile's default is what it was measured to need)") from None
 
 
 def publish_test_image(job: Job, testbed: Any) -> str | None:
