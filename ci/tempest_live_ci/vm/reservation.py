@@ -61,10 +61,6 @@ class MemoryTaken(Exception):
         return sum(p.outstanding_mib for p in self.promises)
 
 
-def _lock_path() -> Path:
-    return paths.state_dir() / ".memory.lock"
-
-
 def promise_path(run_id: str) -> Path:
     return paths.state_dir() / f"{PREFIX}{run_id}"
 
@@ -136,14 +132,15 @@ def remove_stale(path: Path) -> bool:
 
 @contextlib.contextmanager
 def _check_lock() -> Iterator[None]:
-    path = _lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """One check at a time: an flock on the state directory itself (no file to leave)."""
+    directory = paths.state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
