@@ -437,17 +437,7 @@ def _remove_extra_dir(directory: Path) -> list[str]:
 
 def _lock_free(path: Path) -> bool:
     """Nobody holds the flock of `path` (a build lock): its builder is gone."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    return not proc.flock_held(path)
 
 
 def _unescape_mount(field_: str) -> str:

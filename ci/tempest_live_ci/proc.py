@@ -8,6 +8,7 @@ exception or a signal unwinds the stack.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -218,6 +219,22 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return not _is_zombie(pid)
+
+
+def flock_held(path: Path) -> bool:
+    """Does a live process hold an flock(2) on `path`? The kernel drops it when
+    its holder dies, even by SIGKILL: a lock file nobody holds is stale."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def wait_until(done: Callable[[], bool], timeout: float, *, interval: float = 0.05,

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tempest_live_ci import paths
+from tempest_live_ci import paths, proc
 from tempest_live_ci.log import log
 
 PREFIX = ".memory-"
@@ -66,18 +66,8 @@ def promise_path(run_id: str) -> Path:
 
 
 def promised(path: Path) -> bool:
-    """Does a live process hold the flock on this promise?"""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    """Does a live run hold this promise?"""
+    return proc.flock_held(path)
 
 
 def qemu_rss_mib(run_id: str) -> int:
