@@ -71,6 +71,10 @@ class ImageSection:
     # The profile's packages in the image (dpkg at native speed at build time),
     # or installed in the guest (the old tool's way; for hosts with real KVM).
     preinstall: bool = True
+    # false: the archive's Release may be past its Valid-Until (a snapshot
+    # mirror, a copy frozen for a reproducible run); every apt reading it is
+    # told so: the archive lookup, live-build, the guest and its candidates.
+    check_valid_until: bool = True
 
 
 @dataclass(frozen=True)
@@ -321,14 +325,7 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     except UsageError as e:
         raise fail(e) from None
     job = profile_defaults(Job(name=name, description=description, source=source, **sections))
-    image = data.get("image")
-    if not (isinstance(image, dict) and "mirror" in image):
-        from tempest_live_ci.siteconfig import site_config
-
-        # The site's mirror (config.yaml) for a job that names none.
-        mirror = site_config().image.mirror
-        if mirror:
-            job = dataclasses.replace(job, image=dataclasses.replace(job.image, mirror=mirror))
+    job = _site_image_defaults(job, data.get("image"))
     if Path(source).is_file():
         job = _resolve_paths(job, Path(source).resolve().parent)
     try:
@@ -336,6 +333,22 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     except UsageError as e:
         raise fail(e) from None
     return job
+
+
+def _site_image_defaults(job: Job, image: Any) -> Job:
+    """The site's image.mirror and image.check_valid_until (config.yaml) where the job says none."""
+    from tempest_live_ci.siteconfig import site_config
+
+    named = {str(key).replace("-", "_") for key in image} if isinstance(image, dict) else set()
+    site = site_config().image
+    values: dict[str, Any] = {}
+    if "mirror" not in named and site.mirror:
+        values["mirror"] = site.mirror
+    if "check_valid_until" not in named and site.check_valid_until is not None:
+        values["check_valid_until"] = site.check_valid_until
+    if not values:
+        return job
+    return dataclasses.replace(job, image=dataclasses.replace(job.image, **values))
 
 
 def profile_defaults(job: Job) -> Job:

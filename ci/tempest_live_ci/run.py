@@ -51,6 +51,7 @@ from tempest_live_ci.vm.config import BootTimeouts, VMConfig
 
 if TYPE_CHECKING:
     from tempest_live_ci.candidates import Candidate
+    from tempest_live_ci.image.model import ImageOptions
 
 
 @dataclass
@@ -155,7 +156,7 @@ def print_plan(ctx: RunContext) -> None:
                  if r.baseline == "latest" else r.baseline, r.gate)
 
 
-def image_options(job: Job) -> Any:
+def image_options(job: Job) -> ImageOptions:
     from tempest_live_ci.image.model import ImageOptions, validate
     from tempest_live_ci.siteconfig import site_config
 
@@ -170,6 +171,7 @@ def image_options(job: Job) -> Any:
         compression=job.image.compression,
         compression_level=job.image.compression_level,
         ssh_key=Path(job.image.ssh_key) if job.image.ssh_key else None,
+        check_valid_until=job.image.check_valid_until,
     )
     validate(options)
     return options
@@ -279,6 +281,13 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
                      candidates, keep_on_failure, debug, testbed_wait)
     if ctx.output_dir.exists() and any(ctx.output_dir.iterdir()):
         raise UsageError(f"--output: {ctx.output_dir} exists and is not empty")
+    # The archive is read before anything is made: a package it lacks, or a
+    # Release past its Valid-Until the job did not accept, ends the run here.
+    from tempest_live_ci.image.livebuild import look_up_archive
+
+    with ctx.stage("archive", "Reading the archive"):
+        options = image_options(job)
+        archive = look_up_archive(options)
     # Everything up to here changed nothing on the host.
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     add_file_log(str(ctx.output_dir / "run.log"))
@@ -290,7 +299,7 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
     if candidates:
         ctx.facts["candidates"] = [c.as_json() for c in candidates]
     try:
-        code, note = _run_stages(ctx)
+        code, note = _run_stages(ctx, options, archive)
         code, note = _judge(ctx, code, note)
         return code
     except TLCError as e:
@@ -324,8 +333,9 @@ def _store(ctx: RunContext) -> None:
     log.info("stored as %s", stored)
 
 
-def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
-    from tempest_live_ci.image import build_image
+def _run_stages(ctx: RunContext, options: ImageOptions,
+                archive: dict[str, str]) -> tuple[ExitCode, str | None]:
+    from tempest_live_ci.image.livebuild import build_image
     from tempest_live_ci.testbed.lifecycle import start_testbed
     from tempest_live_ci.vm.boot import boot_vm
 
@@ -344,7 +354,7 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
         # would be a waste. The memory stays promised to this run until it ends.
         stack.enter_context(host_memory_for(job, ctx.run_id))
         with ctx.stage("image", "Preparing the image"):
-            image = build_image(image_options(job))
+            image = build_image(options, archive)
             ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
                                   "host_key_fingerprint": image.host_key_fingerprint,
                                   "preinstalled_profile": image.manifest["inputs"].get("profile"),

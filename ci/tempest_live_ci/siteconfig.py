@@ -5,6 +5,8 @@
     image:
       mirror: http://mirror.example/debian  # for jobs that name no image.mirror
       apt_proxy: auto                       # image builds: auto, none or an HTTP proxy URL
+      check_valid_until: false              # accept a Release past its Valid-Until
+                                            # (a snapshot or a frozen mirror), for every job
 
 Every key is optional and the file too. It is read like a job file: an
 unknown key, a wrong type or a bad value is a UsageError (exit 20) naming
@@ -37,6 +39,8 @@ class SiteResults:
 class SiteImage:
     mirror: str | None = None
     apt_proxy: str | None = None
+    # For jobs that do not say image.check_valid_until (None: apt's default, true).
+    check_valid_until: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -87,3 +87,38 @@ def test_the_guest_reaches_the_testbed_directly() -> None:
     assert 'Acquire::http::Proxy "http://192.168.100.1:3142";\n' in text
     assert 'Acquire::http::Proxy::192.168.100.1 "DIRECT";\n' in text
     assert "DIRECT" not in apt_conf(None, ["192.168.100.1"])
+
+
+def test_the_guest_accepts_an_expired_release_only_when_the_job_does() -> None:
+    assert "Check-Valid-Until" not in apt_conf("http://192.168.100.1:3142", ["192.168.100.1"])
+    text = apt_conf("http://192.168.100.1:3142", ["192.168.100.1"], check_valid_until=False)
+    assert 'Acquire::Check-Valid-Until "false";\n' in text
+
+
+def test_guest_params_carry_the_jobs_valid_until_choice() -> None:
+    from tempest_live_ci.guest.plan import guest_params
+    from tempest_live_ci.job import parse_job
+    from tests.unit.deploy.test_plan import make_testbed
+
+    for said, sent in ((None, True), (False, False)):
+        image = {"suite": "sid"} if said is None else {"suite": "sid", "check_valid_until": said}
+        job = parse_job({"image": image}, "x.yaml", "x")
+        assert guest_params(job, make_testbed(), guest_state="/s")["check_valid_until"] is sent
+
+
+def test_apts_expired_release_becomes_one_line_naming_archive_date_and_setting() -> None:
+    import datetime
+
+    from tempest_live_ci.image.archive import expired_problem
+
+    apt = ("E: Release file for http://127.0.0.1:3142/debian/dists/sid/InRelease is expired "
+           "(invalid since 25d 11h 41min 20s). Updates for this repository will not be applied.")
+    now = datetime.datetime(2026, 12, 1, 19, 49, 21, tzinfo=datetime.UTC)
+    message = expired_problem(f"Hit:1 x\n{apt}\n", "sid", "http://deb.debian.org/debian", now)
+    assert message is not None and "\n" not in message
+    assert message.startswith("the sid archive at http://deb.debian.org/debian: its Release "
+                              "file expired on 2026-11-06 08:08 UTC (Valid-Until, 25d 11h 41min "
+                              "20s ago); for a snapshot or a frozen mirror, set "
+                              "image.check_valid_until: false in the job or in "), message
+    assert message.endswith("config.yaml")
+    assert expired_problem("E: Failed to fetch http://x/InRelease 404", "sid", "x", now) is None

@@ -22,7 +22,8 @@ APT_GET = ["apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef",
            "-o", "Dpkg::Options::=--force-confold"]
 
 
-def apt_conf(proxy: str | None, direct: list[str] | None = None) -> str:
+def apt_conf(proxy: str | None, direct: list[str] | None = None, *,
+             check_valid_until: bool = True) -> str:
     lines = [
         "// Written by tempest-live-ci for this run.",
         'APT::Install-Recommends "false";',
@@ -30,6 +31,11 @@ def apt_conf(proxy: str | None, direct: list[str] | None = None) -> str:
         'Acquire::Languages "none";',
         'Acquire::Retries "3";',
     ]
+    if not check_valid_until:
+        # The job's image.check_valid_until: false (a snapshot, a frozen
+        # mirror): its Release may be past its Valid-Until, for the sources
+        # and for the candidates' upgrade alike.
+        lines.append('Acquire::Check-Valid-Until "false";')
     if proxy:
         lines.append(f'Acquire::http::Proxy "{proxy}";')
         lines.extend(f'Acquire::http::Proxy::{host} "DIRECT";' for host in direct or ())
@@ -66,7 +72,8 @@ def hold_services() -> None:
 def prepare(p: dict[str, Any]) -> None:
     """Sources, proxy, apt-get update, an upgrade to the job's suite, the setup commands."""
     with part("apt sources"):
-        write_file(APT_CONF, apt_conf(p.get("apt_proxy"), p.get("apt_direct")))
+        write_file(APT_CONF, apt_conf(p.get("apt_proxy"), p.get("apt_direct"),
+                                      check_valid_until=p.get("check_valid_until", True)))
         if p.get("sources_list"):
             say("sources: the job's guest.sources_list")
             _replace_sources(p["sources_list"], deb822=False)

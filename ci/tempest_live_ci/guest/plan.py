@@ -66,6 +66,7 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
         "image_suite": job.image.suite,
         "mirror": mirror,
         "security_mirror": security,
+        "check_valid_until": job.image.check_valid_until,
         # The testbed's way to the archive: its apt proxy, or NAT (no proxy).
         "apt_proxy": testbed.apt_proxy if job.testbed.apt_proxy else None,
         # The testbed's own servers (the candidates' repository, the extra

@@ -58,10 +58,15 @@ def image() -> None:
               help="Private key for root (its .pub next to it); "
                    "default: a new ed25519 pair kept with the image.")
 @click.option("--rebuild", is_flag=True, help="Build even if an identical image is stored.")
+@click.option("--check-valid-until/--no-check-valid-until", "check_valid_until", default=None,
+              help="--no-check-valid-until accepts an archive whose Release is past its "
+                   "Valid-Until (a snapshot, a frozen mirror) [default: the site's "
+                   "image.check_valid_until, else checked].")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest on stdout.")
 def build(suite: str, mirror: str | None, apt_proxy: str | None, packages: tuple[str, ...],
           profile: str | None, compression: str, compression_level: int | None, store: Path | None,
-          ssh_key: Path | None, rebuild: bool, as_json: bool) -> int:
+          ssh_key: Path | None, rebuild: bool, check_valid_until: bool | None,
+          as_json: bool) -> int:
     """Build the live image (or find it in the cache) and print its directory."""
     from tempest_live_ci.siteconfig import site_config
 
@@ -73,6 +78,8 @@ def build(suite: str, mirror: str | None, apt_proxy: str | None, packages: tuple
         packages=split_packages(packages), profile=profile, compression=compression,
         compression_level=compression_level, output=store, ssh_key=ssh_key,
         rebuild=rebuild,
+        check_valid_until=check_valid_until if check_valid_until is not None
+        else site.image.check_valid_until is not False,
     )
     return build_command(options, as_json=as_json)
 

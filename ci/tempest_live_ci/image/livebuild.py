@@ -52,6 +52,12 @@ from tempest_live_ci.image.model import (
 from tempest_live_ci.log import log, step
 
 HOST_KEY_COMMENT = "root@tempest-live-ci"
+# live-build's own default apt options (functions/configuration.sh), and the
+# option every apt-get of the bootstrap, chroot and binary stages then gets
+# for an archive whose Release is past its Valid-Until (debootstrap does not
+# look at Valid-Until).
+LB_APT_OPTIONS = "--yes -o Acquire::Retries=5"
+ACCEPT_EXPIRED_OPTION = "-o Acquire::Check-Valid-Until=false"
 LOG_TAIL = 15
 
 
@@ -64,26 +70,43 @@ class Mirrors:
     http_proxy: str | None
 
 
-def build_image(options: ImageOptions) -> Image:
-    """The image for these options: from the store if its inputs are unchanged, else built.
+def look_up_archive(options: ImageOptions) -> dict[str, str]:
+    """What the archive offers today for the image's packages (image/archive.py).
 
-    Raises UsageError for bad options (before anything is done) and
-    TestbedError when live-build fails (its log is kept in the store).
+    Also the run's first look at the archive, before anything is done on the
+    host: a package it lacks, or a Release past its Valid-Until the job did
+    not accept, is a UsageError.
     """
     validate(options)
+    with _mirrors(options) as mirrors:
+        what = f"profile {options.profile}" if options.profile else "the image's packages"
+        with step(f"Looking up what {options.suite} offers for {what}"):
+            archive = archive_versions(
+                options.suite, mirrors.build, options.all_packages,
+                security_mirror=mirrors.build_security if options.security else None,
+                proxy=mirrors.http_proxy, check_valid_until=options.check_valid_until,
+                shown_mirror=options.mirror)
+            log.info("%d packages; %s", len(archive), ", ".join(
+                f"{name} {archive[name]}" for name in options.all_packages if name in archive))
+    return archive
+
+
+def build_image(options: ImageOptions, archive: dict[str, str] | None = None) -> Image:
+    """The image for these options: from the store if its inputs are unchanged, else built.
+
+    archive: look_up_archive()'s answer when the caller already asked (a run
+    does, before it changes anything); else it is looked up here. Raises
+    UsageError for bad options (before anything is done) and TestbedError
+    when live-build fails (its log is kept in the store).
+    """
+    validate(options)
+    if archive is None:
+        archive = look_up_archive(options)
     with contextlib.ExitStack() as stack:
         mirrors = None
-        archive = None
-        if options.profile is not None:
-            mirrors = stack.enter_context(_mirrors(options))
-            with step(f"Looking up what {options.suite} offers for profile {options.profile}"):
-                archive = archive_versions(
-                    options.suite, mirrors.build, options.all_packages,
-                    security_mirror=mirrors.build_security if options.security else None,
-                    proxy=mirrors.http_proxy)
-                log.info("%d packages; %s", len(archive), ", ".join(
-                    f"{name} {archive[name]}" for name in options.all_packages if name in archive))
-        inputs = image_inputs(options, archive)
+        # The versions decide a preinstalled image; the others are as new as
+        # their build (dist-upgraded from the bootstrap cache).
+        inputs = image_inputs(options, archive if options.profile is not None else None)
         digest = inputs_hash(inputs)
         store = options.store
         final = store / digest
@@ -197,6 +220,8 @@ def template_context(options: ImageOptions, mirrors: Mirrors) -> dict[str, Any]:
         "compression": options.compression,
         "compression_level": options.effective_compression_level,
         "kernel_cmdline": KERNEL_CMDLINE,
+        "apt_options": None if options.check_valid_until
+        else f"{LB_APT_OPTIONS} {ACCEPT_EXPIRED_OPTION}",
         "extra_packages": list(options.all_packages),
         "held_services": list(held_services(options.profile)) if options.profile else [],
     }

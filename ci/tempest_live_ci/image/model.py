@@ -105,6 +105,10 @@ class ImageOptions:
     output: Path | None = None
     ssh_key: Path | None = None
     rebuild: bool = False
+    # False: the archive's Release may be past its Valid-Until (a snapshot, a
+    # frozen mirror). Every apt of the build reads it so; not an input of the
+    # image (the same packages make the same image).
+    check_valid_until: bool = True
 
     @property
     def store(self) -> Path:

@@ -100,10 +100,26 @@ def test_site_mirror_and_apt_proxy_are_defaults_a_job_can_override(dirs: Any) ->
     assert image_options(parse_job({}, "x.yaml", "x")).apt_proxy == "auto"
 
 
+def test_site_check_valid_until_is_a_default_a_job_can_override(dirs: Any) -> None:
+    """A site whose mirror is a snapshot says so once; a job may still say otherwise."""
+    assert parse_job({}, "x.yaml", "x").image.check_valid_until is True
+    write(dirs.config / "config.yaml", {"image": {"check_valid_until": False}})
+    job = parse_job({"image": {"suite": "sid"}}, "x.yaml", "x")
+    assert job.image.check_valid_until is False
+    assert image_options(job).check_valid_until is False
+    own = parse_job({"image": {"check-valid-until": True}}, "x.yaml", "x")
+    assert own.image.check_valid_until is True
+    assert image_options(own).check_valid_until is True
+    write(dirs.config / "config.yaml", {"image": {"check_valid_until": "no"}})
+    with pytest.raises(UsageError, match=r"image.check_valid_until: expected true or false, "
+                                         r"got 'no'"):
+        parse_job({}, "x.yaml", "x")
+
+
 @pytest.mark.parametrize("text, message", [
     ({"imag": {}}, "imag: unknown key (known: image, results)"),
     ({"image": {"mirrors": "http://x/debian"}}, "image.mirrors: unknown key (known: apt-proxy, "
-                                                "mirror)"),
+                                                "check-valid-until, mirror)"),
     ({"image": {"mirror": "http://x/debian$(touch${IFS}/tmp/pwned)"}},
      "image.mirror: 'http://x/debian$(touch${IFS}/tmp/pwned)' is not a usable http:// or https:// "
      "URL"),

@@ -26,7 +26,7 @@ VARIANTS = [
     for compression in COMPRESSION_LEVELS
     for packages in ((), ("keystone", "python3-tempest"))
     for mirrors in (PROXY, DIRECT)
-]
+] + [(ImageOptions(suite="sid", check_valid_until=False), PROXY)]
 
 
 def live_build_templates() -> list[str]:
@@ -78,12 +78,24 @@ def test_auto_config_is_valid_sh_with_the_options(tmp_path: Path) -> None:
     assert "compression-level" not in (tmp_path / "xz" / "auto" / "config").read_text()
 
 
+def test_an_archive_past_its_valid_until_reaches_every_apt_of_the_build(tmp_path: Path) -> None:
+    """live-build's apt options (every apt-get of its bootstrap, chroot and binary stages)
+    accept the expired Release only when the job says so."""
+    prepare_config(tmp_path / "checked", ImageOptions(suite="sid"), PROXY)
+    assert "--apt-options" not in (tmp_path / "checked" / "auto" / "config").read_text()
+    prepare_config(tmp_path / "accepted", ImageOptions(suite="sid", check_valid_until=False),
+                   PROXY)
+    text = (tmp_path / "accepted" / "auto" / "config").read_text()
+    assert "--apt-options '--yes -o Acquire::Retries=5 -o Acquire::Check-Valid-Until=false'" \
+        in text
+
+
 def _lb_config(directory: Path) -> dict[str, str]:
     values = {}
     for name in ("common", "bootstrap", "chroot", "binary"):
         for line in (directory / "config" / name).read_text().splitlines():
             key, sep, value = line.partition("=")
-            if sep and key.startswith("LB_"):
+            if sep and key.startswith(("LB_", "APT_OPTIONS")):
                 values[key] = value.strip('"')
     return values
 
@@ -108,6 +120,13 @@ def test_lb_config_accepts_it_and_keeps_our_hooks(tmp_path: Path) -> None:
                  "9010-remove-python-pyc.hook.chroot", "0500-tempest-live-ci-boot.hook.chroot"):
         assert not (hooks / ours).is_symlink(), f"{ours} was replaced by live-build's"
         assert (hooks / ours).stat().st_mode & 0o111
+    assert values["APT_OPTIONS"] == "--yes -o Acquire::Retries=5"  # live-build's own default
+    accepted = tmp_path / "accepted"
+    prepare_config(accepted, ImageOptions(suite="sid", check_valid_until=False), PROXY)
+    result = subprocess.run(["lb", "config"], cwd=accepted, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _lb_config(accepted)["APT_OPTIONS"] == \
+        "--yes -o Acquire::Retries=5 -o Acquire::Check-Valid-Until=false"
     # live-build's other hooks are still linked in.
     assert (hooks / "8060-remove-systemd-machine-id.hook.chroot").is_symlink()
     packages = (tmp_path / "config" / "package-lists" / "tempest-live-ci.list.chroot").read_text()
