@@ -281,13 +281,6 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
                      candidates, keep_on_failure, debug, testbed_wait)
     if ctx.output_dir.exists() and any(ctx.output_dir.iterdir()):
         raise UsageError(f"--output: {ctx.output_dir} exists and is not empty")
-    # The archive is read before anything is made: a package it lacks, or a
-    # Release past its Valid-Until the job did not accept, ends the run here.
-    from tempest_live_ci.image.livebuild import look_up_archive
-
-    with ctx.stage("archive", "Reading the archive"):
-        options = image_options(job)
-        archive = look_up_archive(options)
     # Everything up to here changed nothing on the host.
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     add_file_log(str(ctx.output_dir / "run.log"))
@@ -299,7 +292,7 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
     if candidates:
         ctx.facts["candidates"] = [c.as_json() for c in candidates]
     try:
-        code, note = _run_stages(ctx, options, archive)
+        code, note = _run_stages(ctx)
         code, note = _judge(ctx, code, note)
         return code
     except TLCError as e:
@@ -333,9 +326,8 @@ def _store(ctx: RunContext) -> None:
     log.info("stored as %s", stored)
 
 
-def _run_stages(ctx: RunContext, options: ImageOptions,
-                archive: dict[str, str]) -> tuple[ExitCode, str | None]:
-    from tempest_live_ci.image.livebuild import build_image
+def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
+    from tempest_live_ci.image.livebuild import build_image, look_up_archive
     from tempest_live_ci.testbed.lifecycle import start_testbed
     from tempest_live_ci.vm.boot import boot_vm
 
@@ -353,6 +345,12 @@ def _run_stages(ctx: RunContext, options: ImageOptions,
         # Checked before the image: minutes of build for a run that cannot start
         # would be a waste. The memory stays promised to this run until it ends.
         stack.enter_context(host_memory_for(job, ctx.run_id))
+        # The archive is read before the image and the testbed: a package it
+        # lacks, or a Release past its Valid-Until the job did not accept,
+        # ends the run here (exit 20, its summary the only trace).
+        options = image_options(job)
+        with ctx.stage("archive", "Reading the archive"):
+            archive = look_up_archive(options)
         with ctx.stage("image", "Preparing the image"):
             image = build_image(options, archive)
             ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,

@@ -75,9 +75,14 @@ def look_up_archive(options: ImageOptions) -> dict[str, str]:
 
     Also the run's first look at the archive, before anything is done on the
     host: a package it lacks, or a Release past its Valid-Until the job did
-    not accept, is a UsageError.
+    not accept, is a UsageError. An image without a profile is not keyed on
+    the archive: once stored, it needs no lookup ({}).
     """
     validate(options)
+    if options.profile is None and not options.rebuild \
+            and is_complete(options.store / inputs_hash(image_inputs(options))):
+        # Not keyed on the archive, and already built: nothing to ask it.
+        return {}
     with _mirrors(options) as mirrors:
         what = f"profile {options.profile}" if options.profile else "the image's packages"
         with step(f"Looking up what {options.suite} offers for {what}"):

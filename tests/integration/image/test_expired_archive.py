@@ -15,24 +15,27 @@ refusal is the expiry, nothing else.
 from __future__ import annotations
 
 import datetime
+import email.utils
 import json
 import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tempest_live_ci import proc
-from tempest_live_ci.testbed import http, netns
+from tempest_live_ci.testbed import aptproxy, http, netns
 from tempest_live_ci.testbed.journal import Journal
 from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import build_deb
 
 pytestmark = [needs_root, pytest.mark.root]
+Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
 ADDRESS = "192.168.252.1"
 MIRROR = f"http://{ADDRESS}/debian"
@@ -151,3 +154,41 @@ def test_a_release_still_valid_is_read_without_the_setting(archive: Archive, dir
     sign(archive, now - datetime.timedelta(hours=1), now + datetime.timedelta(days=7))
     assert look_up(archive, dirs, check_valid_until=True) == \
         {"versions": {"tlc-sid-tool": "1.0-1"}}
+
+
+def _sid_valid_until(url: str) -> datetime.datetime | None:
+    """Valid-Until of sid's Release as the archive serves it (None when it has none)."""
+    with urllib.request.urlopen(f"{url}/debian/dists/sid/InRelease", timeout=60) as answer:
+        text = answer.read().decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.startswith("Valid-Until:"):
+            return email.utils.parsedate_to_datetime(line.partition(":")[2].strip())
+    return None
+
+
+def test_a_run_on_an_expired_archive_stops_in_one_line_with_nothing_made(
+        tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
+    """`run smoke-sid` where sid's Release has expired (a frozen copy of the archive, as on
+    these machines): exit 20 and the one line, before the run has an image or a testbed;
+    its summary says why. With a live sid there is nothing to refuse."""
+    with aptproxy.start_apt_cacher_ng() as proxy:
+        valid_until = _sid_valid_until(proxy.url)
+    if valid_until is None or valid_until > datetime.datetime.now(datetime.UTC):
+        pytest.skip(f"sid's Release is valid until {valid_until}: nothing to refuse")
+    out = dirs.top / "out"
+    result = tlc("run", "smoke-sid", "--output", str(out), timeout=300)
+    assert result.returncode == 20, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    expected = (valid_until + datetime.timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M UTC")
+    assert errors[0].startswith("error: the sid archive at http://deb.debian.org/debian: its "
+                                f"Release file expired on {expected}"), errors[0]
+    assert "set image.check_valid_until: false in the job or in " \
+        f"{dirs.config / 'config.yaml'}" in errors[0]
+    assert "Preparing the image" not in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 20 and summary["note"] == errors[0].removeprefix("error: ")
+    # No image, no testbed, nothing stored.
+    assert not (dirs.cache / "images").exists() or not any((dirs.cache / "images").iterdir())
+    assert not [p for p in dirs.state.glob("tlc-*")], list(dirs.state.iterdir())
+    assert not dirs.results.exists() or not any(dirs.results.rglob("index*"))
