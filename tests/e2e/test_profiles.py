@@ -1,4 +1,4 @@
-"""End to end: the profiles beyond identity, under TCG here.
+"""End to end: the profiles beyond identity, under TCG here; every profile on sid.
 
 The image profile (keystone and glance on MariaDB) runs in CI: it goes
 through everything the bigger profiles share (MariaDB, the services' users
@@ -6,6 +6,12 @@ and endpoints made in keystone-manage's process, a service's own db sync,
 the test image made on the host and served by the testbed, tempest.conf
 with images). The full profile takes well over an hour under TCG on two
 cores (its smoke: 92 tests, 70 minutes of tempest): it is marked nightly.
+
+The release being packaged is sid's: each profile's smoke job on sid
+(jobs/smoke-*sid.yaml) is a nightly test too. On these machines the archive
+is a copy whose sid Release is past its Valid-Until: the site's config.yaml
+of the test says image.check_valid_until: false, as a site on a snapshot or
+a frozen mirror would (on a live mirror it changes nothing).
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ from tests.conftest import TOP, Dirs, needs_root
 from tests.fixtures_image import TEST_CACHE_DIR
 
 pytestmark = [needs_root, pytest.mark.slow]
+
+
+SID_JOBS = ("smoke-sid", "smoke-image-sid", "smoke-volume-sid", "smoke-network-sid",
+            "smoke-compute-sid", "smoke-full-sid")
 
 
 def run_job(dirs: Dirs, job: Path, out: Path, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -85,3 +95,21 @@ def test_full_profile_smoke(dirs: Dirs, no_leaks: None, tmp_path: Path) -> None:
     for service in ("glance", "nova", "neutron", "cinder"):
         assert conf["service_available"][service] == "true"
     assert result.returncode == 0, result.stderr[-6000:]
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("name", SID_JOBS)
+def test_each_profile_on_sid_ends_with_tempest_results(name: str, dirs: Dirs, no_leaks: None,
+                                                       tmp_path: Path) -> None:
+    dirs.config.mkdir(parents=True, exist_ok=True)
+    (dirs.config / "config.yaml").write_text("image:\n  check_valid_until: false\n")
+    out = tmp_path / "out"
+    result = run_job(dirs, TOP / "jobs" / f"{name}.yaml", out, timeout=6 * 3600)
+    assert result.returncode in (0, 4), result.stderr[-6000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["total"] > 0 and summary["counts"]["passed"] > 0, summary["counts"]
+    # The guest booted sid's image, and tempest is what sid has.
+    manifest = json.loads((Path(summary["image"]["directory"]) / "manifest.json").read_text())
+    assert manifest["suite"] == "sid"
+    tempest = summary["metadata"]["versions"]["python3-tempest"]
+    assert {"name": "python3-tempest", "version": tempest} in manifest["packages"], tempest
