@@ -612,6 +612,11 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
     if drivers:
         # nova's: libvirt (nested KVM) or fake (nothing boots; tempest.conf says so too).
         data["virt_driver"] = drivers[-1]
+    scaled = {key: value for r in guest.results.values()
+              for key, value in r.facts.get("scaled_timeouts", {}).items()}
+    if scaled:
+        # tempest.conf's build timeouts, scaled for an accelerator slower than KVM.
+        data["scaled_timeouts"] = scaled
     excluded = {regex: reason for r in guest.results.values()
                 for regex, reason in r.facts.get("excluded_by_setup", {}).items()}
     if excluded:

@@ -102,6 +102,26 @@ SHARED_NETWORK_CONF = {
 }
 
 
+# Seconds tempest waits for a server or a volume to become ready (its
+# [compute] and [volume] build_timeout, default 300). Under TCG that is not
+# the same wait: in a full-profile run on trixie a volume made from an image
+# stayed "downloading" past 300 s while the unit tests shared the cores, and
+# ServersTestBootFromVolume's setUpClass failed. Without KVM the waits are
+# three times tempest's, and summary.json says so (scaled_timeouts).
+BUILD_TIMEOUT = 300
+TCG_TIMEOUT_FACTOR = 3
+_BUILD_TIMEOUTS = {"nova": "compute.build_timeout", "cinder": "volume.build_timeout"}
+
+
+def scaled_timeouts(profile_name: str, accelerator: str | None) -> dict[str, str]:
+    """tempest.conf's build timeouts this accelerator needs, "section.key" → seconds."""
+    if accelerator == "kvm":
+        return {}
+    available = get_profile(profile_name).service_available()
+    return {key: str(BUILD_TIMEOUT * TCG_TIMEOUT_FACTOR)
+            for service, key in _BUILD_TIMEOUTS.items() if available.get(service)}
+
+
 def conf_overrides(profile_name: str, job_conf: Mapping[str, str],
                    virt_driver: str | None = None,
                    accelerator: str | None = None) -> dict[str, str]:
@@ -129,6 +149,7 @@ def conf_overrides(profile_name: str, job_conf: Mapping[str, str],
         values.update(VOLUME_CONF)
     if profile.service_available().get("neutron") and accelerator != "kvm":
         values.update(SHARED_NETWORK_CONF)
+    values.update(scaled_timeouts(profile_name, accelerator))
     values.update(profile.conf)
     values.update(job_conf)
     return values
@@ -143,6 +164,10 @@ def tempest_conf(p: dict[str, Any]) -> None:
         facts["virt_driver"] = virt_driver
     overrides = conf_overrides(p["profile"], p["tempest"].get("conf", {}), virt_driver,
                                p.get("host_accelerator"))
+    # The scaled waits the job did not set itself, for summary.json.
+    facts["scaled_timeouts"] = {key: value for key, value
+                                in scaled_timeouts(p["profile"], p.get("host_accelerator")).items()
+                                if overrides.get(key) == value}
     os.makedirs(f"{WORKSPACE}/lock", exist_ok=True)
     argv = ["discover-tempest-config", "--no-default-deployer", "--out", TEMPEST_CONF]
     if "nova" in profile.configure:

@@ -12,6 +12,7 @@ from tempest_live_ci.deploy.tempest import (
     combined_exclude,
     conf_overrides,
     exclusions,
+    scaled_timeouts,
     selection_arguments,
 )
 
@@ -121,6 +122,19 @@ def test_under_tcg_tempest_shares_one_project_network() -> None:
     assert asked["auth.create_isolated_networks"] == "true"
     # No neutron, nothing to share.
     assert "compute.fixed_network_name" not in conf_overrides("image", {}, accelerator="tcg")
+
+
+def test_under_tcg_tempests_build_timeouts_are_scaled_for_the_services_deployed() -> None:
+    full = conf_overrides("full", {}, virt_driver="fake", accelerator="tcg")
+    assert full["compute.build_timeout"] == full["volume.build_timeout"] == "900"
+    volume = conf_overrides("volume", {}, accelerator="tcg")
+    assert volume["volume.build_timeout"] == "900" and "compute.build_timeout" not in volume
+    assert scaled_timeouts("identity", "tcg") == {}
+    # With KVM tempest's own 300 s stand; the job's value wins over ours.
+    kvm = conf_overrides("full", {}, virt_driver="libvirt", accelerator="kvm")
+    assert "compute.build_timeout" not in kvm and "volume.build_timeout" not in kvm
+    asked = conf_overrides("full", {"volume.build_timeout": "1800"}, accelerator="tcg")
+    assert asked["volume.build_timeout"] == "1800"
 
 
 def test_the_fake_driver_leaves_scenario_tests_out_and_says_why() -> None:
