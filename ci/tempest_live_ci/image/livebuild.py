@@ -83,11 +83,15 @@ def look_up_archive(options: ImageOptions) -> dict[str, str]:
             and is_complete(options.store / inputs_hash(image_inputs(options))):
         # Not keyed on the archive, and already built: nothing to ask it.
         return {}
+    # Without a profile only the archive itself is read (its Release): the
+    # image is not keyed on its versions, and live-build reports a missing
+    # extra package in its log.
+    packages = options.all_packages if options.profile is not None else ()
     with _mirrors(options) as mirrors:
-        what = f"profile {options.profile}" if options.profile else "the image's packages"
-        with step(f"Looking up what {options.suite} offers for {what}"):
+        with step(f"Looking up what {options.suite} offers for profile {options.profile}"
+                  if options.profile else f"Reading the {options.suite} archive's Release"):
             archive = archive_versions(
-                options.suite, mirrors.build, options.all_packages,
+                options.suite, mirrors.build, packages,
                 security_mirror=mirrors.build_security if options.security else None,
                 proxy=mirrors.http_proxy, check_valid_until=options.check_valid_until,
                 shown_mirror=options.mirror)
