@@ -87,16 +87,16 @@ def look_up_archive(options: ImageOptions) -> dict[str, str]:
     # image is not keyed on its versions, and live-build reports a missing
     # extra package in its log.
     packages = options.all_packages if options.profile is not None else ()
-    with _mirrors(options) as mirrors:
-        with step(f"Looking up what {options.suite} offers for profile {options.profile}"
-                  if options.profile else f"Reading the {options.suite} archive's Release"):
-            archive = archive_versions(
-                options.suite, mirrors.build, packages,
-                security_mirror=mirrors.build_security if options.security else None,
-                proxy=mirrors.http_proxy, check_valid_until=options.check_valid_until,
-                shown_mirror=options.mirror)
-            log.info("%d packages; %s", len(archive), ", ".join(
-                f"{name} {archive[name]}" for name in options.all_packages if name in archive))
+    title = (f"Looking up what {options.suite} offers for profile {options.profile}"
+             if options.profile else f"Reading the {options.suite} archive's Release")
+    with _mirrors(options) as mirrors, step(title):
+        archive = archive_versions(
+            options.suite, mirrors.build, packages,
+            security_mirror=mirrors.build_security if options.security else None,
+            proxy=mirrors.http_proxy, check_valid_until=options.check_valid_until,
+            shown_mirror=options.mirror)
+        log.info("%d packages; %s", len(archive), ", ".join(
+            f"{name} {archive[name]}" for name in options.all_packages if name in archive))
     return archive
 
 
