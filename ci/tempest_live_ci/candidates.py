@@ -42,6 +42,8 @@ SOURCE_PROFILES = {
     "placement": "compute",
     "neutron": "network",
     "cinder": "volume",
+    "heat": "orchestration",
+    "swift": "object",
 }
 FULL = "full"
 

@@ -165,6 +165,8 @@ def test_signed_changes_checked_with_the_keyring(upload: Path, gnupg: Callable[[
     (["nova", "placement"], "compute"),
     (["neutron"], "network"),
     (["cinder"], "volume"),
+    (["heat"], "orchestration"),
+    (["swift"], "object"),
     (["keystone", "glance"], "full"),
     (["python-oslo.messaging"], "full"),
 ])

@@ -45,6 +45,8 @@ APIS: dict[str, tuple[int, str, tuple[str, ...]]] = {
     "nova": (8774, "/v2.1", ("compute",)),
     "neutron": (9696, "", ("network",)),
     "cinder": (8776, "/v3", ("block-storage", "volumev3")),
+    "heat": (8004, "/v1/%(project_id)s", ("orchestration",)),
+    "swift": (8080, "/v1/AUTH_%(project_id)s", ("object-store",)),
 }
 # Where each configuration step's daemons log (quoted when the step fails).
 LOG_DIRS: dict[str, tuple[str, ...]] = {
@@ -58,6 +60,8 @@ LOG_DIRS: dict[str, tuple[str, ...]] = {
     "nova-cells": ("/var/log/nova",),
     "network-resources": ("/var/log/neutron",),
     "cinder": ("/var/log/cinder",),
+    "heat": ("/var/log/heat",),
+    "swift": ("/var/log/swift",),
 }
 # Each service's databases (MariaDB), by the name of the connection option.
 DATABASES: dict[str, tuple[str, ...]] = {
@@ -67,6 +71,7 @@ DATABASES: dict[str, tuple[str, ...]] = {
     "nova": ("nova_api", "nova", "nova_cell0"),
     "neutron": ("neutron",),
     "cinder": ("cinder",),
+    "heat": ("heat",),
 }
 
 
@@ -610,6 +615,130 @@ def cinder(p: dict[str, Any]) -> None:
     start("tgt", "cinder-api", "cinder-scheduler", "cinder-volume")
 
 
+# --- heat --------------------------------------------------------------------
+
+# The domain heat makes its stacks' users in, and that domain's admin.
+HEAT_DOMAIN = "heat"
+HEAT_DOMAIN_ADMIN = "heat_domain_admin"
+# Roles heat's policy and heat-tempest-plugin name (heat_stack_user: the
+# users heat makes for a stack's instances).
+HEAT_ROLES = ("heat_stack_owner", "heat_stack_user")
+
+
+def heat(p: dict[str, Any]) -> None:
+    """heat-api (uwsgi) and one heat-engine; its users, domain and roles came with keystone's."""
+    address = p["guest_address"]
+    keystone_url = f"http://{address}:{KEYSTONE_PORT}"
+    with part("heat.conf"):
+        ini_set("/etc/heat/heat.conf", {
+            "DEFAULT.transport_url": TRANSPORT_URL,
+            # One engine process (Debian's default: one per CPU).
+            "DEFAULT.num_engine_workers": 1,
+            "DEFAULT.region_name_for_services": p["region"],
+            "DEFAULT.stack_user_domain_name": HEAT_DOMAIN,
+            "DEFAULT.stack_domain_admin": HEAT_DOMAIN_ADMIN,
+            "DEFAULT.stack_domain_admin_password": p["service_password"],
+            "database.connection": db_url(p, "heat"),
+            **authtoken(p, "heat"),
+            # Deferred operations run as heat, through a trust: no project
+            # here (a trust scopes the token itself).
+            "trustee.auth_type": "password",
+            "trustee.auth_url": keystone_url,
+            "trustee.username": "heat",
+            "trustee.password": p["service_password"],
+            "trustee.user_domain_name": "Default",
+            "clients_keystone.auth_uri": keystone_url,
+        })
+        uwsgi("/etc/heat/heat-api-uwsgi.ini")
+    with part("heat-manage db_sync"):
+        run(as_user("heat", ["heat-manage", "db_sync"]))
+    with part("rabbitmq answers"):
+        wait_for_port(5672, 300, what="rabbitmq-server")
+    start("heat-api", "heat-engine")
+
+
+# --- swift ----------------------------------------------------------------------
+
+SWIFT_DEVICES = "/srv/node"
+SWIFT_DEVICE = "d1"
+SWIFT_DISK = "/var/lib/swift/d1.img"
+SWIFT_DISK_SIZE = "8G"  # sparse: only what objects write takes RAM
+# Each ring's server port (swift's defaults), one device, one replica.
+SWIFT_RINGS = {"account": 6202, "container": 6201, "object": 6200}
+SWIFT_PART_POWER = 8
+# swift's daemons its step starts (its other units stay held: see profiles.py).
+SWIFT_SERVERS = ("swift-account", "swift-container", "swift-object", "swift-proxy")
+# The proxy's pipeline: Debian's, with keystone's auth_token and swift's
+# keystoneauth where it has tempauth.
+SWIFT_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats "
+                  "container_sync bulk tempurl ratelimit authtoken keystoneauth copy "
+                  "container-quotas account-quotas slo dlo versioned_writes symlink "
+                  "proxy-logging proxy-server")
+
+
+def swift(p: dict[str, Any]) -> None:
+    """A swift proxy (keystone auth) and its account, container and object servers on an
+    XFS loop file in RAM: one device, one replica."""
+    device = f"{SWIFT_DEVICES}/{SWIFT_DEVICE}"
+    with part(f"XFS on a loop file at {device}"):
+        os.makedirs(device, exist_ok=True)
+        if run(["mountpoint", "-q", device], check=False).returncode != 0:
+            os.makedirs(os.path.dirname(SWIFT_DISK), exist_ok=True)
+            run(["truncate", "-s", SWIFT_DISK_SIZE, SWIFT_DISK])
+            run(["mkfs.xfs", "-q", "-f", SWIFT_DISK])
+            run(["mount", "-o", "loop,noatime", SWIFT_DISK, device])
+        run(["chown", "-R", "swift:swift", SWIFT_DEVICES, "/var/lib/swift"])
+    with part("swift rings"):
+        for ring, port in SWIFT_RINGS.items():
+            builder = f"/etc/swift/{ring}.builder"
+            if not os.path.exists(builder):
+                run(["swift-ring-builder", builder, "create", str(SWIFT_PART_POWER), "1", "1"])
+                run(["swift-ring-builder", builder, "add",
+                     f"r1z1-127.0.0.1:{port}/{SWIFT_DEVICE}", "100"])
+                run(["swift-ring-builder", builder, "rebalance"])
+        run(["chown", "-R", "swift:swift", "/etc/swift"])
+    with part("swift configuration"):
+        ini_set("/etc/swift/swift.conf", {
+            # The paths objects hash to: secret, and this run's own.
+            "swift-hash.swift_hash_path_suffix": p["service_password"],
+            "swift-hash.swift_hash_path_prefix": p["admin_password"],
+        })
+        for ring, port in SWIFT_RINGS.items():
+            ini_set(f"/etc/swift/{ring}-server.conf", {
+                "DEFAULT.bind_ip": "127.0.0.1",
+                "DEFAULT.bind_port": port,
+                "DEFAULT.devices": SWIFT_DEVICES,
+                # The device is the loop file's mount, made just above.
+                "DEFAULT.mount_check": False,
+                "DEFAULT.workers": 1,
+            })
+        url = f"http://{p['guest_address']}:{KEYSTONE_PORT}"
+        ini_set("/etc/swift/proxy-server.conf", {
+            "DEFAULT.bind_port": APIS["swift"][0],
+            "DEFAULT.workers": 1,
+            "pipeline:main.pipeline": SWIFT_PIPELINE,
+            "app:proxy-server.account_autocreate": True,
+            "app:proxy-server.allow_account_management": True,
+            "filter:cache.memcache_servers": "127.0.0.1:11211",
+            "filter:authtoken.paste.filter_factory": "keystonemiddleware.auth_token:filter_factory",
+            "filter:authtoken.www_authenticate_uri": url,
+            "filter:authtoken.auth_url": url,
+            "filter:authtoken.auth_type": "password",
+            "filter:authtoken.project_domain_name": "Default",
+            "filter:authtoken.user_domain_name": "Default",
+            "filter:authtoken.project_name": "service",
+            "filter:authtoken.username": "swift",
+            "filter:authtoken.password": p["service_password"],
+            # keystoneauth decides, also for anonymous requests (public containers, tempurl).
+            "filter:authtoken.delay_auth_decision": True,
+            "filter:authtoken.memcached_servers": "127.0.0.1:11211",
+            "filter:keystoneauth.use": "egg:swift#keystoneauth",
+            "filter:keystoneauth.operator_roles": "admin, member",
+            "filter:keystoneauth.reseller_admin_role": "ResellerAdmin",
+        })
+    start("memcached", *SWIFT_SERVERS)
+
+
 # --- the cloud: users, catalog, compute host, networks ------------------------
 
 def _cloud(action: str, p: dict[str, Any], spec: dict[str, Any]) -> None:
@@ -623,10 +752,20 @@ def service_users(p: Mapping[str, Any]) -> list[str]:
 
 
 def catalog_spec(p: Mapping[str, Any], services: list[str]) -> dict[str, Any]:
+    roles: list[str] = []
+    domains: list[dict[str, str]] = []
+    if "heat" in services:
+        roles += HEAT_ROLES
+        domains.append({"name": HEAT_DOMAIN, "admin": HEAT_DOMAIN_ADMIN})
+    if "swift" in services:
+        # keystoneauth's reseller admin (tempest's object-storage.reseller_admin_role).
+        roles.append("ResellerAdmin")
     return {
         "password": p["service_password"],
         "region": p["region"],
         "users": services,
+        "roles": roles,
+        "domains": domains,
         "endpoints": [
             {"name": name, "type": kind,
              "url": f"http://{p['guest_address']}:{APIS[name][0]}{APIS[name][1]}"}
@@ -676,6 +815,8 @@ STEPS: dict[str, Callable[[dict[str, Any]], None]] = {
     "neutron": neutron,
     "nova": nova,
     "cinder": cinder,
+    "heat": heat,
+    "swift": swift,
     "apis": apis,
     "nova-cells": nova_cells,
     "network-resources": network_resources,

@@ -15,7 +15,9 @@ API the same work is about a hundred requests of 1.5 to 3.5 s each under TCG.
     python3 -m deploy.keystone_manage '[["db_sync"], ["fernet_setup", ...]]' ['{catalog}']
 
 catalog: {"password": ..., "region": ..., "users": [names],
-          "endpoints": [{"name": ..., "type": ..., "url": ...}]}
+          "endpoints": [{"name": ..., "type": ..., "url": ...}],
+          "roles": [more role names], "domains": [{"name": ..., "admin": user name}]}
+A domain's admin (heat's stack domain) has the admin role on that domain.
 Run again, it finds what it made.
 """
 
@@ -79,6 +81,30 @@ def catalog(spec: dict[str, Any]) -> None:
                 providers.assignment_api.add_role_to_user_and_project(
                     user_id=user["id"], project_id=project["id"], role_id=role["id"])
         say(f"user {name}: admin and service on project service")
+    for name in spec.get("roles", ()):
+        if not by_name(providers.role_api.list_roles, name=name, domain_id=None):
+            role_id = uuid.uuid4().hex
+            providers.role_api.create_role(role_id, {"id": role_id, "name": name})
+            say(f"role {name}")
+    for domain in spec.get("domains", ()):
+        try:
+            ref = providers.resource_api.get_domain_by_name(domain["name"])
+        except exception.DomainNotFound:
+            ref_id = uuid.uuid4().hex
+            ref = providers.resource_api.create_domain(ref_id, {
+                "id": ref_id, "name": domain["name"], "enabled": True,
+                "description": f"made by tempest-live-ci for {domain['admin']}"})
+        try:
+            admin = providers.identity_api.get_user_by_name(domain["admin"], ref["id"])
+            providers.identity_api.update_user(admin["id"], {"password": spec["password"]})
+        except exception.UserNotFound:
+            admin = providers.identity_api.create_user({
+                "name": domain["admin"], "domain_id": ref["id"], "enabled": True,
+                "password": spec["password"]})
+        with contextlib.suppress(exception.Conflict):
+            providers.assignment_api.create_grant(roles["admin"]["id"], user_id=admin["id"],
+                                                  domain_id=ref["id"])
+        say(f"domain {domain['name']}: {domain['admin']} is its admin")
     for endpoint in spec["endpoints"]:
         services = by_name(providers.catalog_api.list_services, type=endpoint["type"])
         if services:

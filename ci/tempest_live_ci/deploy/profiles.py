@@ -92,6 +92,25 @@ _NEUTRON = (("neutron-api", "neutron-rpc-server", "neutron-ovn-maintenance-worke
 # cinder with LVM on a loop file in the guest's RAM, exported by tgt.
 _CINDER = (("cinder-api", "cinder-scheduler", "cinder-volume", "tgt"),
            ("cinder-api", "cinder-scheduler", "cinder-volume", "tgt"))
+# heat's API and one engine; its tests are heat-tempest-plugin's (tempest's
+# own orchestration tests moved there).
+_HEAT = (("heat-api", "heat-engine", "heat-tempest-plugin"), ("heat-api", "heat-engine"))
+# swift: a proxy with keystone's auth middleware, and one account, container
+# and object server on an XFS loop file in RAM, one replica. The packages
+# enable their replicators, auditors and updaters too: held like the servers,
+# they stay down (one device, one replica: nothing to replicate or audit in a
+# run of an hour). memcached holds the proxy's token cache.
+_SWIFT_SERVERS = ("swift-proxy", "swift-account", "swift-container", "swift-object")
+_SWIFT = (("swift-proxy", "swift-account", "swift-container", "swift-object",
+           "python3-keystonemiddleware", "memcached", "xfsprogs"),
+          ("memcached", *_SWIFT_SERVERS,
+           "swift-account-auditor", "swift-account-reaper", "swift-account-replicator",
+           "swift-container-auditor", "swift-container-reconciler",
+           "swift-container-replicator", "swift-container-sharder", "swift-container-sync",
+           "swift-container-updater", "swift-object-auditor", "swift-object-reconstructor",
+           "swift-object-replicator", "swift-object-updater"))
+# tempest's smoke tests, and heat-tempest-plugin's API tests (none is tagged smoke).
+SMOKE_AND_HEAT_API = r"\[.*\bsmoke\b.*\]|^heat_tempest_plugin\.tests\.api\."
 
 
 def _profile(name: str, parts: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...],
@@ -172,14 +191,37 @@ PROFILES: dict[str, Profile] = {
         needs_image=True,
         conf=IDENTITY_CONF,
     ),
+    "object": _profile(
+        "object", (_MARIADB, _KEYSTONE, _SWIFT),
+        description="keystone and swift (proxy with keystone auth; account, container and "
+                    "object servers on an XFS loop file in RAM), on MariaDB",
+        configure=("mariadb", "keystone", "swift", "apis"),
+        services_available=("keystone", "swift"),
+        default_regex=r"tempest\.api\.object_storage",
+        database="mariadb",
+        memory_mib=4096,
+        conf=IDENTITY_CONF,
+    ),
+    "orchestration": _profile(
+        "orchestration", (_MARIADB, _RABBITMQ, _KEYSTONE, _HEAT),
+        description="keystone and heat (API and engine), with MariaDB and RabbitMQ",
+        configure=("mariadb", "rabbitmq", "keystone", "heat", "apis"),
+        services_available=("keystone", "heat"),
+        default_regex=r"heat_tempest_plugin\.tests\.api\.",
+        database="mariadb",
+        memory_mib=4096,
+        conf=IDENTITY_CONF,
+    ),
     "full": _profile(
-        "full", (_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA, _CINDER),
-        description="keystone, glance, placement, nova, neutron and cinder, with MariaDB "
-                    "and RabbitMQ",
+        "full", (_MARIADB, _RABBITMQ, _KEYSTONE, _GLANCE, _PLACEMENT, _NEUTRON, _NOVA, _CINDER,
+                 _HEAT, _SWIFT),
+        description="keystone, glance, placement, nova, neutron, cinder, heat and swift, with "
+                    "MariaDB and RabbitMQ",
         configure=("mariadb", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova",
-                   "cinder", "apis", "nova-cells", "network-resources"),
-        services_available=("keystone", "glance", "nova", "neutron", "placement", "cinder"),
-        default_smoke=True,
+                   "cinder", "heat", "swift", "apis", "nova-cells", "network-resources"),
+        services_available=("keystone", "glance", "nova", "neutron", "placement", "cinder",
+                            "heat", "swift"),
+        default_regex=SMOKE_AND_HEAT_API,
         database="mariadb",
         memory_mib=10240,
         needs_image=True,

@@ -170,8 +170,10 @@ def tempest_conf(p: dict[str, Any]) -> None:
                                 if overrides.get(key) == value}
     os.makedirs(f"{WORKSPACE}/lock", exist_ok=True)
     argv = ["discover-tempest-config", "--no-default-deployer", "--out", TEMPEST_CONF]
-    if "nova" in profile.configure:
-        # The two small flavors tempest needs (m1.nano, m1.micro).
+    if "nova" in profile.configure or "heat" in profile.configure:
+        # The two small flavors tempest needs (m1.nano, m1.micro); the user
+        # and project heat-tempest-plugin logs in as ([heat_plugin] username,
+        # not a dynamic credential).
         argv += ["--create"]
     if p.get("image_url"):
         # Uploaded to glance twice (image_ref, image_ref_alt). Under the fake
