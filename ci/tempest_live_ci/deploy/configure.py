@@ -338,6 +338,8 @@ def admin_environment(p: dict[str, Any], auth_url: str) -> dict[str, str]:
 
 # --- glance, placement -------------------------------------------------------
 
+# Where glance-common keeps the metadata definitions.
+GLANCE_METADEFS = ("/usr/share/glance-common/metadefs", "/etc/glance/metadefs")
 # glance-api's uwsgi file, since glance 2:33 (sid); trixie's runs its own server.
 GLANCE_UWSGI = "/etc/glance/glance-api-uwsgi.ini"
 
@@ -352,9 +354,14 @@ def glance(p: dict[str, Any]) -> None:
             # Debian's glance-api runs its own server (not uwsgi), one worker
             # per CPU by default.
             "DEFAULT.workers": 1,
-            "DEFAULT.enabled_backends": "file:file",
+            # Two stores, both in RAM: tempest's copy-image test assumes more
+            # than one (with one, glance leaves os_glance_importing_to_stores
+            # unset and tempest waits for it until its build_timeout).
+            # Images land in the first; only the copy tests write the second.
+            "DEFAULT.enabled_backends": "file:file,copies:file",
             "glance_store.default_backend": "file",
             "file.filesystem_store_datadir": "/var/lib/glance/images/",
+            "copies.filesystem_store_datadir": "/var/lib/glance/copies/",
             "os_glance_staging_store.filesystem_store_datadir": "/var/lib/glance/staging/",
             "os_glance_tasks_store.filesystem_store_datadir": "/var/lib/glance/tasks_work_dir/",
         })
@@ -363,8 +370,13 @@ def glance(p: dict[str, Any]) -> None:
             # 8 processes: DEFAULT.workers no longer counts. With those 8 the
             # API answered after 321 s under TCG (trixie's one worker: 18 s).
             uwsgi(GLANCE_UWSGI)
-    with part("glance-manage db_sync"):
+    with part("glance-manage db_sync, db_load_metadefs"):
         run(as_user("glance", ["glance-manage", "db_sync"]))
+        # The metadata definitions tempest's metadefs tests read (resource
+        # types, namespaces): Debian ships them, db_sync does not load them.
+        metadefs = next((d for d in GLANCE_METADEFS if os.path.isdir(d)), None)
+        if metadefs is not None:
+            run(as_user("glance", ["glance-manage", "db_load_metadefs", metadefs]))
     start("glance-api")
 
 
