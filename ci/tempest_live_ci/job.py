@@ -112,6 +112,10 @@ class GuestSection:
     keyring: str | None = None
     # Shell commands run in the guest (never on the host) after apt-get update.
     setup_commands: tuple[str, ...] = ()
+    # On sid: the profile's packages from experimental where it has newer ones
+    # (the next release during a freeze), what they need with them, sid for
+    # the rest (deploy/experimental.py).
+    experimental: bool = False
     # Seconds each in-guest step may take: sized for TCG. The full profile's
     # configuration took 18 min alone on the host and over 30 with a second
     # guest booting beside it.
@@ -421,6 +425,10 @@ def _check_cross(job: Job) -> None:
         # Each line checked, like candidate_sources: what the apt proxy passes.
         parse_sources_list(Path(job.guest.sources_list), "guest.sources_list",
                            apt_proxy=job.testbed.apt_proxy)
+    suite = job.guest.suite or job.image.suite
+    if job.guest.experimental and suite != "sid":
+        raise UsageError(f"guest.experimental: experimental is built on sid, the job's suite is "
+                         f"{suite} (image.suite or guest.suite: sid)")
     if job.tempest.smoke and job.tempest.include_list:
         raise UsageError("tempest.smoke: cannot be combined with tempest.include_list")
 

@@ -612,6 +612,11 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
     if drivers:
         # nova's: libvirt (nested KVM) or fake (nothing boots; tempest.conf says so too).
         data["virt_driver"] = drivers[-1]
+    experimental = {name: versions for r in guest.results.values()
+                    for name, versions in r.facts.get("experimental", {}).items()}
+    if any("experimental" in r.facts for r in guest.results.values()):
+        # guest.experimental: what came from experimental (every version that changed).
+        data["experimental"] = experimental
     scaled = {key: value for r in guest.results.values()
               for key, value in r.facts.get("scaled_timeouts", {}).items()}
     if scaled:

@@ -122,3 +122,20 @@ def test_apts_expired_release_becomes_one_line_naming_archive_date_and_setting()
                               "image.check_valid_until: false in the job or in "), message
     assert message.endswith("config.yaml")
     assert expired_problem("E: Failed to fetch http://x/InRelease 404", "sid", "x", now) is None
+
+
+def test_experimental_is_on_sid_only_and_reaches_the_guest() -> None:
+    from tempest_live_ci.deploy.apt import deb822_sources
+    from tempest_live_ci.errors import UsageError
+    from tempest_live_ci.guest.plan import guest_params
+    from tempest_live_ci.job import parse_job
+    from tests.unit.deploy.test_plan import make_testbed
+
+    job = parse_job({"image": {"suite": "sid"}, "guest": {"experimental": True}}, "x.yaml", "x")
+    assert guest_params(job, make_testbed(), guest_state="/s")["experimental"] is True
+    with pytest.raises(UsageError, match=r"^x.yaml: guest.experimental: experimental is built "
+                                         r"on sid, the job.s suite is trixie"):
+        parse_job({"guest": {"experimental": True}}, "x.yaml", "x")
+    assert "Suites: sid experimental\n" in deb822_sources("sid", "http://m/debian", None,
+                                                          experimental=True)
+    assert "experimental" not in deb822_sources("sid", "http://m/debian", None)

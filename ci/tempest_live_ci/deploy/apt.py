@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .experimental import SUITE as EXPERIMENTAL
+from .experimental import from_experimental
 from .profiles import get_profile
 from .util import StepError, facts, package_versions, part, run, say, write_file
 
@@ -42,10 +44,13 @@ def apt_conf(proxy: str | None, direct: list[str] | None = None, *,
     return "\n".join(lines) + "\n"
 
 
-def deb822_sources(suite: str, mirror: str, security_mirror: str | None) -> str:
-    """The job's suite from its mirror (main only), plus security for a stable suite."""
+def deb822_sources(suite: str, mirror: str, security_mirror: str | None, *,
+                   experimental: bool = False) -> str:
+    """The job's suite from its mirror (main only), plus security for a stable suite, plus
+    experimental on sid when the job asks (NotAutomatic: see deploy/experimental.py)."""
     stanzas = [f"Types: deb\nURIs: {mirror}\nSuites: {suite}"
                + ("" if suite in ("sid", "unstable") else f" {suite}-updates")
+               + (f" {EXPERIMENTAL}" if experimental else "")
                + "\nComponents: main\n"]
     if security_mirror and suite not in ("sid", "unstable"):
         stanzas.append(f"Types: deb\nURIs: {security_mirror}\nSuites: {suite}-security\n"
@@ -78,7 +83,8 @@ def prepare(p: dict[str, Any]) -> None:
             say("sources: the job's guest.sources_list")
             _replace_sources(p["sources_list"], deb822=False)
         else:
-            _replace_sources(deb822_sources(p["suite"], p["mirror"], p.get("security_mirror")),
+            _replace_sources(deb822_sources(p["suite"], p["mirror"], p.get("security_mirror"),
+                                            experimental=p.get("experimental", False)),
                              deb822=True)
         hold_services()
     with part("apt-get update"):
@@ -100,6 +106,9 @@ def install(p: dict[str, Any]) -> None:
     packages = list(profile.all_packages)
     with part(f"apt-get install ({len(packages)} packages of profile {profile.name})"):
         run([*APT_GET, "install", *packages], env=APT_ENV)
+    if p.get("experimental"):
+        with part("the profile's packages from experimental"):
+            from_experimental(packages)
     facts["versions"] = package_versions(packages)
     missing = sorted(set(packages) - set(facts["versions"]))
     if missing:

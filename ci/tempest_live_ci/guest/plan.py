@@ -67,6 +67,7 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
         "mirror": mirror,
         "security_mirror": security,
         "check_valid_until": job.image.check_valid_until,
+        "experimental": job.guest.experimental,
         # The testbed's way to the archive: its apt proxy, or NAT (no proxy).
         "apt_proxy": testbed.apt_proxy if job.testbed.apt_proxy else None,
         # The testbed's own servers (the candidates' repository, the extra
