@@ -33,7 +33,8 @@ pytestmark = [needs_root, pytest.mark.slow]
 
 
 SID_JOBS = ("smoke-sid", "smoke-image-sid", "smoke-volume-sid", "smoke-network-sid",
-            "smoke-object-sid", "smoke-orchestration-sid", "smoke-compute-sid", "smoke-full-sid")
+            "smoke-object-sid", "smoke-orchestration-sid", "smoke-experimental",
+            "smoke-compute-sid", "smoke-full-sid")
 
 
 def run_job(dirs: Dirs, job: Path, out: Path, timeout: float) -> subprocess.CompletedProcess[str]:
