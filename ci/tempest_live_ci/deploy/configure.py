@@ -679,7 +679,16 @@ SWIFT_DISK_SIZE = "8G"  # sparse: only what objects write takes RAM
 SWIFT_RINGS = {"account": 6202, "container": 6201, "object": 6200}
 SWIFT_PART_POWER = 8
 # swift's daemons its step starts (its other units stay held: see profiles.py).
-SWIFT_SERVERS = ("swift-account", "swift-container", "swift-object", "swift-proxy")
+# swift-container-sync copies containers that ask for it to another (here:
+# this one): tempest's container sync tests wait for it.
+SWIFT_SERVERS = ("swift-account", "swift-container", "swift-object", "swift-proxy",
+                 "swift-container-sync")
+# tempest's object-storage realm_name and cluster_name defaults.
+SWIFT_SYNC_REALM = "realm1"
+SWIFT_SYNC_CLUSTER = "name1"
+# Seconds between the container-sync daemon's passes (its default: 300);
+# tempest waits 600 s at most for a container to be synced.
+SWIFT_SYNC_INTERVAL = 10
 # The proxy's pipeline: Debian's, with keystone's auth_token and swift's
 # keystoneauth where it has tempauth.
 SWIFT_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats "
@@ -715,6 +724,7 @@ def swift(p: dict[str, Any]) -> None:
             "swift-hash.swift_hash_path_suffix": p["service_password"],
             "swift-hash.swift_hash_path_prefix": p["admin_password"],
         })
+        proxy = f"http://{p['guest_address']}:{APIS['swift'][0]}/v1/"
         for ring, port in SWIFT_RINGS.items():
             ini_set(f"/etc/swift/{ring}-server.conf", {
                 "DEFAULT.bind_ip": "127.0.0.1",
@@ -723,7 +733,15 @@ def swift(p: dict[str, Any]) -> None:
                 # The device is the loop file's mount, made just above.
                 "DEFAULT.mount_check": False,
                 "DEFAULT.workers": 1,
+                **({"DEFAULT.allowed_sync_hosts": f"127.0.0.1,{p['guest_address']}",
+                    "container-sync.interval": SWIFT_SYNC_INTERVAL}
+                   if ring == "container" else {}),
             })
+        # The cluster container sync may copy to: this one, by tempest's names.
+        ini_set("/etc/swift/container-sync-realms.conf", {
+            f"{SWIFT_SYNC_REALM}.key": p["service_password"],
+            f"{SWIFT_SYNC_REALM}.cluster_{SWIFT_SYNC_CLUSTER}": proxy,
+        })
         url = f"http://{p['guest_address']}:{KEYSTONE_PORT}"
         ini_set("/etc/swift/proxy-server.conf", {
             "DEFAULT.bind_port": APIS["swift"][0],

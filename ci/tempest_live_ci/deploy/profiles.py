@@ -96,10 +96,11 @@ _CINDER = (("cinder-api", "cinder-scheduler", "cinder-volume", "tgt"),
 # own orchestration tests moved there).
 _HEAT = (("heat-api", "heat-engine", "heat-tempest-plugin"), ("heat-api", "heat-engine"))
 # swift: a proxy with keystone's auth middleware, and one account, container
-# and object server on an XFS loop file in RAM, one replica. The packages
-# enable their replicators, auditors and updaters too: held like the servers,
-# they stay down (one device, one replica: nothing to replicate or audit in a
-# run of an hour). memcached holds the proxy's token cache.
+# and object server on an XFS loop file in RAM, one replica, and the
+# container-sync daemon. The packages enable their replicators, auditors and
+# updaters too: held like the servers, they stay down (one device, one
+# replica: nothing to replicate or audit in a run of an hour). memcached
+# holds the proxy's token cache.
 _SWIFT_SERVERS = ("swift-proxy", "swift-account", "swift-container", "swift-object")
 _SWIFT = (("swift-proxy", "swift-account", "swift-container", "swift-object",
            "python3-keystonemiddleware", "memcached", "xfsprogs"),
