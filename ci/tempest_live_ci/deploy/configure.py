@@ -690,11 +690,13 @@ SWIFT_SYNC_CLUSTER = "name1"
 # tempest waits 600 s at most for a container to be synced.
 SWIFT_SYNC_INTERVAL = 10
 # The proxy's pipeline: Debian's, with keystone's auth_token and swift's
-# keystoneauth where it has tempauth.
+# keystoneauth where it has tempauth, and the middlewares tempest's object
+# storage tests use that Debian's leaves out (crossdomain, formpost,
+# staticweb: 8 tests skipped on sid without them), where swift's sample puts them.
 SWIFT_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats "
-                  "container_sync bulk tempurl ratelimit authtoken keystoneauth copy "
-                  "container-quotas account-quotas slo dlo versioned_writes symlink "
-                  "proxy-logging proxy-server")
+                  "container_sync bulk tempurl ratelimit crossdomain formpost authtoken "
+                  "keystoneauth staticweb copy container-quotas account-quotas slo dlo "
+                  "versioned_writes symlink proxy-logging proxy-server")
 
 
 def swift(p: dict[str, Any]) -> None:
@@ -765,6 +767,12 @@ def swift(p: dict[str, Any]) -> None:
             "filter:keystoneauth.use": "egg:swift#keystoneauth",
             "filter:keystoneauth.operator_roles": "admin, member",
             "filter:keystoneauth.reseller_admin_role": "ResellerAdmin",
+            "filter:crossdomain.use": "egg:swift#crossdomain",
+            # Both ways of keeping an object's old versions (X-Versions-Location,
+            # and X-Versions-Enabled): off by default, and tempest's
+            # test_versioned_container failed on sid without the first.
+            "filter:versioned_writes.allow_versioned_writes": True,
+            "filter:versioned_writes.allow_object_versioning": True,
         })
     start("memcached", *SWIFT_SERVERS)
 
