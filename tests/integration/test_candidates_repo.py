@@ -26,10 +26,10 @@ from tempest_live_ci import proc
 from tempest_live_ci.candidates import build_repository, collect_candidates
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.guest.steps import StepFailed, StepResult
-from tempest_live_ci.image.archive import apt_config
 from tempest_live_ci.run import candidate_failure
 from tempest_live_ci.testbed import http, netns
 from tempest_live_ci.testbed.journal import Journal
+from tests import aptroot
 from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import build_deb
 
@@ -114,21 +114,8 @@ class PrivateApt:
 def private_apt(served: Served, tmp_path: Path) -> PrivateApt:
     """apt and dpkg on a directory of their own: sources, lists, status, files installed."""
     root, target = tmp_path / "apt", tmp_path / "target"
-    for sub in ("state/lists/partial", "cache/archives/partial", "etc/apt.conf.d",
-                "etc/sources.list.d", "etc/preferences.d", "log"):
-        (root / sub).mkdir(parents=True)
-    for sub in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/log"):
-        (target / sub).mkdir(parents=True)
-    (target / "var/lib/dpkg/status").touch()
-    config = apt_config(root, None).replace(f'"{root}/state/status"',
-                                            f'"{target}/var/lib/dpkg/status"')
-    # dpkg installs under target, logs there; the test packages have no maintainer scripts.
-    config += (f'DPkg::Options {{ "--root={target}"; "--log={target}/var/log/dpkg.log"; '
-               '"--force-script-chrootless"; };\n')
-    (root / "apt.conf").write_text(config)
+    env = aptroot.private_apt(root, target)
     (root / "etc/sources.list").write_text(f"deb [trusted=yes] {served.url}/archive/ ./\n")
-    env = {"APT_CONFIG": str(root / "apt.conf"), "DPKG_ADMINDIR": str(target / "var/lib/dpkg"),
-           "LC_ALL": "C.UTF-8"}
     return PrivateApt(root, target, env)
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci import proc
-from tempest_live_ci.image.archive import apt_config
 from tempest_live_ci.testbed import http, netns
 from tempest_live_ci.testbed.journal import Journal
+from tests import aptroot
 from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import build_deb
 
@@ -82,25 +82,13 @@ def served(dirs: Dirs, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Pa
     suite(www / "debian", "experimental", EXPERIMENTAL,
           "NotAutomatic: yes", "ButAutomaticUpgrades: yes")
     root, target = tmp_path / "apt", tmp_path / "target"
-    for sub in ("state/lists/partial", "cache/archives/partial", "etc/apt.conf.d",
-                "etc/sources.list.d", "etc/preferences.d", "log"):
-        (root / sub).mkdir(parents=True)
-    for sub in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "var/log"):
-        (target / sub).mkdir(parents=True)
-    (target / "var/lib/dpkg/status").touch()
-    config = apt_config(root, None).replace(f'"{root}/state/status"',
-                                            f'"{target}/var/lib/dpkg/status"')
-    config += (f'DPkg::Options {{ "--root={target}"; "--log={target}/var/log/dpkg.log"; '
-               '"--force-script-chrootless"; };\n')
-    (root / "apt.conf").write_text(config)
+    env = aptroot.private_apt(root, target)
     # The guest's sources with guest.experimental (deploy/apt.py), the archive unsigned here.
     from tempest_live_ci.deploy.apt import deb822_sources
 
     sources = deb822_sources("sid", f"http://{ADDRESS}/debian", None, experimental=True)
     assert "Suites: sid experimental\n" in sources
     (root / "etc/sources.list.d/tlc.sources").write_text(sources + "Trusted: yes\n")
-    env = {"APT_CONFIG": str(root / "apt.conf"), "DPKG_ADMINDIR": str(target / "var/lib/dpkg"),
-           "LC_ALL": "C.UTF-8"}
     try:
         netns.create_netns(journal, name)
         proc.run(["ip", "-n", name, "link", "set", "lo", "up"])
