@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .candidates import APT_ENV, APT_GET
 from .util import facts, run, say
 
 SUITE = "experimental"
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "APT_LISTCHANGES_FRONTEND": "none",
-           "LC_ALL": "C.UTF-8"}
-APT_GET = ["apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef",
-           "-o", "Dpkg::Options::=--force-confold"]
 
 
 def installed() -> dict[str, tuple[str, str]]:

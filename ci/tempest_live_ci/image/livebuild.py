@@ -104,7 +104,7 @@ def build_image(options: ImageOptions, archive: dict[str, str] | None = None) ->
     """The image for these options: from the store if its inputs are unchanged, else built.
 
     archive: look_up_archive()'s answer when the caller already asked (a run
-    does, before it changes anything); else it is looked up here. Raises
+    does, in a stage of its own before the image); else it is looked up here. Raises
     UsageError for bad options (before anything is done) and TestbedError
     when live-build fails (its log is kept in the store).
     """
