@@ -2,7 +2,7 @@
 
 A small archive of the test's own, in dists/ like Debian's: sid has a tool
 (two binaries of one source), the library it needs and an unrelated
-package; experimental (NotAutomatic: yes, ButAutomaticUpgrades: yes, as
+package; experimental (NotAutomatic: yes and no ButAutomaticUpgrades, as
 Debian's Release says) has newer versions of all three, the new tool needing
 the new library. It is served by the testbed's HTTP server in a namespace of
 the test's own; apt and dpkg work on a private root there. The in-guest code
@@ -79,8 +79,7 @@ def served(dirs: Dirs, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Pa
     name = "tlct-exp-" + secrets.token_hex(3)
     www = dirs.top / "www"
     suite(www / "debian", "sid", SID)
-    suite(www / "debian", "experimental", EXPERIMENTAL,
-          "NotAutomatic: yes", "ButAutomaticUpgrades: yes")
+    suite(www / "debian", "experimental", EXPERIMENTAL, "NotAutomatic: yes")
     root, target = tmp_path / "apt", tmp_path / "target"
     env = aptroot.private_apt(root, target)
     # The guest's sources with guest.experimental (deploy/apt.py), the archive unsigned here.
@@ -125,9 +124,12 @@ def test_the_sources_under_test_come_from_experimental_and_the_rest_from_sid(
         served: tuple[str, dict[str, str], Path]) -> None:
     netns_name, env, target = served
     assert apt(netns_name, env, "apt-get", "-q", "update").returncode == 0
-    # What the image has: sid's, NotAutomatic keeps experimental out of a plain install.
+    # What the image has: sid's, NotAutomatic keeps experimental out of a plain install
+    # and out of an upgrade.
     plain = apt(netns_name, env, "apt-get", "-y", "-q", "install", "tlc-tool", "tlc-other")
     assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert installed(target) == {name: "1.0-1" for name in SID}
+    assert apt(netns_name, env, "apt-get", "-y", "-q", "upgrade").returncode == 0
     assert installed(target) == {name: "1.0-1" for name in SID}
 
     changed = from_experimental(netns_name, env, "tlc-tool")

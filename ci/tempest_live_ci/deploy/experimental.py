@@ -1,6 +1,6 @@
 """The profile's packages from experimental where it has newer ones: the next release in a freeze.
 
-experimental's Release says NotAutomatic (and ButAutomaticUpgrades): apt
+experimental's Release says NotAutomatic (not ButAutomaticUpgrades): apt
 takes nothing from it unless asked, and `-t experimental` would take
 everything it has (unrelated libraries too). A maintainer asks for the
 packages of the sources under test, `apt-get install PKG/experimental`, and
