@@ -23,6 +23,12 @@ creates it in libvirt-daemon-system, which also pulls in systemd; on hosts
 without that package the daemon's namespace gets /etc/passwd and /etc/group
 copies with the entry added (again invisible to the host).
 
+qemu runs as that account, not as root: the guest runs candidate packages
+nobody has vetted. libvirt probes qemu's capabilities as root and starts
+qemu as the account, so both must see the same /dev/kvm: the entry point
+makes the daemon's namespace a /dev/kvm node of its own, owned by the
+account, on a small tmpfs of the run's (the host's node keeps its mode).
+
 virtlogd is not started: qemu.conf's stdio_handler = "file" makes qemu write
 its log and serial file itself, which leaves one daemon to start and stop.
 """
@@ -32,6 +38,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pwd
+import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -127,7 +135,9 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
     cache.mkdir(parents=True, exist_ok=True)
     render.render_to("host-setup/libvirt/libvirtd.conf.j2", root / "etc" / "libvirtd.conf",
                      log_level=1 if debug else 3)
-    render.render_to("host-setup/libvirt/qemu.conf.j2", root / "etc" / "qemu.conf")
+    account = qemu_account()
+    render.render_to("host-setup/libvirt/qemu.conf.j2", root / "etc" / "qemu.conf",
+                     uid=account.uid, gid=account.gid)
     # Mount points must exist on the host; libvirt's packages create them, but
     # the client-only packages installed here do not.
     for target in MOUNTPOINTS.values():
@@ -142,6 +152,8 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
     mounts.append(f"{cache}:{MOUNTPOINTS['cache']}")
     entry = [sys.executable, "-m", "tempest_live_ci.vm.libvirtd", "--pidfile", str(pidfile),
              *(a for m in mounts for a in ("--bind", m))]
+    if KVM_DEVICE.exists():
+        entry += ["--kvm-node", f"{root / 'dev'}:{account.uid}:{account.gid}"]
     if netns is None:
         entry = ["unshare", "--mount", "--propagation", "slave", *entry]
     package_parent = str(Path(__file__).resolve().parents[2])
@@ -163,13 +175,32 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
 
 
 QEMU_ACCOUNT = "libvirt-qemu"
+# The account's ids where the host has no such account (Debian's are dynamic).
+QEMU_IDS = 64055
+KVM_DEVICE = Path("/dev/kvm")
+
+
+@dataclass(frozen=True)
+class Account:
+    uid: int
+    gid: int
+
+
+def qemu_account() -> Account:
+    """Who qemu runs as: the host's libvirt-qemu (uid and primary group), else ids of our own."""
+    try:
+        entry = pwd.getpwnam(QEMU_ACCOUNT)
+    except KeyError:
+        return Account(QEMU_IDS, QEMU_IDS)
+    return Account(entry.pw_uid, entry.pw_gid)
 
 
 def _account_files(root: Path) -> list[str]:
     """Bind specs for /etc/passwd and /etc/group with QEMU_ACCOUNT added, if the host lacks it."""
     binds = []
-    entries = (("passwd", f"{QEMU_ACCOUNT}:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin"),
-               ("group", f"{QEMU_ACCOUNT}:x:64055:"))
+    entries = (("passwd",
+                f"{QEMU_ACCOUNT}:x:{QEMU_IDS}:{QEMU_IDS}::/var/lib/libvirt:/usr/sbin/nologin"),
+               ("group", f"{QEMU_ACCOUNT}:x:{QEMU_IDS}:"))
     for name, line in entries:
         host = Path("/etc") / name
         text = host.read_text()
@@ -220,15 +251,36 @@ def _log_tail(daemon: LibvirtDaemon, lines: int = 3) -> str:
     return f" (libvirtd.log: {' / '.join(tail)})" if tail else ""
 
 
+def _private_kvm_node(directory: Path, uid: int, gid: int) -> None:
+    """Over /dev/kvm, in this mount namespace only: a node of the same device owned by uid:gid.
+
+    On a tmpfs of its own, mounted here: the run's state directory may be on
+    a filesystem mounted nodev (as /run is), where a device node cannot be
+    opened. The mount and the node go with the namespace, when libvirtd ends.
+    """
+    device = os.stat(KVM_DEVICE).st_rdev
+    directory.mkdir(parents=True, exist_ok=True)
+    proc.run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=64k,nosuid,noexec",
+              "tlc-kvm", str(directory)])
+    node = directory / "kvm"
+    os.mknod(node, 0o600 | stat.S_IFCHR, device)
+    os.chown(node, uid, gid)
+    proc.run(["mount", "--bind", str(node), str(KVM_DEVICE)])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point run inside the daemon's own mount namespace: bind mounts, then libvirtd."""
     parser = argparse.ArgumentParser(prog="tempest_live_ci.vm.libvirtd")
     parser.add_argument("--bind", action="append", default=[], metavar="SRC:DST")
     parser.add_argument("--pidfile", required=True)
+    parser.add_argument("--kvm-node", metavar="DIR:UID:GID")
     args = parser.parse_args(argv)
     for spec in args.bind:
         source, target = spec.split(":", 1)
         proc.run(["mount", "--bind", source, target])
+    if args.kvm_node:
+        directory, uid, gid = args.kvm_node.rsplit(":", 2)
+        _private_kvm_node(Path(directory), int(uid), int(gid))
     libvirtd = proc.which("libvirtd") or "libvirtd"
     os.execv(libvirtd, [libvirtd, "-d", "-p", args.pidfile])
 

@@ -25,6 +25,7 @@ from tempest_live_ci.vm.boot import BootFiles, boot_vm, start_vm, wait_for_phase
 from tempest_live_ci.vm.commands import destroy_guest
 from tempest_live_ci.vm.config import BootTimeouts, VMConfig
 from tempest_live_ci.vm.kvm import Accelerator
+from tempest_live_ci.vm.libvirtd import qemu_account
 from tests.conftest import TOP, Dirs, needs_root
 from tests.guestkit import busybox_initramfs, stock_kernel
 
@@ -67,6 +68,49 @@ def test_tiny_guest_boots_under_a_private_libvirtd(
         boot == "network")
     if boot == "network":
         assert {"dhcp", "boot.ipxe", "kernel", "initrd"} <= set(timings), timings
+
+
+def _status_ids(pid: int) -> tuple[set[int], set[int]]:
+    """The real, effective, saved and filesystem uids and gids of a process."""
+    fields = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return ({int(v) for v in fields["Uid"].split()}, {int(v) for v in fields["Gid"].split()})
+
+
+def test_qemu_runs_unprivileged_and_the_hosts_kvm_node_is_left_alone(
+        dirs: Dirs, no_leaks: None, tmp_path: Path) -> None:
+    kvm_before = os.stat("/dev/kvm") if os.path.exists("/dev/kvm") else None
+    initrd = busybox_initramfs(tmp_path / "initrd.img",
+                               f"echo {MARKER} > /dev/console; sleep 600")
+    files = BootFiles(stock_kernel(), initrd, None, "panic=-1")
+    # Closed to others, as a home directory is: libvirtd opens the serial
+    # file for qemu, which could not reach it itself.
+    output = dirs.top / "private" / "out"
+    output.parent.mkdir(mode=0o700)
+    config = TestbedConfig(name=new_run_id(), apt_proxy=False)
+    account = qemu_account()
+    assert account.uid != 0 and account.gid != 0
+    with start_testbed(config) as testbed, start_vm(
+            testbed, files, output, VMConfig(memory_mib=512, boot="direct"),
+            accelerator=TCG) as vm:
+        pidfile = testbed.state_dir / "libvirt" / "run" / "qemu" / f"{vm.name}.pid"
+        assert proc.wait_until(pidfile.exists, 30, interval=0.2), "no qemu pid file"
+        pid = proc.read_pidfile(pidfile)
+        assert pid is not None
+        uids, gids = _status_ids(pid)
+        assert uids == {account.uid}, uids
+        assert gids == {account.gid}, gids
+        assert proc.wait_until(
+            lambda: MARKER in (output / "console.log").read_text(errors="replace"), 120,
+            interval=0.5), (output / "console.log").read_text(errors="replace")[-2000:]
+        if kvm_before is not None:
+            # Inside the daemon's namespace qemu's /dev/kvm is the same device, its own.
+            seen = os.stat(f"/proc/{pid}/root/dev/kvm")
+            assert (seen.st_rdev, seen.st_uid) == (kvm_before.st_rdev, account.uid)
+    if kvm_before is not None:
+        after = os.stat("/dev/kvm")
+        assert (after.st_mode, after.st_uid, after.st_gid) == (
+            kvm_before.st_mode, kvm_before.st_uid, kvm_before.st_gid)
 
 
 def test_sigint_during_boot_exits_130_and_leaves_nothing(
