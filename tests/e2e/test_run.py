@@ -2,7 +2,8 @@
 
 Real image (the identity profile preinstalled), real isolated testbed, real
 network boot, real keystone and tempest in the guest, the subunit stream
-home as it is produced. Each test is one whole run (minutes).
+home as it is produced. Each test is one whole run (minutes). Two runs at
+once (the default job beside the image profile) are in test_profiles.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import pytest
 from tempest_live_ci.image import Image
 from tempest_live_ci.results.stream import read_stream
 from tests.conftest import TOP, Dirs, needs_root
-from tests.conftest import _processes_using as processes_using
 
 pytestmark = [needs_root, pytest.mark.slow]
 
@@ -41,15 +41,6 @@ def tlc_run(dirs: Dirs, image: Image, *args: str,
     return subprocess.run([sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", *args],
                           capture_output=True, text=True, timeout=timeout,
                           env=run_env(dirs, image))
-
-
-def start_run(dirs: Dirs, image: Image, output: Path, stderr: Path) -> subprocess.Popen[str]:
-    """`run` of the default job in the background, its stderr into a file as it comes."""
-    with open(stderr, "w") as err:
-        return subprocess.Popen(
-            [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", "--output", str(output)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, text=True,
-            env=run_env(dirs, image))
 
 
 def run_id_in(stderr: str) -> str | None:
@@ -104,80 +95,6 @@ class Overlap:
             self.both_guests += 1
         self.on_the_host |= {name for name in links_in(None) - host_links
                              if name.startswith("tempest") or any(i in name for i in ids)}
-
-
-def test_two_runs_of_the_default_job_at_once_end_in_passed_identity_tests(
-        dirs: Dirs, no_leaks: None, live_image: Image, tmp_path: Path) -> None:
-    """The quick start's run, twice at the same time on this host (a CI runner with two jobs).
-
-    Each run has its isolated testbed (a namespace of its own, named by its
-    run id, with its own bridge and tap); both share the image, the apt proxy
-    and the results store. Both must end with their own passed identity tests
-    and distinct run ids, both stored under the job, and nothing left.
-    Two TCG guests share the cores: each run takes longer than alone.
-    """
-    outs = [tmp_path / "out-1", tmp_path / "out-2"]  # kept by pytest after a failure
-    stderrs = [tmp_path / "stderr-1", tmp_path / "stderr-2"]
-    host_links = links_in(None)
-    overlap = Overlap()
-    runs = [start_run(dirs, live_image, out, err) for out, err in zip(outs, stderrs, strict=True)]
-    try:
-        deadline = time.monotonic() + 3600
-        while any(run.poll() is None for run in runs):
-            if any(run.poll() not in (None, 0) for run in runs):
-                break  # one failed: the other is stopped below, the failure told
-            assert time.monotonic() < deadline, "the two runs took more than an hour"
-            now = [err.read_text() for err in stderrs]
-            seen = [run_id_in(text) for text in now]
-            if seen[0] is not None and seen[1] is not None:
-                overlap.sample([seen[0], seen[1]], now, host_links)
-            time.sleep(1)
-    finally:
-        # A failure in one run (or in this test) still unwinds the other: Ctrl-C, then wait.
-        for run in runs:
-            if run.poll() is None:
-                run.send_signal(signal.SIGINT)
-        for run in runs:
-            try:
-                run.wait(300)
-            except subprocess.TimeoutExpired:
-                run.kill()
-                run.wait()
-    texts = [err.read_text() for err in stderrs]
-    for run, text in zip(runs, texts, strict=True):
-        assert run.returncode == 0, text[-5000:]
-    said = [run_id_in(text) for text in texts]
-    ids = [run_id for run_id in said if run_id is not None]
-    assert len(ids) == 2 and ids[0] != ids[1], said
-
-    # They ran at the same time, not one after the other: both namespaces at
-    # once, both guests at once, both booting before either ran tempest.
-    assert overlap.both_namespaces > 0, f"the two runs' namespaces never existed at once: {overlap}"
-    assert overlap.both_guests > 0, f"the two guests never ran at the same time: {overlap}"
-    assert overlap.both_booted_before_tempest, f"one run got to tempest first: {overlap}"
-    # Each in its own namespace, with its own bridge and tap there; nothing on the host.
-    assert all(a != b for a, b in overlap.namespace_inodes), overlap
-    for run_id in ids:
-        assert {"tempestbr", "tempesttap"} <= overlap.links[run_id], overlap
-    assert not overlap.on_the_host, overlap
-
-    summaries = []
-    for out, text, run_id in zip(outs, texts, ids, strict=True):
-        summaries.append(check_passed_identity_run(out, text, run_id))
-    # Both in the results store under the job, each as itself; `latest` is one of them.
-    job = dirs.results / "smoke-trixie"
-    for summary in summaries:
-        stored = json.loads((job / summary["run_id"] / "summary.json").read_text())
-        assert stored["run_id"] == summary["run_id"]
-        assert stored["counts"] == summary["counts"]
-    index = json.loads((job / "index.json").read_text())
-    assert sorted(e["run_id"] for e in index) == sorted(ids)
-    latest = json.loads((job / "latest" / "summary.json").read_text())["run_id"]
-    assert latest == index[-1]["run_id"] and latest in ids
-    # Nothing of either run is left (and no_leaks: namespaces, links, processes).
-    for run_id in ids:
-        assert not processes_using(run_id), f"processes of run {run_id} left behind"
-        assert not (dirs.state / run_id).exists()
 
 
 def check_passed_identity_run(out: Path, stderr: str, run_id: str) -> dict[str, Any]:
