@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import paths
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
+from tempest_live_ci.inputs import check_regular, read_regular
 
 SUITES = ("bookworm", "trixie", "sid")
 DEFAULT_SUITE = "trixie"
@@ -31,12 +32,14 @@ DEFAULT_LEVEL = {"zstd": 3}
 APT_PROXY_AUTO = "auto"
 # Debian policy 5.6.1: lower case letters, digits, + - . ; at least two
 # characters, starting with an alphanumeric.
-_PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# The patterns are applied with fullmatch(): with match(), `$` lets a
+# trailing newline through.
+_PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 # What a mirror or proxy URL may hold: it ends up in live-build's auto/config
 # (a shell script run as root), in apt's configuration and on command lines.
-_URL_CHARACTERS = re.compile(r"^[A-Za-z0-9._~:/%+@\[\]-]+$")
-_HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
-_USERINFO = re.compile(r"^[A-Za-z0-9._~%+-]+$")
+_URL_CHARACTERS = re.compile(r"[A-Za-z0-9._~:/%+@\[\]-]+")
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+_USERINFO = re.compile(r"[A-Za-z0-9._~%+-]+")
 
 
 def url_problem(value: str) -> str | None:
@@ -49,9 +52,9 @@ def url_problem(value: str) -> str | None:
     """
     if not isinstance(value, str) or not value:
         return "empty"
-    if not _URL_CHARACTERS.match(value):
-        bad = sorted({c for c in value if not _URL_CHARACTERS.match(c)})
-        return f"holds {''.join(bad)!r} (letters, digits and -._~:/%+@ only)"
+    if not _URL_CHARACTERS.fullmatch(value):
+        bad = sorted({c for c in value if not _URL_CHARACTERS.fullmatch(c)})
+        return f"holds {shown(''.join(bad), 20)} (letters, digits and -._~:/%+@ only)"
     try:
         parts = urllib.parse.urlsplit(value)
         port = parts.port
@@ -69,12 +72,12 @@ def url_problem(value: str) -> str | None:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        if not _HOSTNAME.match(host):
-            return f"{host!r} is not a host name"
+        if not _HOSTNAME.fullmatch(host):
+            return f"{shown(host)} is not a host name"
     if port is not None and not 0 < port < 65536:
         return f"port {port} out of range"
     for part in (parts.username, parts.password):
-        if part is not None and part != "" and not _USERINFO.match(part):
+        if part is not None and part != "" and not _USERINFO.fullmatch(part):
             return "a malformed user or password"
     if ".." in parts.path.split("/") or "//" in parts.path:
         return "a path with '..' or '//'"
@@ -168,30 +171,30 @@ def validate(options: ImageOptions, *, option: Callable[[str], str] = cli_option
     command line (the default), "image.mirror" for a job file.
     """
     if options.suite not in SUITES:
-        raise UsageError(f"{option('suite')} {options.suite!r}: unknown suite "
+        raise UsageError(f"{option('suite')} {shown(options.suite)}: unknown suite "
                          f"(one of {', '.join(SUITES)})")
     problem = url_problem(options.mirror)
     if problem is not None:
-        raise UsageError(f"{option('mirror')} {options.mirror!r}: not a usable http:// or "
+        raise UsageError(f"{option('mirror')} {shown(options.mirror)}: not a usable http:// or "
                          f"https:// URL: {problem}")
     proxy = options.apt_proxy
     if proxy is not None and proxy != APT_PROXY_AUTO:
         problem = url_problem(proxy)
         if problem is not None:
-            raise UsageError(f"{option('apt-proxy')} {proxy!r}: not a URL (or 'auto', or "
+            raise UsageError(f"{option('apt-proxy')} {shown(proxy)}: not a URL (or 'auto', or "
                              f"'none'): {problem}")
     for name in options.packages:
-        if not isinstance(name, str) or not _PACKAGE_NAME.match(name):
-            raise UsageError(f"{option('packages')}: {name!r} is not a Debian package name")
+        if not isinstance(name, str) or not _PACKAGE_NAME.fullmatch(name):
+            raise UsageError(f"{option('packages')}: {shown(name)} is not a Debian package name")
     if options.profile is not None:
         from tempest_live_ci.deploy.profiles import PROFILES
 
         if options.profile not in PROFILES:
-            raise UsageError(f"{option('profile')} {options.profile!r}: unknown profile "
+            raise UsageError(f"{option('profile')} {shown(options.profile)}: unknown profile "
                              f"(one of {', '.join(PROFILES)})")
     if options.compression not in COMPRESSION_LEVELS:
         raise UsageError(
-            f"{option('compression')} {options.compression!r}: unknown "
+            f"{option('compression')} {shown(options.compression)}: unknown "
             f"(one of {', '.join(COMPRESSION_LEVELS)})")
     levels = COMPRESSION_LEVELS[options.compression]
     if options.compression_level is not None:
@@ -207,12 +210,14 @@ def validate(options: ImageOptions, *, option: Callable[[str], str] = cli_option
     if options.ssh_key is not None:
         for key in (options.ssh_key, options.ssh_public_key):
             assert key is not None
-            if not key.is_file() or not os.access(key, os.R_OK):
+            if not os.path.lexists(key) or not os.access(key, os.R_OK, follow_symlinks=False):
                 raise UsageError(f"{option('ssh-key')}: cannot read {key}",
                                  hint="give a private key whose public key is next to it as .pub")
+            check_regular(key, option("ssh-key"))
         public = options.ssh_public_key
         assert public is not None
-        if not public.read_text(errors="replace").startswith(("ssh-", "ecdsa-", "sk-")):
+        if not read_regular(public, option("ssh-key"), limit=64 * 1024).startswith(
+                (b"ssh-", b"ecdsa-", b"sk-")):
             raise UsageError(f"{option('ssh-key')}: {public} is not an OpenSSH public key")
     if options.output is not None and options.output.exists() and not options.output.is_dir():
         raise UsageError(f"{option('output')} {options.output}: not a directory")

@@ -14,14 +14,16 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
 
 # The kernel's limit for interface names (IFNAMSIZ - 1).
 IFNAMSIZ = 15
-_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_NETNS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Applied with fullmatch(): with match(), `$` lets a trailing newline through
+# (into dnsmasq's configuration, a netns name, a file name).
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NETNS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 ISOLATED = "isolated"
 PERSISTENT = "persistent"
@@ -114,17 +116,17 @@ def check_name(option: str, value: str, what: str = "name") -> str:
     Letters, digits and . _ -, starting with a letter or digit: no `..`, no
     slash, no space, quote or shell metacharacter.
     """
-    if not isinstance(value, str) or not _NETNS.match(value):
-        raise UsageError(f"{option} {value!r}: not a valid {what} (letters, digits and . _ -, "
+    if not isinstance(value, str) or not _NETNS.fullmatch(value):
+        raise UsageError(f"{option} {shown(value)}: not a valid {what} (letters, digits and . _ -, "
                          "starting with a letter or digit, 63 at most)")
     return value
 
 
 def _check_ifname(key: str, value: str) -> None:
-    if not isinstance(value, str) or not _IFNAME.match(value):
-        raise UsageError(f"{key} {value!r}: not a valid interface name (letters, digits and . _ -)")
+    if not isinstance(value, str) or not _IFNAME.fullmatch(value):
+        raise UsageError(f"{key} {shown(value)}: not a valid interface name (letters, digits and . _ -)")
     if len(value) > IFNAMSIZ:
-        raise UsageError(f"{key} {value!r}: interface name longer than {IFNAMSIZ} characters")
+        raise UsageError(f"{key} {shown(value)}: interface name longer than {IFNAMSIZ} characters")
 
 
 def validate(config: TestbedConfig, *, option: Callable[[str], str] = plain_key) -> TestbedConfig:
@@ -135,7 +137,7 @@ def validate(config: TestbedConfig, *, option: Callable[[str], str] = plain_key)
     "testbed.host_address" in a job file.
     """
     if config.mode not in MODES:
-        raise UsageError(f"{option('mode')} {config.mode!r}: not one of {', '.join(MODES)}")
+        raise UsageError(f"{option('mode')} {shown(config.mode)}: not one of {', '.join(MODES)}")
     check_name(option("name"), config.name, "testbed name")
     if config.namespace is not None:
         check_name(option("netns"), config.namespace, "namespace name")
@@ -143,77 +145,77 @@ def validate(config: TestbedConfig, *, option: Callable[[str], str] = plain_key)
         _check_ifname(option(key), getattr(config, key))
     if config.nic_kind in ("veth", "auto") and len(config.nic + "p") > IFNAMSIZ:
         raise UsageError(
-            f"{option('nic')} {config.nic!r}: leaves no room for its veth peer "
-            f"{config.nic + 'p'!r} ({IFNAMSIZ} characters at most)"
+            f"{option('nic')} {shown(config.nic)}: leaves no room for its veth peer "
+            f"{shown(config.nic + 'p')} ({IFNAMSIZ} characters at most)"
         )
     names = [config.bridge, config.tap, config.nic]
     if len(set(names)) != len(names):
         raise UsageError(f"{option('bridge')}, {option('tap')} and {option('nic')} must differ: "
                          f"{', '.join(names)}")
     if config.nic_kind not in NIC_KINDS:
-        raise UsageError(f"{option('nic-kind')} {config.nic_kind!r}: not one of "
+        raise UsageError(f"{option('nic-kind')} {shown(config.nic_kind)}: not one of "
                          f"{', '.join(NIC_KINDS)}")
     if config.nic_kind == PHYSICAL and config.mode != PERSISTENT:
-        raise UsageError(f"{option('nic')} {config.nic!r}: a real NIC can only be used by a "
+        raise UsageError(f"{option('nic')} {shown(config.nic)}: a real NIC can only be used by a "
                          "persistent testbed")
     if config.nat_interface is not None:
         _check_ifname(option("nat-interface"), config.nat_interface)
-    if not isinstance(config.guest_name, str) or not _HOSTNAME.match(config.guest_name):
-        raise UsageError(f"{option('guest-name')} {config.guest_name!r}: not a host name")
+    if not isinstance(config.guest_name, str) or not _HOSTNAME.fullmatch(config.guest_name):
+        raise UsageError(f"{option('guest-name')} {shown(config.guest_name)}: not a host name")
 
     address = config.host_address
     if not isinstance(address, str) or "/" not in address:
-        raise UsageError(f"{option('host-address')} {address!r}: needs a prefix length, "
+        raise UsageError(f"{option('host-address')} {shown(address)}: needs a prefix length, "
                          "e.g. 192.168.100.1/24")
     try:
         iface = ipaddress.IPv4Interface(address)
     except ValueError:
-        raise UsageError(f"{option('host-address')} {address!r}: not an IPv4 "
+        raise UsageError(f"{option('host-address')} {shown(address)}: not an IPv4 "
                          "address/prefix") from None
     if iface.network.prefixlen > 30:
-        raise UsageError(f"{option('host-address')} {address!r}: /{iface.network.prefixlen} "
+        raise UsageError(f"{option('host-address')} {shown(address)}: /{iface.network.prefixlen} "
                          "leaves no room for a guest")
     if iface.ip in (iface.network.network_address, iface.network.broadcast_address):
-        raise UsageError(f"{option('host-address')} {address!r}: {iface.ip} is the network or "
+        raise UsageError(f"{option('host-address')} {shown(address)}: {iface.ip} is the network or "
                          f"broadcast address of {iface.network}")
     try:
         guest = config.guest_ip
     except ValueError:
-        raise UsageError(f"{option('guest-address')} {config.guest_address!r}: not an IPv4 "
+        raise UsageError(f"{option('guest-address')} {shown(config.guest_address)}: not an IPv4 "
                          "address") from None
     if guest not in iface.network or guest in (iface.network.network_address,
                                                iface.network.broadcast_address):
-        raise UsageError(f"{option('guest-address')} {str(guest)!r}: not a host address in "
+        raise UsageError(f"{option('guest-address')} {shown(str(guest))}: not a host address in "
                          f"{iface.network}")
     if guest == iface.ip:
-        raise UsageError(f"{option('guest-address')} {str(guest)!r}: the host's own address")
+        raise UsageError(f"{option('guest-address')} {shown(str(guest))}: the host's own address")
     if config.host_ipv6:
         try:
             v6 = ipaddress.IPv6Interface(config.host_ipv6)
         except ValueError:
-            raise UsageError(f"{option('host-ipv6')} {config.host_ipv6!r}: not an IPv6 "
+            raise UsageError(f"{option('host-ipv6')} {shown(config.host_ipv6)}: not an IPv6 "
                              "address/prefix") from None
         if v6.network.prefixlen != 64 or "/" not in config.host_ipv6:
-            raise UsageError(f"{option('host-ipv6')} {config.host_ipv6!r}: must be a /64 "
+            raise UsageError(f"{option('host-ipv6')} {shown(config.host_ipv6)}: must be a /64 "
                              "(router advertisements)")
-    if not isinstance(config.guest_mac, str) or not _MAC.match(config.guest_mac):
-        raise UsageError(f"{option('guest-mac')} {config.guest_mac!r}: not a MAC address "
+    if not isinstance(config.guest_mac, str) or not _MAC.fullmatch(config.guest_mac):
+        raise UsageError(f"{option('guest-mac')} {shown(config.guest_mac)}: not a MAC address "
                          "(lower-case, colons)")
     if int(config.guest_mac[:2], 16) & 1:
-        raise UsageError(f"{option('guest-mac')} {config.guest_mac!r}: a multicast address")
+        raise UsageError(f"{option('guest-mac')} {shown(config.guest_mac)}: a multicast address")
     if config.tap_owner is not None:
         try:
             pwd.getpwnam(config.tap_owner)
         except (KeyError, ValueError):
-            raise UsageError(f"{option('tap-owner')} {config.tap_owner!r}: no such user") from None
+            raise UsageError(f"{option('tap-owner')} {shown(config.tap_owner)}: no such user") from None
     if config.nat and config.mode != PERSISTENT:
         raise UsageError(
-            f"{option('nat')} {config.nat!r}: isolated testbeds reach Debian's archive through "
+            f"{option('nat')} {shown(config.nat)}: isolated testbeds reach Debian's archive through "
             "the apt proxy; NAT needs a persistent testbed in the host namespace"
         )
     if isinstance(config.http_port, bool) or not isinstance(config.http_port, int) \
             or not 0 < config.http_port < 65536:
-        raise UsageError(f"{option('http-port')} {config.http_port!r}: not a TCP port")
+        raise UsageError(f"{option('http-port')} {shown(config.http_port)}: not a TCP port")
     return config
 
 
