@@ -9,6 +9,7 @@ anything is done on the host.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import types
 import typing
@@ -21,7 +22,7 @@ import click
 
 from tempest_live_ci import paths
 from tempest_live_ci.deploy.profiles import PROFILES
-from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.errors import ExitCode, UsageError, shown
 from tempest_live_ci.image.model import (
     COMPRESSION_LEVELS,
     DEFAULT_COMPRESSION,
@@ -29,6 +30,7 @@ from tempest_live_ci.image.model import (
     DEFAULT_SUITE,
     SUITES,
 )
+from tempest_live_ci.inputs import check_regular
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed.config import ISOLATED, MODES, TestbedConfig
 from tempest_live_ci.vm.config import BOOT_MODES, MIN_MEMORY_MIB, NIC_MODELS, BootTimeouts, VMConfig
@@ -40,9 +42,23 @@ AUTO = "auto"  # tempest.profile: chosen from the candidates
 # results.gate: "all": any failure fails the run (exit 4). "regressions": only
 # a failure the baseline did not have and that failed again on re-run.
 GATES = ("all", "regressions")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_MEMORY = re.compile(r"^(\d+)\s*([MG])(i?B)?$", re.IGNORECASE)
-_IMAGE = re.compile(r"^(https?://)?[A-Za-z0-9./_:~+%-]+$")
+# Every validating pattern is applied with fullmatch(): with match() and `$`,
+# a value ending in a newline would pass.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Seven digits at most: 9999999G is past any host, and int() stays cheap.
+_MEMORY = re.compile(r"([0-9]{1,7}) ?([MG])(i?B)?", re.IGNORECASE)
+_IMAGE = re.compile(r"(https?://)?[A-Za-z0-9./_:~+%-]+")
+# Where a job's strings end up (tempest.conf, argv, apt and shell files in
+# the guest, the reports), a control character would be syntax: a CR or a
+# LF adds a line, a NUL cuts an argument. Only the guest's shell commands
+# are scripts, where LF and TAB are shell syntax like any other.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SCRIPT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+SCRIPTS = ("guest.setup_commands",)
+# A tempest.conf value that is a negative number is no option to argparse.
+_NEGATIVE = re.compile(r"-[0-9]+(\.[0-9]+)?")
+# A regex for stestr; re.compile() of a longer one costs more than it tells.
+MAX_REGEX = 4096
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,7 @@ class VmSection:
     @property
     def memory_mib(self) -> int:
         assert self.memory is not None  # the profile's default is filled in on load
-        match = _MEMORY.match(self.memory)
+        match = _MEMORY.fullmatch(self.memory)
         assert match is not None  # validated on load
         value = int(match.group(1))
         return value * 1024 if match.group(2).upper() == "G" else value
@@ -195,16 +211,20 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "vm.ssh_timeout": (lambda v: bool(v > 0), "positive"),
     "image.suite": (lambda v: bool(v in SUITES), _one_of(SUITES)),
     "guest.suite": (lambda v: bool(v in SUITES), _one_of(SUITES)),
+    "guest.setup_commands": (lambda v: not any(c.startswith("-") for c in v),
+                             "a list of shell commands, none starting with -"),
     "guest.prepare_timeout": (lambda v: bool(v > 0), "positive"),
     "guest.install_timeout": (lambda v: bool(v > 0), "positive"),
     "guest.configure_timeout": (lambda v: bool(v > 0), "positive"),
     "tempest.profile": (lambda v: bool(v in PROFILES or v == AUTO), " | ".join([*PROFILES, AUTO])),
-    "tempest.regex": (lambda v: _is_regex(v), "a valid regular expression"),
-    "tempest.exclude_regex": (lambda v: _is_regex(v), "a valid regular expression"),
-    "results.baseline_job": (lambda v: bool(_NAME.match(v)), "a job name"),
+    "tempest.regex": (lambda v: _is_regex(v), "a valid regular expression (not starting "
+                      "with -)"),
+    "tempest.exclude_regex": (lambda v: _is_regex(v), "a valid regular expression (not "
+                              "starting with -)"),
+    "results.baseline_job": (lambda v: bool(_NAME.fullmatch(v)), "a job name"),
     "results.gate": (lambda v: bool(v in GATES), _one_of(GATES)),
     "tempest.concurrency": (lambda v: bool(1 <= v <= 64), "between 1 and 64"),
-    "tempest.image": (lambda v: bool(_IMAGE.match(v)),
+    "tempest.image": (lambda v: bool(_IMAGE.fullmatch(v)),
                       "a file or an http(s) URL (letters, digits and ./_:~+%-)"),
     "tempest.timeout": (lambda v: bool(v > 0), "positive"),
     "tempest.rerun_failures": (lambda v: bool(0 <= v <= 5), "between 0 and 5"),
@@ -213,29 +233,49 @@ CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
 
 def _memory_ok(value: str) -> bool:
     """A size VmSection.memory_mib reads, and no less than a guest needs (vm/config.py)."""
-    match = _MEMORY.match(value)
+    match = _MEMORY.fullmatch(value)
     if match is None:
         return False
     mib = int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
     return mib >= MIN_MEMORY_MIB
 
 
-_CONF_KEY = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+# section.key, each starting with a letter, a digit or _: never an option.
+_CONF_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 def _is_regex(value: str) -> bool:
+    """A regex `tempest run --regex` takes: it compiles, and no option starts with it."""
+    if value.startswith("-") or len(value) > MAX_REGEX:
+        return False
     try:
         re.compile(value)
-    except re.error:
+    except (re.error, RecursionError, OverflowError, ValueError):
+        # "((((...": the parser's recursion; "a{9999999999}": a repeat too large.
         return False
     return True
+
+
+def _check_text(where: str, value: str, *, script: bool = False) -> str:
+    """A job's string: no control character (script: but LF and TAB), no NUL."""
+    bad = (_SCRIPT_CONTROL if script else _CONTROL).search(value)
+    if bad is not None:
+        raise UsageError(f"{where}: {shown(value)} holds the control character "
+                         f"{bad.group()!r}")
+    return value
 
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(where: str, tp: Any, value: Any) -> Any:
+def key_text(key: Any) -> str:
+    """A key as an error names it: as it is when it looks like one, else quoted and cut."""
+    text = str(key) if isinstance(key, (str, int)) and not isinstance(key, bool) else ""
+    return text if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text) else shown(key)
+
+
+def _coerce(where: str, tp: Any, value: Any, *, script: bool = False) -> Any:
     """Check `value` against the annotation `tp`; return it in the field's type."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -243,41 +283,47 @@ def _coerce(where: str, tp: Any, value: Any) -> Any:
         if value is None and type(None) in options:
             return None
         (inner,) = [o for o in options if o is not type(None)]
-        return _coerce(where, inner, value)
+        return _coerce(where, inner, value, script=script)
     if origin is tuple:
         (inner, _) = typing.get_args(tp)
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list):
-            raise UsageError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(f"{where}[{i}]", inner, v) for i, v in enumerate(value))
+            raise UsageError(f"{where}: expected a list, got {shown(value)}")
+        return tuple(_coerce(f"{where}[{i}]", inner, v, script=script)
+                     for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            raise UsageError(f"{where}: expected a mapping of section.key: value, got {value!r}")
+            raise UsageError(f"{where}: expected a mapping of section.key: value, "
+                             f"got {shown(value)}")
         result = {}
         for key, item in value.items():
-            if not isinstance(key, str) or not _CONF_KEY.match(key):
-                raise UsageError(f"{where}: {key!r} is not a section.key name")
+            if not isinstance(key, str) or not _CONF_KEY.fullmatch(key):
+                raise UsageError(f"{where}: {shown(key)} is not a section.key name")
             if isinstance(item, bool):
                 item = "true" if item else "false"
-            if not isinstance(item, (str, int, float)) or "\n" in str(item):
-                raise UsageError(f"{where}.{key}: expected one line of text, got {item!r}")
-            result[key] = str(item)
+            if not isinstance(item, (str, int, float)) or _CONTROL.search(str(item)):
+                raise UsageError(f"{where}.{key}: expected one line of text, got {shown(item)}")
+            text = str(item)
+            if text.startswith("-") and not _NEGATIVE.fullmatch(text):
+                raise UsageError(f"{where}.{key}: {shown(text)} starts with '-' (it would be "
+                                 "read as an option of discover-tempest-config)")
+            result[key] = text
         return result
     if tp is bool:
         if not isinstance(value, bool):
-            raise UsageError(f"{where}: expected true or false, got {value!r}")
+            raise UsageError(f"{where}: expected true or false, got {shown(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"{where}: expected an integer, got {value!r}")
+            raise UsageError(f"{where}: expected an integer, got {shown(value)}")
         return value
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):
-            raise UsageError(f"{where}: expected a string, got {value!r}")
-        return value
+            raise UsageError(f"{where}: expected a string, got {shown(value)}")
+        return _check_text(where, value, script=script)
     raise TypeError(f"unsupported field type {_type_name(tp)}")
 
 
@@ -288,20 +334,25 @@ def section(prefix: str, cls: type[Any], data: Any,
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UsageError(f"{prefix}: expected a mapping, got {data!r}")
+        raise UsageError(f"{prefix}: expected a mapping, got {shown(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     values = {}
+    spelled: dict[str, str] = {}
     for raw_key, value in data.items():
         key = str(raw_key).replace("-", "_")
         if key not in fields:
-            raise UsageError(f"{prefix}.{raw_key}: unknown key (known: "
+            raise UsageError(f"{prefix}.{key_text(raw_key)}: unknown key (known: "
                              f"{', '.join(sorted(f.replace('_', '-') for f in fields))})")
         where = f"{prefix}.{raw_key}"
-        values[key] = _coerce(where, hints[key], value)
+        # ssh-timeout and ssh_timeout are one key: given twice, one would be lost.
+        if key in spelled:
+            raise UsageError(f"{where}: the same key as {prefix}.{spelled[key]}, given twice")
+        spelled[key] = str(raw_key)
+        values[key] = _coerce(where, hints[key], value, script=f"{prefix}.{key}" in SCRIPTS)
         check = checks.get(f"{prefix}.{key}")
         if check and values[key] is not None and not check[0](values[key]):
-            raise UsageError(f"{where}: {values[key]!r} is not {check[1]}")
+            raise UsageError(f"{where}: {shown(values[key])} is not {check[1]}")
     return cls(**values)
 
 
@@ -316,14 +367,19 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     known = {"name", "description", *SECTIONS}
     for key in data:
         if key not in known:
-            raise UsageError(f"{source}: {key}: unknown key (known: {', '.join(sorted(known))})")
+            raise UsageError(f"{source}: {key_text(key)}: unknown key "
+                             f"(known: {', '.join(sorted(known))})")
     name = data.get("name", default_name)
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise UsageError(f"{source}: name: {name!r} is not a valid job name "
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UsageError(f"{source}: name: {shown(name)} is not a valid job name "
                          "(letters, digits, . _ -; 64 at most)")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise UsageError(f"{source}: description: expected a string")
+    try:
+        _check_text("description", description)
+    except UsageError as e:
+        raise fail(e) from None
     try:
         sections = {key: section(key, cls, data.get(key)) for key, cls in SECTIONS.items()}
     except UsageError as e:
@@ -417,8 +473,10 @@ def _check_cross(job: Job) -> None:
                        ("tempest.exclude_list", job.tempest.exclude_list),
                        ("tempest.image", None if job.tempest.image is None
                         or _is_url(job.tempest.image) else job.tempest.image)):
-        if value is not None and not Path(value).is_file():
-            raise UsageError(f"{key}: no such file: {value}")
+        if value is not None:
+            # A regular file, not a link: what the run copies to the guest or
+            # publishes on the testbed is what the job's author could name.
+            check_regular(value, key)
     if job.guest.sources_list is not None:
         from tempest_live_ci.archives import parse_sources_list
 
@@ -438,8 +496,8 @@ def check_candidates(job: Job, candidates: Sequence[str], sources: Sequence[str]
     """The candidates and sources of the job or the command line, checked; the Candidates."""
     from tempest_live_ci.candidates import collect_candidates, parse_source_line
 
-    if keyring is not None and not Path(keyring).is_file():
-        raise UsageError(f"{keys[2]}: no such file: {keyring}")
+    if keyring is not None:
+        check_regular(keyring, keys[2])
     found = collect_candidates(candidates, option=lambda i: f"{keys[0]}[{i}]",
                                keyring=Path(keyring) if keyring else None)
     for i, line in enumerate(sources):
@@ -501,6 +559,9 @@ def find_job(name: str) -> Path:
     The site's wins, as a file in /etc wins over the package's in /usr/share:
     a site changes a shipped job (the nightly one, say) by copying it there.
     """
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"{shown(name)}: not a job name (letters, digits, . _ -; 64 at most) "
+                         "nor a job file", hint="a job file is named by its path: ./NAME.yaml")
     for directory in (paths.site_jobs_dir(), paths.jobs_dir()):
         path = directory / f"{name}.yaml"
         if path.is_file():
@@ -510,32 +571,22 @@ def find_job(name: str) -> Path:
 
 
 def read_yaml(path: Path) -> Any:
-    """A YAML file's data; unreadable or invalid YAML is a UsageError naming the file (and line)."""
-    import yaml
+    """A YAML file's data, within bounds (yamlfile.py); a UsageError naming the file and line."""
+    from tempest_live_ci.yamlfile import read_yaml as read
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UsageError(f"{where}: invalid YAML: {problem}") from None
+    return read(path)
 
 
 def load_job(path: str | Path) -> Job:
-    """Load a job file; a bare name means the site's or the shipped job of that name (find_job)."""
+    """Load a job file; a bare name means the site's or the shipped job of that name (find_job).
+
+    A bare name is a word without a slash or a suffix that names no file
+    here; it must be a job name in full. Anything else is a path.
+    """
     path = Path(path)
-    if not path.suffix and not path.exists():
+    if "/" not in str(path) and not path.suffix and not os.path.lexists(path):
         path = find_job(str(path))
-    if not path.exists():
+    if not os.path.lexists(path):
         raise UsageError(f"{path}: no such job file")
     return parse_job(read_yaml(path), str(path), path.stem)
 

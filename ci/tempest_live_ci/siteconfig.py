@@ -8,7 +8,8 @@
       check_valid_until: false              # accept a Release past its Valid-Until
                                             # (a snapshot or a frozen mirror), for every job
 
-Every key is optional and the file too. It is read like a job file: an
+Every key is optional and the file too. It is read like a job file, by the
+same bounded YAML loader (yamlfile.py: no aliases, no key twice): an
 unknown key, a wrong type or a bad value is a UsageError (exit 20) naming
 the file, the dotted key and the value, before anything is done on the host.
 What wins, first to last: the command line, the environment
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import paths
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
 
 CONFIG_FILE = "config.yaml"
 
@@ -83,7 +84,7 @@ def site_config() -> SiteConfig:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int, size: int) -> SiteConfig:
-    from tempest_live_ci.job import read_yaml, section
+    from tempest_live_ci.job import key_text, read_yaml, section
 
     data = read_yaml(Path(path))
     if data is None:
@@ -93,7 +94,8 @@ def _load(path: str, mtime_ns: int, size: int) -> SiteConfig:
                          f"got {type(data).__name__}")
     for key in data:
         if key not in SECTIONS:
-            raise UsageError(f"{path}: {key}: unknown key (known: {', '.join(sorted(SECTIONS))})")
+            raise UsageError(f"{path}: {key_text(key)}: unknown key "
+                             f"(known: {', '.join(sorted(SECTIONS))})")
     try:
         sections = {key: section(key, cls, data.get(key), checks={})
                     for key, cls in SECTIONS.items()}
@@ -109,16 +111,16 @@ def _check(path: str, config: SiteConfig) -> None:
 
     store = config.results.store
     if store is not None and not Path(store).is_absolute():
-        raise UsageError(f"{path}: results.store: {store!r} is not an absolute path")
+        raise UsageError(f"{path}: results.store: {shown(store)} is not an absolute path")
     mirror = config.image.mirror
     if mirror is not None:
         problem = url_problem(mirror)
         if problem is not None:
-            raise UsageError(f"{path}: image.mirror: {mirror!r} is not a usable http:// or "
+            raise UsageError(f"{path}: image.mirror: {shown(mirror)} is not a usable http:// or "
                              f"https:// URL: {problem}")
     proxy = config.image.apt_proxy
     if proxy is not None and proxy not in (APT_PROXY_AUTO, "none"):
         problem = url_problem(proxy)
         if problem is not None:
-            raise UsageError(f"{path}: image.apt_proxy: {proxy!r} is not auto, none or an "
+            raise UsageError(f"{path}: image.apt_proxy: {shown(proxy)} is not auto, none or an "
                              f"http:// URL: {problem}")
