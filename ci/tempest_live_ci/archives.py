@@ -39,7 +39,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
+from tempest_live_ci.inputs import read_regular
 
 # Where the run's extra archives answer on the testbed, beside the apt proxy's 3142.
 EXTRA_PORT = 3143
@@ -51,11 +52,16 @@ DEBIAN_ARCHIVES = {
 }
 PROXIED_SCHEMES = ("http",)
 
-_SUITE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-_URL_PATH = re.compile(r"^[A-Za-z0-9._~/+-]*$")
+# Applied with fullmatch(): with match(), `$` lets a trailing newline through.
+_SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
+_URL_PATH = re.compile(r"[A-Za-z0-9._~/+-]*")
 # A host name or IPv4 address, and an optional port: no user, no IPv6 literal.
-_NETLOC = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*"
-                     r"(:[0-9]{1,5})?$")
+_NETLOC = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*"
+                     r"(:[0-9]{1,5})?")
+# guest.sources_list: a file, read within this size.
+MAX_SOURCES_LIST = 64 * 1024
+# In a source line, between its words: spaces and tabs, no other control character.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 TRUSTED = "[trusted=yes]"
 
 
@@ -102,57 +108,83 @@ def on_debian_archive(url: str) -> bool:
         path == prefix for prefix in DEBIAN_ARCHIVES.get(parsed.hostname or "", ()))
 
 
+class _LineError(Exception):
+    """What is wrong with a source line, in two forms: quoting the value, and not."""
+
+    def __init__(self, quoted: str, reason: str, hint: str | None = None) -> None:
+        super().__init__(quoted)
+        self.quoted, self.reason, self.hint = quoted, reason, hint
+
+
 def parse_source(line: str, where: str, *, apt_proxy: bool,
                  kinds: Sequence[str] = ("deb",)) -> SourceLine:
     """A one-line apt source, checked: a UsageError naming `where` and the value if not."""
-    if not isinstance(line, str) or "\n" in line:
-        raise UsageError(f"{where}: {line!r} is not one line")
+    try:
+        return _parse_source(line, apt_proxy=apt_proxy, kinds=kinds)
+    except _LineError as e:
+        raise UsageError(f"{where}: {e.quoted}", hint=e.hint) from None
+
+
+def _parse_source(line: str, *, apt_proxy: bool, kinds: Sequence[str]) -> SourceLine:
+    if not isinstance(line, str) or _CONTROL.search(line):
+        raise _LineError(f"{shown(line)} is not one line of text", "not one line of text")
     words = line.split()
     trusted = len(words) >= 2 and words[1] == TRUSTED
     if trusted:
         words = [words[0], *words[2:]]
     shape = f"'{' or '.join(kinds)} URL SUITE [COMPONENT...]'"
     if len(words) < 3 or words[0] not in kinds:
-        raise UsageError(f"{where}: {line!r} is not {shape}")
+        raise _LineError(f"{shown(line)} is not {shape}", f"not {shape}")
     url, suite, components = words[1], words[2], tuple(words[3:])
+    bad_url = _LineError(f"{shown(url)} is not a plain http:// or https:// URL",
+                         "the URL is not a plain http:// or https:// URL")
     try:
         parsed = urllib.parse.urlsplit(url)
         parsed.port  # noqa: B018 (raises ValueError on a bad port)
     except ValueError:
-        raise UsageError(f"{where}: {url!r} is not a plain http:// or https:// URL") from None
-    if parsed.scheme not in ("http", "https") or not _NETLOC.match(parsed.netloc) \
-            or not _URL_PATH.match(parsed.path) or ".." in parsed.path.split("/") \
+        raise bad_url from None
+    if parsed.scheme not in ("http", "https") or not _NETLOC.fullmatch(parsed.netloc) \
+            or not _URL_PATH.fullmatch(parsed.path) or ".." in parsed.path.split("/") \
             or "//" in parsed.path or parsed.query or parsed.fragment \
             or url.endswith(("?", "#")):
-        raise UsageError(f"{where}: {url!r} is not a plain http:// or https:// URL")
-    if not (suite == "./" or _SUITE.match(suite)) or ".." in suite.split("/") \
-            or not all(_SUITE.match(c) and ".." not in c.split("/") for c in components):
-        raise UsageError(f"{where}: {line!r}: suite and components are names")
+        raise bad_url
+    if not (suite == "./" or _SUITE.fullmatch(suite)) or ".." in suite.split("/") \
+            or not all(_SUITE.fullmatch(c) and ".." not in c.split("/") for c in components):
+        raise _LineError(f"{shown(line)}: suite and components are names",
+                         "suite and components are names")
     if suite.endswith("/") and components:
-        raise UsageError(f"{where}: {line!r}: a flat repository (SUITE ending in /) has no "
-                         "components")
+        raise _LineError(f"{shown(line)}: a flat repository (SUITE ending in /) has no "
+                         "components", "a flat repository (SUITE ending in /) has no components")
     if apt_proxy and parsed.scheme not in PROXIED_SCHEMES:
-        raise UsageError(f"{where}: {url!r}: the apt proxy passes http:// repositories only "
-                         "(an https:// one would be a tunnel it cannot restrict)",
+        reason = ("the apt proxy passes http:// repositories only (an https:// one would be a "
+                  "tunnel it cannot restrict)")
+        raise _LineError(f"{shown(url)}: {reason}", reason,
                          hint="the http:// URL of the same repository, or testbed: "
                               "{mode: persistent, apt_proxy: false, nat: true}")
     return SourceLine(words[0], trusted, url, suite, components)
 
 
 def parse_sources_list(path: Path, key: str, *, apt_proxy: bool) -> list[SourceLine]:
-    """guest.sources_list: one-line sources, blank lines and # comments."""
+    """guest.sources_list: one-line sources, blank lines and # comments.
+
+    A line that is no apt source is named by its number and what is wrong
+    with it, never quoted: the file may be anything (guest.sources_list:
+    /etc/shadow), and an error message is no way to read it.
+    """
+    data = read_regular(path, key, limit=MAX_SOURCES_LIST)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{key}: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{key}: {path}: cannot be read: {e}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{key}: {path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
     found = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+    for number, raw in enumerate(text.split("\n"), 1):
+        raw = raw.removesuffix("\r")  # a file with CRLF line ends
+        line = raw.split("#", 1)[0].strip(" \t") if not raw.lstrip().startswith("#") else ""
         if line:
-            found.append(parse_source(line, f"{key}: {path} line {number}", apt_proxy=apt_proxy,
-                                      kinds=("deb", "deb-src")))
+            try:
+                found.append(_parse_source(line, apt_proxy=apt_proxy, kinds=("deb", "deb-src")))
+            except _LineError as e:
+                raise UsageError(f"{key}: {path} line {number}: {e.reason}", hint=e.hint) from None
     if not found:
         raise UsageError(f"{key}: {path}: names no apt source")
     return found

@@ -135,13 +135,13 @@ CORPUS = [
     job_case("guest-sources-list", {"guest": {"sources_list": "../missing list"}},
              "guest.sources_list: no such file: {dir}/../missing list"),
     job_case("guest-sources-list-line", {"guest": {"sources_list": "sources.list"}},
-             "guest.sources_list: {dir}/sources.list line 2: 'http://ci.example.org/r"
-             "$(touch' is not a plain http:// or https:// URL",
+             "guest.sources_list: {dir}/sources.list line 2: the URL is not a plain http:// or "
+             "https:// URL",
              files={"sources.list": b"deb http://deb.debian.org/debian sid main\n"
                     b"deb http://ci.example.org/r" + INJECT.encode() + b" sid main\n"}),
     job_case("guest-sources-list-https", {"guest": {"sources_list": "sources.list"}},
-             "guest.sources_list: {dir}/sources.list line 1: 'https://ci.example.org/r': the "
-             "apt proxy passes http:// repositories only",
+             "guest.sources_list: {dir}/sources.list line 1: the apt proxy passes http:// "
+             "repositories only",
              files={"sources.list": b"deb https://ci.example.org/r sid main\n"}),
     job_case("guest-candidate-txt", {"guest": {"candidates": ["notes.txt"]}},
              "guest.candidates[0]: 'notes.txt' is not a .deb or .changes file",

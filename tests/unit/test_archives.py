@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,13 +56,14 @@ def test_extra_archives_are_each_repository_once() -> None:
 
 @pytest.mark.parametrize("text, message", [
     ("deb http://ci.example.org/r sid main\ndeb http://x/$(reboot) sid main\n",
-     "line 2: 'http://x/$(reboot)' is not a plain http:// or https:// URL"),
+     "line 2: the URL is not a plain http:// or https:// URL"),
     ("deb https://ci.example.org/r sid main\n",
-     "line 1: 'https://ci.example.org/r': the apt proxy passes http:// repositories only"),
+     "line 1: the apt proxy passes http:// repositories only"),
     ("Types: deb\nURIs: http://deb.debian.org/debian\n",
-     "line 1: 'Types: deb' is not 'deb or deb-src URL SUITE [COMPONENT...]'"),
+     "line 1: not 'deb or deb-src URL SUITE [COMPONENT...]'"),
     ("# nothing\n\n", "names no apt source"),
     ("deb http://ci.example.org/r sid main`id`\n", "suite and components are names"),
+    ("deb http://ci.example.org/r sid main\rdeb http://x/ sid main\n", "line 1: not one line"),
 ])
 def test_a_bad_sources_list_names_the_key_the_file_and_the_line(
         tmp_path: Path, text: str, message: str) -> None:
@@ -79,7 +82,49 @@ def test_a_job_with_a_bad_sources_list_is_refused_on_load(tmp_path: Path) -> Non
         load_job(tmp_path / "j.yaml")
     assert e.value.message == (
         f"{tmp_path / 'j.yaml'}: guest.sources_list: {tmp_path / 'sources.list'} line 1: "
-        "'http://ci.example.org/r;id' is not a plain http:// or https:// URL")
+        "the URL is not a plain http:// or https:// URL")
+
+
+SHADOW = ("root:$y$j9T$PWzTqMbUQ1Ql6tRSl2vwL/$4c5JmJoB2ZWtsqkgqGBXYZ.sjNyHq0Zb1H0Pe1Wb2j6:19700"
+          ":0:99999:7:::\ndaemon:*:19700:0:99999:7:::\n")
+
+
+@pytest.mark.parametrize("line", [
+    SHADOW,
+    "deb http://secret-token-4c5JmJoB@ci.example.org/r sid main\n",
+    "deb http://ci.example.org/4c5JmJoB2ZWtsqkgq;x sid main\n",
+    "deb http://ci.example.org/r 4c5JmJoB2ZWtsqkgq`x` main\n",
+])
+def test_a_file_that_is_no_sources_list_is_never_quoted(tmp_path: Path, line: str) -> None:
+    # guest.sources_list: /etc/shadow, or a file of its kind: the error says
+    # where and why, and nothing of what the file holds.
+    secret = tmp_path / "shadow"
+    secret.write_text(line)
+    secret.chmod(0o640)
+    with pytest.raises(UsageError) as e:
+        parse_sources_list(secret, "guest.sources_list", apt_proxy=True)
+    prefix = f"guest.sources_list: {secret} line 1: "
+    assert e.value.message.startswith(prefix)
+    reason = e.value.message.removeprefix(prefix)
+    assert "4c5JmJoB" not in reason and "root" not in reason, reason
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: os.mkfifo(p), "a FIFO, not a regular file"),
+    (lambda p: p.symlink_to("/etc/shadow"),
+     "a symbolic link, not a regular file (name the file itself)"),
+    (lambda p: p.mkdir(), "a directory, not a regular file"),
+    (lambda p: p.write_bytes(b"deb http://ci.example.org/r sid main\n" * 4096),
+     "larger than 64 KiB"),
+])
+def test_a_sources_list_is_a_small_regular_file(tmp_path: Path,
+                                                make: Callable[[Path], object],
+                                                message: str) -> None:
+    path = tmp_path / "sources.list"
+    make(path)
+    with pytest.raises(UsageError) as e:
+        parse_sources_list(path, "guest.sources_list", apt_proxy=True)
+    assert e.value.message == f"guest.sources_list: {path}: {message}"
 
 
 def test_the_guest_reaches_the_testbed_directly() -> None:
