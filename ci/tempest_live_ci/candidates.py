@@ -15,14 +15,18 @@ candidate is a UsageError (exit 20) naming the file and what is wrong.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from tempest_live_ci import proc
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, cut, shown
+from tempest_live_ci.inputs import open_regular, read_regular
 from tempest_live_ci.log import log
 
 # The guest is amd64: "all" and "amd64" packages install there, nothing else.
@@ -47,8 +51,16 @@ SOURCE_PROFILES = {
 }
 FULL = "full"
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_VERSION = re.compile(r"^([0-9]+:)?[A-Za-z0-9.+~-]+$")
+# Applied with fullmatch(): with match(), `$` lets a trailing newline through.
+_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_VERSION = re.compile(r"([0-9]+:)?[A-Za-z0-9.+~-]+")
+# What a .changes entry may name: a file beside it (dpkg-genchanges writes
+# PACKAGE_VERSION_ARCH.deb and the like), never a path, never an option.
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~-]*")
+_SIZE = re.compile(r"[0-9]{1,15}")
+_DIGEST = {"sha256": re.compile(r"[0-9a-f]{64}"), "md5sum": re.compile(r"[0-9a-f]{32}")}
+# A .changes is a few kilobytes: an upload of dozens of binaries stays far below this.
+MAX_CHANGES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,8 @@ class Candidate:
     version: str
     architecture: str
     source: str  # the source package it was built from
+    # The SHA-256 of what was checked: the repository gets those bytes or nothing.
+    sha256: str = field(default="", compare=False)
 
     @property
     def filename(self) -> str:
@@ -70,12 +84,18 @@ class Candidate:
 
 
 def _deb_fields(path: Path, where: str) -> Candidate:
-    """The control fields of a .deb, read by dpkg-deb."""
-    result = proc.run(["dpkg-deb", "--field", path, "Package", "Version", "Architecture",
-                       "Source"], capture=True, check=False)
+    """The control fields of a .deb, read by dpkg-deb from the file opened and checked here."""
+    with open_regular(path, where) as f:
+        # dpkg-deb reads the descriptor checked, not the name again.
+        result = proc.run(["dpkg-deb", "--field", "/dev/stdin", "Package", "Version",
+                           "Architecture", "Source"], stdin=f, capture=True, check=False)
+        f.seek(0)
+        sha256 = _digest(f, "sha256")
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["dpkg-deb cannot read it"])[-1]
-        raise UsageError(f"{where}: {path.name!r}: not a Debian binary package ({reason})")
+        reason = reason.removeprefix("dpkg-deb: error: ").replace("/dev/stdin", path.name)
+        raise UsageError(f"{where}: {shown(path.name)}: not a Debian binary package "
+                         f"({cut(reason, 120)})")
     fields: dict[str, str] = {}
     for line in result.stdout.splitlines():
         key, sep, value = line.partition(":")
@@ -83,41 +103,48 @@ def _deb_fields(path: Path, where: str) -> Candidate:
             fields[key.strip()] = value.strip()
     package, version = fields.get("Package", ""), fields.get("Version", "")
     architecture = fields.get("Architecture", "")
-    if not _NAME.match(package) or not _VERSION.match(version):
-        raise UsageError(f"{where}: {path.name!r}: no valid Package and Version fields")
+    if not _NAME.fullmatch(package) or not _VERSION.fullmatch(version):
+        raise UsageError(f"{where}: {shown(path.name)}: no valid Package and Version fields")
     if architecture not in ARCHITECTURES:
-        raise UsageError(f"{where}: {path.name!r}: architecture {architecture!r} does not "
-                         f"install in the guest ({' or '.join(ARCHITECTURES)})")
+        raise UsageError(f"{where}: {shown(path.name)}: architecture {shown(architecture)} does "
+                         f"not install in the guest ({' or '.join(ARCHITECTURES)})")
     # "Source: keystone (2:27.0.0-2)" when the binary's version differs.
     source = fields.get("Source", "").split(" ")[0] or package
-    return Candidate(path.resolve(), package, version, architecture, source)
+    if not _NAME.fullmatch(source):
+        raise UsageError(f"{where}: {shown(path.name)}: no valid Source field")
+    return Candidate(path.resolve(), package, version, architecture, source, sha256)
 
 
-def _digest(path: Path, kind: str) -> str:
+def _digest(f: BinaryIO, kind: str, copy: BinaryIO | None = None) -> str:
+    """The digest of what is left to read in `f`; copied to `copy` on the way."""
     digest = hashlib.sha256() if kind == "sha256" else hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+        if copy is not None:
+            copy.write(block)
     return digest.hexdigest()
 
 
 def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
-    """The files a .changes lists, each checked against its size and SHA-256."""
+    """The files a .changes lists, each checked against its size and checksum."""
     from debian.deb822 import Changes
 
-    text = path.read_bytes()
+    text = read_regular(path, where, limit=MAX_CHANGES)
+    name = shown(path.name)
     signed = text.lstrip().startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
     if keyring is not None:
         if not signed:
-            raise UsageError(f"{where}: {path.name!r}: not signed, and --keyring asks for a "
+            raise UsageError(f"{where}: {name}: not signed, and --keyring asks for a "
                              "signature check")
-        check = proc.run(["gpgv", "--keyring", keyring.resolve(), path], capture=True,
-                         check=False)
+        # gpgv checks the bytes read above, the ones parsed below; the keyring
+        # was checked with the option or key that names it (job.check_candidates).
+        check = proc.run(["gpgv", "--keyring", keyring.resolve(), "-"], input=text,
+                         capture=True, check=False)
         if check.returncode != 0:
             reason = " / ".join(line.removeprefix("gpgv: ") for line
                                 in check.stderr.strip().splitlines()[-2:])
-            raise UsageError(f"{where}: {path.name!r}: bad signature or unknown key "
-                             f"({keyring}): {reason}")
+            raise UsageError(f"{where}: {name}: bad signature or unknown key "
+                             f"({keyring}): {cut(reason, 200)}")
         log.info("%s: signature good (%s)", path.name, keyring)
     elif signed:
         log.warning("%s is signed, but its signature is not checked (no --keyring)", path.name)
@@ -127,19 +154,33 @@ def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
     if not listed:
         kind, listed = "md5sum", changes.get("Files") or []
     if not listed:
-        raise UsageError(f"{where}: {path.name!r}: not a .changes file (no Checksums-Sha256 "
+        raise UsageError(f"{where}: {name}: not a .changes file (no Checksums-Sha256 "
                          "or Files field)")
+    field_name = "Checksums-Sha256" if kind == "sha256" else "Files"
     files = []
-    for entry in listed:
-        name, size, digest = entry["name"], entry["size"], entry[kind]
-        if "/" in name or name in (".", ".."):
-            raise UsageError(f"{where}: {path.name!r}: names {name!r}, which is not a file "
+    for number, entry in enumerate(listed, 1):
+        member_name, size, digest = entry.get("name"), entry.get("size"), entry.get(kind)
+        if member_name is None or size is None or digest is None:
+            raise UsageError(f"{where}: {name}: {field_name} entry {number} is not "
+                             f"'{kind.upper() if kind == 'md5sum' else 'SHA256'} SIZE "
+                             f"{'SECTION PRIORITY ' if kind == 'md5sum' else ''}FILE'")
+        if not _FILE_NAME.fullmatch(member_name) or member_name in (".", ".."):
+            raise UsageError(f"{where}: {name}: names {shown(member_name)}, which is not a file "
                              "beside it")
-        member = path.parent / name
-        if not member.is_file():
-            raise UsageError(f"{where}: {path.name!r}: names {name!r}, which is not beside it")
-        if member.stat().st_size != int(size) or _digest(member, kind) != digest:
-            raise UsageError(f"{where}: {path.name!r}: {name!r} does not match its size and "
+        if not _SIZE.fullmatch(size):
+            raise UsageError(f"{where}: {name}: {field_name} entry {number}: the size "
+                             f"{shown(size)} is not a number")
+        if not _DIGEST[kind].fullmatch(digest):
+            raise UsageError(f"{where}: {name}: {field_name} entry {number}: {shown(digest)} "
+                             f"is not {'a SHA-256' if kind == 'sha256' else 'an MD5'} checksum")
+        member = path.parent / member_name
+        if not os.path.lexists(member):
+            raise UsageError(f"{where}: {name}: names {shown(member_name)}, which is not "
+                             "beside it")
+        with open_regular(member, where) as f:
+            matches = os.fstat(f.fileno()).st_size == int(size) and _digest(f, kind) == digest
+        if not matches:
+            raise UsageError(f"{where}: {name}: {shown(member_name)} does not match its size and "
                              f"{'SHA-256' if kind == 'sha256' else 'MD5'} checksum in the "
                              ".changes")
         files.append(member)
@@ -148,38 +189,62 @@ def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
 
 def collect_candidates(sources: Iterable[Path | str], *, option: Callable[[int], str],
                        keyring: Path | None = None) -> tuple[Candidate, ...]:
-    """The .debs named by files and directories; `option(i)` names the i-th in errors."""
+    """The .debs named by files and directories; `option(i)` names the i-th in errors.
+
+    What is named and what a directory or a .changes holds must be regular
+    files, or directories for what is named: no symbolic link, FIFO or device.
+    """
     found: list[Candidate] = []
     for i, source in enumerate(sources):
         where = option(i)
         path = Path(source)
-        if path.is_dir():
+        try:
+            mode: int | None = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as e:
+            raise UsageError(f"{where}: {path}: cannot be read: {e.strerror}") from None
+        if mode is not None and stat.S_ISLNK(mode):
+            raise UsageError(f"{where}: {path}: a symbolic link, not a file or a directory "
+                             "(name the file itself)")
+        if mode is not None and stat.S_ISDIR(mode):
             debs = sorted(path.glob("*.deb"))
             if not debs:
                 raise UsageError(f"{where}: {path}: a directory without any .deb file")
         elif path.suffix == ".deb":
-            if not path.is_file():
+            if mode is None:
                 raise UsageError(f"{where}: no such file: {path}")
             debs = [path]
         elif path.suffix == ".changes":
-            if not path.is_file():
+            if mode is None:
                 raise UsageError(f"{where}: no such file: {path}")
             debs = [f for f in _changes_files(path, where, keyring) if f.suffix == ".deb"]
             if not debs:
-                raise UsageError(f"{where}: {path.name!r}: lists no .deb (a source-only upload "
-                                 "has nothing to install)")
-        elif not path.exists() and not path.suffix:
+                raise UsageError(f"{where}: {shown(path.name)}: lists no .deb (a source-only "
+                                 "upload has nothing to install)")
+        elif mode is None and not path.suffix:
             raise UsageError(f"{where}: no such file or directory: {path}")
         else:
-            raise UsageError(f"{where}: {path.name!r} is not a .deb or .changes file or a "
+            raise UsageError(f"{where}: {shown(path.name)} is not a .deb or .changes file or a "
                              "directory of .debs")
         found.extend(_deb_fields(deb, where) for deb in debs)
+    return distinct(found)
+
+
+def distinct(found: Iterable[Candidate]) -> tuple[Candidate, ...]:
+    """The candidates, each file once; two packages of one name, or two files of one
+    name (one file name in the flat repository), are refused."""
     by_name: dict[str, Candidate] = {}
+    by_file: dict[str, Candidate] = {}
     for candidate in found:
         other = by_name.setdefault(candidate.package, candidate)
         if other is not candidate and other.path != candidate.path:
             raise UsageError(f"candidates: {candidate.package} twice: {other.path} and "
                              f"{candidate.path}")
+        other = by_file.setdefault(candidate.filename, candidate)
+        if other is not candidate and other.path != candidate.path:
+            raise UsageError(f"candidates: two files named {candidate.filename}: {other.path} "
+                             f"and {candidate.path}")
     return tuple(by_name.values())
 
 
@@ -195,11 +260,17 @@ def build_repository(candidates: Sequence[Candidate], directory: Path) -> Path:
     Flat ("deb URL ./"): one directory, no dists/ tree. Its Release file
     carries Origin and Label, which the guest's pin names.
     """
+    candidates = distinct(candidates)
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     for candidate in candidates:
-        shutil.copyfile(candidate.path, directory / candidate.filename)
+        # The bytes checked, or nothing: a file replaced since is refused.
+        with open_regular(candidate.path, "candidates") as f, \
+                open(directory / candidate.filename, "xb") as copy:
+            sha256 = _digest(f, "sha256", copy)
+        if candidate.sha256 and sha256 != candidate.sha256:
+            raise UsageError(f"candidates: {candidate.path} changed since it was checked")
     packages = proc.run(["apt-ftparchive", "packages", "."], cwd=directory, capture=True,
                         error=UsageError)
     (directory / "Packages").write_text(packages.stdout)

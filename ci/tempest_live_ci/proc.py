@@ -106,11 +106,13 @@ def run(
     timeout: float | None = None,
     stdout: IO[Any] | int | None = None,
     stderr: IO[Any] | int | None = None,
+    stdin: IO[Any] | int | None = None,
     error: type[Exception] = TestbedError,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command to completion.
 
-    capture=True collects stdout and stderr as text. A failing command raises
+    stdin (a file already opened and checked, say) is the command's standard
+    input, unless `input` is given. capture=True collects stdout and stderr as text. A failing command raises
     `error` (TestbedError by default) with the command, its exit status and the
     tail of its stderr, so a failed run explains itself.
     """
@@ -123,6 +125,7 @@ def run(
         result = subprocess.run(
             argv,
             input=input.encode() if isinstance(input, str) else input,
+            stdin=stdin if input is None else None,
             stdout=subprocess.PIPE if capture else stdout,
             stderr=subprocess.PIPE if capture else stderr,
             env=full_env,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import yaml
 
 from tempest_live_ci.candidates import (
     Candidate,
+    build_repository,
     collect_candidates,
     parse_source_line,
     profile_for,
@@ -294,3 +296,131 @@ def test_the_jobs_keyring_checks_the_command_lines_changes(upload: Path, tmp_pat
     # --keyring wins over the job's.
     resolved, found = resolve_candidates(job, (changes,), keyring=stranger)
     assert resolved.guest.keyring == str(stranger.resolve()) and len(found) == 2
+
+
+def _changes_with(path: Path, entry: str, field: str = "Checksums-Sha256") -> Path:
+    path.write_text(f"Format: 1.8\nSource: keystone\nVersion: 1.0\n{field}:\n {entry}\n")
+    return path
+
+
+@pytest.mark.parametrize("entry, message", [
+    # A path, not a file beside the .changes: ../, /, an option.
+    ("{sha} {size} ../upload/keystone_27.0.0-2_all.deb",
+     "names '../upload/keystone_27.0.0-2_all.deb', which is not a file beside it"),
+    ("{sha} {size} sub/keystone_27.0.0-2_all.deb",
+     "names 'sub/keystone_27.0.0-2_all.deb', which is not a file beside it"),
+    ("{sha} {size} /etc/passwd", "names '/etc/passwd', which is not a file beside it"),
+    ("{sha} {size} ..", "names '..', which is not a file beside it"),
+    ("{sha} {size} -keystone.deb", "names '-keystone.deb', which is not a file beside it"),
+    ("{sha} 12x keystone_27.0.0-2_all.deb",
+     "Checksums-Sha256 entry 1: the size '12x' is not a number"),
+    ("{sha} " + "9" * 5000 + " keystone_27.0.0-2_all.deb", "the size '99999"),
+    ("{sha} keystone_27.0.0-2_all.deb", "Checksums-Sha256 entry 1 is not 'SHA256 SIZE FILE'"),
+    ("zz{sha} {size} keystone_27.0.0-2_all.deb", "is not a SHA-256 checksum"),
+])
+def test_a_malformed_changes_entry_is_refused(upload: Path, entry: str, message: str) -> None:
+    deb = upload / "keystone_27.0.0-2_all.deb"
+    (upload / "sub").mkdir()
+    (upload / "sub" / deb.name).write_bytes(deb.read_bytes())
+    sha = hashlib.sha256(deb.read_bytes()).hexdigest()
+    changes = _changes_with(upload / "bad.changes",
+                            entry.format(sha=sha, size=deb.stat().st_size))
+    with pytest.raises(UsageError) as e:
+        collect_candidates([changes], option=option)
+    assert e.value.message.startswith("--candidate[0]: 'bad.changes': ")
+    assert message in e.value.message and len(e.value.message) < 300, e.value.message
+
+
+def test_a_two_field_files_entry_is_refused(upload: Path) -> None:
+    changes = _changes_with(upload / "old.changes", "0123456789abcdef0123456789abcdef hello.deb",
+                            field="Files")
+    with pytest.raises(UsageError) as e:
+        collect_candidates([changes], option=option)
+    assert e.value.message == ("--candidate[0]: 'old.changes': Files entry 1 is not "
+                               "'MD5SUM SIZE SECTION PRIORITY FILE'")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d.joinpath("x.deb").symlink_to(d / "keystone_27.0.0-2_all.deb"),
+     "{d}/x.deb: a symbolic link, not a regular file (name the file itself)"),
+    (lambda d: os.mkfifo(d / "x.deb"), "{d}/x.deb: a FIFO, not a regular file"),
+    (lambda d: d.joinpath("x.deb").mkdir(), "{d}/x.deb: a directory, not a regular file"),
+])
+def test_what_a_directory_holds_is_read_only_if_a_regular_file(
+        upload: Path, make: Callable[[Path], object], message: str) -> None:
+    make(upload)
+    with pytest.raises(UsageError) as e:
+        collect_candidates([upload], option=option)
+    assert e.value.message == "--candidate[0]: " + message.format(d=upload)
+
+
+def test_a_changes_may_not_name_a_link_or_a_fifo(upload: Path, tmp_path: Path) -> None:
+    changes = upload / "keystone_27.0.0-2_amd64.changes"
+    deb = upload / "python3-keystone_27.0.0-2_all.deb"
+    moved = tmp_path / "elsewhere.deb"
+    deb.rename(moved)
+    deb.symlink_to(moved)
+    with pytest.raises(UsageError) as e:
+        collect_candidates([changes], option=option)
+    assert e.value.message == f"--candidate[0]: {deb}: a symbolic link, not a regular file " \
+                              "(name the file itself)"
+    deb.unlink()
+    os.mkfifo(deb)
+    with pytest.raises(UsageError) as e:
+        collect_candidates([changes], option=option)
+    assert e.value.message == f"--candidate[0]: {deb}: a FIFO, not a regular file"
+
+
+def test_a_named_candidate_may_not_be_a_link(upload: Path, tmp_path: Path) -> None:
+    for target in (upload / "keystone_27.0.0-2_all.deb", upload):
+        link = tmp_path / ("link.deb" if target.is_file() else "link")
+        link.symlink_to(target)
+        with pytest.raises(UsageError) as e:
+            collect_candidates([link], option=option)
+        assert e.value.message == (f"--candidate[0]: {link}: a symbolic link, not a file or a "
+                                   "directory (name the file itself)")
+
+
+def test_two_files_of_one_name_are_refused(tmp_path: Path) -> None:
+    # Two packages, one file name: the flat repository would hold the last one only.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = build_deb(tmp_path / "a", "keystone", "1.0-1")
+    two = build_deb(tmp_path / "b", "python3-keystone", "1.0-1")
+    renamed = two.with_name(one.name)
+    two.rename(renamed)
+    with pytest.raises(UsageError) as e:
+        collect_candidates([one, renamed], option=option)
+    assert e.value.message == (f"candidates: two files named {one.name}: {one.resolve()} and "
+                               f"{renamed.resolve()}")
+    with pytest.raises(UsageError) as e:
+        collect_candidates([tmp_path / "a", tmp_path / "b"], option=option)
+    assert e.value.message.startswith(f"candidates: two files named {one.name}: ")
+
+
+def test_the_repository_gets_the_bytes_that_were_checked(upload: Path, tmp_path: Path) -> None:
+    found = collect_candidates([upload], option=option)
+    repo = build_repository(found, tmp_path / "repo")
+    assert (repo / found[0].filename).read_bytes() == found[0].path.read_bytes()
+    other = build_deb(tmp_path, "keystone", "2:27.0.0-9", source="keystone")
+    found[0].path.write_bytes(other.read_bytes())
+    with pytest.raises(UsageError) as e:
+        build_repository(found, tmp_path / "repo2")
+    assert e.value.message == f"candidates: {found[0].path} changed since it was checked"
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_fifo_among_the_candidates_does_not_block(tlc: Tlc, upload: Path, command: str) -> None:
+    os.mkfifo(upload / "x.deb")
+    if command == "validate":
+        job = upload / "check.yaml"
+        job.write_text("guest:\n  candidates: [.]\n")
+        result = tlc("job", "validate", str(job), timeout=60)
+        where = f"{job}: guest.candidates[0]"
+    else:
+        result = tlc("run", "--candidate", str(upload), "--output", str(upload / "out"),
+                     timeout=60)
+        where = "--candidate[0]"
+    assert result.returncode == 20, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: {where}: {upload}/x.deb: a FIFO, not a regular file"]
