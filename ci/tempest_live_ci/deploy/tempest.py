@@ -42,23 +42,25 @@ def selection_arguments(s: Selection) -> list[str]:
     tempest run takes --smoke or --regex, not both; smoke tests matching a
     regex are one regex: the smoke attribute ahead (a lookahead), then the
     job's regex anywhere after the start, as stestr's re.search would find it.
+    Each value is one word with its option (--regex=VALUE): a value starting
+    with "-" stays the option's value, never an option of its own.
     """
     args: list[str] = []
     if s.smoke and s.regex:
-        args += ["--regex", f"^(?={'.*'}{SMOKE}).*?(?:{s.regex})"]
+        args += [f"--regex=^(?={'.*'}{SMOKE}).*?(?:{s.regex})"]
     elif s.smoke:
         args += ["--smoke"]
     elif s.regex:
-        args += ["--regex", s.regex]
+        args += [f"--regex={s.regex}"]
     if s.exclude_regex:
-        args += ["--exclude-regex", s.exclude_regex]
+        args += [f"--exclude-regex={s.exclude_regex}"]
     if s.include_list:
-        args += ["--include-list", s.include_list]
+        args += [f"--include-list={s.include_list}"]
     if s.exclude_list:
-        args += ["--exclude-list", s.exclude_list]
+        args += [f"--exclude-list={s.exclude_list}"]
     if s.load_list:
-        args += ["--load-list", s.load_list]
-    args += ["--concurrency", str(s.concurrency)]
+        args += [f"--load-list={s.load_list}"]
+    args += [f"--concurrency={s.concurrency}"]
     return args
 
 
@@ -155,6 +157,27 @@ def conf_overrides(profile_name: str, job_conf: Mapping[str, str],
     return values
 
 
+def discover_arguments(overrides: Mapping[str, str], *, image_url: str | None,
+                       create: bool) -> list[str]:
+    """discover-tempest-config's command line.
+
+    The overrides are positional "section.key value" pairs, after "--": none
+    of them is read as an option, whatever it starts with.
+    """
+    argv = ["discover-tempest-config", "--no-default-deployer", f"--out={TEMPEST_CONF}"]
+    if create:
+        argv += ["--create"]
+    if image_url:
+        # Uploaded to glance twice (image_ref, image_ref_alt). Under the fake
+        # driver its content does not matter: the default is raw, no RNG device.
+        argv += [f"--image={image_url}", "--image-disk-format="
+                 + ("qcow2" if image_url.endswith((".qcow2", ".img")) else "raw"), "--no-rng"]
+    argv += ["--"]
+    for key, value in overrides.items():
+        argv += [key, value]
+    return argv
+
+
 def tempest_conf(p: dict[str, Any]) -> None:
     auth_url = f"http://{p['guest_address']}:{KEYSTONE_PORT}/v3/"
     profile = get_profile(p["profile"])
@@ -169,19 +192,11 @@ def tempest_conf(p: dict[str, Any]) -> None:
                                 in scaled_timeouts(p["profile"], p.get("host_accelerator")).items()
                                 if overrides.get(key) == value}
     os.makedirs(f"{WORKSPACE}/lock", exist_ok=True)
-    argv = ["discover-tempest-config", "--no-default-deployer", "--out", TEMPEST_CONF]
-    if "nova" in profile.configure or "heat" in profile.configure:
-        # The two small flavors tempest needs (m1.nano, m1.micro); the user
-        # and project heat-tempest-plugin logs in as ([heat_plugin] username,
-        # not a dynamic credential).
-        argv += ["--create"]
-    if p.get("image_url"):
-        # Uploaded to glance twice (image_ref, image_ref_alt). Under the fake
-        # driver its content does not matter: the default is raw, no RNG device.
-        argv += ["--image", p["image_url"], "--image-disk-format",
-                 "qcow2" if p["image_url"].endswith((".qcow2", ".img")) else "raw", "--no-rng"]
-    for key, value in overrides.items():
-        argv += [key, value]
+    # The two small flavors tempest needs (m1.nano, m1.micro); the user and
+    # project heat-tempest-plugin logs in as ([heat_plugin] username, not a
+    # dynamic credential).
+    create = "nova" in profile.configure or "heat" in profile.configure
+    argv = discover_arguments(overrides, image_url=p.get("image_url"), create=create)
     with part("discover-tempest-config"):
         run(argv, env=admin_environment(p, auth_url), cwd=WORKSPACE)
     facts["tempest"] = package_versions(["python3-tempest", "python3-tempestconf"])
