@@ -241,23 +241,26 @@ def flock_held(path: Path) -> bool:
 
 
 def wait_until(done: Callable[[], bool], timeout: float, *, interval: float = 0.05,
-               check: Callable[[], None] | None = None) -> bool:
+               check: Callable[[], None] | None = None,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep) -> bool:
     """Poll `done()` every `interval` seconds: True once it holds, False after `timeout`.
 
     The one waiting loop of the host side (the guest side's is deploy/util.py's
     wait_for_url/wait_for_port). `check()` runs before each poll and raises to
     stop waiting early (the daemon being waited for has died). The caller
-    raises its own error on False, naming what did not happen.
+    raises its own error on False, naming what did not happen. `clock` and
+    `sleep` are time's, unless a test measures the loop in time of its own.
     """
-    deadline = time.monotonic() + timeout
+    deadline = clock() + timeout
     while True:
         if check is not None:
             check()
         if done():
             return True
-        if time.monotonic() >= deadline:
+        if clock() >= deadline:
             return False
-        time.sleep(interval)
+        sleep(interval)
 
 
 def kill_pid(pid: int, *, grace: float = 5.0) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 
@@ -11,42 +10,72 @@ from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
 
 
+class Clock:
+    """Time of the test's own: sleep() moves it on, nothing waits for real."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def test_returns_true_once_a_real_child_has_exited() -> None:
     child = subprocess.Popen(["sleep", "0.3"])
-    start = time.monotonic()
-    assert proc.wait_until(lambda: child.poll() is not None, 10)
-    waited = time.monotonic() - start
-    assert 0.25 < waited < 2, waited
+    polls = []
+
+    def exited() -> bool:
+        polls.append(child.poll())
+        return polls[-1] is not None
+
+    assert proc.wait_until(exited, 60)
+    # It was still running when first polled, and the wait ended when it had exited.
+    assert polls[0] is None and polls[-1] == 0
+    assert all(p is None for p in polls[:-1])
 
 
 def test_returns_false_after_the_timeout_and_polls_meanwhile() -> None:
-    polls = []
-    start = time.monotonic()
-    assert not proc.wait_until(lambda: bool(polls.append(1)), 0.3, interval=0.05)
-    waited = time.monotonic() - start
-    assert 0.3 <= waited < 1.5, waited
-    # Polled at the start, every interval, and once at the deadline.
-    assert 4 <= len(polls) <= 8, len(polls)
+    clock, polls = Clock(), []
+    # Intervals exact in binary: the count does not hang on a rounding.
+    assert not proc.wait_until(lambda: bool(polls.append(clock.now)), 1.5, interval=0.25,
+                               clock=clock, sleep=clock.sleep)
+    # Polled at the start, after each interval, and once at the deadline; then no sleep more.
+    assert polls == [1000.0 + 0.25 * i for i in range(7)]
+    assert clock.sleeps == [0.25] * 6
 
 
 def test_a_condition_already_met_costs_no_sleep() -> None:
-    start = time.monotonic()
-    assert proc.wait_until(lambda: True, 10, interval=5)
-    assert time.monotonic() - start < 0.5
+    clock = Clock()
+    assert proc.wait_until(lambda: True, 10, interval=5, clock=clock, sleep=clock.sleep)
+    assert clock.sleeps == []
+
+
+def test_a_condition_met_later_ends_the_wait_at_once() -> None:
+    clock = Clock()
+    assert proc.wait_until(lambda: clock.now >= 1002.0, 60, interval=0.5, clock=clock,
+                           sleep=clock.sleep)
+    assert clock.sleeps == [0.5] * 4
 
 
 def test_check_stops_the_wait_when_what_is_awaited_died() -> None:
     child = subprocess.Popen(["true"])
     child.wait()
+    clock, polls = Clock(), []
 
     def alive() -> None:
         if child.poll() is not None:
             raise TestbedError("the daemon exited before listening")
 
-    start = time.monotonic()
     with pytest.raises(TestbedError, match="exited before listening"):
-        proc.wait_until(lambda: False, 30, check=alive)
-    assert time.monotonic() - start < 1
+        proc.wait_until(lambda: bool(polls.append(1)), 30, check=alive, clock=clock,
+                        sleep=clock.sleep)
+    # Checked before the first poll: no poll, no sleep.
+    assert polls == [] and clock.sleeps == []
 
 
 def test_kill_pid_waits_for_a_process_that_is_not_our_child() -> None:
