@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -95,38 +96,72 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
-def _links() -> set[str]:
+def _links() -> dict[str, str]:
+    """The host's links: name → its `ip -o link` line (where a veth's peer is: link-netns)."""
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    return {line.split(":")[1].strip().split("@")[0]: line for line in out.splitlines()}
 
 
-def _processes_using(marker: str) -> set[int]:
-    """Processes whose command line names `marker` (the test's own directories)."""
+def _processes_using(marker: str, environment: str | None = None) -> set[int]:
+    """Processes whose command line names `marker` (the test's own directories), or whose
+    environment holds `environment` (what the test started, and their children)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if marker in cmdline:
+            if marker in cmdline or (environment is not None and environment.encode() in environ):
                 found.add(int(entry.name))
     return found
 
 
-@pytest.fixture
-def no_leaks(dirs: Dirs) -> Iterator[None]:
-    """Assert the test left no network namespace, link or process behind.
+def _owned(name: str, top: Path, environment: str) -> bool:
+    """Whether namespace `name` is the test's: marked by the tool (testbed/netns.py) with
+    a state directory under the test's, or owned by a live process of the test's."""
+    from tempest_live_ci.testbed.netns import read_mark
 
-    Processes count when their command line names the test's directories:
-    every daemon the harness starts carries its state path, and other work on
-    the machine is not this test's business.
+    mark = read_mark(name)
+    if mark is None:
+        return False  # not made by the tool (or gone meanwhile)
+    if mark.state_dir is not None and mark.state_dir.is_relative_to(top):
+        return True
+    pid = mark.owner.split()[0]
+    try:
+        return environment.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def no_leaks(dirs: Dirs, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Assert the test left none of its own network namespaces, links or processes behind.
+
+    Other work on the machine (a run from another checkout, another test
+    session) makes and removes namespaces, links and processes meanwhile: only
+    what this test's runs can make counts. A namespace is the test's when the
+    tool marked it with a state directory under the test's directories, or
+    its owner is a live process of the test's; a host link when it is a
+    persistent testbed's (TestbedConfig's names) or the veth peer of one of
+    the test's namespaces; a process when its command line names the test's
+    directories (every daemon the harness starts carries its state path) or
+    its environment holds the marker this fixture gives every child.
     """
-    before_ns, before_links = _netns(), _links()
+    from tempest_live_ci.testbed.config import TestbedConfig
+
+    environment = f"TLC_TEST_LEAKS={secrets.token_hex(8)}"
+    monkeypatch.setenv(*environment.split("="))
+    before_ns, before_links = _netns(), set(_links())
     yield
-    leaked_ns = _netns() - before_ns
-    leaked_links = _links() - before_links
-    leaked = _processes_using(str(dirs.top))
+    leaked_ns = {n for n in _netns() - before_ns if _owned(n, dirs.top, environment)}
+    testbed = {TestbedConfig.bridge, TestbedConfig.tap, TestbedConfig.nic, TestbedConfig.nic + "p"}
+    links = _links()
+    leaked_links = {name for name in set(links) - before_links
+                    if name in testbed or any(f" link-netns {n} " in f"{links[name]} "
+                                              for n in leaked_ns)}
+    leaked = _processes_using(str(dirs.top), environment)
     assert not leaked_ns, f"network namespaces left behind: {sorted(leaked_ns)}"
     assert not leaked_links, f"links left behind: {sorted(leaked_links)}"
     assert not leaked, f"processes left behind: {sorted(leaked)}"
