@@ -47,8 +47,6 @@ def test_dashes_and_underscores_both_work() -> None:
     ({"vm": {"cpus": 2}}, "j.yaml: vm.cpus: unknown key (known: "),
     ({"vm": [1]}, "j.yaml: vm: expected a mapping"),
     ({"image": {"suite": "buster"}}, "j.yaml: image.suite: 'buster' is not bookworm, trixie or sid"),
-    ({"image": {"packages": "keystone"}}, None),
-    ({"image": {"packages": [12]}}, None),
     ({"tempest": {"profile": "everything"}}, "j.yaml: tempest.profile: 'everything' is not"),
     ({"testbed": {"host_address": "300.1.1.1/24"}},
      "j.yaml: testbed.host_address '300.1.1.1/24': not"),
@@ -59,16 +57,22 @@ def test_dashes_and_underscores_both_work() -> None:
     ({"name": "bad name"}, "j.yaml: name: 'bad name' is not a valid job name"),
     ({"tempset": {}}, "j.yaml: tempset: unknown key"),
 ])
-def test_bad_jobs_name_the_key(data: dict[str, object], message: str | None) -> None:
-    if message is None:
-        # A single string where a list is expected is taken as a one-item list;
-        # a number is taken as its text.
-        job = parse_job(data, "j.yaml", "j")
-        assert all(isinstance(p, str) for p in job.image.packages)
-        return
+def test_bad_jobs_name_the_key(data: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError) as error:
         parse_job(data, "j.yaml", "j")
     assert message in error.value.message
+
+
+@pytest.mark.parametrize("data, packages", [
+    # A single string where a list is expected is a one-item list, not an empty one.
+    ({"image": {"packages": "keystone"}}, ("keystone",)),
+    # A number is taken as its text.
+    ({"image": {"packages": [12]}}, ("12",)),
+    ({"image": {"packages": ["vim", "less"]}}, ("vim", "less")),
+    ({"image": {"packages": []}}, ()),
+])
+def test_a_list_of_packages(data: dict[str, object], packages: tuple[str, ...]) -> None:
+    assert parse_job(data, "j.yaml", "j").image.packages == packages
 
 
 def test_cli_validate_reports_yaml_errors_with_line(tlc: Tlc, tmp_path: Path) -> None:
