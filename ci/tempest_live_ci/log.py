@@ -14,7 +14,24 @@ import sys
 import time
 from collections.abc import Iterator
 
+from tempest_live_ci.terminal import printable
+
 log = logging.getLogger("tempest-live-ci")
+
+
+class _Printable(logging.Filter):
+    """The arguments of a message (test ids, paths, what a guest or a file said) with their
+    control characters escaped, on the console and in run.log alike: the format string is
+    the tool's own, what fills it is data and stays on its line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(a if isinstance(a, int | float) else printable(a)
+                                for a in record.args)
+        return True
+
+
+log.addFilter(_Printable())
 
 _depth = 0
 

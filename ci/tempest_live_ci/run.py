@@ -678,11 +678,15 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
             return
         if directory is None:
             return
+        from tempest_live_ci.results import files
+
         for name, source in (("tempest.conf", "etc/tempest/tempest.conf"),
                              ("tempest.log", "var/lib/tempest/tempest.log"),
                              ("packages.txt", "var/log/tempest-live-ci/packages.txt")):
-            if (directory / source).is_file():
-                shutil.copyfile(directory / source, ctx.output_dir / name)
+            # The guest's files, as they are: never through a link it left there.
+            if files.exists(directory / source) and not files.copy_beneath(
+                    directory, source, ctx.output_dir / name):
+                log.warning("%s: not a regular file, not copied", directory / source)
         ctx.facts["steps"] = {name: {"seconds": r.seconds, "parts": r.parts}
                               for name, r in guest.results.items()}
 

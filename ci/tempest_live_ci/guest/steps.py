@@ -14,21 +14,26 @@ naming the step and the last lines of what failed.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
 import shlex
+import shutil
 import tarfile
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from tempest_live_ci import deploy
-from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.guest.ssh import GuestSSH
 from tempest_live_ci.log import log
+from tempest_live_ci.results.files import parse_json
 
 # Where the deploy package lives in the guest: `python3 -m deploy` from here.
 GUEST_LIB = "/usr/local/lib/tempest-live-ci"
@@ -176,11 +181,17 @@ class Guest:
 
     def _result(self, name: str, seconds: float) -> StepResult:
         try:
-            data = json.loads(self.ssh.output(["cat", f"{self.state}/steps/{name}.json"], 30))
-        except (TestbedError, ValueError):
+            data = parse_json(self.ssh.output(["cat", f"{self.state}/steps/{name}.json"], 30),
+                              f"the result of step {name}")
+        except (TestbedError, UsageError) as e:
+            log.debug("%s", e.message)
             data = {}
-        return StepResult(name, round(seconds, 1), data.get("parts", {}), data.get("facts", {}),
-                          data.get("error"))
+        if not isinstance(data, dict):
+            data = {}
+        parts, facts, error = data.get("parts"), data.get("facts"), data.get("error")
+        return StepResult(name, round(seconds, 1), parts if isinstance(parts, dict) else {},
+                          facts if isinstance(facts, dict) else {},
+                          error if isinstance(error, str) else None)
 
     def _failure(self, name: str, status: int, result: StepResult,
                  output: LineLog) -> StepFailed:
@@ -220,15 +231,104 @@ class Guest:
         return self.logs
 
 
+# What the guest's logs may unpack to: its journal, /var/log, configuration.
+LOGS_LIMIT = 4 * 1024 ** 3
+LOGS_MEMBERS = 100_000
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_parents(top: int, parts: tuple[str, ...]) -> list[int]:
+    """The directories top/parts[0]/..., made (0755) where missing, each opened without
+    following a link: a name the tarball made a link or a file cannot lead elsewhere."""
+    fds: list[int] = []
+    fd = top
+    try:
+        for part in parts:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=fd)
+            fd = os.open(part, _DIRECTORY, dir_fd=fd)
+            fds.append(fd)
+            os.fchmod(fd, 0o755)
+    except BaseException:
+        for opened in fds:
+            os.close(opened)
+        raise
+    return fds
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, top: int, parts: tuple[str, ...],
+             made: set[tuple[str, ...]]) -> bool:
+    """One member under the directory `top`; False if it was left out."""
+    if member.isdir():
+        for fd in _open_parents(top, parts):
+            os.close(fd)
+        return True
+    fds = _open_parents(top, parts[:-1])
+    try:
+        where = fds[-1] if fds else top
+        try:
+            os.stat(parts[-1], dir_fd=where, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if parts not in made:  # there before: a step's log, not the guest's to replace
+                return False
+        fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o644, dir_fd=where)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o644)
+            source = tar.extractfile(member)
+            if source is not None:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+        made.add(parts)
+        return True
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def extract_logs(archive: Path, destination: Path) -> None:
-    """Unpack the guest's tar.gz: regular files and directories only, nothing outside."""
-    with tarfile.open(archive, "r:gz") as tar:
-        members = []
-        for member in tar.getmembers():
-            name = Path(member.name)
-            if name.is_absolute() or ".." in name.parts:
-                continue
-            if member.isfile() or member.isdir():
-                member.mode = 0o644 if member.isfile() else 0o755
-                members.append(member)
-        tar.extractall(destination, members=members)
+    """Unpack the guest's tar.gz: its regular files and directories, nothing else.
+
+    The guest runs the packages under test, and its tarball is data: no name
+    outside `destination` (absolute, '..'), no links, devices or FIFOs.
+    Everything is the extracting user's, whatever uid or name the tarball
+    gives (root's, when a run is root's), 0644 or 0755; no file is written
+    through a link, none that was there before (the step logs) is replaced;
+    LOGS_LIMIT bytes and LOGS_MEMBERS members at most. What was left out
+    is counted in one warning.
+    """
+    destination.mkdir(parents=True, exist_ok=True)
+    made: set[tuple[str, ...]] = set()
+    top = os.open(destination, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _extract_all(archive, top, made)
+    finally:
+        os.close(top)
+
+
+def _extract_all(archive: Path, top: int, made: set[tuple[str, ...]]) -> None:
+    left_out, size = 0, 0
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            for n, member in enumerate(tar):
+                if n >= LOGS_MEMBERS or size + member.size > LOGS_LIMIT:
+                    log.warning("%s: more than %d members or %d GiB, the rest left out",
+                                archive.name, LOGS_MEMBERS, LOGS_LIMIT // 1024 ** 3)
+                    break
+                parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
+                if member.name.startswith("/") or ".." in parts or not parts \
+                        or not (member.isfile() or member.isdir()):
+                    left_out += 1
+                    continue
+                try:
+                    extracted = _extract(tar, member, top, parts, made)
+                except OSError:
+                    extracted = False
+                left_out += not extracted
+                size += member.size if extracted and member.isfile() else 0
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        log.warning("%s: not a whole tar.gz (%s): what came before is kept", archive.name, e)
+    if left_out:
+        log.warning("%s: %d member%s left out (links, devices, FIFOs, names outside the logs, "
+                    "or over what was there)", archive.name, left_out, "s" * (left_out != 1))

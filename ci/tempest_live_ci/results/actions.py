@@ -9,6 +9,7 @@ from typing import IO
 
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
+from tempest_live_ci.results import files
 from tempest_live_ci.results.model import Run
 from tempest_live_ci.results.run import (
     HTML,
@@ -31,10 +32,11 @@ def _load(source: Path) -> tuple[Run, dict[str, object]]:
 
 
 def _write(text: str, destination: Path | None, out: IO[str]) -> None:
+    """To stdout, or a new file renamed over `destination`: never written through a link."""
     if destination is None:
         out.write(text)
     else:
-        destination.write_text(text, encoding="utf-8")
+        files.write_text(destination, text)
 
 
 def _destination(source: Path, output: str | None, default_name: str) -> Path | None:
@@ -146,12 +148,13 @@ def history(job: str, *, as_json: bool = False, html: str | None = None, last: i
     if last < 1:
         raise UsageError(f"--last {last}: at least 1")
     if html is not None:
-        page = render_history(load_history(job, last))
+        runs = load_history(job, last)
+        page = render_history(runs)
         if html != "-":
             Path(html).parent.mkdir(parents=True, exist_ok=True)
         _write(page, None if html == "-" else Path(html), out)
         if html != "-":
-            log.info("%s: the last %d runs of %s", html, min(last, len(read_index(job))), job)
+            log.info("%s: the last %d runs of %s", html, len(runs.runs), job)
         return ExitCode.OK
     entries = read_index(job)[-last:]
     if as_json:

@@ -22,12 +22,15 @@ from typing import Any
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.job import LATEST
 from tempest_live_ci.log import log
+from tempest_live_ci.results import files
 from tempest_live_ci.results.compare import Comparison, compare_statuses, statuses_of
 from tempest_live_ci.results.model import FAILING, FLAKY, Run
 from tempest_live_ci.results.run import HTML, SUMMARY, read_summary, run_fact
 from tempest_live_ci.results.summary import write_summary
 
 PACKAGES = "packages.txt"
+# `dpkg -l` of a whole cloud is some 200 KiB.
+_PACKAGES_LIMIT = 16 * 1024 * 1024
 # The package whose version is "the tempest version" of a run.
 TEMPEST_PACKAGES = ("python3-tempest", "tempest")
 
@@ -56,10 +59,11 @@ def find_baseline(spec: str, job_name: str, baseline_job: str | None = None) -> 
 def read_packages(run_dir: Path) -> dict[str, str] | None:
     """Installed package → version from a run's packages.txt (`dpkg -l`); None if it has none."""
     path = run_dir / PACKAGES
-    if not path.is_file():
+    if not files.exists(path):
         return None
     versions = {}
-    for line in path.read_text(errors="replace").splitlines():
+    text = files.read_regular(path, limit=_PACKAGES_LIMIT).decode("utf-8", errors="replace")
+    for line in text.splitlines():
         fields = line.split()
         # "ii  keystone  2:27.0.0-1  all  OpenStack identity": installed ("i" in the
         # second column), whatever was wanted (held "hi" included).

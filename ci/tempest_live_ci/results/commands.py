@@ -107,11 +107,11 @@ def history(job: str, as_json: bool, html: str | None, html_in_store: bool, last
 
     if html_in_store:
         from tempest_live_ci.errors import UsageError
-        from tempest_live_ci.results.store import job_dir
+        from tempest_live_ci.results.store import HISTORY, job_dir
 
         if html is not None:
             raise UsageError("--html-in-store: cannot be combined with --html")
-        html = str(job_dir(job) / "history.html")
+        html = str(job_dir(job) / HISTORY)
 
     return actions.history(job, as_json=as_json, html=html, last=last)
 
@@ -125,3 +125,43 @@ def store(job: str, output_dir: Path) -> int:
     from tempest_live_ci.results import actions
 
     return actions.store(job, output_dir)
+
+
+@results.command()
+@click.argument("name")
+@click.argument("jobs", nargs=-1, required=True, metavar="JOB...")
+@click.option("--reference", metavar="JOB",
+              help="A job whose newest stored run is the whole nightly (e.g. from a host with "
+                   "KVM): its tests that no shard ran are listed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the combined report as JSON.")
+@click.option("--html", metavar="FILE", help="Write the report as an HTML page ('-' for stdout).")
+@click.option("--html-in-store", is_flag=True,
+              help="Write that page as NAME.html in the results store, beside the jobs.")
+def combine(name: str, jobs: tuple[str, ...], reference: str | None, as_json: bool,
+            html: str | None, html_in_store: bool) -> int:
+    """Report the newest stored run of each JOB (the shards of a nightly) as NAME.
+
+    Exit with the worst shard's code; a shard with no stored run, a stale one
+    (not of the same night) or one that ended before its tests did is 16.
+    """
+    import json
+    import sys
+
+    from tempest_live_ci.errors import UsageError
+    from tempest_live_ci.results import combine as combined
+    from tempest_live_ci.results import files
+
+    if html_in_store and html is not None:
+        raise UsageError("--html-in-store: cannot be combined with --html")
+    report = combined.combine(name, list(jobs), reference=reference)
+    if as_json:
+        sys.stdout.write(json.dumps(combined.as_json(report), indent=1) + "\n")
+    else:
+        sys.stdout.write(combined.render_text(report))
+    if html == "-":
+        sys.stdout.write(combined.render_html(report))
+    elif html is not None:
+        files.write_text(Path(html), combined.render_html(report))
+    if html_in_store:
+        combined.write_html_in_store(report)
+    return report.exit_code

@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.results import files
 from tempest_live_ci.results.model import FAILING, FLAKY, PASSED, SKIPPED, XFAIL
+from tempest_live_ci.terminal import printable
 
 _GOOD = frozenset({PASSED, FLAKY, XFAIL})
 
@@ -51,9 +53,9 @@ def statuses_of(source: Path) -> dict[str, str]:
     """Every test's final status in a stream or run directory (streams, else summary.json)."""
     from tempest_live_ci.results.run import STREAM, SUMMARY, load_run, read_summary
 
-    if source.is_dir() and not (source / STREAM).is_file():
+    if source.is_dir() and not files.exists(source / STREAM):
         summary = source / SUMMARY
-        if not summary.is_file():
+        if not files.exists(summary):
             raise UsageError(f"{source}: neither {STREAM} nor {SUMMARY} in this directory")
         tests = read_summary(summary).get("tests")
         if not isinstance(tests, dict):
@@ -73,7 +75,7 @@ def gate_exit_code(comparison: Comparison) -> ExitCode:
 
 
 def format_comparison(comparison: Comparison, *, limit: int = 50) -> str:
-    lines = [f"base: {comparison.base}", f"new:  {comparison.new}"]
+    lines = [f"base: {printable(comparison.base)}", f"new:  {printable(comparison.new)}"]
     for title, ids in (
         ("new failures", comparison.new_failures),
         ("fixed", comparison.fixed),
@@ -84,7 +86,7 @@ def format_comparison(comparison: Comparison, *, limit: int = 50) -> str:
         ("disappeared", comparison.disappeared),
     ):
         lines.append(f"{title}: {len(ids)}")
-        lines.extend(f"  {t}" for t in ids[:limit])
+        lines.extend(f"  {printable(t)}" for t in ids[:limit])
         if len(ids) > limit:
             lines.append(f"  ... and {len(ids) - limit} more")
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ import jinja2
 
 from tempest_live_ci import render
 from tempest_live_ci.log import format_duration
+from tempest_live_ci.results import files
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -55,5 +56,4 @@ def render_html(run: Run, summary: Mapping[str, Any]) -> str:
 
 
 def write_html(run: Run, summary: Mapping[str, Any], path: Path) -> Path:
-    path.write_text(render_html(run, summary), encoding="utf-8")
-    return path
+    return files.write_text(path, render_html(run, summary))

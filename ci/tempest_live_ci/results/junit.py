@@ -10,7 +10,9 @@ more than writing the elements here.
 Counts, compared with subunit2junitxml on the same stream: the same tests,
 and the same failures + errors. A failure outside any test (setUpClass,
 setUpModule, an import) and a test that never finished are errors here,
-failures there: subunit v2 has no "error", JUnit does.
+failures there: subunit v2 has no "error", JUnit does. A packet the parser
+could not read is an error testcase of its own (classname subunit.parser,
+named after the stream and the byte the packet starts at).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
+from tempest_live_ci.results import files
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,
@@ -32,12 +35,14 @@ from tempest_live_ci.results.model import (
 )
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# The testcase of a packet the stream reader could not parse (python-subunit's name).
+STREAM_ERROR = "subunit.parser"
 
 # Characters XML 1.0 cannot carry, even escaped (junitxml drops the same).
 _NOT_XML = re.compile("[\0-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]+")
 _TRACEBACK = "Traceback (most recent call last):"
 # The exception line of a Python traceback: "module.Error: message".
-_EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s*(?P<message>.*))?$")
+_EXCEPTION = re.compile(r"(?P<type>[A-Za-z_][\w.]*)(?::\s*(?P<message>.*))?")
 
 
 def _text(value: str) -> str:
@@ -62,7 +67,7 @@ def _exception(record: TestRecord) -> tuple[str, str]:
     starts = [i for i, line in enumerate(lines) if line.startswith(_TRACEBACK)]
     for line in lines[starts[-1] + 1:] if starts else ():
         if line and not line[0].isspace():
-            match = _EXCEPTION.match(line)
+            match = _EXCEPTION.fullmatch(line)
             if match is None:
                 return "", line
             return match.group("type"), match.group("message") or ""
@@ -117,6 +122,16 @@ def junit_xml(run: Run) -> str:
         kind = _testcase(suite, record)
         if kind is not None:
             counts[kind] += 1
+    for error in run.stream_errors:
+        # A packet the parser could not read may have been a failure: the
+        # stream's corruption is an error of its own, as `results show` makes
+        # it exit 16 (subunit2junitxml counts python-subunit's "subunit.parser"
+        # pseudo-test as a failure).
+        case = ET.SubElement(suite, "testcase", classname=STREAM_ERROR,
+                             name=_text(error.split(": ", 1)[0]), time="0.000")
+        ET.SubElement(case, "error", type=STREAM_ERROR,
+                      message=_text(error)).text = _text(error)
+        counts["error"] += 1
     starts = [r.start for r in run.records if r.start is not None]
     ends = [r.end for r in run.records if r.end is not None]
     elapsed = _seconds(min(starts), max(ends)) if starts and ends else 0.0
@@ -125,7 +140,7 @@ def junit_xml(run: Run) -> str:
         "errors": str(counts["error"]),
         "failures": str(counts["failure"]),
         "name": "",
-        "tests": str(len(run.records)),
+        "tests": str(len(run.records) + len(run.stream_errors)),
         "time": f"{elapsed:.3f}",
         "skipped": str(counts["skipped"]),
     }
@@ -138,5 +153,4 @@ def junit_document(run: Run) -> str:
 
 
 def write_junit(run: Run, path: Path) -> Path:
-    path.write_text(junit_document(run), encoding="utf-8")
-    return path
+    return files.write_text(path, junit_document(run))

@@ -26,14 +26,14 @@ FAILING = frozenset({FAILED, ERROR, UXSUCCESS, INCOMPLETE})
 # fixtures "setUpClass (pkg.module.Class)"; a module that fails to import
 # becomes a test of unittest.loader._FailedTest.
 _FIXTURE_ID = re.compile(
-    r"^(setUpClass|tearDownClass|setUpModule|tearDownModule) \((?P<target>.+)\)$"
+    r"(setUpClass|tearDownClass|setUpModule|tearDownModule) \((?P<target>.+)\)"
 )
 _IMPORT_FAILURE_PREFIX = "unittest.loader._FailedTest."
 
 
 def fixture_target(test_id: str) -> str | None:
     """The class or module a fixture failure belongs to, or None for an ordinary test id."""
-    match = _FIXTURE_ID.match(test_id)
+    match = _FIXTURE_ID.fullmatch(test_id)
     if match:
         return match.group("target")
     if test_id.startswith(_IMPORT_FAILURE_PREFIX):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import step
+from tempest_live_ci.results import files
 from tempest_live_ci.results.model import Run
 from tempest_live_ci.results.summary import build_summary, format_summary, write_summary
 
@@ -87,34 +87,92 @@ def stream_of(source: Path) -> Path:
     """The stream named by a run output directory or by its own path."""
     if source.is_dir():
         path = source / STREAM
-        if not path.is_file():
+        if not files.exists(path):
             raise UsageError(f"{source}: no {STREAM} in this directory")
         return path
-    if not source.is_file():
+    if not source.exists():
         raise UsageError(f"{source}: no such file or directory")
     return source
 
 
 def load_run(source: Path, *, interrupted: bool = False) -> Run:
-    """A Run from a stream, or from a run directory together with its kept re-runs."""
+    """A Run from a stream, or from a run directory together with its kept re-runs.
+
+    In a directory every stream must be a regular file, not a link; a bare
+    stream the user named may be a link to one.
+    """
     from tempest_live_ci.results.flaky import merge_reruns, rerun_streams
     from tempest_live_ci.results.stream import read_stream
 
     path = stream_of(source)
-    reruns = [read_stream(p) for p in rerun_streams(path.parent)] if source.is_dir() else []
+    if not source.is_dir():
+        return merge_reruns(read_stream(path, follow=True), interrupted=interrupted)
+    reruns = [read_stream(p) for p in rerun_streams(path.parent)]
     return merge_reruns(read_stream(path), reruns, interrupted=interrupted)
 
 
+# What the results stage reads back from a summary.json it did not write this
+# time (`results show|html` of someone's run directory, the store's runs):
+# key -> the JSON types it may have.
+_SUMMARY_KEYS: dict[str, tuple[type, ...]] = {
+    "metadata": (dict,), "baseline": (dict, type(None)), "changes": (dict, type(None)),
+    "tests": (dict,), "counts": (dict,), "candidates": (list, dict, type(None)),
+    "exit_code": (int, type(None)), "verdict": (str,), "run_verdict": (str,),
+}
+BASELINE_LISTS = ("regressions", "fixed", "still_failing", "flaky", "new_tests",
+                  "removed_tests", "newly_skipped", "failing")
+
+
+def _type_error(path: Path, key: str, value: object, expected: str) -> UsageError:
+    return UsageError(f"{path}: {key}: {files.quoted(value)} is not {expected}")
+
+
+def _check_summary(data: dict[str, Any], path: Path) -> None:
+    """Refuse (exit 20, naming the key) a summary.json whose parts the reports read are
+    not what they should be: a baseline without its lists, counts that are text."""
+    for key, types in _SUMMARY_KEYS.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, types) or isinstance(value, bool)):
+            raise _type_error(path, key, value, "what a summary.json holds there")
+    counts = data.get("counts") or {}
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _type_error(path, f"counts.{files.quoted(key, 20)}", value, "a count")
+    baseline = data.get("baseline")
+    if isinstance(baseline, dict):
+        if not isinstance(baseline.get("gate"), str):
+            raise _type_error(path, "baseline.gate", baseline.get("gate"), "a gate")
+        for key in BASELINE_LISTS:
+            ids = baseline.get(key)
+            if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
+                raise _type_error(path, f"baseline.{key}", ids, "a list of test ids")
+    changes = data.get("changes")
+    if isinstance(changes, dict):
+        for key in ("image", "tempest"):
+            if not isinstance(changes.get(key), dict):
+                raise _type_error(path, f"changes.{key}", changes.get(key), "an object")
+        packages = changes.get("packages")
+        if packages is not None:
+            kinds = ("added", "removed", "upgraded", "downgraded")
+            if not isinstance(packages, dict) or not all(
+                    isinstance(packages.get(k), list)
+                    and all(isinstance(e, dict) for e in packages[k]) for k in kinds):
+                raise _type_error(path, "changes.packages", packages,
+                                  "lists of added, removed, upgraded, downgraded packages")
+
+
 def read_summary(path: Path) -> dict[str, Any]:
-    """A summary.json as a dict; {} when there is none."""
-    if not path.is_file():
+    """A summary.json as a dict; {} when there is none.
+
+    A regular file only (not a link), of a bounded size and depth, whose
+    parts the reports read have the right shapes; else exit 20 naming it.
+    """
+    if not files.exists(path):
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise UsageError(f"{path}: not JSON: {e}") from e
+    data = files.read_json(path)
     if not isinstance(data, dict):
         raise UsageError(f"{path}: not a JSON object")
+    _check_summary(data, path)
     return data
 
 

@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.log import format_duration
+from tempest_live_ci.results import files
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,
@@ -23,6 +24,7 @@ from tempest_live_ci.results.model import (
     XFAIL,
     Run,
 )
+from tempest_live_ci.terminal import printable
 
 SUMMARY_FORMAT = 1
 SLOWEST = 15
@@ -148,13 +150,16 @@ def merge_summary(previous: Mapping[str, Any], summary: Mapping[str, Any]) -> di
 
 
 def write_summary(summary: Mapping[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str) + "\n",
-                    encoding="utf-8")
-    return path
+    return files.write_text(path, json.dumps(summary, indent=2, sort_keys=False, default=str)
+                            + "\n")
 
 
 def format_summary(summary: Mapping[str, Any], *, limit: int = 20) -> str:
-    """A short human summary: the verdict, counts, what failed, what never finished."""
+    """A short human summary: the verdict, counts, what failed, what never finished.
+
+    Test ids, stream errors and the runner's output come from the guest:
+    their control characters are escaped (terminal.printable), one line each.
+    """
     c = summary["counts"]
     lines = [
         f"{c['total']} tests in {format_duration(summary['duration'])}: "
@@ -172,14 +177,15 @@ def format_summary(summary: Mapping[str, Any], *, limit: int = 20) -> str:
     ):
         if ids:
             lines.append(f"{title}:")
-            lines.extend(f"  {i}" for i in ids[:limit])
+            lines.extend(f"  {printable(i)}" for i in ids[:limit])
             if len(ids) > limit:
                 lines.append(f"  ... and {len(ids) - limit} more")
     if summary["exit_code"] in (ExitCode.NO_TESTS, ExitCode.TESTBED) and summary["stray_output"]:
         lines.append("runner output outside the stream (last lines):")
-        lines.extend(f"  {line}" for line in summary["stray_output"].rstrip().splitlines()[-15:])
+        lines.extend(f"  {printable(line)}"
+                     for line in summary["stray_output"].rstrip().splitlines()[-15:])
     for error in summary["incomplete"]["stream_errors"][:3]:
-        lines.append(f"stream error: {error}")
+        lines.append(f"stream error: {printable(error)}")
     lines.append(f"{summary['verdict']} (exit {summary['exit_code']})")
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.subunitgen import subunit_stats  # noqa: F401 - for the tests here
 
 STESTR_CONF = "[DEFAULT]\ntest_path=./tempest\ntop_dir=./\n"
 # tempest's own .stestr.conf groups the tests of a class on one worker, so a
@@ -443,16 +444,3 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> Streams:
 
     return Streams(root, mixed_path, mixed_live, passing, passing_live, skipped, skipped_live,
                    import_error_stestr, import_error_subunit_run, died, cut, v1, v2, flaky_tree)
-
-
-def subunit_stats(path: Path) -> dict[str, int]:
-    """python-subunit's own counts of a stream (/usr/bin/subunit-stats)."""
-    with path.open("rb") as f:
-        out = subprocess.run(["subunit-stats"], stdin=f, capture_output=True, text=True,
-                             timeout=60).stdout
-    stats = {}
-    for line in out.splitlines():
-        key, _, value = line.partition(":")
-        if value.strip().isdigit():
-            stats[key.split()[0].lower()] = int(value)
-    return stats
