@@ -29,6 +29,7 @@ import yaml
 
 from tempest_live_ci import proc
 from tests.conftest import TOP, Dirs, needs_root
+from tests.debs import build_deb
 from tests.integration.testbed.clients import sh
 
 pytestmark = [needs_root]
@@ -37,25 +38,55 @@ PWNED = "PWNED"  # the canary, relative to the directory the tool runs in
 
 
 @dataclass(frozen=True)
+class Fifo:
+    """A FIFO: whoever opens it to read waits for a writer that never comes."""
+
+
+@dataclass(frozen=True)
+class Link:
+    target: str  # {dir} is filled in
+
+
+@dataclass(frozen=True)
+class Deb:
+    """A real binary package (tests/debs.py), under the file name of the entry."""
+
+    package: str
+    version: str
+
+
+File = bytes | Fifo | Link | Deb
+
+
+@dataclass(frozen=True)
 class Case:
     id: str
     argv: tuple[str, ...]  # {job}, {dir}, {kernel} are filled in
     expect: tuple[str, ...]  # all in the one error line; {job} and {dir} filled in
-    job: Any = None  # a job: YAML text (str) or data (dumped as YAML)
-    files: dict[str, bytes] = field(default_factory=dict)  # beside the job file
+    job: Any = None  # a job: YAML text (str, bytes) or data (dumped as YAML)
+    files: dict[str, File] = field(default_factory=dict)  # beside the job file
+    # In the site's configuration directory (the site's jobs are in jobs/ there).
+    site_files: dict[str, bytes] = field(default_factory=dict)
+    absent: tuple[str, ...] = ()  # never in what the command prints
 
 
-def job_case(id: str, data: Any, *expect: str, files: dict[str, bytes] | None = None,
-             command: str = "validate") -> Case:
+def job_case(id: str, data: Any, *expect: str, files: dict[str, File] | None = None,
+             command: str = "validate", absent: tuple[str, ...] = ()) -> Case:
     argv = ("job", "validate", "{job}") if command == "validate" else ("run", "{job}")
-    return Case(id, argv, ("{job}", *expect), data, files or {})
+    return Case(id, argv, ("{job}", *expect), data, files or {}, absent=absent)
 
 
-def cli_case(id: str, *argv: str, expect: tuple[str, ...]) -> Case:
-    return Case(id, argv, expect)
+def cli_case(id: str, *argv: str, expect: tuple[str, ...], files: dict[str, File] | None = None,
+             site_files: dict[str, bytes] | None = None) -> Case:
+    return Case(id, argv, expect, files=files or {}, site_files=site_files or {})
 
 
 INJECT = f"$(touch {PWNED})"
+# A few hundred bytes whose whole-value repr() in an error was hundreds of megabytes.
+ALIAS_BOMB = "name: bomb\nvm:\n  memory: [" + ", ".join(
+    [f"&a [{', '.join(['xxxxxxxx'] * 9)}]"]
+    + [f"&{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(7)]) + "]\n"
+SHA = "0" * 64
 CHANGES = b"""Format: 1.8
 Source: hello
 Files:
@@ -89,7 +120,7 @@ CORPUS = [
     job_case("testbed-guest-mac", {"testbed": {"guest_mac": "52:54:00:zz:00:01"}},
              "testbed.guest_mac '52:54:00:zz:00:01': not a MAC address"),
     job_case("testbed-guest-mac-newline", {"testbed": {"guest_mac": "52:54:00:00:00:01\nport=53"}},
-             "testbed.guest_mac '52:54:00:00:00:01\\nport=53': not a MAC address"),
+             "testbed.guest_mac: '52:54:00:00:00:01\\nport=53' holds the control character"),
     job_case("testbed-apt-proxy", {"testbed": {"apt_proxy": "yes"}},
              "testbed.apt_proxy: expected true or false, got 'yes'"),
     job_case("testbed-nat", {"testbed": {"nat": True}}, "testbed.nat True: isolated testbeds"),
@@ -195,6 +226,166 @@ CORPUS = [
              expect=("--candidate[0]: {dir}: a directory without any .deb file",)),
     cli_case("run-candidate-source", "run", "--candidate-source", "deb ftp://x/ sid main",
              expect=("--candidate-source[0]: 'ftp://x/' is not a plain http:// or https:// URL",)),
+    # --- job files beyond YAML's bounds -------------------------------------------------
+    job_case("yaml-alias-bomb", ALIAS_BOMB, ":3: invalid YAML: an anchor (&a): anchors and "
+             "aliases are not accepted"),
+    job_case("yaml-alias", "name: x\ndescription: *x\n", ":2: invalid YAML: an alias (*x)"),
+    job_case("yaml-anchor", "tempest:\n  conf:\n    identity.uri: &u http://x\n"
+             "    identity.uri_v3: *u\n", ":3: invalid YAML: an anchor (&u)"),
+    job_case("yaml-merge-key", "vm: {<<: {memory: 8G}}\n", "invalid YAML: a merge key (<<)"),
+    job_case("yaml-deep-lists", "vm: " + "[" * 20000 + "]" * 20000 + "\n",
+             "invalid YAML: nested deeper than 16 levels"),
+    job_case("yaml-deep-mappings", "vm: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
+             "invalid YAML: nested deeper than 16 levels"),
+    job_case("yaml-long-int", "vm:\n  vcpus: " + "9" * 5000 + "\n",
+             ":2: invalid YAML: an integer of 5000 characters (at most 24)"),
+    job_case("yaml-long-hex-int", "tempest:\n  timeout: 0x" + "f" * 5000 + "\n",
+             "invalid YAML: an integer of 5002 characters"),
+    job_case("yaml-big-file", "name: x\n" + "# padding\n" * 30000, "larger than 256 KiB"),
+    job_case("yaml-many-values", "image: {packages: [" + ", ".join(["a1"] * 25000) + "]}\n",
+             "invalid YAML: more than 20000 values"),
+    job_case("yaml-not-utf8", b"name: x\ndescription: \xff\xfe\n", "not UTF-8 text"),
+    job_case("vm-memory-5000-digits", {"vm": {"memory": "9" * 5000 + "M"}},
+             "vm.memory: '99999", "...' is not a size"),
+    # --- a key twice: the first value would be lost without a word -----------------------
+    job_case("duplicate-guest", "tempest: {profile: image}\nguest:\n  candidates: [x.deb]\n"
+             "guest:\n  suite: sid\n", ":4: invalid YAML: duplicate key 'guest' (first on line 2)"),
+    job_case("duplicate-name", "name: a\nname: b\n", ":2: invalid YAML: duplicate key 'name'"),
+    job_case("duplicate-vm-memory", "vm:\n  memory: 8G\n  memory: 600M\n",
+             ":3: invalid YAML: duplicate key 'memory' (first on line 2)"),
+    job_case("duplicate-conf-key", "tempest:\n  conf:\n    identity.uri: a\n    identity.uri: b\n",
+             ":4: invalid YAML: duplicate key 'identity.uri' (first on line 3)"),
+    job_case("duplicate-spelling-ssh-timeout", "vm:\n  ssh-timeout: 5\n  ssh_timeout: 600\n",
+             "vm.ssh_timeout: the same key as vm.ssh-timeout, given twice"),
+    job_case("duplicate-spelling-install-timeout",
+             "guest:\n  install_timeout: 5\n  install-timeout: 600\n",
+             "guest.install-timeout: the same key as guest.install_timeout, given twice"),
+    # --- a newline after a valid value: every pattern applies in full -----------------------
+    job_case("name-trailing-newline", {"name": "smoke\n"}, "name: 'smoke\\n' is not a valid job"),
+    job_case("testbed-guest-mac-trailing-newline", {"testbed": {"guest_mac": "52:54:00:7e:57:02\n"}},
+             "testbed.guest_mac: '52:54:00:7e:57:02\\n' holds the control character '\\n'"),
+    job_case("testbed-host-address-trailing-newline",
+             {"testbed": {"host_address": "192.168.100.1/24\n"}},
+             "testbed.host_address: '192.168.100.1/24\\n' holds the control character"),
+    job_case("image-mirror-trailing-newline", {"image": {"mirror": "http://deb.debian.org/debian\n"}},
+             "image.mirror: 'http://deb.debian.org/debian\\n' holds the control character"),
+    job_case("image-packages-trailing-newline", {"image": {"packages": ["vim\n"]}},
+             "image.packages[0]: 'vim\\n' holds the control character"),
+    job_case("tempest-conf-key-trailing-newline", {"tempest": {"conf": {"identity.uri\n": "x"}}},
+             "tempest.conf: 'identity.uri\\n' is not a section.key name"),
+    job_case("results-baseline-job-trailing-newline",
+             {"results": {"baseline": "latest", "baseline_job": "nightly-sid\n"}},
+             "results.baseline_job: 'nightly-sid\\n' holds the control character"),
+    job_case("tempest-image-trailing-newline", {"tempest": {"image": "http://x.example/a.img\n"}},
+             "tempest.image: 'http://x.example/a.img\\n' holds the control character"),
+    # --- control characters, into tempest.conf, argv, the terminal ----------------------------
+    job_case("tempest-conf-cr", {"tempest": {"conf": {"identity.uri": "http://x\rextra = 1"}}},
+             "tempest.conf.identity.uri: expected one line of text, got 'http://x\\rextra = 1'"),
+    job_case("tempest-conf-nul", {"tempest": {"conf": {"identity.uri": "a\x00b"}}},
+             "tempest.conf.identity.uri: expected one line of text, got 'a\\x00b'"),
+    job_case("tempest-conf-line-separator", {"tempest": {"conf": {"identity.uri": "a\u2028b"}}},
+             "tempest.conf.identity.uri: expected one line of text"),
+    job_case("description-escape", {"description": "smoke\x1b]0;owned\x07"},
+             "description: 'smoke\\x1b]0;owned\\x07' holds the control character '\\x1b'"),
+    job_case("tempest-regex-cr", {"tempest": {"regex": "tempest\r"}},
+             "tempest.regex: 'tempest\\r' holds the control character '\\r'"),
+    job_case("setup-commands-nul", {"guest": {"setup_commands": ["echo a\x00b"]}},
+             "guest.setup_commands[0]: 'echo a\\x00b' holds the control character '\\x00'"),
+    job_case("candidate-source-trailing-newline",
+             {"guest": {"candidate_sources": ["deb http://x.example/r sid main\n"]}},
+             "guest.candidate_sources[0]: 'deb http://x.example/r sid main\\n' holds the control"),
+    # --- values that would be options of tempest run or discover-tempest-config ----------------
+    job_case("tempest-regex-dash", {"tempest": {"regex": "-x"}},
+             "tempest.regex: '-x' is not a valid regular expression (not starting with -)"),
+    job_case("tempest-exclude-regex-dash", {"tempest": {"exclude_regex": "--debug"}},
+             "tempest.exclude_regex: '--debug' is not a valid regular expression"),
+    job_case("tempest-conf-value-dash", {"tempest": {"conf": {"identity.uri": "--debug"}}},
+             "tempest.conf.identity.uri: '--debug' starts with '-'"),
+    job_case("tempest-conf-key-dash", {"tempest": {"conf": {"--remove.x": "a"}}},
+             "tempest.conf: '--remove.x' is not a section.key name"),
+    job_case("setup-commands-dash", {"guest": {"setup_commands": ["-x"]}},
+             "guest.setup_commands: ('-x',) is not a list of shell commands, none starting with -"),
+    job_case("tempest-regex-recursion", {"tempest": {"regex": "(" * 2000}},
+             "tempest.regex: '((((", "is not a valid regular expression"),
+    job_case("tempest-regex-repeat-overflow", {"tempest": {"regex": "a{99999999999}"}},
+             "tempest.regex: 'a{99999999999}' is not a valid regular expression"),
+    # --- files a job names: regular files only, never echoed ---------------------------------
+    job_case("sources-list-shadow", {"guest": {"sources_list": "/etc/shadow"}},
+             "guest.sources_list: /etc/shadow line 1: not 'deb or deb-src URL SUITE",
+             absent=("root:",)),
+    job_case("sources-list-link", {"guest": {"sources_list": "sources.list"}},
+             "guest.sources_list: {dir}/sources.list: a symbolic link, not a regular file",
+             files={"sources.list": Link("/etc/shadow")}, absent=("root:",)),
+    job_case("sources-list-fifo", {"guest": {"sources_list": "sources.list"}},
+             "guest.sources_list: {dir}/sources.list: a FIFO, not a regular file",
+             files={"sources.list": Fifo()}),
+    job_case("exclude-list-fifo", {"tempest": {"exclude_list": "skip.txt"}},
+             "tempest.exclude_list: {dir}/skip.txt: a FIFO, not a regular file",
+             files={"skip.txt": Fifo()}),
+    job_case("tempest-image-link", {"tempest": {"profile": "compute", "image": "disk.img"}},
+             "tempest.image: {dir}/disk.img: a symbolic link, not a regular file",
+             files={"disk.img": Link("/etc/shadow")}),
+    job_case("keyring-fifo", {"guest": {"keyring": "keys.gpg"}},
+             "guest.keyring: {dir}/keys.gpg: a FIFO, not a regular file",
+             files={"keys.gpg": Fifo()}),
+    cli_case("job-file-fifo", "job", "validate", "{dir}/fifo.yaml",
+             expect=("{dir}/fifo.yaml: a FIFO, not a regular file",), files={"fifo.yaml": Fifo()}),
+    cli_case("run-job-file-fifo", "run", "{dir}/fifo.yaml",
+             expect=("{dir}/fifo.yaml: a FIFO, not a regular file",), files={"fifo.yaml": Fifo()}),
+    # --- candidates: FIFOs, links, malformed .changes, one file name twice --------------------
+    job_case("candidate-fifo-in-directory", {"guest": {"candidates": ["upload"]}},
+             "guest.candidates[0]: {dir}/upload/x.deb: a FIFO, not a regular file",
+             files={"upload/x.deb": Fifo()}),
+    cli_case("run-candidate-fifo-in-directory", "run", "--candidate", "{dir}/upload",
+             expect=("--candidate[0]: {dir}/upload/x.deb: a FIFO, not a regular file",),
+             files={"upload/x.deb": Fifo()}),
+    job_case("candidate-fifo-deb", {"guest": {"candidates": ["x.deb"]}},
+             "guest.candidates[0]: {dir}/x.deb: a FIFO, not a regular file",
+             files={"x.deb": Fifo()}),
+    job_case("candidate-link-deb", {"guest": {"candidates": ["x.deb"]}},
+             "guest.candidates[0]: {dir}/x.deb: a symbolic link, not a file or a directory",
+             files={"x.deb": Link("/etc/shadow")}),
+    cli_case("run-candidate-link-directory", "run", "--candidate", "{dir}/upload",
+             expect=("--candidate[0]: {dir}/upload: a symbolic link, not a file or a directory",),
+             files={"upload": Link("/etc")}),
+    job_case("candidate-link-in-directory", {"guest": {"candidates": ["upload"]}},
+             "guest.candidates[0]: {dir}/upload/x.deb: a symbolic link, not a regular file",
+             files={"upload/x.deb": Link("/dev/zero")}),
+    job_case("candidate-changes-size", {"guest": {"candidates": ["x.changes"]}},
+             "guest.candidates[0]: 'x.changes': Checksums-Sha256 entry 1: the size '12x' is not "
+             "a number", files={"x.changes": f"Format: 1.8\nChecksums-Sha256:\n {SHA} 12x "
+                                            "hello_1.0_all.deb\n".encode()}),
+    cli_case("run-candidate-changes-size", "run", "--candidate", "{dir}/x.changes",
+             expect=("--candidate[0]: 'x.changes': Checksums-Sha256 entry 1: the size '12x'",),
+             files={"x.changes": f"Format: 1.8\nChecksums-Sha256:\n {SHA} 12x "
+                                 "hello_1.0_all.deb\n".encode()}),
+    job_case("candidate-changes-two-fields", {"guest": {"candidates": ["x.changes"]}},
+             "guest.candidates[0]: 'x.changes': Files entry 1 is not 'MD5SUM SIZE SECTION "
+             "PRIORITY FILE'", files={"x.changes": b"Format: 1.8\nFiles:\n "
+                                                   b"0123456789abcdef0123456789abcdef x.deb\n"}),
+    job_case("candidate-changes-slash", {"guest": {"candidates": ["x.changes"]}},
+             "guest.candidates[0]: 'x.changes': names '../victim/precious', which is not a file "
+             "beside it", files={"x.changes": f"Format: 1.8\nChecksums-Sha256:\n {SHA} 7 "
+                                              "../victim/precious\n".encode()}),
+    job_case("candidate-changes-option", {"guest": {"candidates": ["x.changes"]}},
+             "guest.candidates[0]: 'x.changes': names '-x.deb', which is not a file beside it",
+             files={"x.changes": f"Format: 1.8\nChecksums-Sha256:\n {SHA} 7 -x.deb\n".encode()}),
+    job_case("candidate-changes-digest", {"guest": {"candidates": ["x.changes"]}},
+             "guest.candidates[0]: 'x.changes': Checksums-Sha256 entry 1: '`id`' is not a "
+             "SHA-256 checksum", files={"x.changes": b"Format: 1.8\nChecksums-Sha256:\n "
+                                                    b"`id` 7 x.deb\n"}),
+    job_case("candidate-same-file-name", {"guest": {"candidates": ["a", "b"]}},
+             "candidates: two files named keystone_1.0-1_all.deb: {dir}/a/keystone_1.0-1_all.deb "
+             "and {dir}/b/keystone_1.0-1_all.deb",
+             files={"a/keystone_1.0-1_all.deb": Deb("keystone", "1.0-1"),
+                    "b/keystone_1.0-1_all.deb": Deb("python3-keystone", "1.0-1")}),
+    # --- a bare name is a job name, nothing else ---------------------------------------------
+    cli_case("job-name-dotdot", "job", "validate", "../evil",
+             expect=("../evil: no such job file",), site_files={"evil.yaml": b"name: evil\n"}),
+    cli_case("run-job-name-dotdot", "run", "../evil",
+             expect=("../evil: no such job file",), site_files={"evil.yaml": b"name: evil\n"}),
+    cli_case("job-name-newline", "job", "validate", "smoke-trixie\n",
+             expect=("'smoke-trixie\\n': not a job name",)),
     # --- host setup / teardown / status -------------------------------------------------
     cli_case("setup-bridge-inject", "host", "setup", "--bridge", f"br{INJECT}",
              expect=(f"--bridge {'br' + INJECT!r}: not a valid interface name",)),
@@ -372,11 +563,25 @@ def test_bad_input_exits_20_with_one_line_and_changes_nothing(
     job_dir = dirs.top / f"jobs \"dir\" 'x' {INJECT}"
     job_dir.mkdir(parents=True)
     job = job_dir / "bad-job.yaml"
-    if case.job is not None:
+    if isinstance(case.job, bytes):
+        job.write_bytes(case.job)
+    elif case.job is not None:
         job.write_text(case.job if isinstance(case.job, str)
                        else yaml.safe_dump(case.job, allow_unicode=True))
     for name, content in case.files.items():
-        (job_dir / name).write_bytes(content)
+        path = job_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Fifo):
+            os.mkfifo(path)
+        elif isinstance(content, Link):
+            path.symlink_to(fill(content.target, {"dir": str(job_dir)}))
+        elif isinstance(content, Deb):
+            build_deb(path.parent, content.package, content.version).rename(path)
+        else:
+            path.write_bytes(content)
+    for name, data in case.site_files.items():
+        (dirs.config / name).parent.mkdir(parents=True, exist_ok=True)
+        (dirs.config / name).write_bytes(data)
     (job_dir / "notes.txt").write_bytes(b"not a package")
     kernel = dirs.top / "vmlinuz"
     kernel.write_bytes(b"not a kernel either")
@@ -409,6 +614,9 @@ def test_bad_input_exits_20_with_one_line_and_changes_nothing(
     assert len(errors) == 1, stderr
     for part in expect:
         assert part in errors[0], f"{part!r} not in {errors[0]!r}"
+    for part in case.absent:
+        assert part not in stderr, f"{part!r} printed"
+    assert len(stderr) < 4000, f"{len(stderr)} characters on stderr"
     assert not left, f"processes left behind: {left}"
     new_ns = after["namespaces"] - before["namespaces"]
     assert not new_ns - foreign_namespaces(new_ns, child.pid), "namespaces appeared"
@@ -422,5 +630,5 @@ def test_bad_input_exits_20_with_one_line_and_changes_nothing(
 
 
 def test_the_corpus_is_big_enough() -> None:
-    assert len(CORPUS) >= 40
+    assert len(CORPUS) >= 160
     assert len({c.id for c in CORPUS}) == len(CORPUS)
