@@ -70,6 +70,12 @@ def _replace_sources(text: str, *, deb822: bool) -> None:
         write_file("/etc/apt/sources.list", text)
 
 
+def setup_command(command: str) -> list[str]:
+    """The argv of one of the job's guest.setup_commands: after "--", whatever it
+    starts with is the shell's command, never one of its options."""
+    return ["sh", "-c", "--", command]
+
+
 def hold_services() -> None:
     write_file(POLICY_RC_D, POLICY_RC_D_TEXT, mode=0o755)
 
@@ -95,7 +101,7 @@ def prepare(p: dict[str, Any]) -> None:
     for i, command in enumerate(p.get("setup_commands", [])):
         # The job's own commands, in the guest (never on the host), as given.
         with part(f"setup command {i + 1}"):
-            run(["sh", "-c", command])
+            run(setup_command(command))
     facts["os"] = _os_release()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +197,17 @@ def test_tempest_conf_overrides_are_never_options_of_discover_tempest_config() -
     assert not parsed.debug and not parsed.remove and parsed.create
     assert (parsed.out, parsed.image, parsed.image_disk_format) == (
         "/etc/tempest/tempest.conf", "http://192.0.2.1/tempest/-x.img", "qcow2")
+
+
+def test_a_setup_command_is_the_shells_command_whatever_it_starts_with(tmp_path: Path) -> None:
+    from tempest_live_ci.deploy.apt import setup_command
+
+    # Refused on load (job.py); were it not, sh runs it as a command, not as `sh -x`.
+    script = tmp_path / "-x"
+    script.write_text("echo ran as a command\n")
+    script.chmod(0o755)
+    result = subprocess.run(setup_command("-x"), cwd=tmp_path, capture_output=True, text=True,
+                            env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert (result.returncode, result.stdout) == (0, "ran as a command\n"), result.stderr
+    assert subprocess.run(setup_command("echo a; echo b"), capture_output=True,
+                          text=True).stdout == "a\nb\n"
