@@ -26,7 +26,7 @@ from typing import Any
 import jinja2
 
 from tempest_live_ci import paths
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
 
 _environments: dict[tuple[Path, bool | None], jinja2.Environment] = {}
 _ESCAPED = (".xml", ".html", ".htm")
@@ -47,7 +47,7 @@ def _single_line(value: Any) -> Any:
         return value
     text = str(value)
     if has_control_character(text):
-        raise UsageError(f"a value for a configuration file holds a control character: {text!r}")
+        raise UsageError(f"a value for a configuration file holds a control character: {shown(text)}")
     return value
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tempest_live_ci import paths, proc
-from tempest_live_ci.errors import TestbedError, UsageError
+from tempest_live_ci.errors import TestbedError, UsageError, shown
 from tempest_live_ci.log import log
 
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -145,7 +145,7 @@ def archive_versions(suite: str, mirror: str, packages: Sequence[str], *,
         errors = [line for line in simulated.stderr.splitlines() if line.startswith("E:")]
         missing = [m.group(1) for line in errors if (m := _MISSING.match(line))]
         if missing:
-            raise UsageError(f"image packages: {missing[0]!r} is not in {suite} at {mirror}")
+            raise UsageError(f"image packages: {shown(missing[0])} is not in {suite} at {mirror}")
         raise UsageError(f"image packages: apt cannot install them from {suite}: "
                          + " / ".join(errors[-3:] or simulated.stderr.splitlines()[-3:]))
     versions = {m.group(1): m.group(2) for line in simulated.stdout.splitlines()

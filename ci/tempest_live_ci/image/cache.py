@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import __version__, paths, proc
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
 from tempest_live_ci.image.model import Image, ImageOptions
 from tempest_live_ci.log import log
 
@@ -170,7 +170,7 @@ def resolve_image(store: Path, ref: str) -> Image:
     matches = [i for i in images if i.hash.startswith(ref)]
     if len(matches) != 1:
         problem = "no image" if not matches else f"{len(matches)} images"
-        raise UsageError(f"{problem} matching {ref!r} in {store}")
+        raise UsageError(f"{problem} matching {shown(ref)} in {store}")
     return matches[0]
 
 

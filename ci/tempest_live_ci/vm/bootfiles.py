@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from tempest_live_ci import render
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
 from tempest_live_ci.image.cache import SQUASHFS, SQUASHFS_MODE
 from tempest_live_ci.testbed.model import Testbed
 
@@ -26,7 +26,7 @@ def check_cmdline(cmdline: str, option: str = "kernel command line") -> str:
     """
     bad = sorted({c for c in cmdline if not " " <= c <= "~" or c == "$"})
     if bad:
-        raise UsageError(f"{option} {cmdline!r}: holds {''.join(bad)!r} (printable ASCII "
+        raise UsageError(f"{option} {shown(cmdline)}: holds {shown(''.join(bad), 20)} (printable ASCII "
                          "without $ only)")
     return cmdline
 

@@ -11,7 +11,7 @@ import click
 
 from tempest_live_ci import paths, proc
 from tempest_live_ci.cli import Renamed
-from tempest_live_ci.errors import TestbedError, UsageError
+from tempest_live_ci.errors import TestbedError, UsageError, shown
 from tempest_live_ci.log import log, step
 from tempest_live_ci.vm.config import (
     BOOT_MODES,
@@ -159,7 +159,7 @@ def _find_run(run_id: str | None) -> Path:
             with contextlib.suppress(OSError, ValueError):
                 if json.loads(state.read_text()).get("run_id") == run_id:
                     return state.parent
-        raise UsageError(f"--run-id {run_id!r}: no guest recorded in {directory / STATE_FILE}")
+        raise UsageError(f"--run-id {shown(run_id)}: no guest recorded in {directory / STATE_FILE}")
     found = sorted(p.parent for p in root.glob(f"*/{STATE_FILE}"))
     if len(found) != 1:
         names = ", ".join(p.name for p in found)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tempest_live_ci.errors import UsageError
+from tempest_live_ci.errors import UsageError, shown
 
 BOOT_MODES = ("network", "direct")
 NIC_MODELS = ("virtio", "e1000")
@@ -29,9 +29,9 @@ class VMConfig:
 
     def __post_init__(self) -> None:
         if self.boot not in BOOT_MODES:
-            raise UsageError(f"--boot: boot mode {self.boot!r} is none of {', '.join(BOOT_MODES)}")
+            raise UsageError(f"--boot: boot mode {shown(self.boot)} is none of {', '.join(BOOT_MODES)}")
         if self.nic_model not in NIC_MODELS:
-            raise UsageError(f"--nic-model: NIC model {self.nic_model!r} is none of "
+            raise UsageError(f"--nic-model: NIC model {shown(self.nic_model)} is none of "
                              f"{', '.join(NIC_MODELS)}")
         if self.vcpus < 1:
             raise UsageError(f"--vcpus {self.vcpus}: must be at least 1")
