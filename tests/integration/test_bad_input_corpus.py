@@ -87,6 +87,8 @@ ALIAS_BOMB = "name: bomb\nvm:\n  memory: [" + ", ".join(
     [f"&a [{', '.join(['xxxxxxxx'] * 9)}]"]
     + [f"&{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]" for i in range(7)]) + "]\n"
 SHA = "0" * 64
+# A job file beside the site's jobs directory: ../evil must not name it.
+SITE_BESIDE_JOBS = {"jobs/site-job.yaml": b"name: site-job\n", "evil.yaml": b"name: evil\n"}
 CHANGES = b"""Format: 1.8
 Source: hello
 Files:
@@ -381,9 +383,9 @@ CORPUS = [
                     "b/keystone_1.0-1_all.deb": Deb("python3-keystone", "1.0-1")}),
     # --- a bare name is a job name, nothing else ---------------------------------------------
     cli_case("job-name-dotdot", "job", "validate", "../evil",
-             expect=("../evil: no such job file",), site_files={"evil.yaml": b"name: evil\n"}),
+             expect=("../evil: no such job file",), site_files=SITE_BESIDE_JOBS),
     cli_case("run-job-name-dotdot", "run", "../evil",
-             expect=("../evil: no such job file",), site_files={"evil.yaml": b"name: evil\n"}),
+             expect=("../evil: no such job file",), site_files=SITE_BESIDE_JOBS),
     cli_case("job-name-newline", "job", "validate", "smoke-trixie\n",
              expect=("'smoke-trixie\\n': not a job name",)),
     # --- host setup / teardown / status -------------------------------------------------
