@@ -271,8 +271,9 @@ def _type_name(tp: Any) -> str:
 
 def key_text(key: Any) -> str:
     """A key as an error names it: as it is when it looks like one, else quoted and cut."""
-    text = str(key) if isinstance(key, (str, int)) and not isinstance(key, bool) else ""
-    return text if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text) else shown(key)
+    if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
+        return key
+    return shown(key)
 
 
 def _coerce(where: str, tp: Any, value: Any, *, script: bool = False) -> Any:
@@ -580,14 +581,16 @@ def read_yaml(path: Path) -> Any:
 def load_job(path: str | Path) -> Job:
     """Load a job file; a bare name means the site's or the shipped job of that name (find_job).
 
-    A bare name is a word without a slash or a suffix that names no file
-    here; it must be a job name in full. Anything else is a path.
+    A bare name is a word (a str) without a slash or a suffix that names no
+    file here; it must be a job name in full. Anything else is a path: the
+    text as given (./NAME stays a path), or a Path.
     """
-    path = Path(path)
-    if "/" not in str(path) and not path.suffix and not os.path.lexists(path):
-        path = find_job(str(path))
+    if isinstance(path, str) and "/" not in path and not Path(path).suffix \
+            and not os.path.lexists(path):
+        path = find_job(path)
     if not os.path.lexists(path):
-        raise UsageError(f"{path}: no such job file")
+        raise UsageError(f"{os.fspath(path)}: no such job file")
+    path = Path(path)
     return parse_job(read_yaml(path), str(path), path.stem)
 
 
