@@ -21,6 +21,7 @@ import subunit  # type: ignore[import-untyped]
 import testtools  # type: ignore[import-untyped]
 
 from tempest_live_ci.log import log
+from tempest_live_ci.results import files
 
 FINAL = {"success": "passed", "fail": "failed", "skip": "skipped", "xfail": "passed",
          "uxsuccess": "failed"}
@@ -70,7 +71,9 @@ class SubunitSink(io.RawIOBase):
     def __init__(self, path: Path, *, every: float = REPORT_EVERY) -> None:
         super().__init__()
         self.path = path
-        self.file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        # The run's output directory may be one given with --output: what is there
+        # already (a link to /etc/passwd named tempest.subunit) is replaced, never written.
+        self.file = files.create(path)
         self.bytes = 0
         self.counter = _Counter(every)
         read_fd, write_fd = os.pipe()

@@ -33,6 +33,7 @@ from tempest_live_ci import deploy
 from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.guest.ssh import GuestSSH
 from tempest_live_ci.log import log
+from tempest_live_ci.results import files
 from tempest_live_ci.results.files import parse_json
 
 # Where the deploy package lives in the guest: `python3 -m deploy` from here.
@@ -52,7 +53,7 @@ class LineLog(io.RawIOBase):
     def __init__(self, path: Path) -> None:
         super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "ab")  # noqa: SIM115 - closed in close()
+        self.file = files.create(path, append=True)
         self.pending = b""
         self.tail: list[str] = []
 
@@ -221,7 +222,7 @@ class Guest:
             log.warning("no logs from the guest: %s", e.message)
             return None
         try:
-            with open(archive, "wb") as out:
+            with files.create(archive) as out:
                 self.step("collect", 300, stdout=out)
         except TestbedError as e:
             log.warning("could not collect the guest's logs: %s", e.message)

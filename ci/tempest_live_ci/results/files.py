@@ -208,6 +208,29 @@ def write_text(path: Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def create(path: Path, *, append: bool = False) -> IO[bytes]:
+    """A file to write as it goes (a stream as it arrives, a step's log) in a directory
+    someone else may have filled: a link, FIFO, device or hard link already at `path` is
+    removed first, never written through; append keeps a regular file of its own."""
+    try:
+        old = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if stat.S_ISDIR(old.st_mode):
+            raise UsageError(f"{path}: a directory, not replaced")
+        if not (append and stat.S_ISREG(old.st_mode) and old.st_nlink == 1):
+            os.unlink(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    fd = os.open(path, flags | (os.O_APPEND if append else os.O_EXCL), 0o644)
+    now = os.fstat(fd)
+    if not stat.S_ISREG(now.st_mode) or now.st_nlink != 1:  # swapped in meanwhile
+        os.close(fd)
+        raise UsageError(f"{path}: {kind(now.st_mode)} appeared while it was being made")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab" if append else "wb")
+
+
 def _copy(source: IO[bytes], out: IO[bytes]) -> None:
     while chunk := source.read(MiB):
         out.write(chunk)

@@ -30,7 +30,7 @@ from tests.subunitgen import (
 )
 
 from tempest_live_ci.guest.progress import SubunitSink
-from tempest_live_ci.guest.steps import extract_logs
+from tempest_live_ci.guest.steps import LineLog, extract_logs
 from tempest_live_ci.log import log
 from tempest_live_ci.results import files
 from tempest_live_ci.results.store import read_index, store_run
@@ -105,6 +105,33 @@ def test_the_store_copies_regular_files_only(tmp_path: Path, tlc: Any, victim: P
     for name in ("notes.txt (a symbolic link)", "guest-logs/shadow (a symbolic link)",
                  "guest-logs/pipe (a FIFO)"):
         assert name in warnings[0]
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hard link", "fifo"])
+def test_the_live_stream_and_step_logs_replace_what_is_in_their_way(
+        tmp_path: Path, victim: Path, plant: str) -> None:
+    out = tmp_path / "out"
+    (out / "guest-logs" / "steps").mkdir(parents=True)
+    names = (out / "tempest.subunit", out / "guest-logs" / "steps" / "tempest.log")
+    for name in names:
+        if plant == "symlink":
+            name.symlink_to(victim)
+        elif plant == "hard link":
+            os.link(victim, name)
+        else:
+            os.mkfifo(name)
+    sink = SubunitSink(names[0])
+    sink.write(passed("tempest.api.a.T.test_a"))
+    sink.close()
+    step_log = LineLog(names[1])
+    step_log.write(b"==> installing\n")
+    step_log.close()
+    assert victim.read_text() == "keep me"
+    for name in names:
+        st = name.lstat()
+        assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1, name
+    assert names[0].read_bytes() == passed("tempest.api.a.T.test_a")
+    assert names[1].read_bytes() == b"==> installing\n"
 
 
 def test_a_file_write_leaves_no_temporary_file(tmp_path: Path) -> None:
