@@ -236,7 +236,7 @@ S = ("results", "show", "{in}")
 H = ("results", "html", "{in}")
 STORE = ("results", "store", "j", "{in}")
 GOOD = passed(f"{A}.test_a")
-BASELINE = {"gate": "regressions", **{k: [] for k in (
+BASELINE: dict[str, Any] = {"gate": "regressions", **{k: [] for k in (
     "regressions", "fixed", "still_failing", "flaky", "new_tests", "removed_tests",
     "newly_skipped", "failing")}}
 

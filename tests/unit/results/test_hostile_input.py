@@ -29,6 +29,7 @@ from tests.subunitgen import (
     tarball,
 )
 
+from tempest_live_ci.errors import UsageError
 from tempest_live_ci.guest.progress import SubunitSink
 from tempest_live_ci.guest.steps import LineLog, extract_logs
 from tempest_live_ci.log import log
@@ -137,7 +138,7 @@ def test_the_live_stream_and_step_logs_replace_what_is_in_their_way(
 def test_a_file_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     files.write_text(tmp_path / "a.json", "{}")
     (tmp_path / "b").mkdir()
-    with pytest.raises(files.UsageError, match="a directory, not replaced"):
+    with pytest.raises(UsageError, match="a directory, not replaced"):
         files.write_text(tmp_path / "b", "{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b"]
 
@@ -420,7 +421,7 @@ def test_a_stored_summary_of_the_wrong_shape_is_refused(tmp_path: Path, tlc: Any
 
 
 def test_a_guest_step_result_nested_too_deep_is_no_crash() -> None:
-    with pytest.raises(files.UsageError, match="nested more than 32 deep"):
+    with pytest.raises(UsageError, match="nested more than 32 deep"):
         files.parse_json("[" * 100_000 + "]" * 100_000, "x")
 
 
