@@ -120,7 +120,7 @@ def exists(path: Path) -> bool:
     """Is there anything at `path` (a dangling link included)?"""
     try:
         os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
     return True
 
