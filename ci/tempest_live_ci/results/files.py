@@ -14,6 +14,9 @@ that never ends), a file of gigabytes, a JSON document nested 100,000 deep.
         a new file beside the old one, then renamed over it: a link or
         anything else already there is never written through. An existing
         name that is not a regular file is refused.
+    create()
+        a file written as it goes (a live stream, a step's log): what is in
+        its way (a link, a FIFO, a hard link) is removed, never written.
     copy_tree(), copy_beneath()
         regular files and directories only, never through a link.
 """
