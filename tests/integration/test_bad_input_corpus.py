@@ -5,10 +5,13 @@ Each input goes to the real command line as argv (no shell anywhere). The
 tool runs in the network namespace of a throwaway "host" (nsenter --net: the
 mount namespace stays the host's, so a mount would show), which has an
 uplink holding a default route, like a real host's. Compared before and
-after each command: that host's links and nftables ruleset, the real host's
-links, namespaces, nftables ruleset and mounts, every file under the test's
-state, cache and results directories, and the processes the command left
-(found by a marker in their environment). The injection payloads aim at a
+after each command: that host's links and nftables ruleset; on the real host
+the links the command could touch (a testbed's, or named in its argv), the
+tool's nftables tables, the namespaces (one made meanwhile by another run,
+marked with its owner, is not ours) and the mounts; every file under the
+test's state, cache and results directories, and the processes the command
+left (found by a marker in their environment). Other runs on the machine
+make and remove links, tables and namespaces of their own meanwhile. The injection payloads aim at a
 canary file that must never appear.
 """
 
@@ -491,6 +494,10 @@ class Host:
 
     netns: str
     dirs: Dirs
+    # The real host's links the command could touch: a testbed's (its defaults,
+    # or named on its command line) and their veth peers. Other runs on the
+    # machine make and remove links of their own meanwhile.
+    names: set[str] = field(default_factory=set)
     nft: bool = field(default_factory=lambda: proc.which("nft") is not None)
 
     def snapshot(self) -> dict[str, Any]:
@@ -499,12 +506,17 @@ class Host:
             "fake host links": _run(*ns, "ip", "-o", "link"),
             "fake host addresses": _run(*ns, "ip", "-o", "addr"),
             "fake host nftables": _run(*ns, "nft", "list", "ruleset") if self.nft else "",
-            "host links": _run("ip", "-o", "link"),
-            "host nftables": _run("nft", "list", "ruleset") if self.nft else "",
+            "host links": {line for line in _run("ip", "-o", "link").splitlines()
+                           if line.split(":")[1].strip().split("@")[0] in self.names},
+            # The tool's tables (testbed/nat.py), not those of the host's other users.
+            "host nftables": {line for line in _run("nft", "list", "tables").splitlines()
+                              if "tempest_live_ci" in line} if self.nft else set(),
             "namespaces": set(_run("ip", "netns", "list").split()),
-            # Another team's image build mounts its chroot's /proc meanwhile: not ours.
+            # Another team's image build mounts its chroot's /proc meanwhile, and
+            # `ip netns add` a namespace's file: not ours (namespaces are compared
+            # by their marks).
             "mounts": {line for line in Path("/proc/mounts").read_text().splitlines()
-                       if "/.build-" not in line},
+                       if "/.build-" not in line and not line.startswith("nsfs /run/netns/")},
             "files": _tree(self.dirs.top),
         }
 
@@ -595,7 +607,11 @@ def test_bad_input_exits_20_with_one_line_and_changes_nothing(
     argv = [fill(a, values) for a in case.argv]
     expect = [fill(e, values) for e in case.expect]
 
-    host = Host(fake_host_ns, dirs)
+    from tempest_live_ci.testbed.config import TestbedConfig
+
+    words = {w for a in argv for w in a.split()}
+    names = {TestbedConfig.bridge, TestbedConfig.tap, TestbedConfig.nic, *words}
+    host = Host(fake_host_ns, dirs, names | {n + "p" for n in names})
     before = host.snapshot()
     marker = f"TLC_CORPUS_{secrets.token_hex(6)}"
     nsenter = proc.which("nsenter")
@@ -626,7 +642,7 @@ def test_bad_input_exits_20_with_one_line_and_changes_nothing(
     assert not {n for n in gone_ns if n.startswith("tlcc-")}, "namespaces went away"
     for key in ("fake host links", "fake host addresses", "fake host nftables", "host links",
                 "host nftables", "mounts", "files"):
-        assert after[key] == before[key], f"{key} changed"
+        assert after[key] == before[key], f"{key} changed: {before[key]} -> {after[key]}"
     assert not list(dirs.top.rglob(PWNED)) and not Path(PWNED).exists()
     assert (dirs.top / "victim" / "precious").read_text() == "keep me"
 
