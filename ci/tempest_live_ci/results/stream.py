@@ -86,8 +86,9 @@ class _Collector(testtools.StreamResult):  # type: ignore[misc]
         self.stray: list[bytes] = []
         self.stray_size = 0
         self.parser_errors: list[str] = []
-        # Where the packet being parsed starts: what a parser error names.
-        self.where = "the stream at byte 0"
+        # The stream, and where the packet being parsed starts: what a parser error names.
+        self.label = "the stream"
+        self.offset = 0
 
     def status(self, test_id: str | None = None, test_status: str | None = None,
                test_tags: set[str] | None = None, runnable: bool = True,
@@ -104,8 +105,8 @@ class _Collector(testtools.StreamResult):  # type: ignore[misc]
             return
         if test_id == _PARSER_ID:
             if file_name == "Parser Error" and file_bytes:
-                self.parser_errors.append(
-                    f"{self.where}: {file_bytes.decode('utf-8', errors='replace')}")
+                self.parser_errors.append(f"{self.label} at byte {self.offset}: "
+                                          f"{file_bytes.decode('utf-8', errors='replace')}")
             return
         key = (test_id, route_code)
         test = self.open.get(key)
@@ -191,6 +192,7 @@ def _parse(source: IO[bytes], collector: _Collector, label: str, deadline: float
     own loop reads it a byte at a time: seconds a MiB).
     """
     parser = subunit.ByteStreamToStreamResult(io.BytesIO(), non_subunit_name="stdout")
+    collector.label = label
     buffer, offset, pos, eof = b"", 0, 0, False  # offset: where buffer starts in the stream
 
     def have(n: int) -> bool:
@@ -206,24 +208,27 @@ def _parse(source: IO[bytes], collector: _Collector, label: str, deadline: float
         if time.monotonic() > deadline:
             raise UsageError(f"{label}: still not read after {READ_TIME_LIMIT:.0f} s "
                              f"(at byte {offset + pos}): not a stream the results stage reads")
-        found = buffer.find(_SIGNATURE, pos)
-        if found == -1:
-            end = len(buffer)
-        else:
-            # A character holds 4 bytes at most: from 4 bytes before the
-            # signature byte on, the output splits into characters as it does
-            # from where it began.
-            match = _TEXT.match(buffer, max(pos, found - 4))
-            end = match.end() if match else found
-        if end == len(buffer) and not eof:
-            # The last bytes may be a character the next block finishes: it
-            # is decided with them, from the byte that starts it.
-            starts = [k for k in range(max(pos, end - 3), end) if not 0x80 <= buffer[k] <= 0xBF]
-            end = starts[-1] if starts else end
-            if end == pos:
-                have(len(buffer) - pos + 1)
-                continue
-        if end > pos:
+        if buffer[pos] != _SIGNATURE[0]:
+            # Output between packets (after a packet, or up to a signature byte
+            # that starts one: a packet follows).
+            found = buffer.find(_SIGNATURE, pos)
+            if found == -1:
+                end = len(buffer)
+            else:
+                # A character holds 4 bytes at most: from 4 bytes before the
+                # signature byte on, the output splits into characters as it
+                # does from where it began.
+                match = _TEXT.match(buffer, max(pos, found - 4))
+                end = match.end() if match else found
+            if end == len(buffer) and not eof:
+                # The last bytes may be a character the next block finishes:
+                # it is decided with them, from the byte that starts it.
+                starts = [k for k in range(max(pos, end - 3), end)
+                          if not 0x80 <= buffer[k] <= 0xBF]
+                end = starts[-1] if starts else end
+                if end == pos:
+                    have(len(buffer) - pos + 1)
+                    continue
             collector.status(file_name="stdout", file_bytes=buffer[pos:end])
             pos = end
             continue
@@ -231,7 +236,7 @@ def _parse(source: IO[bytes], collector: _Collector, label: str, deadline: float
         length = _packet_length(buffer[pos:pos + 6])
         have(length)
         packet = buffer[pos:pos + length]
-        collector.where = f"{label} at byte {offset + pos}"
+        collector.offset = offset + pos
         parser.source = io.BytesIO(packet)
         parser.run(collector)
         pos += len(packet)
