@@ -420,7 +420,7 @@ def test_a_stored_summary_of_the_wrong_shape_is_refused(tmp_path: Path, tlc: Any
     assert json.loads((directory / "summary.json").read_text()) == summary
 
 
-def test_a_guest_step_result_nested_too_deep_is_no_crash() -> None:
+def test_json_nested_too_deep_is_refused_not_a_recursion_error() -> None:
     with pytest.raises(UsageError, match="nested more than 32 deep"):
         files.parse_json("[" * 100_000 + "]" * 100_000, "x")
 
