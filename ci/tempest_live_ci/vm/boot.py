@@ -25,6 +25,7 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.log import log, step
+from tempest_live_ci.results.files import create as create_file
 from tempest_live_ci.testbed.lifecycle import keep_testbed
 from tempest_live_ci.testbed.model import Testbed
 from tempest_live_ci.vm import domain as vmdomain
@@ -136,7 +137,11 @@ def start_vm(testbed: Testbed, files: BootFiles, output_dir: Path, config: VMCon
     """Start the guest (not waiting for anything) with boot progress reported as it comes."""
     keep = keep or Keep()
     output_dir.mkdir(parents=True, exist_ok=True)
+    # libvirtd (root) appends the guest's console to this path: a link or a
+    # FIFO someone left in the directory is replaced, never written through
+    # (so is domain.xml).
     console_log = output_dir / "console.log"
+    create_file(console_log).close()
     if accelerator is None:
         with step("Checking KVM"):
             accelerator = kvm.detect_accelerator(files.vmlinuz)
@@ -166,7 +171,8 @@ def start_vm(testbed: Testbed, files: BootFiles, output_dir: Path, config: VMCon
                              files.squashfs is not None),
     )
     xml = vmdomain.render_domain_xml(spec)
-    (output_dir / "domain.xml").write_text(xml)
+    with create_file(output_dir / "domain.xml") as out:
+        out.write(xml.encode())
     with contextlib.ExitStack() as stack:
         daemon: LibvirtDaemon = stack.enter_context(
             libvirt_for_run(testbed.state_dir, testbed.netns, debug=debug, keep=keep))

@@ -77,7 +77,7 @@ def _status_ids(pid: int) -> tuple[set[int], set[int]]:
     return ({int(v) for v in fields["Uid"].split()}, {int(v) for v in fields["Gid"].split()})
 
 
-def test_qemu_runs_unprivileged_and_the_hosts_kvm_node_is_left_alone(
+def test_qemu_runs_unprivileged_and_writes_through_no_link(
         dirs: Dirs, no_leaks: None, tmp_path: Path) -> None:
     kvm_before = os.stat("/dev/kvm") if os.path.exists("/dev/kvm") else None
     initrd = busybox_initramfs(tmp_path / "initrd.img",
@@ -87,6 +87,13 @@ def test_qemu_runs_unprivileged_and_the_hosts_kvm_node_is_left_alone(
     # file for qemu, which could not reach it itself.
     output = dirs.top / "private" / "out"
     output.parent.mkdir(mode=0o700)
+    # Links someone left in the output directory (vm boot --output takes any
+    # directory): libvirtd and the harness replace them, never write through.
+    output.mkdir()
+    victim = dirs.top / "victim"
+    victim.write_text("intact\n")
+    for name in ("console.log", "domain.xml"):
+        (output / name).symlink_to(victim)
     config = TestbedConfig(name=new_run_id(), apt_proxy=False)
     account = qemu_account()
     assert account.uid != 0 and account.gid != 0
@@ -107,6 +114,8 @@ def test_qemu_runs_unprivileged_and_the_hosts_kvm_node_is_left_alone(
             # Inside the daemon's namespace qemu's /dev/kvm is the same device, its own.
             seen = os.stat(f"/proc/{pid}/root/dev/kvm")
             assert (seen.st_rdev, seen.st_uid) == (kvm_before.st_rdev, account.uid)
+    assert victim.read_text() == "intact\n"
+    assert not (output / "console.log").is_symlink() and not (output / "domain.xml").is_symlink()
     if kvm_before is not None:
         after = os.stat("/dev/kvm")
         assert (after.st_mode, after.st_uid, after.st_gid) == (
