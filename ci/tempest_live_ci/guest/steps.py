@@ -53,6 +53,7 @@ class LineLog(io.RawIOBase):
     def __init__(self, path: Path) -> None:
         super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.file = files.create(path, append=True)
         self.pending = b""
         self.tail: list[str] = []
@@ -171,7 +172,7 @@ class Guest:
                                   while_waiting=self.alive)
         except TestbedError as e:
             raise TestbedError(f"step {name}: {e.message}",
-                               hint=f"its output: {output.file.name}") from e
+                               hint=f"its output: {output.path}") from e
         finally:
             output.close()
         result = self._result(name, time.monotonic() - started)
@@ -209,7 +210,7 @@ class Guest:
             log.error("  guest: %s", line)
         detail = " | ".join(part.strip() for part in str(error).splitlines() if part.strip())
         return StepFailed(f"step {name} failed: {detail}",
-                          hint=f"its output: {output.file.name}", result=result)
+                          hint=f"its output: {output.path}", result=result)
 
     def collect_logs(self) -> Path | None:
         """guest-logs/: the guest's journal, /var/log, configuration, package list, memory, disk."""

@@ -150,10 +150,10 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
     mounts += _account_files(root)
     # The qemu capability cache is kept across runs: the first probe takes ~10 s.
     mounts.append(f"{cache}:{MOUNTPOINTS['cache']}")
+    kvm_node = (f"{root / 'dev'}:{account.uid}:{account.gid}",) if KVM_DEVICE.exists() else ()
     entry = [sys.executable, "-m", "tempest_live_ci.vm.libvirtd", "--pidfile", str(pidfile),
-             *(a for m in mounts for a in ("--bind", m))]
-    if KVM_DEVICE.exists():
-        entry += ["--kvm-node", f"{root / 'dev'}:{account.uid}:{account.gid}"]
+             *(a for m in mounts for a in ("--bind", m)),
+             *(a for node in kvm_node for a in ("--kvm-node", node))]
     if netns is None:
         entry = ["unshare", "--mount", "--propagation", "slave", *entry]
     package_parent = str(Path(__file__).resolve().parents[2])
