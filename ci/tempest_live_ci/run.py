@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ import click
 
 from tempest_live_ci import __version__
 from tempest_live_ci.errors import CandidateError, ExitCode, TestbedError, TLCError, UsageError
+from tempest_live_ci.inputs import open_regular
 from tempest_live_ci.job import (
     AUTO,
     Job,
@@ -92,7 +94,7 @@ def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tup
     source packages (the whole cloud without candidates). job.yaml of the run
     records the result.
     """
-    from tempest_live_ci.candidates import FULL, profile_for
+    from tempest_live_ci.candidates import FULL, distinct, profile_for
     from tempest_live_ci.deploy.profiles import PROFILES
 
     chosen_keyring = str(keyring.resolve()) if keyring is not None else job.guest.keyring
@@ -106,7 +108,8 @@ def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tup
     for c in found:
         if seen.setdefault(c.package, c).path != c.path:
             raise UsageError(f"--candidate: {c.package} twice: {seen[c.package].path} and {c.path}")
-    found = tuple(seen.values())
+    # One file name in the flat repository: a job's and a --candidate of one name.
+    found = distinct(seen.values())
     job = dataclasses.replace(job, guest=dataclasses.replace(
         job.guest, keyring=chosen_keyring,
         candidates=(*job.guest.candidates, *(str(c.resolve()) for c in candidates)),
@@ -449,14 +452,19 @@ def publish_test_image(job: Job, testbed: Any) -> str | None:
         return image
     directory = testbed.http_root / "tempest"
     directory.mkdir(parents=True, exist_ok=True)
+    # Readable by the testbed's HTTP server (root) and the guest that fetches
+    # it, nobody else on the host: a job's image may be private.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     if image is not None:
         name = Path(image).name
-        shutil.copyfile(image, directory / name)
+        with open_regular(image, "tempest.image") as source, \
+                os.fdopen(os.open(directory / name, flags, 0o600), "wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
     else:
         name = "tempest-live-ci-test.raw"
-        with open(directory / name, "wb") as f:
-            f.write(TEST_IMAGE_MARKER)
-            f.truncate(TEST_IMAGE_SIZE)
+        with os.fdopen(os.open(directory / name, flags, 0o600), "wb") as out:
+            out.write(TEST_IMAGE_MARKER)
+            out.truncate(TEST_IMAGE_SIZE)
     return f"{testbed.http_url}/tempest/{name}"
 
 

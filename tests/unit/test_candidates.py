@@ -233,6 +233,15 @@ def test_job_candidates_beside_the_job_and_auto_profile(upload: Path, tmp_path: 
     with pytest.raises(UsageError) as e:
         resolve_candidates(job, (other_keystone,))
     assert e.value.message.startswith("--candidate: keystone twice: ")
+    # Another package in a file of the same name, from elsewhere: refused before anything starts.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    same_name = build_deb(elsewhere, "keystone-doc", "2:27.0.0-2", source="keystone")
+    (elsewhere / "keystone_27.0.0-2_all.deb").write_bytes(same_name.read_bytes())
+    same_name.unlink()
+    with pytest.raises(UsageError) as e:
+        resolve_candidates(job, (elsewhere / "keystone_27.0.0-2_all.deb",))
+    assert e.value.message.startswith("candidates: two files named keystone_27.0.0-2_all.deb: ")
     glance = build_deb(tmp_path, "glance", "2:30.0.0-1", source="glance")
     experimental = "deb http://deb.debian.org/debian experimental main"
     if "full" not in PROFILES:

@@ -6,6 +6,7 @@ import io
 import ipaddress
 import json
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from tempest_live_ci.errors import UsageError
 from tempest_live_ci.guest.plan import guest_files, guest_params
 from tempest_live_ci.guest.steps import GUEST_LIB, GUEST_STATE, deploy_archive
 from tempest_live_ci.job import load_job, parse_job
+from tempest_live_ci.run import TEST_IMAGE_MARKER, publish_test_image
 from tempest_live_ci.testbed.model import Testbed
 
 
@@ -134,3 +136,21 @@ def test_deploy_archive_holds_the_package_params_and_files() -> None:
     lib = GUEST_LIB.lstrip("/")
     assert {f"{lib}/deploy/__main__.py", f"{lib}/deploy/profiles.py",
             f"{GUEST_STATE.lstrip('/')}/lists/include.list"} <= names
+
+
+def test_the_test_image_is_published_for_the_server_alone(tmp_path: Path) -> None:
+    testbed = replace(make_testbed(), http_root=tmp_path / "www")
+    default = publish_test_image(parse_job({"tempest": {"profile": "image"}}, "j", "j"), testbed)
+    assert default == "http://192.168.100.1/tempest/tempest-live-ci-test.raw"
+    made = tmp_path / "www" / "tempest" / "tempest-live-ci-test.raw"
+    assert made.read_bytes().startswith(TEST_IMAGE_MARKER)
+    # A job's own image: copied as it was checked, readable by the server (root) alone.
+    private = tmp_path / "private.qcow2"
+    private.write_bytes(b"QFI\xfb" + b"\0" * 1000)
+    private.chmod(0o600)
+    job = parse_job({"tempest": {"profile": "image", "image": str(private)}}, "j", "j")
+    assert publish_test_image(job, testbed) == "http://192.168.100.1/tempest/private.qcow2"
+    published = tmp_path / "www" / "tempest" / "private.qcow2"
+    assert published.read_bytes() == private.read_bytes()
+    for path in (made, published):
+        assert path.stat().st_mode & 0o777 == 0o600, oct(path.stat().st_mode)
