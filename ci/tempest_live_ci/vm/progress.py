@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tempest_live_ci.log import log
+from tempest_live_ci.terminal import printable
 
 # python http.server: 192.168.100.2 - - [22/Nov/2026 05:13:15] "GET /img/vmlinuz HTTP/1.1" 200 -
 HTTP_LINE = re.compile(r'"GET (?P<path>/\S*) HTTP/[\d.]+" (?P<code>\d{3})')
 # dnsmasq: ... DHCPACK(tempestbr) 192.168.100.2 52:54:00:7e:57:02 tempest-guest
 DHCP_ACK = re.compile(r"DHCPACK\((?P<iface>[^)]*)\) (?P<address>\S+) (?P<mac>[0-9a-fA-F:]{17})")
 KERNEL_STARTED = "Linux version "
+KERNEL_PANIC = "Kernel panic - not syncing: "
 BOOT_FILES = {
     "/boot.ipxe": "boot.ipxe",
     "/img/vmlinuz": "kernel",
@@ -54,6 +56,7 @@ class BootProgress:
     def __post_init__(self) -> None:
         self._files: list[_Followed] = []
         self._dhcp_acks = 0
+        self.panics = 0
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -152,6 +155,16 @@ class BootProgress:
     def _console(self, line: str) -> None:
         if KERNEL_STARTED in line and "kernel-started" not in self.times:
             self.mark("kernel-started", "kernel started: " + line.split(KERNEL_STARTED, 1)[1][:60])
+        # The panic's line, not its closing "---[ end Kernel panic - ... ]---".
+        if KERNEL_PANIC in line and "---[ end " not in line:
+            seconds = self.elapsed()
+            with self._changed:
+                self.panics += 1
+                self.times.setdefault("panic", round(seconds, 2))
+                self._changed.notify_all()
+            reason = printable(line.split(KERNEL_PANIC, 1)[1].strip()[:80])
+            log.warning("[%6.1fs] the guest's kernel panicked (%s)%s", seconds, reason,
+                        ": it reboots" if self.panics == 1 else "")
 
 
 def _size(path: Path) -> int:

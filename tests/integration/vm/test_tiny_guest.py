@@ -21,7 +21,7 @@ from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
 from tempest_live_ci.testbed.lifecycle import start_testbed
-from tempest_live_ci.vm.boot import BootFiles, boot_vm, start_vm, wait_for_phase
+from tempest_live_ci.vm.boot import BootFiles, boot_vm, start_vm, wait_for_phase, with_serial_console
 from tempest_live_ci.vm.commands import destroy_guest
 from tempest_live_ci.vm.config import BootTimeouts, VMConfig
 from tempest_live_ci.vm.kvm import Accelerator
@@ -191,6 +191,30 @@ def test_a_guest_that_stops_fails_its_phase_at_once(dirs: Dirs, no_leaks: None,
         pytest.fail("the tiny guest powers off")
     assert time.monotonic() - started < BootTimeouts.ssh
     assert not (dirs.state / config.name).exists()
+
+
+def test_a_guest_whose_kernel_panics_reboots_once_then_fails_its_phase(
+        dirs: Dirs, no_leaks: None, tmp_path: Path) -> None:
+    # sysrq's crash: the panic a TCG guest now and then meets at boot, on purpose.
+    image = _image_of(tmp_path, "echo c > /proc/sysrq-trigger; sleep 600")
+    config = TestbedConfig(name=new_run_id(), apt_proxy=False)
+    with pytest.raises(TestbedError) as raised, start_testbed(config) as testbed, boot_vm(
+            testbed, image, dirs.top / "out", VMConfig(memory_mib=512, boot="direct"),
+            accelerator=TCG):
+        pytest.fail("the tiny guest panics")
+    message = raised.value.message
+    assert message.startswith("boot phase SSH: the guest's kernel panicked 2 times in "), message
+    console = (dirs.top / "out" / "console.log").read_text(errors="replace")
+    # The first panic rebooted the guest (panic=-1 of its command line), the second ended it.
+    assert console.count("Kernel panic - not syncing: sysrq triggered crash") >= 2, console[-3000:]
+    assert not (dirs.state / config.name).exists()
+
+
+def test_the_kernel_reboots_on_a_panic_unless_the_image_says_otherwise() -> None:
+    assert with_serial_console("boot=live quiet") == "boot=live quiet " \
+        "console=ttyS0,115200n8 panic=1"
+    assert with_serial_console("boot=live panic=-1 console=ttyS0") == \
+        "boot=live panic=-1 console=ttyS0"
 
 
 def test_a_guest_without_a_lease_fails_in_the_dhcp_phase(dirs: Dirs, no_leaks: None,
