@@ -20,6 +20,11 @@ from typing import BinaryIO
 from tempest_live_ci.errors import UsageError
 
 
+def kind(mode: int) -> str:
+    """What a file of this mode is, for a message: "a FIFO", "a symbolic link"..."""
+    return _kind(mode)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -30,19 +35,22 @@ def _kind(mode: int) -> str:
 
 
 def open_regular(path: str | os.PathLike[str], where: str | None, *,
-                 follow: bool = False) -> BinaryIO:
+                 follow: bool = False, limit: int | None = None,
+                 dir_fd: int | None = None) -> BinaryIO:
     """`path` opened for reading, if it is a regular file; else a UsageError naming
     `where` (the key or option that names it) and the path, or the path alone.
 
     follow=False (what a job or an option names) refuses a symbolic link;
     follow=True (a job file or the site's config.yaml, which their admin
-    names) accepts one to a regular file. The file object blocks as usual.
+    names) accepts one to a regular file. With `limit`, a larger file is
+    refused. `dir_fd`: `path` is relative to that directory. The file
+    object blocks as usual.
     """
     subject = f"{where}: {path}" if where else str(path)
     # Looked at before it is opened: opening a device can do something
     # (a watchdog starts counting); the descriptor is checked again below.
     try:
-        before = os.stat(path) if follow else os.lstat(path)
+        before = os.stat(path, dir_fd=dir_fd, follow_symlinks=follow)
     except FileNotFoundError:
         raise UsageError(f"{where}: no such file: {path}" if where
                          else f"{path}: no such file") from None
@@ -57,7 +65,7 @@ def open_regular(path: str | os.PathLike[str], where: str | None, *,
     if not follow:
         flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except OSError as e:
         raise UsageError(f"{subject}: cannot be read: {e.strerror}") from None
     try:
@@ -66,11 +74,18 @@ def open_regular(path: str | os.PathLike[str], where: str | None, *,
             raise UsageError(f"{subject}: {_kind(now.st_mode)}, not a regular file")
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
             raise UsageError(f"{subject}: replaced while it was being opened")
+        if limit is not None and now.st_size > limit:
+            raise UsageError(f"{subject}: {now.st_size} bytes, larger than {size(limit)}")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def size(limit: int) -> str:
+    """A size limit for a message: "64 MiB", "256 KiB"."""
+    return f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
 
 
 def read_regular(path: str | os.PathLike[str], where: str | None, *, limit: int,

@@ -33,7 +33,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tempest_live_ci import inputs
 from tempest_live_ci.errors import UsageError
+from tempest_live_ci.inputs import kind, size
 
 MiB = 1024 * 1024
 # summary.json holds every test's status and every failure's traceback.
@@ -45,7 +47,6 @@ JSON_DEPTH = 32
 # How much of a bad value an error message quotes.
 QUOTED = 60
 
-_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -61,53 +62,14 @@ def quoted(value: object, limit: int = QUOTED) -> str:
     return text if len(text) <= limit + 2 else text[:limit] + "…"
 
 
-def kind(mode: int) -> str:
-    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _size(limit: int) -> str:
-    return f"{limit // MiB} MiB" if limit >= MiB else f"{limit // 1024} KiB"
-
-
 def open_regular(path: Path, *, limit: int, follow: bool = False,
                  dir_fd: int | None = None) -> IO[bytes]:
     """`path` opened for reading if it is a regular file of at most `limit` bytes.
 
     follow=True only for a path the user named on the command line: a link
-    to a regular file is then accepted. Looked at (lstat) before it is
-    opened: opening a device can do something; the descriptor is checked
-    again after.
+    to a regular file is then accepted (inputs.open_regular's checks).
     """
-    try:
-        before = os.stat(path, dir_fd=dir_fd, follow_symlinks=follow)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
-    if not stat.S_ISREG(before.st_mode):
-        raise UsageError(f"{path}: {kind(before.st_mode)}, not a regular file")
-    try:
-        fd = os.open(path, _READ | (0 if follow else os.O_NOFOLLOW), dir_fd=dir_fd)
-    except OSError as e:
-        raise UsageError(f"{path}: cannot be read: {e.strerror}") from None
-    try:
-        now = os.fstat(fd)
-        if not stat.S_ISREG(now.st_mode):
-            raise UsageError(f"{path}: {kind(now.st_mode)}, not a regular file")
-        if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
-            raise UsageError(f"{path}: replaced while it was being opened")
-        if now.st_size > limit:
-            raise UsageError(f"{path}: {now.st_size} bytes, larger than {_size(limit)}")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    return inputs.open_regular(path, None, follow=follow, limit=limit, dir_fd=dir_fd)
 
 
 def read_regular(path: Path, *, limit: int, follow: bool = False) -> bytes:
@@ -115,7 +77,7 @@ def read_regular(path: Path, *, limit: int, follow: bool = False) -> bytes:
     with open_regular(path, limit=limit, follow=follow) as f:
         data = f.read(limit + 1)
     if len(data) > limit:  # it grew after the check
-        raise UsageError(f"{path}: larger than {_size(limit)}")
+        raise UsageError(f"{path}: larger than {size(limit)}")
     return data
 
 
