@@ -32,6 +32,7 @@ from tempest_live_ci.image import Image
 from tempest_live_ci.results.stream import read_stream
 from tests.conftest import TOP, Dirs, needs_root
 from tests.conftest import _processes_using as processes_using
+from tests.e2e.test_interrupts import wait_for
 from tests.e2e.test_run import Overlap, check_passed_identity_run, links_in, run_id_in
 from tests.fixtures_image import TEST_CACHE_DIR
 
@@ -72,14 +73,6 @@ def start_run(dirs: Dirs, job: Path | None, out: Path, stderr: Path) -> subproce
             [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run",
              *([str(job)] if job else []), "--output", str(out)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
-
-
-def wait_for(stderr: Path, process: subprocess.Popen[str], text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in (seen := stderr.read_text()):
-        assert process.poll() is None, f"the run ended before {text!r}:\n{seen[-5000:]}"
-        assert time.monotonic() < deadline, f"no {text!r} after {timeout:.0f} s:\n{seen[-3000:]}"
-        time.sleep(1)
 
 
 def test_the_image_profile_and_the_default_job_at_once(
