@@ -342,6 +342,13 @@ def admin_environment(p: dict[str, Any], auth_url: str) -> dict[str, str]:
 GLANCE_METADEFS = ("/usr/share/glance-common/metadefs", "/etc/glance/metadefs")
 # glance-api's uwsgi file, since glance 2:33 (sid); trixie's runs its own server.
 GLANCE_UWSGI = "/etc/glance/glance-api-uwsgi.ini"
+# glance's two file stores, the default first. Their names sort in that order:
+# tempest's waiter for an import to several stores (waiters.py,
+# wait_for_image_imported_to_stores, tempest 1:47) compares the image's
+# "stores" (glance's order, the configured one) with the sorted store ids as
+# one string. With "file,copies" the glance-direct import tests on sid
+# timed out although both stores had the image.
+GLANCE_STORES = ("file", "file_copies")
 
 
 def glance(p: dict[str, Any]) -> None:
@@ -358,10 +365,10 @@ def glance(p: dict[str, Any]) -> None:
             # than one (with one, glance leaves os_glance_importing_to_stores
             # unset and tempest waits for it until its build_timeout).
             # Images land in the first; only the copy tests write the second.
-            "DEFAULT.enabled_backends": "file:file,copies:file",
-            "glance_store.default_backend": "file",
-            "file.filesystem_store_datadir": "/var/lib/glance/images/",
-            "copies.filesystem_store_datadir": "/var/lib/glance/copies/",
+            "DEFAULT.enabled_backends": ",".join(f"{store}:file" for store in GLANCE_STORES),
+            "glance_store.default_backend": GLANCE_STORES[0],
+            f"{GLANCE_STORES[0]}.filesystem_store_datadir": "/var/lib/glance/images/",
+            f"{GLANCE_STORES[1]}.filesystem_store_datadir": "/var/lib/glance/copies/",
             "os_glance_staging_store.filesystem_store_datadir": "/var/lib/glance/staging/",
             "os_glance_tasks_store.filesystem_store_datadir": "/var/lib/glance/tasks_work_dir/",
         })

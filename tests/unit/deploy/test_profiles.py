@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tempest_live_ci import paths, render
+from tempest_live_ci.deploy.configure import GLANCE_STORES
 from tempest_live_ci.deploy.profiles import PROFILES, TEMPEST_SERVICES, held_services
 
 HOOK = "live-build/config/hooks/normal/0600-tempest-live-ci-hold-services.hook.chroot.j2"
@@ -71,3 +72,8 @@ def test_heat_and_swift_are_in_the_whole_cloud_and_have_profiles_of_their_own() 
     assert {e["url"] for e in spec["endpoints"]} == {
         "http://192.168.100.2:8004/v1/%(project_id)s",
         "http://192.168.100.2:8080/v1/AUTH_%(project_id)s"}
+
+
+def test_glance_stores_sort_in_their_configured_order() -> None:
+    # tempest compares the image's stores (the configured order) with the sorted ids.
+    assert list(GLANCE_STORES) == sorted(GLANCE_STORES) and len(set(GLANCE_STORES)) > 1
