@@ -94,6 +94,11 @@ def test_guest_namespace_reaches_only_the_archive(dirs: Dirs, netns: str,
             other = curl(netns, "-o", "/dev/null", "-w", "%{http_code}", "-x", via_proxy,
                          "http://pypi.org/simple/")
             assert other.stdout == "403"
+            # No maintenance page for a guest to expire or delete the cache with.
+            for page in ("acng-report.html", "acng-report.html?doExpire=Start+Expiration"):
+                report = curl(netns, "-o", "/dev/null", "-w", "%{http_code}",
+                              f"{via_proxy}/{page}")
+                assert report.stdout in ("403", "404"), (page, report.stdout)
             # And the namespace has no way out but the proxy.
             direct = curl(netns, "--max-time", "5", RELEASE)
             assert direct.returncode != 0
