@@ -13,7 +13,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,11 @@ from tempest_live_ci.image.model import (
     DEFAULT_MIRROR,
     DEFAULT_SUITE,
     SUITES,
+    ImageOptions,
 )
+from tempest_live_ci.image.model import validate as validate_image
 from tempest_live_ci.inputs import check_regular
-from tempest_live_ci.log import log
+from tempest_live_ci.log import format_duration, log
 from tempest_live_ci.testbed.config import ISOLATED, MODES, TestbedConfig
 from tempest_live_ci.vm.config import BOOT_MODES, MIN_MEMORY_MIB, NIC_MODELS, BootTimeouts, VMConfig
 
@@ -54,120 +56,212 @@ _IMAGE = re.compile(r"(https?://)?[A-Za-z0-9./_:~+%-]+")
 # are scripts, where LF and TAB are shell syntax like any other.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SCRIPT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-SCRIPTS = ("guest.setup_commands",)
 # A tempest.conf value that is a negative number is no option to argparse.
 _NEGATIVE = re.compile(r"-[0-9]+(\.[0-9]+)?")
 # A regex for stestr; re.compile() of a longer one costs more than it tells.
 MAX_REGEX = 4096
 
 
+MEMORY_MUST_BE = f"a size such as 8G or 6144M, {MIN_MEMORY_MIB}M at least"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a value must be beyond its type: a predicate and its words for the error."""
+
+    ok: typing.Callable[[Any], bool]
+    must_be: str
+
+
+def one_of(values: Sequence[str]) -> Rule:
+    """'a, b or c'."""
+    text = f"{', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else values[0]
+    return Rule(lambda v: bool(v in values), text)
+
+
+def between(low: int, high: int) -> Rule:
+    return Rule(lambda v: bool(low <= v <= high), f"between {low} and {high}")
+
+
+POSITIVE = Rule(lambda v: bool(v > 0), "positive")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Everything about one job key besides its type and default, in one place.
+
+    rule: the check beyond the type. path: the value names a file beside the
+    job file (relative paths are resolved against the job file's directory)
+    unless this predicate says it is something else (a URL, "latest").
+    site: the site's config.yaml gives the default for jobs that say nothing.
+    script: a shell script for the guest (LF and TAB allowed). option: the
+    `run` option that adds to it (a list) or replaces it. plan: how the run's
+    plan shows the value (a format of {}, or for a flag the words when set).
+    """
+
+    rule: Rule | None = None
+    path: typing.Callable[[str], bool] | None = None
+    site: bool = False
+    script: bool = False
+    option: str | None = None
+    plan: str | typing.Callable[[Any], str] | None = None
+
+
+def setting(default: Any = None, *, factory: typing.Callable[[], Any] | None = None,
+            rule: Rule | None = None, path: typing.Callable[[str], bool] | None = None,
+            site: bool = False, script: bool = False, option: str | None = None,
+            plan: str | typing.Callable[[Any], str] | None = None) -> Any:
+    """A job key: its default and its Setting (read back by setting_of)."""
+    meta = {"setting": Setting(rule=rule, path=path, site=site, script=script, option=option,
+                               plan=plan)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def setting_of(f: dataclasses.Field[Any]) -> Setting:
+    found = f.metadata.get("setting")
+    return found if isinstance(found, Setting) else Setting()
+
+
+def _a_file(value: str) -> bool:
+    return True
+
+
+def _not_a_url(value: str) -> bool:
+    return not _is_url(value)
+
+
+def _not_latest(value: str) -> bool:
+    return value != LATEST
+
+
 @dataclass(frozen=True)
 class TestbedSection:
-    """The testbed keys a job may set; their defaults are TestbedConfig's."""
+    """The testbed keys a job may set; their defaults and rules are TestbedConfig's."""
 
     __test__ = False
 
-    mode: str = TestbedConfig.mode
-    host_address: str = TestbedConfig.host_address
+    mode: str = setting(TestbedConfig.mode, rule=one_of(MODES), plan="{}")
+    host_address: str = setting(TestbedConfig.host_address, plan="{}")
     host_ipv6: str | None = TestbedConfig.host_ipv6
     guest_address: str | None = TestbedConfig.guest_address
-    guest_mac: str = TestbedConfig.guest_mac
-    apt_proxy: bool = TestbedConfig.apt_proxy
-    nat: bool = TestbedConfig.nat
+    guest_mac: str = setting(TestbedConfig.guest_mac, plan="guest {}")
+    apt_proxy: bool = setting(TestbedConfig.apt_proxy, plan="archive through the apt proxy")
+    nat: bool = setting(TestbedConfig.nat, plan="NAT")
 
 
 @dataclass(frozen=True)
 class ImageSection:
-    suite: str = DEFAULT_SUITE
-    mirror: str = DEFAULT_MIRROR
-    packages: tuple[str, ...] = ()
-    compression: str = DEFAULT_COMPRESSION
+    suite: str = setting(DEFAULT_SUITE, rule=one_of(SUITES), plan="{}")
+    mirror: str = setting(DEFAULT_MIRROR, site=True)
+    packages: tuple[str, ...] = setting((), plan=lambda v: f"extra packages: {' '.join(v)}")
+    compression: str = setting(DEFAULT_COMPRESSION, rule=one_of(list(COMPRESSION_LEVELS)),
+                               plan="{} compression")
     compression_level: int | None = None
-    ssh_key: str | None = None
+    ssh_key: str | None = setting(None, path=_a_file)
     # The profile's packages in the image (dpkg at native speed at build time),
     # or installed in the guest (the old tool's way; for hosts with real KVM).
-    preinstall: bool = True
+    preinstall: bool = setting(True, plan=lambda v: "profile preinstalled" if v
+                               else "profile installed in the guest")
     # false: the archive's Release may be past its Valid-Until (a snapshot
     # mirror, a copy frozen for a reproducible run); every apt reading it is
     # told so: the archive lookup, live-build, the guest and its candidates.
-    check_valid_until: bool = True
+    check_valid_until: bool = setting(True, site=True, plan=lambda v: "" if v
+                                      else "an expired Release accepted")
 
 
 @dataclass(frozen=True)
 class VmSection:
     # Default: what the job's profile needs (deploy/profiles.py, measured).
-    memory: str | None = None
-    vcpus: int | None = None
-    boot: str = VMConfig.boot  # one of vm/config.py's BOOT_MODES
-    nic_model: str = VMConfig.nic_model  # one of vm/config.py's NIC_MODELS
+    memory: str | None = setting(None, rule=Rule(lambda v: _memory_ok(v), MEMORY_MUST_BE),
+                                 plan="{}")
+    vcpus: int | None = setting(None, rule=between(1, 256), plan="{} vCPUs")
+    boot: str = setting(VMConfig.boot, rule=one_of(BOOT_MODES), plan="{} boot")
+    nic_model: str = setting(VMConfig.nic_model, rule=one_of(NIC_MODELS))
     # Seconds from the start of the guest: the same defaults as `vm boot`'s.
-    dhcp_timeout: int = int(BootTimeouts.dhcp)
-    kernel_timeout: int = int(BootTimeouts.kernel)
-    ssh_timeout: int = int(BootTimeouts.ssh)
+    dhcp_timeout: int = setting(int(BootTimeouts.dhcp), rule=POSITIVE)
+    kernel_timeout: int = setting(int(BootTimeouts.kernel), rule=POSITIVE)
+    ssh_timeout: int = setting(int(BootTimeouts.ssh), rule=POSITIVE)
 
     @property
     def memory_mib(self) -> int:
         assert self.memory is not None  # the profile's default is filled in on load
-        match = _MEMORY.fullmatch(self.memory)
-        assert match is not None  # validated on load
-        value = int(match.group(1))
-        return value * 1024 if match.group(2).upper() == "G" else value
+        mib = memory_mib(self.memory)
+        assert mib is not None  # validated on load
+        return mib
 
 
 @dataclass(frozen=True)
 class GuestSection:
     # The suite the guest is upgraded to, when it is not the image's.
-    suite: str | None = None
-    sources_list: str | None = None
+    suite: str | None = setting(None, rule=one_of(SUITES), plan="upgraded to {}")
+    sources_list: str | None = setting(None, path=_a_file, plan="sources from {}")
     # Packages under test: .deb and .changes files, directories of .debs
     # (added to --candidate). Installed after the profile, pinned at 1001.
-    candidates: tuple[str, ...] = ()
+    candidates: tuple[str, ...] = setting((), path=_a_file, option="--candidate")
     # Extra apt sources, "deb URL SUITE [COMPONENT...]" (added to --candidate-source).
-    candidate_sources: tuple[str, ...] = ()
-    # Checks the signature of signed .changes candidates (added to --keyring).
-    keyring: str | None = None
+    candidate_sources: tuple[str, ...] = setting((), option="--candidate-source")
+    # Checks the signature of signed .changes candidates (replaced by --keyring).
+    keyring: str | None = setting(None, path=_a_file, option="--keyring")
     # Shell commands run in the guest (never on the host) after apt-get update.
-    setup_commands: tuple[str, ...] = ()
+    setup_commands: tuple[str, ...] = setting(
+        (), script=True, rule=Rule(lambda v: not any(c.startswith("-") for c in v),
+                                   "a list of shell commands, none starting with -"),
+        plan=lambda v: f"{len(v)} setup command{'s' if len(v) > 1 else ''}")
     # On sid: the profile's packages from experimental where it has newer ones
     # (the next release during a freeze), what they need with them, sid for
     # the rest (deploy/experimental.py).
-    experimental: bool = False
+    experimental: bool = setting(False, plan="experimental's versions of the profile")
     # Seconds each in-guest step may take: sized for TCG. The full profile's
     # configuration took 18 min alone on the host and over 30 with a second
     # guest booting beside it.
-    prepare_timeout: int = 1200
-    install_timeout: int = 3600
-    configure_timeout: int = 3600
+    prepare_timeout: int = setting(1200, rule=POSITIVE)
+    install_timeout: int = setting(3600, rule=POSITIVE)
+    configure_timeout: int = setting(3600, rule=POSITIVE)
+
+
+_REGEX = Rule(lambda v: _is_regex(v), "a valid regular expression (not starting with -)")
 
 
 @dataclass(frozen=True)
 class TempestSection:
     # "auto": the profile that covers the candidates' source packages (candidates.py).
-    profile: str = "identity"
-    regex: str | None = None
-    exclude_regex: str | None = None
-    smoke: bool = False
-    include_list: str | None = None
-    exclude_list: str | None = None
-    concurrency: int | None = None  # default: the guest's vCPUs
-    timeout: int = 7200
-    rerun_failures: int = 0
+    profile: str = setting("identity", rule=Rule(lambda v: bool(v in PROFILES or v == AUTO),
+                                                 " | ".join([*PROFILES, AUTO])),
+                           plan="profile {}")
+    regex: str | None = setting(None, rule=_REGEX, plan="regex {}")
+    exclude_regex: str | None = setting(None, rule=_REGEX, plan="exclude regex {}")
+    smoke: bool = setting(False, plan="smoke")
+    include_list: str | None = setting(None, path=_a_file, plan="include list {}")
+    exclude_list: str | None = setting(None, path=_a_file, plan="exclude list {}")
+    # Default: the guest's vCPUs.
+    concurrency: int | None = setting(None, rule=between(1, 64), plan="concurrency {}")
+    timeout: int = setting(7200, rule=POSITIVE, plan=lambda v: f"timeout {format_duration(v)}")
+    rerun_failures: int = setting(0, rule=between(0, 5),
+                                  plan="failures re-run up to {} times")
     # tempest.conf values over what discovery finds: {"section.key": value}
-    conf: dict[str, str] = field(default_factory=dict)
+    conf: dict[str, str] = setting(factory=dict,
+                                   plan=lambda v: f"{len(v)} tempest.conf value"
+                                   f"{'s' if len(v) > 1 else ''}")
     # The disk image glance gets for tempest (compute.image_ref): a file on the
     # host or an http(s) URL. Default: a small raw image made on the host,
     # enough for nova's fake driver; instances that really boot need a real one.
-    image: str | None = None
+    image: str | None = setting(None, path=_not_a_url, plan="test image {}",
+                                rule=Rule(lambda v: bool(_IMAGE.fullmatch(v)),
+                                          "a file or an http(s) URL (letters, digits and "
+                                          "./_:~+%-)"))
 
 
 @dataclass(frozen=True)
 class ResultsSection:
     # "latest" (the newest stored run of baseline_job without candidates) or
     # the path of a run directory: what the results are compared with.
-    baseline: str | None = None
+    baseline: str | None = setting(None, path=_not_latest, plan="baseline {}")
     # Whose stored runs "latest" looks at: by default this job's own.
-    baseline_job: str | None = None
-    gate: str = GATES[0]  # see GATES
+    baseline_job: str | None = setting(None, rule=Rule(lambda v: bool(_NAME.fullmatch(v)),
+                                                       "a job name"), plan="of job {}")
+    gate: str = setting(GATES[0], rule=one_of(GATES), plan="gate {}")  # see GATES
 
 
 @dataclass(frozen=True)
@@ -192,52 +286,27 @@ SECTIONS: dict[str, type[Any]] = {
     "results": ResultsSection,
 }
 
-def _one_of(values: Sequence[str]) -> str:
-    """'a, b or c'."""
-    return f"{', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else values[0]
+
+def settings() -> Iterator[tuple[str, dataclasses.Field[Any], Setting]]:
+    """Every job key as (section, field, Setting), in the order of the declarations."""
+    for name, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            yield name, f, setting_of(f)
 
 
-# Per-key checks beyond the type: (predicate, what the value must be). The
-# allowed values are those of the modules that use them.
-CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
-    "testbed.mode": (lambda v: bool(v in MODES), _one_of(MODES)),
-    "image.compression": (lambda v: bool(v in COMPRESSION_LEVELS), _one_of(list(COMPRESSION_LEVELS))),
-    "vm.memory": (lambda v: _memory_ok(v), f"a size such as 8G or 6144M, {MIN_MEMORY_MIB}M at least"),
-    "vm.vcpus": (lambda v: bool(1 <= v <= 256), "between 1 and 256"),
-    "vm.boot": (lambda v: bool(v in BOOT_MODES), _one_of(BOOT_MODES)),
-    "vm.nic_model": (lambda v: bool(v in NIC_MODELS), _one_of(NIC_MODELS)),
-    "vm.dhcp_timeout": (lambda v: bool(v > 0), "positive"),
-    "vm.kernel_timeout": (lambda v: bool(v > 0), "positive"),
-    "vm.ssh_timeout": (lambda v: bool(v > 0), "positive"),
-    "image.suite": (lambda v: bool(v in SUITES), _one_of(SUITES)),
-    "guest.suite": (lambda v: bool(v in SUITES), _one_of(SUITES)),
-    "guest.setup_commands": (lambda v: not any(c.startswith("-") for c in v),
-                             "a list of shell commands, none starting with -"),
-    "guest.prepare_timeout": (lambda v: bool(v > 0), "positive"),
-    "guest.install_timeout": (lambda v: bool(v > 0), "positive"),
-    "guest.configure_timeout": (lambda v: bool(v > 0), "positive"),
-    "tempest.profile": (lambda v: bool(v in PROFILES or v == AUTO), " | ".join([*PROFILES, AUTO])),
-    "tempest.regex": (lambda v: _is_regex(v), "a valid regular expression (not starting "
-                      "with -)"),
-    "tempest.exclude_regex": (lambda v: _is_regex(v), "a valid regular expression (not "
-                              "starting with -)"),
-    "results.baseline_job": (lambda v: bool(_NAME.fullmatch(v)), "a job name"),
-    "results.gate": (lambda v: bool(v in GATES), _one_of(GATES)),
-    "tempest.concurrency": (lambda v: bool(1 <= v <= 64), "between 1 and 64"),
-    "tempest.image": (lambda v: bool(_IMAGE.fullmatch(v)),
-                      "a file or an http(s) URL (letters, digits and ./_:~+%-)"),
-    "tempest.timeout": (lambda v: bool(v > 0), "positive"),
-    "tempest.rerun_failures": (lambda v: bool(0 <= v <= 5), "between 0 and 5"),
-}
+
+def memory_mib(value: str) -> int | None:
+    """MiB of a size such as 8G or 6144M; None if it is none."""
+    match = _MEMORY.fullmatch(value)
+    if match is None:
+        return None
+    return int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
 
 
 def _memory_ok(value: str) -> bool:
     """A size VmSection.memory_mib reads, and no less than a guest needs (vm/config.py)."""
-    match = _MEMORY.fullmatch(value)
-    if match is None:
-        return False
-    mib = int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
-    return mib >= MIN_MEMORY_MIB
+    mib = memory_mib(value)
+    return mib is not None and mib >= MIN_MEMORY_MIB
 
 
 # section.key, each starting with a letter, a digit or _: never an option.
@@ -328,16 +397,15 @@ def _coerce(where: str, tp: Any, value: Any, *, script: bool = False) -> Any:
     raise TypeError(f"unsupported field type {_type_name(tp)}")
 
 
-def section(prefix: str, cls: type[Any], data: Any,
-            checks: dict[str, tuple[typing.Callable[[Any], bool], str]] | None = None) -> Any:
-    """One section of a job (or of the site's config.yaml) as its dataclass, every value checked."""
-    checks = CHECKS if checks is None else checks
+def section(prefix: str, cls: type[Any], data: Any) -> Any:
+    """One section of a job (or of the site's config.yaml) as its dataclass, every value
+    checked by its declaration (setting)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise UsageError(f"{prefix}: expected a mapping, got {shown(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: setting_of(f) for f in dataclasses.fields(cls)}
     values = {}
     spelled: dict[str, str] = {}
     for raw_key, value in data.items():
@@ -350,10 +418,11 @@ def section(prefix: str, cls: type[Any], data: Any,
         if key in spelled:
             raise UsageError(f"{where}: the same key as {prefix}.{spelled[key]}, given twice")
         spelled[key] = str(raw_key)
-        values[key] = _coerce(where, hints[key], value, script=f"{prefix}.{key}" in SCRIPTS)
-        check = checks.get(f"{prefix}.{key}")
-        if check and values[key] is not None and not check[0](values[key]):
-            raise UsageError(f"{where}: {shown(values[key])} is not {check[1]}")
+        declared = fields[key]
+        values[key] = _coerce(where, hints[key], value, script=declared.script)
+        rule = declared.rule
+        if rule is not None and values[key] is not None and not rule.ok(values[key]):
+            raise UsageError(f"{where}: {shown(values[key])} is not {rule.must_be}")
     return cls(**values)
 
 
@@ -386,7 +455,7 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     except UsageError as e:
         raise fail(e) from None
     job = profile_defaults(Job(name=name, description=description, source=source, **sections))
-    job = _site_image_defaults(job, data.get("image"))
+    job = _site_defaults(job, data)
     if Path(source).is_file():
         job = _resolve_paths(job, Path(source).resolve().parent)
     try:
@@ -396,20 +465,26 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     return job
 
 
-def _site_image_defaults(job: Job, image: Any) -> Job:
-    """The site's image.mirror and image.check_valid_until (config.yaml) where the job says none."""
+def _site_defaults(job: Job, data: dict[str, Any]) -> Job:
+    """The site's config.yaml values (setting(site=True)) for the keys the job file leaves out."""
     from tempest_live_ci.siteconfig import site_config
 
-    named = {str(key).replace("-", "_") for key in image} if isinstance(image, dict) else set()
-    site = site_config().image
-    values: dict[str, Any] = {}
-    if "mirror" not in named and site.mirror:
-        values["mirror"] = site.mirror
-    if "check_valid_until" not in named and site.check_valid_until is not None:
-        values["check_valid_until"] = site.check_valid_until
-    if not values:
-        return job
-    return dataclasses.replace(job, image=dataclasses.replace(job.image, **values))
+    site = site_config()
+    changed: dict[str, dict[str, Any]] = {}
+    for name, f, declared in settings():
+        given = data.get(name)
+        named = {str(key).replace("-", "_") for key in given} if isinstance(given, dict) else set()
+        value = getattr(getattr(site, name, None), f.name, None)
+        if declared.site and f.name not in named and value is not None:
+            changed.setdefault(name, {})[f.name] = value
+    return _replaced(job, changed)
+
+
+def _replaced(job: Job, changed: dict[str, dict[str, Any]]) -> Job:
+    """The job with {section: {key: value}} replaced."""
+    return dataclasses.replace(job, **{
+        name: dataclasses.replace(getattr(job, name), **values)
+        for name, values in changed.items()})
 
 
 def profile_defaults(job: Job) -> Job:
@@ -428,44 +503,70 @@ def _is_url(value: str) -> bool:
 
 
 def _resolve_paths(job: Job, base: Path) -> Job:
-    """Relative paths in a job file name files beside it, wherever the tool is run from."""
-    def resolved(value: str | None) -> str | None:
-        return None if value is None else str(base / value)
+    """Relative paths in a job file name files beside it, wherever the tool is run from
+    (setting(path=...))."""
+    def resolved(is_file: typing.Callable[[str], bool], value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(resolved(is_file, v) for v in value)
+        return str(base / value) if isinstance(value, str) and is_file(value) else value
 
-    return dataclasses.replace(
-        job,
-        image=dataclasses.replace(job.image, ssh_key=resolved(job.image.ssh_key)),
-        guest=dataclasses.replace(
-            job.guest, sources_list=resolved(job.guest.sources_list),
-            candidates=tuple(str(base / c) for c in job.guest.candidates),
-            keyring=resolved(job.guest.keyring)),
-        tempest=dataclasses.replace(
-            job.tempest, include_list=resolved(job.tempest.include_list),
-            exclude_list=resolved(job.tempest.exclude_list),
-            image=job.tempest.image if job.tempest.image is None or _is_url(job.tempest.image)
-            else resolved(job.tempest.image)),
-        results=dataclasses.replace(
-            job.results, baseline=job.results.baseline if job.results.baseline in (None, LATEST)
-            else resolved(job.results.baseline)),
+    changed: dict[str, dict[str, Any]] = {}
+    for name, f, declared in settings():
+        if declared.path is not None:
+            value = getattr(getattr(job, name), f.name)
+            changed.setdefault(name, {})[f.name] = resolved(declared.path, value)
+    return _replaced(job, changed)
+
+
+def plan_lines(job: Job) -> list[str]:
+    """The job's values as the run's plan shows them: a line per section, from the
+    declarations' plan formats; unset and false values are left out."""
+    lines = []
+    for name, cls in SECTIONS.items():
+        said = []
+        for f in dataclasses.fields(cls):
+            plan = setting_of(f).plan
+            value = getattr(getattr(job, name), f.name)
+            # 0 of a count (re-runs) and empty lists say nothing either.
+            if plan is None or value is None or value is False or value in ((), {}, 0):
+                continue
+            text = plan(value) if callable(plan) else \
+                plan if isinstance(value, bool) else plan.format(value)
+            if text:
+                said.append(text)
+        if said:
+            lines.append(f"{name}: {', '.join(said)}")
+    return lines
+
+
+def image_options(job: Job) -> ImageOptions:
+    """The image a job boots, checked by the image's own rules, each error naming the job's key."""
+    from tempest_live_ci.siteconfig import site_config
+
+    image = job.image
+    options = ImageOptions(
+        suite=image.suite, mirror=image.mirror, apt_proxy=site_config().image_apt_proxy(),
+        packages=image.packages,
+        # "auto" is resolved by the run, from its candidates (resolve_candidates).
+        profile=job.tempest.profile if image.preinstall and job.tempest.profile != AUTO
+        else None,
+        compression=image.compression, compression_level=image.compression_level,
+        ssh_key=Path(image.ssh_key) if image.ssh_key else None,
+        check_valid_until=image.check_valid_until,
     )
+    validate_image(options, option=lambda key: "tempest.profile" if key == "profile"
+                   else f"image.{key.replace('-', '_')}")
+    return options
 
 
 def _check_cross(job: Job) -> None:
     """Checks that involve the testbed's own rules, and files the job names."""
-    from tempest_live_ci.image.model import ImageOptions
-    from tempest_live_ci.image.model import validate as validate_image
     from tempest_live_ci.testbed.config import validate
 
     # The same rules as the command line's, each message naming the job's key.
     validate(testbed_config(job, "tlc-check"),
              option=lambda key: f"testbed.{key.replace('-', '_')}")
-    image = job.image
-    validate_image(ImageOptions(
-        suite=image.suite, mirror=image.mirror, packages=image.packages,
-        profile=job.tempest.profile if image.preinstall and job.tempest.profile != AUTO else None,
-        compression=image.compression, compression_level=image.compression_level,
-        ssh_key=Path(image.ssh_key) if image.ssh_key else None,
-    ), option=lambda key: "tempest.profile" if key == "profile" else f"image.{key.replace('-', '_')}")
+    image_options(job)
     check_candidates(job, job.guest.candidates, job.guest.candidate_sources, job.guest.keyring,
                      keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
     check_results(job.results)
@@ -636,11 +737,8 @@ def job() -> None:
 @click.argument("job_files", nargs=-1, required=True, metavar="JOB.yaml...")
 def validate_command(job_files: tuple[str, ...]) -> int:
     """Check job files; exit 20 at the first invalid one, naming file and key."""
-    from tempest_live_ci.run import image_options
-
     for job_file in job_files:
         loaded = load_job(job_file)
-        image_options(loaded)
         log.info("%s: valid job %s", loaded.source, loaded.name)
     return ExitCode.OK
 

@@ -43,7 +43,9 @@ from tempest_live_ci.job import (
     AUTO,
     Job,
     check_candidates,
+    image_options,
     job_as_dict,
+    plan_lines,
     profile_defaults,
     testbed_config,
 )
@@ -53,7 +55,6 @@ from tempest_live_ci.vm.config import BootTimeouts, VMConfig
 
 if TYPE_CHECKING:
     from tempest_live_ci.candidates import Candidate
-    from tempest_live_ci.image.model import ImageOptions
 
 
 @dataclass
@@ -131,53 +132,10 @@ def print_plan(ctx: RunContext) -> None:
     job = ctx.job
     log.info("job %s (%s): %s", job.name, job.source, job.description or "no description")
     log.info("  run id %s, output %s", ctx.run_id, ctx.output_dir)
-    archive = ", ".join(way for way, used in (("apt proxy", job.testbed.apt_proxy),
-                                                 ("NAT", job.testbed.nat)) if used)
-    log.info("  testbed: %s, %s, guest %s, archive through %s", job.testbed.mode,
-             job.testbed.host_address, job.testbed.guest_mac, archive or "nothing")
-    log.info("  image: %s, %s compression%s", job.image.suite, job.image.compression,
-             f", extra packages: {' '.join(job.image.packages)}" if job.image.packages else "")
-    log.info("  vm: %s, %d vCPUs, %s boot", job.vm.memory, job.vm.vcpus, job.vm.boot)
-    log.info("  image: profile %s %s", job.tempest.profile,
-             "preinstalled" if job.image.preinstall else "installed in the guest")
-    t = job.tempest
-    selection = [f"regex {t.regex}" if t.regex else "", "smoke" if t.smoke else "",
-                 f"include list {t.include_list}" if t.include_list else "",
-                 f"exclude regex {t.exclude_regex}" if t.exclude_regex else "",
-                 f"exclude list {t.exclude_list}" if t.exclude_list else ""]
-    log.info("  tempest: profile %s, %s, concurrency %d, timeout %s%s", t.profile,
-             ", ".join(x for x in selection if x) or "the profile's default tests",
-             t.concurrency or job.vm.vcpus, format_duration(t.timeout),
-             f", failures re-run up to {t.rerun_failures} times" if t.rerun_failures else "")
+    for line in plan_lines(job):
+        log.info("  %s", line)
     for c in ctx.candidates:
         log.info("  candidate: %s %s (%s, source %s)", c.package, c.version, c.filename, c.source)
-    for line in job.guest.candidate_sources:
-        log.info("  extra apt source: %s", line)
-    r = job.results
-    if r.baseline is not None:
-        log.info("  baseline: %s, gate: %s", f"latest run of {r.baseline_job or job.name}"
-                 if r.baseline == "latest" else r.baseline, r.gate)
-
-
-def image_options(job: Job) -> ImageOptions:
-    from tempest_live_ci.image.model import ImageOptions, validate
-    from tempest_live_ci.siteconfig import site_config
-
-    options = ImageOptions(
-        suite=job.image.suite,
-        mirror=job.image.mirror,
-        apt_proxy=site_config().image_apt_proxy(),
-        packages=job.image.packages,
-        # "auto" is resolved by the run, from its candidates (resolve_candidates).
-        profile=job.tempest.profile if job.image.preinstall and job.tempest.profile != AUTO
-        else None,
-        compression=job.image.compression,
-        compression_level=job.image.compression_level,
-        ssh_key=Path(job.image.ssh_key) if job.image.ssh_key else None,
-        check_valid_until=job.image.check_valid_until,
-    )
-    validate(options)
-    return options
 
 
 def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
@@ -487,7 +445,7 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
     with ctx.stage("prepare", "Preparing the guest"):
         guest.push(guest_params(job, testbed, guest_state=GUEST_STATE,
                                 image_url=publish_test_image(job, testbed),
-                                accelerator=ctx.facts.get("accelerator", "tcg")),
+                                accelerator=ctx.facts.get("accelerator", "tcg")).as_dict(),
                    guest_files(job))
         ctx.facts["guest"] = guest.step("check", 120).facts
         guest.step("prepare", g.prepare_timeout)

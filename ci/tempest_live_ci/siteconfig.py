@@ -97,7 +97,7 @@ def _load(path: str, mtime_ns: int, size: int) -> SiteConfig:
             raise UsageError(f"{path}: {key_text(key)}: unknown key "
                              f"(known: {', '.join(sorted(SECTIONS))})")
     try:
-        sections = {key: section(key, cls, data.get(key), checks={})
+        sections = {key: section(key, cls, data.get(key))
                     for key, cls in SECTIONS.items()}
     except UsageError as e:
         raise UsageError(f"{path}: {e.message}") from None

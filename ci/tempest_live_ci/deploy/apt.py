@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from .experimental import SUITE as EXPERIMENTAL
 from .experimental import from_experimental
+from .params import Params
 from .profiles import get_profile
 from .util import StepError, facts, package_versions, part, run, say, write_file
 
@@ -24,7 +25,7 @@ APT_GET = ["apt-get", "-y", "-q", "-o", "Dpkg::Options::=--force-confdef",
            "-o", "Dpkg::Options::=--force-confold"]
 
 
-def apt_conf(proxy: str | None, direct: list[str] | None = None, *,
+def apt_conf(proxy: str | None, direct: Sequence[str] = (), *,
              check_valid_until: bool = True) -> str:
     lines = [
         "// Written by tempest-live-ci for this run.",
@@ -80,39 +81,39 @@ def hold_services() -> None:
     write_file(POLICY_RC_D, POLICY_RC_D_TEXT, mode=0o755)
 
 
-def prepare(p: dict[str, Any]) -> None:
+def prepare(p: Params) -> None:
     """Sources, proxy, apt-get update, an upgrade to the job's suite, the setup commands."""
     with part("apt sources"):
-        write_file(APT_CONF, apt_conf(p.get("apt_proxy"), p.get("apt_direct"),
-                                      check_valid_until=p.get("check_valid_until", True)))
-        if p.get("sources_list"):
+        write_file(APT_CONF, apt_conf(p.apt_proxy, p.apt_direct,
+                                      check_valid_until=p.check_valid_until))
+        if p.sources_list:
             say("sources: the job's guest.sources_list")
-            _replace_sources(p["sources_list"], deb822=False)
+            _replace_sources(p.sources_list, deb822=False)
         else:
-            _replace_sources(deb822_sources(p["suite"], p["mirror"], p.get("security_mirror"),
-                                            experimental=p.get("experimental", False)),
+            _replace_sources(deb822_sources(p.suite, p.mirror, p.security_mirror,
+                                            experimental=p.experimental),
                              deb822=True)
         hold_services()
     with part("apt-get update"):
         run([*APT_GET, "update"], env=APT_ENV)
-    if p["suite"] != p["image_suite"]:
-        with part(f"upgrade {p['image_suite']} → {p['suite']}"):
+    if p.suite != p.image_suite:
+        with part(f"upgrade {p.image_suite} → {p.suite}"):
             run([*APT_GET, "dist-upgrade"], env=APT_ENV)
-    for i, command in enumerate(p.get("setup_commands", [])):
+    for i, command in enumerate(p.setup_commands):
         # The job's own commands, in the guest (never on the host), as given.
         with part(f"setup command {i + 1}"):
             run(setup_command(command))
     facts["os"] = _os_release()
 
 
-def install(p: dict[str, Any]) -> None:
+def install(p: Params) -> None:
     """The profile's packages (nothing to do in a preinstalled image but checking)."""
-    profile = get_profile(p["profile"])
+    profile = get_profile(p.profile)
     hold_services()
     packages = list(profile.all_packages)
     with part(f"apt-get install ({len(packages)} packages of profile {profile.name})"):
         run([*APT_GET, "install", *packages], env=APT_ENV)
-    if p.get("experimental"):
+    if p.experimental:
         with part("the profile's packages from experimental"):
             from_experimental(packages)
     facts["versions"] = package_versions(packages)

@@ -15,7 +15,6 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any
 
 from .util import STATE, StepError, facts, package_versions, part, run, say, write_file
 
@@ -101,7 +100,7 @@ def _apt(argv: list[str], what: str) -> None:
                         + "\n  ".join(reason.splitlines()))
 
 
-def install_candidates(p: dict[str, Any]) -> None:
+def install_candidates() -> None:
     """Add the candidate repository (and the job's extra sources), pin, install, record."""
     wanted = json.loads(PARAMS.read_text())
     packages: dict[str, str] = wanted.get("packages", {})

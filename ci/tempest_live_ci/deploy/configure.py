@@ -17,9 +17,10 @@ import pwd
 import socket
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
+from .params import Params
 from .profiles import get_profile
 from .util import (
     StepError,
@@ -104,8 +105,8 @@ API_THREADS = 4
 TCG_SERVICE_DOWN_TIME = 300
 
 
-def db_url(p: Mapping[str, Any], database: str) -> str:
-    return (f"mysql+pymysql://{database}:{p['service_password']}@127.0.0.1/{database}"
+def db_url(p: Params, database: str) -> str:
+    return (f"mysql+pymysql://{database}:{p.service_password}@127.0.0.1/{database}"
             "?charset=utf8")
 
 
@@ -142,9 +143,9 @@ def as_user(user: str, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv]
 
 
-def authtoken(p: Mapping[str, Any], username: str) -> dict[str, str]:
+def authtoken(p: Params, username: str) -> dict[str, str]:
     """[keystone_authtoken]: the service checks tokens with keystone as its own user."""
-    url = f"http://{p['guest_address']}:{KEYSTONE_PORT}"
+    url = f"http://{p.guest_address}:{KEYSTONE_PORT}"
     return {
         "keystone_authtoken.www_authenticate_uri": url,
         "keystone_authtoken.auth_url": url,
@@ -153,22 +154,22 @@ def authtoken(p: Mapping[str, Any], username: str) -> dict[str, str]:
         "keystone_authtoken.user_domain_name": "Default",
         "keystone_authtoken.project_name": "service",
         "keystone_authtoken.username": username,
-        "keystone_authtoken.password": p["service_password"],
-        "keystone_authtoken.region_name": p["region"],
+        "keystone_authtoken.password": p.service_password,
+        "keystone_authtoken.region_name": p.region,
     }
 
 
-def service_credentials(p: Mapping[str, Any], section: str, username: str) -> dict[str, str]:
+def service_credentials(p: Params, section: str, username: str) -> dict[str, str]:
     """A section through which one service calls another as its own user."""
     return {
         f"{section}.auth_type": "password",
-        f"{section}.auth_url": f"http://{p['guest_address']}:{KEYSTONE_PORT}",
+        f"{section}.auth_url": f"http://{p.guest_address}:{KEYSTONE_PORT}",
         f"{section}.project_domain_name": "Default",
         f"{section}.user_domain_name": "Default",
         f"{section}.project_name": "service",
         f"{section}.username": username,
-        f"{section}.password": p["service_password"],
-        f"{section}.region_name": p["region"],
+        f"{section}.password": p.service_password,
+        f"{section}.region_name": p.region,
     }
 
 
@@ -186,7 +187,7 @@ def uwsgi(path: str, processes: int = API_PROCESSES, threads: int = API_THREADS)
 MARIADB_CNF = "/etc/mysql/mariadb.conf.d/99-tempest-live-ci.cnf"
 
 
-def mariadb(p: dict[str, Any]) -> None:
+def mariadb(p: Params) -> None:
     """MariaDB on the loopback, sized for a RAM guest, with a database and user per service."""
     with part("mariadb start"):
         write_file(MARIADB_CNF, (
@@ -210,16 +211,16 @@ def mariadb(p: dict[str, Any]) -> None:
             # read. "loose-": older servers without the option start anyway.
             "loose-innodb_snapshot_isolation = OFF\n"))
         run(["systemctl", "start", "mariadb.service"])
-    profile = get_profile(p["profile"])
+    profile = get_profile(p.profile)
     databases = [db for step in profile.configure for db in DATABASES.get(step, ())]
     statements = []
     for db in databases:
         statements += [
             f"CREATE DATABASE IF NOT EXISTS {db} CHARACTER SET utf8mb4;",
             f"CREATE USER IF NOT EXISTS '{db}'@'localhost' IDENTIFIED BY "
-            f"'{p['service_password']}';",
+            f"'{p.service_password}';",
             f"CREATE USER IF NOT EXISTS '{db}'@'127.0.0.1' IDENTIFIED BY "
-            f"'{p['service_password']}';",
+            f"'{p.service_password}';",
             f"GRANT ALL PRIVILEGES ON {db}.* TO '{db}'@'localhost';",
             f"GRANT ALL PRIVILEGES ON {db}.* TO '{db}'@'127.0.0.1';",
         ]
@@ -232,17 +233,17 @@ def mariadb(p: dict[str, Any]) -> None:
     facts["database"] = "mariadb"
 
 
-def rabbitmq(p: dict[str, Any]) -> None:
+def rabbitmq(p: Params) -> None:
     """RabbitMQ starts now (tens of seconds of Erlang under TCG); the services wait for it."""
     start("rabbitmq-server")
 
 
 # --- keystone ----------------------------------------------------------------
 
-def keystone(p: dict[str, Any]) -> None:
-    address = p["guest_address"]
+def keystone(p: Params) -> None:
+    address = p.guest_address
     url = f"http://{address}:{KEYSTONE_PORT}/v3/"
-    on_sqlite = get_profile(p["profile"]).database == "sqlite"
+    on_sqlite = get_profile(p.profile).database == "sqlite"
     with part("keystone.conf"):
         if on_sqlite:
             # A busy timeout: under TCG a writer holds the lock for seconds,
@@ -273,7 +274,7 @@ def keystone(p: dict[str, Any]) -> None:
         ["credential_setup", *owner],
         ["bootstrap", "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
          "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
-         "--bootstrap-region-id", p["region"], "--bootstrap-admin-url", url,
+         "--bootstrap-region-id", p.region, "--bootstrap-admin-url", url,
          "--bootstrap-public-url", url, "--bootstrap-internal-url", url],
     ]
     argv = [sys.executable, "-m", "deploy.keystone_manage", json.dumps(commands)]
@@ -291,7 +292,7 @@ def keystone(p: dict[str, Any]) -> None:
     what = "keystone-manage db_sync, fernet_setup, credential_setup, bootstrap" + (
         f"; users and endpoints of {', '.join(services)}" if services else "")
     with part(what):
-        run(argv, env={"OS_BOOTSTRAP_PASSWORD": p["admin_password"]})
+        run(argv, env={"OS_BOOTSTRAP_PASSWORD": p.admin_password})
         if on_sqlite:
             # Readers go on while one writer commits.
             with sqlite3.connect(KEYSTONE_DB) as db:
@@ -304,7 +305,7 @@ def keystone(p: dict[str, Any]) -> None:
     write_admin_credentials(p, url)
 
 
-def write_admin_credentials(p: dict[str, Any], auth_url: str) -> None:
+def write_admin_credentials(p: Params, auth_url: str) -> None:
     """clouds.yaml and an openrc for the admin: for tempest.conf discovery, and a person."""
     write_file("/etc/openstack/clouds.yaml", (
         "clouds:\n"
@@ -312,27 +313,27 @@ def write_admin_credentials(p: dict[str, Any], auth_url: str) -> None:
         "    auth:\n"
         f"      auth_url: {auth_url}\n"
         "      username: admin\n"
-        f"      password: {p['admin_password']}\n"
+        f"      password: {p.admin_password}\n"
         "      project_name: admin\n"
         "      user_domain_name: Default\n"
         "      project_domain_name: Default\n"
-        f"    region_name: {p['region']}\n"
+        f"    region_name: {p.region}\n"
         "    identity_api_version: 3\n"), mode=0o600)
     write_file("/root/admin-openrc", "".join(
         f"export {key}={value}\n" for key, value in admin_environment(p, auth_url).items()),
         mode=0o600)
 
 
-def admin_environment(p: dict[str, Any], auth_url: str) -> dict[str, str]:
+def admin_environment(p: Params, auth_url: str) -> dict[str, str]:
     return {
         "OS_AUTH_URL": auth_url,
         "OS_USERNAME": "admin",
-        "OS_PASSWORD": p["admin_password"],
+        "OS_PASSWORD": p.admin_password,
         "OS_PROJECT_NAME": "admin",
         "OS_USER_DOMAIN_NAME": "Default",
         "OS_PROJECT_DOMAIN_NAME": "Default",
         "OS_IDENTITY_API_VERSION": "3",
-        "OS_REGION_NAME": p["region"],
+        "OS_REGION_NAME": p.region,
     }
 
 
@@ -351,7 +352,7 @@ GLANCE_UWSGI = "/etc/glance/glance-api-uwsgi.ini"
 GLANCE_STORES = ("file", "file_copies")
 
 
-def glance(p: dict[str, Any]) -> None:
+def glance(p: Params) -> None:
     """glance-api with its file store in the guest's RAM."""
     with part("glance-api.conf"):
         ini_set("/etc/glance/glance-api.conf", {
@@ -387,7 +388,7 @@ def glance(p: dict[str, Any]) -> None:
     start("glance-api")
 
 
-def placement(p: dict[str, Any]) -> None:
+def placement(p: Params) -> None:
     with part("placement.conf"):
         ini_set("/etc/placement/placement.conf", {
             "placement_database.connection": db_url(p, "placement"),
@@ -414,7 +415,7 @@ PHYSNET = "public"
 EXTERNAL_BRIDGE = "br-ex"
 
 
-def ovn(p: dict[str, Any]) -> None:
+def ovn(p: Params) -> None:
     """OVN's databases and northd, Open vSwitch and ovn-controller for this host."""
     hostname = socket.gethostname()
     with part("ovn-central, openvswitch"):
@@ -437,7 +438,7 @@ def ovn(p: dict[str, Any]) -> None:
 NEUTRON_AFTER_API = ("neutron-rpc-server", "neutron-ovn-maintenance-worker")
 
 
-def neutron(p: dict[str, Any]) -> None:
+def neutron(p: Params) -> None:
     ovn(p)
     with part("neutron.conf, ml2_conf.ini"):
         ini_set("/etc/neutron/neutron.conf", {
@@ -449,9 +450,9 @@ def neutron(p: dict[str, Any]) -> None:
             "DEFAULT.rpc_state_report_workers": 1,
             "DEFAULT.api_workers": 1,
             "DEFAULT.notify_nova_on_port_status_changes": "nova" in get_profile(
-                p["profile"]).configure,
+                p.profile).configure,
             "DEFAULT.notify_nova_on_port_data_changes": "nova" in get_profile(
-                p["profile"]).configure,
+                p.profile).configure,
             "database.connection": db_url(p, "neutron"),
             **authtoken(p, "neutron"),
             **service_credentials(p, "nova", "nova"),
@@ -488,14 +489,14 @@ def neutron(p: dict[str, Any]) -> None:
 
 # --- nova ---------------------------------------------------------------------
 
-def virt_driver(p: Mapping[str, Any]) -> str:
+def virt_driver(p: Params) -> str:
     """libvirt with KVM when this guest can run instances (nested KVM), else fake.
 
     Both must hold: the host runs the guest with KVM (under TCG, qemu shows
     the guest an SVM CPU and kvm_amd gives it a /dev/kvm that opens, but an
     instance on it would crawl), and /dev/kvm opens here.
     """
-    if p.get("host_accelerator") != "kvm":
+    if p.host_accelerator != "kvm":
         return "fake"
     try:
         fd = os.open("/dev/kvm", os.O_RDWR)
@@ -505,7 +506,7 @@ def virt_driver(p: Mapping[str, Any]) -> str:
     return "libvirt"
 
 
-def nova(p: dict[str, Any]) -> None:
+def nova(p: Params) -> None:
     """placement's client, the API, conductor, scheduler and compute in one cell.
 
     The virt driver: libvirt with KVM when the guest has a usable /dev/kvm,
@@ -515,7 +516,7 @@ def nova(p: dict[str, Any]) -> None:
     driver = virt_driver(p)
     facts["virt_driver"] = driver
     say(f"virt driver: {driver}")
-    address = p["guest_address"]
+    address = p.guest_address
     with part("nova.conf"):
         ini_set("/etc/nova/nova.conf", {
             "DEFAULT.transport_url": TRANSPORT_URL,
@@ -542,8 +543,8 @@ def nova(p: dict[str, Any]) -> None:
             "oslo_concurrency.lock_path": "/var/lib/nova/lock",
             "vnc.enabled": False,
             "spice.enabled": False,
-            "glance.region_name": p["region"],
-            "cinder.os_region_name": p["region"],
+            "glance.region_name": p.region,
+            "cinder.os_region_name": p.region,
         })
         if driver == "fake":
             ini_set("/etc/nova/nova-compute.conf", {
@@ -589,7 +590,7 @@ VOLUME_FILE = "/var/lib/cinder/cinder-volumes.img"
 VOLUME_FILE_SIZE = "20G"  # sparse: only what volumes write takes RAM
 
 
-def cinder(p: dict[str, Any]) -> None:
+def cinder(p: Params) -> None:
     """cinder with LVM on a sparse loop file in the guest's RAM, exported by tgt."""
     with part(f"LVM volume group {VOLUME_GROUP} on a loop file"):
         if run(["vgs", VOLUME_GROUP], check=False, capture=True).returncode != 0:
@@ -601,7 +602,7 @@ def cinder(p: dict[str, Any]) -> None:
     with part("cinder.conf"):
         ini_set("/etc/cinder/cinder.conf", {
             "DEFAULT.transport_url": TRANSPORT_URL,
-            "DEFAULT.my_ip": p["guest_address"],
+            "DEFAULT.my_ip": p.guest_address,
             "DEFAULT.auth_strategy": "keystone",
             "DEFAULT.enabled_backends": "lvm",
             # No default_volume_type: the type cinder's db sync makes
@@ -644,19 +645,19 @@ HEAT_DOMAIN_ADMIN = "heat_domain_admin"
 HEAT_ROLES = ("heat_stack_owner", "heat_stack_user")
 
 
-def heat(p: dict[str, Any]) -> None:
+def heat(p: Params) -> None:
     """heat-api (uwsgi) and one heat-engine; its users, domain and roles came with keystone's."""
-    address = p["guest_address"]
+    address = p.guest_address
     keystone_url = f"http://{address}:{KEYSTONE_PORT}"
     with part("heat.conf"):
         ini_set("/etc/heat/heat.conf", {
             "DEFAULT.transport_url": TRANSPORT_URL,
             # One engine process (Debian's default: one per CPU).
             "DEFAULT.num_engine_workers": 1,
-            "DEFAULT.region_name_for_services": p["region"],
+            "DEFAULT.region_name_for_services": p.region,
             "DEFAULT.stack_user_domain_name": HEAT_DOMAIN,
             "DEFAULT.stack_domain_admin": HEAT_DOMAIN_ADMIN,
-            "DEFAULT.stack_domain_admin_password": p["service_password"],
+            "DEFAULT.stack_domain_admin_password": p.service_password,
             "database.connection": db_url(p, "heat"),
             **authtoken(p, "heat"),
             # Deferred operations run as heat, through a trust: no project
@@ -664,7 +665,7 @@ def heat(p: dict[str, Any]) -> None:
             "trustee.auth_type": "password",
             "trustee.auth_url": keystone_url,
             "trustee.username": "heat",
-            "trustee.password": p["service_password"],
+            "trustee.password": p.service_password,
             "trustee.user_domain_name": "Default",
             "clients_keystone.auth_uri": keystone_url,
         })
@@ -706,7 +707,7 @@ SWIFT_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listi
                   "versioned_writes symlink proxy-logging proxy-server")
 
 
-def swift(p: dict[str, Any]) -> None:
+def swift(p: Params) -> None:
     """A swift proxy (keystone auth) and its account, container and object servers on an
     XFS loop file in RAM: one device, one replica."""
     device = f"{SWIFT_DEVICES}/{SWIFT_DEVICE}"
@@ -730,10 +731,10 @@ def swift(p: dict[str, Any]) -> None:
     with part("swift configuration"):
         ini_set("/etc/swift/swift.conf", {
             # The paths objects hash to: secret, and this run's own.
-            "swift-hash.swift_hash_path_suffix": p["service_password"],
-            "swift-hash.swift_hash_path_prefix": p["admin_password"],
+            "swift-hash.swift_hash_path_suffix": p.service_password,
+            "swift-hash.swift_hash_path_prefix": p.admin_password,
         })
-        proxy = f"http://{p['guest_address']}:{APIS['swift'][0]}/v1/"
+        proxy = f"http://{p.guest_address}:{APIS['swift'][0]}/v1/"
         for ring, port in SWIFT_RINGS.items():
             ini_set(f"/etc/swift/{ring}-server.conf", {
                 "DEFAULT.bind_ip": "127.0.0.1",
@@ -742,16 +743,16 @@ def swift(p: dict[str, Any]) -> None:
                 # The device is the loop file's mount, made just above.
                 "DEFAULT.mount_check": False,
                 "DEFAULT.workers": 1,
-                **({"DEFAULT.allowed_sync_hosts": f"127.0.0.1,{p['guest_address']}",
+                **({"DEFAULT.allowed_sync_hosts": f"127.0.0.1,{p.guest_address}",
                     "container-sync.interval": SWIFT_SYNC_INTERVAL}
                    if ring == "container" else {}),
             })
         # The cluster container sync may copy to: this one, by tempest's names.
         ini_set("/etc/swift/container-sync-realms.conf", {
-            f"{SWIFT_SYNC_REALM}.key": p["service_password"],
+            f"{SWIFT_SYNC_REALM}.key": p.service_password,
             f"{SWIFT_SYNC_REALM}.cluster_{SWIFT_SYNC_CLUSTER}": proxy,
         })
-        url = f"http://{p['guest_address']}:{KEYSTONE_PORT}"
+        url = f"http://{p.guest_address}:{KEYSTONE_PORT}"
         ini_set("/etc/swift/proxy-server.conf", {
             "DEFAULT.bind_port": APIS["swift"][0],
             "DEFAULT.workers": 1,
@@ -767,7 +768,7 @@ def swift(p: dict[str, Any]) -> None:
             "filter:authtoken.user_domain_name": "Default",
             "filter:authtoken.project_name": "service",
             "filter:authtoken.username": "swift",
-            "filter:authtoken.password": p["service_password"],
+            "filter:authtoken.password": p.service_password,
             # keystoneauth decides, also for anonymous requests (public containers, tempurl).
             "filter:authtoken.delay_auth_decision": True,
             "filter:authtoken.memcached_servers": "127.0.0.1:11211",
@@ -786,17 +787,17 @@ def swift(p: dict[str, Any]) -> None:
 
 # --- the cloud: users, catalog, compute host, networks ------------------------
 
-def _cloud(action: str, p: dict[str, Any], spec: dict[str, Any]) -> None:
+def _cloud(action: str, p: Params, spec: dict[str, Any]) -> None:
     run([sys.executable, "-m", "deploy.cloud", action, json.dumps(spec)])
 
 
-def service_users(p: Mapping[str, Any]) -> list[str]:
+def service_users(p: Params) -> list[str]:
     """The profile's API services: each has a keystone user and endpoints."""
-    profile = get_profile(p["profile"])
+    profile = get_profile(p.profile)
     return [name for name in APIS if name in profile.configure]
 
 
-def catalog_spec(p: Mapping[str, Any], services: list[str]) -> dict[str, Any]:
+def catalog_spec(p: Params, services: list[str]) -> dict[str, Any]:
     roles: list[str] = []
     domains: list[dict[str, str]] = []
     if "heat" in services:
@@ -806,31 +807,31 @@ def catalog_spec(p: Mapping[str, Any], services: list[str]) -> dict[str, Any]:
         # keystoneauth's reseller admin (tempest's object-storage.reseller_admin_role).
         roles.append("ResellerAdmin")
     return {
-        "password": p["service_password"],
-        "region": p["region"],
+        "password": p.service_password,
+        "region": p.region,
         "users": services,
         "roles": roles,
         "domains": domains,
         "endpoints": [
             {"name": name, "type": kind,
-             "url": f"http://{p['guest_address']}:{APIS[name][0]}{APIS[name][1]}"}
+             "url": f"http://{p.guest_address}:{APIS[name][0]}{APIS[name][1]}"}
             for name in services for kind in APIS[name][2]
         ],
     }
 
 
-def apis(p: dict[str, Any]) -> None:
+def apis(p: Params) -> None:
     """Every API of the profile answers (their users and endpoints came with keystone's)."""
     for name in service_users(p):
         port, _, _ = APIS[name]
         with part(f"{name} answers"):
-            waited = wait_for_url(f"http://{p['guest_address']}:{port}/", 900, what=name)
+            waited = wait_for_url(f"http://{p.guest_address}:{port}/", 900, what=name)
             facts.setdefault("answered_after", {})[name] = round(waited, 1)
         if name == "neutron":
             start(*NEUTRON_AFTER_API)
 
 
-def nova_cells(p: dict[str, Any]) -> None:
+def nova_cells(p: Params) -> None:
     """Wait until nova-compute has registered and the scheduler has mapped it to cell1."""
     with part("nova-compute mapped and in placement"):
         _cloud("wait-compute", p, {"timeout": 600})
@@ -841,7 +842,7 @@ def nova_cells(p: dict[str, Any]) -> None:
 SHARED_NETWORK = "shared"
 
 
-def network_resources(p: dict[str, Any]) -> None:
+def network_resources(p: Params) -> None:
     """The external network tempest's router and floating IP tests attach to, and a shared one."""
     with part("external and shared networks"):
         _cloud("network-resources", p, {
@@ -851,7 +852,7 @@ def network_resources(p: dict[str, Any]) -> None:
         })
 
 
-STEPS: dict[str, Callable[[dict[str, Any]], None]] = {
+STEPS: dict[str, Callable[[Params], None]] = {
     "mariadb": mariadb,
     "rabbitmq": rabbitmq,
     "keystone": keystone,
@@ -868,15 +869,14 @@ STEPS: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
-def configure(p: dict[str, Any], *only: str) -> None:
+def configure(p: Params, *only: str) -> None:
     """The profile's configuration steps in order; or only the named ones (to redo one)."""
-    profile = get_profile(p["profile"])
+    profile = get_profile(p.profile)
     unknown = [name for name in only if name not in profile.configure]
     if unknown:
         raise StepError(f"not a configuration step of profile {profile.name}: "
                         f"{', '.join(unknown)} (its steps: {', '.join(profile.configure)})")
     os.makedirs("/etc/openstack", exist_ok=True)
-    p.setdefault("service_password", p["admin_password"])
     allow_slow_starts(profile.services)
     for name in profile.configure:
         if not only or name in only:

@@ -29,7 +29,7 @@ CONFIG_GLOBS = ("/etc/tempest/*.conf", "/var/lib/tempest/*.log",
                   for suffix in ("conf", "ini")))
 
 
-def collect(_: object = None) -> None:
+def collect() -> None:
     """Snapshots of the guest's state, then /var/log and the configuration, as tar.gz on stdout."""
     os.makedirs(LOG_DIR, exist_ok=True)
     for name, argv in SNAPSHOTS.items():

@@ -10,10 +10,10 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from .configure import KEYSTONE_PORT, SHARED_NETWORK, admin_environment
 from .configure import virt_driver as configured_virt_driver
+from .params import Params
 from .profiles import get_profile
 from .util import StepError, facts, package_versions, part, run, say
 
@@ -178,25 +178,25 @@ def discover_arguments(overrides: Mapping[str, str], *, image_url: str | None,
     return argv
 
 
-def tempest_conf(p: dict[str, Any]) -> None:
-    auth_url = f"http://{p['guest_address']}:{KEYSTONE_PORT}/v3/"
-    profile = get_profile(p["profile"])
+def tempest_conf(p: Params) -> None:
+    auth_url = f"http://{p.guest_address}:{KEYSTONE_PORT}/v3/"
+    profile = get_profile(p.profile)
     virt_driver = None
     if "nova" in profile.configure:
         virt_driver = configured_virt_driver(p)
         facts["virt_driver"] = virt_driver
-    overrides = conf_overrides(p["profile"], p["tempest"].get("conf", {}), virt_driver,
-                               p.get("host_accelerator"))
+    overrides = conf_overrides(p.profile, p.tempest.conf, virt_driver,
+                               p.host_accelerator)
     # The scaled waits the job did not set itself, for summary.json.
     facts["scaled_timeouts"] = {key: value for key, value
-                                in scaled_timeouts(p["profile"], p.get("host_accelerator")).items()
+                                in scaled_timeouts(p.profile, p.host_accelerator).items()
                                 if overrides.get(key) == value}
     os.makedirs(f"{WORKSPACE}/lock", exist_ok=True)
     # The two small flavors tempest needs (m1.nano, m1.micro); the user and
     # project heat-tempest-plugin logs in as ([heat_plugin] username, not a
     # dynamic credential).
     create = "nova" in profile.configure or "heat" in profile.configure
-    argv = discover_arguments(overrides, image_url=p.get("image_url"), create=create)
+    argv = discover_arguments(overrides, image_url=p.image_url, create=create)
     with part("discover-tempest-config"):
         run(argv, env=admin_environment(p, auth_url), cwd=WORKSPACE)
     facts["tempest"] = package_versions(["python3-tempest", "python3-tempestconf"])
@@ -225,20 +225,20 @@ def combined_exclude(job_regex: str | None, extra: Mapping[str, str]) -> str | N
     return "|".join(f"(?:{part})" for part in parts)
 
 
-def run_tempest(p: dict[str, Any], load_list: str | None = None) -> None:
+def run_tempest(p: Params, load_list: str | None = None) -> None:
     """`tempest run --subunit`: the stream on stdout, as stestr flushes it, packet by packet."""
-    t = p["tempest"]
+    t = p.tempest
     extra: dict[str, str] = {}
-    if "nova" in get_profile(p["profile"]).configure:
+    if "nova" in get_profile(p.profile).configure:
         extra = exclusions(configured_virt_driver(p))
     for regex, reason in extra.items():
         say(f"excluded: {regex} ({reason})")
     facts["excluded_by_setup"] = extra
     selection = Selection(
-        regex=t.get("regex"), exclude_regex=combined_exclude(t.get("exclude_regex"), extra),
-        smoke=t.get("smoke", False),
-        include_list=t.get("include_list"), exclude_list=t.get("exclude_list"),
-        load_list=load_list, concurrency=t["concurrency"])
+        regex=t.regex, exclude_regex=combined_exclude(t.exclude_regex, extra),
+        smoke=t.smoke,
+        include_list=t.include_list, exclude_list=t.exclude_list,
+        load_list=load_list, concurrency=t.concurrency)
     argv = ["tempest", "run", "--subunit", "--config-file", TEMPEST_CONF,
             *selection_arguments(selection)]
     say(f"tempest workspace {WORKSPACE}")

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .params import Params
+
 # The runner's tests point the state directory elsewhere to run steps on a test host.
 STATE = Path(os.environ.get("TEMPEST_LIVE_CI_GUEST_STATE", "/var/lib/tempest-live-ci"))
 PARAMS = STATE / "params.json"
@@ -34,9 +36,9 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def params() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(PARAMS.read_text())
-    return data
+def params() -> Params:
+    """params.json as the host wrote it (guest/plan.py), each value of its type."""
+    return Params.from_dict(json.loads(PARAMS.read_text()))
 
 
 @contextlib.contextmanager

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Any
 
+from tempest_live_ci.deploy.params import Params, TempestParams
 from tempest_live_ci.deploy.profiles import get_profile
 from tempest_live_ci.job import Job
 from tempest_live_ci.testbed.model import Testbed
@@ -51,7 +51,7 @@ def guest_sources(job: Job, testbed: Testbed) -> tuple[str | None, list[str]]:
 
 def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
                  admin_password: str | None = None, image_url: str | None = None,
-                 accelerator: str = "tcg") -> dict[str, Any]:
+                 accelerator: str = "tcg") -> Params:
     mirror = job.image.mirror.rstrip("/")
     security = mirror + "-security" if mirror.endswith("/debian") \
         else "http://deb.debian.org/debian-security"
@@ -59,38 +59,34 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
     chosen = t.regex or t.smoke or t.include_list
     profile = get_profile(t.profile)
     sources_list, _ = guest_sources(job, testbed)
-    return {
-        "profile": t.profile,
-        "preinstalled": job.image.preinstall,
-        "suite": job.guest.suite or job.image.suite,
-        "image_suite": job.image.suite,
-        "mirror": mirror,
-        "security_mirror": security,
-        "check_valid_until": job.image.check_valid_until,
-        "experimental": job.guest.experimental,
-        # The testbed's way to the archive: its apt proxy, or NAT (no proxy).
-        "apt_proxy": testbed.apt_proxy if job.testbed.apt_proxy else None,
-        # The testbed's own servers (the candidates' repository, the extra
-        # archives' proxy) are reached directly, not through the apt proxy.
-        "apt_direct": [str(testbed.host_address)] if job.testbed.apt_proxy else [],
-        "sources_list": sources_list,
-        "setup_commands": list(job.guest.setup_commands),
-        "guest_address": str(testbed.guest_address),
-        "vcpus": job.vm.vcpus,
-        "region": REGION,
-        "admin_password": admin_password or secrets.token_urlsafe(18),
-        # The services' own: their keystone users, their databases.
-        "service_password": secrets.token_urlsafe(18),
-        "image_url": image_url,
-        # How the host runs the guest: nova uses KVM inside it only when it is kvm.
-        "host_accelerator": accelerator,
-        "tempest": {
-            "regex": t.regex if chosen else profile.default_regex,
-            "exclude_regex": t.exclude_regex,
-            "smoke": t.smoke if chosen else profile.default_smoke,
-            "include_list": f"{guest_state}/{LISTS}/include.list" if t.include_list else None,
-            "exclude_list": f"{guest_state}/{LISTS}/exclude.list" if t.exclude_list else None,
-            "concurrency": t.concurrency or job.vm.vcpus,
-            "conf": dict(t.conf),
-        },
-    }
+    assert job.vm.vcpus is not None  # the profile's default is filled in on load
+    return Params(
+        profile=t.profile,
+        preinstalled=job.image.preinstall,
+        suite=job.guest.suite or job.image.suite,
+        image_suite=job.image.suite,
+        mirror=mirror,
+        security_mirror=security,
+        check_valid_until=job.image.check_valid_until,
+        experimental=job.guest.experimental,
+        apt_proxy=testbed.apt_proxy if job.testbed.apt_proxy else None,
+        apt_direct=(str(testbed.host_address),) if job.testbed.apt_proxy else (),
+        sources_list=sources_list,
+        setup_commands=job.guest.setup_commands,
+        guest_address=str(testbed.guest_address),
+        vcpus=job.vm.vcpus,
+        region=REGION,
+        admin_password=admin_password or secrets.token_urlsafe(18),
+        service_password=secrets.token_urlsafe(18),
+        image_url=image_url,
+        host_accelerator=accelerator,
+        tempest=TempestParams(
+            regex=t.regex if chosen else profile.default_regex,
+            exclude_regex=t.exclude_regex,
+            smoke=t.smoke if chosen else profile.default_smoke,
+            include_list=f"{guest_state}/{LISTS}/include.list" if t.include_list else None,
+            exclude_list=f"{guest_state}/{LISTS}/exclude.list" if t.exclude_list else None,
+            concurrency=t.concurrency or job.vm.vcpus,
+            conf=dict(t.conf),
+        ),
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tempest_live_ci.deploy.params import Params
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget
 from tempest_live_ci.guest.steps import Guest
@@ -52,7 +53,9 @@ def test_push_then_a_step_returns_its_facts_and_keeps_its_output(sshd: Sshd,
 def test_a_failing_step_names_itself_and_why(sshd: Sshd, tmp_path: Path) -> None:
     ssh, g = guest(sshd, tmp_path)
     with ssh:
-        g.push({"profile": "no-such-profile"})
+        g.push(Params(profile="no-such-profile", suite="trixie", image_suite="trixie",
+                      mirror="http://deb.debian.org/debian", guest_address="192.0.2.2",
+                      admin_password="admin", service_password="service").as_dict())
         with pytest.raises(TestbedError) as raised:
             g.step("install", timeout=120)
         with pytest.raises(TestbedError) as usage:

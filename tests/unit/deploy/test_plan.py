@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tempest_live_ci.deploy.params import Params
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.guest.plan import guest_files, guest_params
 from tempest_live_ci.guest.steps import GUEST_LIB, GUEST_STATE, deploy_archive
@@ -32,27 +33,28 @@ def make_testbed(apt_proxy: str | None = "http://192.168.100.1:3142") -> Testbed
 def test_default_job_gets_the_profile_selection_and_the_proxy() -> None:
     job = parse_job({"vm": {"vcpus": 3}}, "j.yaml", "j")
     p = guest_params(job, make_testbed(), guest_state=GUEST_STATE, admin_password="pw")
-    assert p["tempest"]["regex"] == r"tempest\.api\.identity"
-    assert p["tempest"]["concurrency"] == 3  # the guest's vCPUs
-    assert p["apt_proxy"] == "http://192.168.100.1:3142"
-    assert (p["suite"], p["image_suite"]) == ("trixie", "trixie")
-    assert p["security_mirror"] == "http://deb.debian.org/debian-security"
-    assert p["admin_password"] == "pw"
-    assert json.loads(json.dumps(p)) == p
+    assert p.tempest.regex == r"tempest\.api\.identity"
+    assert p.tempest.concurrency == 3  # the guest's vCPUs
+    assert p.apt_proxy == "http://192.168.100.1:3142"
+    assert (p.suite, p.image_suite) == ("trixie", "trixie")
+    assert p.security_mirror == "http://deb.debian.org/debian-security"
+    assert p.admin_password == "pw"
+    # params.json: what the guest reads back is the record the host made.
+    assert Params.from_dict(json.loads(json.dumps(p.as_dict()))) == p
 
 
 def test_a_job_selection_replaces_the_profile_default() -> None:
     job = parse_job({"tempest": {"smoke": True, "concurrency": 1}}, "j.yaml", "j")
-    t = guest_params(job, make_testbed(), guest_state=GUEST_STATE)["tempest"]
-    assert (t["regex"], t["smoke"], t["concurrency"]) == (None, True, 1)
+    t = guest_params(job, make_testbed(), guest_state=GUEST_STATE).tempest
+    assert (t.regex, t.smoke, t.concurrency) == (None, True, 1)
 
 
 def test_no_proxy_when_the_job_uses_nat_and_a_generated_password() -> None:
     job = parse_job({"testbed": {"apt_proxy": False}, "guest": {"suite": "sid"}}, "j.yaml", "j")
     p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
-    assert p["apt_proxy"] is None
-    assert (p["suite"], p["image_suite"]) == ("sid", "trixie")
-    assert len(p["admin_password"]) >= 20
+    assert p.apt_proxy is None
+    assert (p.suite, p.image_suite) == ("sid", "trixie")
+    assert len(p.admin_password) >= 20
 
 
 def test_relative_files_resolve_beside_the_job_and_travel_to_the_guest(tmp_path: Path) -> None:
@@ -63,8 +65,9 @@ def test_relative_files_resolve_beside_the_job_and_travel_to_the_guest(tmp_path:
     job = load_job(tmp_path / "j.yaml")
     assert job.guest.sources_list == str(tmp_path / "sources.list")
     p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
-    assert p["sources_list"].splitlines()[1:] == ["deb http://deb.debian.org/debian sid main"]
-    assert p["tempest"]["exclude_list"] == f"{GUEST_STATE}/lists/exclude.list"
+    assert p.sources_list is not None
+    assert p.sources_list.splitlines()[1:] == ["deb http://deb.debian.org/debian sid main"]
+    assert p.tempest.exclude_list == f"{GUEST_STATE}/lists/exclude.list"
     assert guest_files(job) == {"lists/exclude.list": b"test_domains  # reason\n"}
 
 
@@ -88,11 +91,11 @@ def test_extra_archives_reach_the_guest_by_their_prefix_on_the_proxy(tmp_path: P
                                    "deb [trusted=yes] http://mentors.example.org/debian ./"]}},
                     "j.yaml", "j")
     p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
-    assert p["sources_list"].splitlines()[1:] == [
+    assert p.sources_list is not None and p.sources_list.splitlines()[1:] == [
         "deb http://deb.debian.org/debian trixie main",
         "deb http://deb.debian.org/debian trixie-backports main",
         f"deb-src http://192.168.100.1:3143/{ci}/ trixie main"]
-    assert p["apt_direct"] == ["192.168.100.1"]
+    assert p.apt_direct == ("192.168.100.1",)
     assert guest_sources(job, make_testbed())[1] == [
         "deb http://deb.debian.org/debian experimental main",
         f"deb [trusted=yes] http://192.168.100.1:3143/{mentors}/ ./"]
@@ -101,7 +104,7 @@ def test_extra_archives_reach_the_guest_by_their_prefix_on_the_proxy(tmp_path: P
                      "guest": {"candidate_sources": ["deb https://ci.example.org/r ./"]}},
                     "j.yaml", "j")
     assert guest_sources(nat, make_testbed(None)) == (None, ["deb https://ci.example.org/r ./"])
-    assert guest_params(nat, make_testbed(None), guest_state=GUEST_STATE)["apt_direct"] == []
+    assert guest_params(nat, make_testbed(None), guest_state=GUEST_STATE).apt_direct == ()
 
 
 @pytest.mark.parametrize("data, message", [

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tempest_live_ci import paths, render
 from tempest_live_ci.deploy.configure import GLANCE_STORES
+from tempest_live_ci.deploy.params import Params
 from tempest_live_ci.deploy.profiles import PROFILES, TEMPEST_SERVICES, held_services
 
 HOOK = "live-build/config/hooks/normal/0600-tempest-live-ci-hold-services.hook.chroot.j2"
@@ -65,8 +66,10 @@ def test_heat_and_swift_are_in_the_whole_cloud_and_have_profiles_of_their_own() 
     # The units the servers need stay held in the image, and so do those nothing starts.
     assert {"swift-proxy", "swift-object-replicator", "memcached", "heat-engine"} <= \
         set(held_services("full"))
-    spec = catalog_spec({"service_password": "pw", "region": "RegionOne",
-                         "guest_address": "192.168.100.2"}, ["heat", "swift"])
+    params = Params(profile="full", suite="sid", image_suite="sid",
+                    mirror="http://deb.debian.org/debian", guest_address="192.168.100.2",
+                    admin_password="admin", service_password="pw")
+    spec = catalog_spec(params, ["heat", "swift"])
     assert spec["domains"] == [{"name": "heat", "admin": "heat_domain_admin"}]
     assert set(spec["roles"]) == {"heat_stack_owner", "heat_stack_user", "ResellerAdmin"}
     assert {e["url"] for e in spec["endpoints"]} == {

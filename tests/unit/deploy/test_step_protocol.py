@@ -36,9 +36,10 @@ def test_a_step_records_the_memory_in_use_at_its_peak(tmp_path: Path) -> None:
 
 
 def test_a_failed_step_still_writes_its_result(tmp_path: Path) -> None:
-    # configure without a profile in params.json: a KeyError, named, exit 3.
+    # configure with an empty params.json: its missing keys named, exit 3.
     result, data = run_step(tmp_path, "configure")
     assert result.returncode == 3
     assert data["status"] == "failed"
+    assert "params: missing keys profile, suite" in str(data["error"])
     assert result.stderr.splitlines()[-1] == f"tempest-live-ci step configure failed: {data['error']}"
     assert "memory_peak_mib" in data["facts"]  # type: ignore[operator]
