@@ -157,3 +157,26 @@ def test_the_test_image_is_published_for_the_server_alone(tmp_path: Path) -> Non
     assert published.read_bytes() == private.read_bytes()
     for path in (made, published):
         assert path.stat().st_mode & 0o777 == 0o600, oct(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"vcpus": True}, "params.vcpus: expected int, got bool"),
+    ({"preinstalled": 1}, "params.preinstalled: expected bool, got int"),
+    ({"setup_commands": "echo"}, "params.setup_commands: expected a list, got str"),
+    ({"tempest": {"concurrency": "2"}}, "params.tempest.concurrency: expected int, got str"),
+    ({"tempest": {"conf": {"a.b": 1}}}, "params.tempest.conf: expected a mapping of strings"),
+    ({"no_such_key": 1}, "params: unknown keys no_such_key"),
+])
+def test_params_json_read_back_is_checked_against_the_record(change: dict[str, object],
+                                                              message: str) -> None:
+    """The guest reads params.json as the typed record: a key or a type the host's code
+    does not write is named, not read as something else."""
+    job = parse_job({}, "j.yaml", "j")
+    data = {**guest_params(job, make_testbed(), guest_state=GUEST_STATE).as_dict(), **change}
+    with pytest.raises(ValueError) as raised:
+        Params.from_dict(data)
+    assert str(raised.value) == message
+    missing = guest_params(job, make_testbed(), guest_state=GUEST_STATE).as_dict()
+    del missing["profile"]
+    with pytest.raises(ValueError, match="params: missing keys profile"):
+        Params.from_dict(missing)
