@@ -95,8 +95,9 @@ class Setting:
     unless this predicate says it is something else (a URL, "latest").
     site: the site's config.yaml gives the default for jobs that say nothing.
     script: a shell script for the guest (LF and TAB allowed). option: the
-    `run` option that adds to it (a list) or replaces it. plan: how the run's
-    plan shows the value (a format of {}, or for a flag the words when set).
+    `run` option that adds to it (a list) or replaces it, with its help and
+    metavar. plan: how the run's plan shows the value (a format of {}, or for
+    a flag the words when set).
     """
 
     rule: Rule | None = None
@@ -104,16 +105,19 @@ class Setting:
     site: bool = False
     script: bool = False
     option: str | None = None
+    help: str = ""
+    metavar: str | None = None
     plan: str | typing.Callable[[Any], str] | None = None
 
 
 def setting(default: Any = None, *, factory: typing.Callable[[], Any] | None = None,
             rule: Rule | None = None, path: typing.Callable[[str], bool] | None = None,
             site: bool = False, script: bool = False, option: str | None = None,
+            help: str = "", metavar: str | None = None,
             plan: str | typing.Callable[[Any], str] | None = None) -> Any:
     """A job key: its default and its Setting (read back by setting_of)."""
     meta = {"setting": Setting(rule=rule, path=path, site=site, script=script, option=option,
-                               plan=plan)}
+                               help=help, metavar=metavar, plan=plan)}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -199,11 +203,17 @@ class GuestSection:
     sources_list: str | None = setting(None, path=_a_file, plan="sources from {}")
     # Packages under test: .deb and .changes files, directories of .debs
     # (added to --candidate). Installed after the profile, pinned at 1001.
-    candidates: tuple[str, ...] = setting((), path=_a_file, option="--candidate")
+    candidates: tuple[str, ...] = setting(
+        (), path=_a_file, option="--candidate",
+        help="A .deb, a .changes or a directory of .debs to test (repeatable).")
     # Extra apt sources, "deb URL SUITE [COMPONENT...]" (added to --candidate-source).
-    candidate_sources: tuple[str, ...] = setting((), option="--candidate-source")
+    candidate_sources: tuple[str, ...] = setting(
+        (), option="--candidate-source", metavar="'deb URL SUITE COMPONENT'",
+        help="An extra apt source for the guest (repeatable).")
     # Checks the signature of signed .changes candidates (replaced by --keyring).
-    keyring: str | None = setting(None, path=_a_file, option="--keyring")
+    keyring: str | None = setting(
+        None, path=_a_file, option="--keyring",
+        help="Check the signature of signed .changes candidates with this keyring.")
     # Shell commands run in the guest (never on the host) after apt-get update.
     setup_commands: tuple[str, ...] = setting(
         (), script=True, rule=Rule(lambda v: not any(c.startswith("-") for c in v),
@@ -257,7 +267,10 @@ class TempestSection:
 class ResultsSection:
     # "latest" (the newest stored run of baseline_job without candidates) or
     # the path of a run directory: what the results are compared with.
-    baseline: str | None = setting(None, path=_not_latest, plan="baseline {}")
+    baseline: str | None = setting(
+        None, path=_not_latest, plan="baseline {}", option="--baseline", metavar="latest|DIR",
+        help="Compare with this run directory (its summary.json and tempest.subunit), or "
+             "with the newest stored run: latest [default: the job's results.baseline].")
     # Whose stored runs "latest" looks at: by default this job's own.
     baseline_job: str | None = setting(None, rule=Rule(lambda v: bool(_NAME.fullmatch(v)),
                                                        "a job name"), plan="of job {}")
@@ -557,6 +570,61 @@ def image_options(job: Job) -> ImageOptions:
     validate_image(options, option=lambda key: "tempest.profile" if key == "profile"
                    else f"image.{key.replace('-', '_')}")
     return options
+
+
+# The candidates' options are merged by the run after it has inspected each once
+# (candidates.py): which keyring checks which .changes, the names in errors.
+INSPECTED = ("guest.candidates", "guest.candidate_sources", "guest.keyring")
+
+
+def job_options(command: typing.Callable[..., Any]) -> typing.Callable[..., Any]:
+    """`run`'s options for the job keys that declare one (setting(option=...))."""
+    for name, f, declared in reversed(list(settings())):
+        if declared.option is None:
+            continue
+        many = typing.get_origin(typing.get_type_hints(SECTIONS[name])[f.name]) is tuple
+        kind = click.Path(path_type=Path) if declared.path is _a_file else str
+        command = click.option(declared.option, f"{name}_{f.name}", multiple=many, type=kind,
+                               default=None, metavar=declared.metavar,
+                               help=declared.help)(command)
+    return command
+
+
+def _from_here(is_file: typing.Callable[[str], bool], value: str) -> str:
+    """A file named on the command line: relative to the current directory."""
+    return str(Path(value).resolve()) if is_file(value) else value
+
+
+def with_options(job: Job, given: dict[str, Any]) -> Job:
+    """The job with what `run`'s declared options gave (job_options): a list is added to,
+    a value replaced; a file is named relative to the current directory. Checked as the
+    job file's values are, each error naming the option."""
+    changed: dict[str, dict[str, Any]] = {}
+    for name, f, declared in settings():
+        value = given.get(f"{name}_{f.name}")
+        if declared.option is None or f"{name}.{f.name}" in INSPECTED or value in (None, ()):
+            continue
+        hints = typing.get_type_hints(SECTIONS[name])
+        value = _coerce(declared.option, hints[f.name], list(value) if isinstance(value, tuple)
+                        else str(value))
+        rule = declared.rule
+        if rule is not None and not rule.ok(value):
+            raise UsageError(f"{declared.option}: {shown(value)} is not {rule.must_be}")
+        is_file = declared.path
+        if is_file is not None:
+            value = tuple(_from_here(is_file, v) for v in value) if isinstance(value, tuple) \
+                else _from_here(is_file, value)
+        if isinstance(value, tuple):
+            value = (*getattr(getattr(job, name), f.name), *value)
+        changed.setdefault(name, {})[f.name] = value
+    job = _replaced(job, changed)
+    if "results" in changed:
+        try:
+            check_results(job.results)
+        except UsageError as e:
+            raise UsageError(e.message.replace("results.baseline:", "--baseline:", 1),
+                             hint=e.hint) from None
+    return job
 
 
 def _check_cross(job: Job) -> None:

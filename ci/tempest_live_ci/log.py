@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -99,10 +101,26 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s"
 
 
+def _gitlab_section(edge: str, title: str) -> None:
+    """In a GitLab CI job's log, each stage is a collapsible section: GitLab's markers on
+    stderr around its lines (the top level only), named after its title's words."""
+    if os.environ.get("GITLAB_CI") != "true" or _depth != 0:
+        return
+    name = "tempest_live_ci_" + re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+    marker = f"\x1b[0Ksection_{edge}:{int(time.time())}:{name}"
+    if edge == "start":
+        marker += f"[collapsed=false]\r\x1b[0K{printable(title)}"
+    else:
+        marker += "\r\x1b[0K"
+    sys.stderr.write(marker + "\n")
+    sys.stderr.flush()
+
+
 @contextlib.contextmanager
 def step(title: str) -> Iterator[None]:
     """A timed, nested progress step: `with step("Booting VM"): ...`."""
     global _depth
+    _gitlab_section("start", title)
     log.info("%s…", title, extra={"depth": _depth})
     _depth += 1
     start = time.monotonic()
@@ -112,7 +130,9 @@ def step(title: str) -> Iterator[None]:
         _depth -= 1
         log.info("%s failed after %s", title, format_duration(time.monotonic() - start),
                  extra={"depth": _depth})
+        _gitlab_section("end", title)
         raise
     _depth -= 1
     log.info("%s done (%s)", title, format_duration(time.monotonic() - start),
              extra={"depth": _depth})
+    _gitlab_section("end", title)

@@ -45,9 +45,11 @@ from tempest_live_ci.job import (
     check_candidates,
     image_options,
     job_as_dict,
+    job_options,
     plan_lines,
     profile_defaults,
     testbed_config,
+    with_options,
 )
 from tempest_live_ci.log import add_file_log, format_duration, log, step
 from tempest_live_ci.testbed.config import PERSISTENT, TestbedConfig
@@ -659,13 +661,7 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
 
 @click.command()
 @click.argument("job_file", required=False, metavar="[JOB.yaml|NAME]")
-@click.option("--candidate", "candidates", multiple=True,
-              type=click.Path(path_type=Path),
-              help="A .deb, a .changes or a directory of .debs to test (repeatable).")
-@click.option("--candidate-source", "candidate_sources", multiple=True, metavar="'deb URL SUITE "
-              "COMPONENT'", help="An extra apt source for the guest (repeatable).")
-@click.option("--keyring", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Check the signature of signed .changes candidates with this keyring.")
+@job_options
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory, copied into the results store at the end "
                    "[default: the run's directory in the results store, RESULTS_DIR/JOB/RUN_ID].")
@@ -675,14 +671,15 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
               help="With testbed.mode: persistent, wait this long for another run (or a kept "
                    "guest) to free the testbed; refused at once by default.")
 @click.pass_context
-def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
-        candidate_sources: tuple[str, ...], keyring: Path | None, output: Path | None,
-        keep_on_failure: bool, testbed_wait: float) -> int:
+def run(ctx: click.Context, job_file: str | None, output: Path | None,
+        keep_on_failure: bool, testbed_wait: float, **given: Any) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
     from tempest_live_ci.job import load_job_or_default
 
-    job = load_job_or_default(job_file)
-    job, found = resolve_candidates(job, candidates, candidate_sources, keyring)
+    job = with_options(load_job_or_default(job_file), given)
+    job, found = resolve_candidates(job, given["guest_candidates"] or (),
+                                    given["guest_candidate_sources"] or (),
+                                    given["guest_keyring"])
     image_options(job)
     return run_job(job, candidates=found, output_dir=output,
                    keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")),

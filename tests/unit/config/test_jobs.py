@@ -135,3 +135,26 @@ def test_the_test_image_is_a_file_or_a_url(tmp_path: Path) -> None:
         job.write_text(f"name: j\ntempest:\n  image: {bad}\n")
         with pytest.raises(UsageError, match=message):
             load_job(job)
+
+
+def test_a_key_with_a_declared_option_is_set_from_runs_command_line(
+        tlc: Tlc, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """results.baseline declares --baseline: `run` has the option, a relative directory is
+    the current directory's, "latest" stays a word, a bad value is the option's error."""
+    from tempest_live_ci.job import with_options
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "summary.json").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    job = parse_job({}, "j.yaml", "j")
+    assert with_options(job, {"results_baseline": "base"}).results.baseline == str(base)
+    assert with_options(job, {"results_baseline": "latest"}).results.baseline == "latest"
+    assert with_options(job, {"results_baseline": None}) == job
+    with pytest.raises(UsageError, match=r"^--baseline: .*nothing: not a run directory"):
+        with_options(job, {"results_baseline": "nothing"})
+    assert "--baseline latest|DIR" in tlc("run", "--help").stdout
+    # Refused before anything is made on the host.
+    result = tlc("run", "--baseline", str(tmp_path / "nothing"))
+    assert result.returncode == 20, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --baseline: ")
