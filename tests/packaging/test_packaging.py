@@ -140,7 +140,8 @@ def test_nightly_job_the_timer_runs_exists() -> None:
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck")
 def test_shell_scripts_pass_shellcheck() -> None:
     scripts = [TOP / ".ci" / "package-check", TOP / "debian" / "tests" / "cli",
-               TOP / "debian" / "tests" / "unit"]
+               TOP / "debian" / "tests" / "unit", TOP / "gitlab" / "run-job",
+               TOP / "gitlab" / "publish-history"]
     result = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
