@@ -29,7 +29,9 @@ from tempest_live_ci.image.model import (
     DEFAULT_MIRROR,
     DEFAULT_SUITE,
     SUITES,
+    ImageOptions,
 )
+from tempest_live_ci.image.model import validate as validate_image
 from tempest_live_ci.inputs import check_regular
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed.config import ISOLATED, MODES, TestbedConfig
@@ -452,8 +454,6 @@ def _resolve_paths(job: Job, base: Path) -> Job:
 
 def _check_cross(job: Job) -> None:
     """Checks that involve the testbed's own rules, and files the job names."""
-    from tempest_live_ci.image.model import ImageOptions
-    from tempest_live_ci.image.model import validate as validate_image
     from tempest_live_ci.testbed.config import validate
 
     # The same rules as the command line's, each message naming the job's key.
@@ -534,6 +534,27 @@ def testbed_config(job: Job, run_id: str) -> TestbedConfig:
         apt_proxy=t.apt_proxy,
         nat=t.nat,
     )
+
+
+def image_options(job: Job) -> ImageOptions:
+    """The job's image, as image/ builds it; checked (UsageError)."""
+    from tempest_live_ci.siteconfig import site_config
+
+    options = ImageOptions(
+        suite=job.image.suite,
+        mirror=job.image.mirror,
+        apt_proxy=site_config().image_apt_proxy(),
+        packages=job.image.packages,
+        # "auto" is resolved by the run, from its candidates (candidates.resolve_candidates).
+        profile=job.tempest.profile if job.image.preinstall and job.tempest.profile != AUTO
+        else None,
+        compression=job.image.compression,
+        compression_level=job.image.compression_level,
+        ssh_key=Path(job.image.ssh_key) if job.image.ssh_key else None,
+        check_valid_until=job.image.check_valid_until,
+    )
+    validate_image(options)
+    return options
 
 
 SHIPPED = "shipped"
@@ -636,8 +657,6 @@ def job() -> None:
 @click.argument("job_files", nargs=-1, required=True, metavar="JOB.yaml...")
 def validate_command(job_files: tuple[str, ...]) -> int:
     """Check job files; exit 20 at the first invalid one, naming file and key."""
-    from tempest_live_ci.run import image_options
-
     for job_file in job_files:
         loaded = load_job(job_file)
         image_options(loaded)
