@@ -62,7 +62,7 @@ class SSHMachine:
         self.network = network
         self.capabilities = capabilities
         self.name = f"{ssh.target.user}@{ssh.target.address}"
-        self._served_dir = served
+        self.served_dir = served
         self._served: list[str] = []
         self._alive = alive
 
@@ -87,18 +87,19 @@ class SSHMachine:
 
     def serve(self, local: Path, name: str) -> str:
         """Copied up under SERVED/NAME: a file:// URL (apt and discover-tempest-config read it)."""
-        remote = posixpath.join(self._served_dir, name.strip("/"))
-        files = _regular_files(local)
-        directories = sorted({posixpath.dirname(posixpath.join(remote, relative))
-                              for relative in files} | {posixpath.dirname(remote)})
-        self._served.append(remote)
+        remote = posixpath.join(self.served_dir, name.strip("/"))
+        files = {posixpath.join(remote, relative) if relative else remote: path
+                 for relative, path in _regular_files(local).items()}
+        directories = sorted({posixpath.dirname(target) for target in files})
+        # Removed at close from its first directory on: what mkdir -p made goes too.
+        self._served.append(posixpath.join(self.served_dir, name.strip("/").split("/")[0]))
         made = self.run(["mkdir", "-p", "-m", "0755", "--", *directories], timeout=60)
         if made.returncode != 0:
             raise TestbedError(f"cannot make {remote} on {self.name}: "
                                f"{made.stderr.decode(errors='replace').strip()}")
-        for relative, path in files.items():
+        for target, path in files.items():
             # Readable by apt's sandbox user (_apt): file:// sources are read in place.
-            self.put(path, posixpath.join(remote, relative) if relative else remote, mode=0o644)
+            self.put(path, target, mode=0o644)
         log.debug("served %s on %s as %s", local, self.name, remote)
         return f"file://{remote}{'/' if local.is_dir() else ''}"
 
@@ -188,6 +189,10 @@ def read_host_key(path: Path) -> str:
             continue
         if len(words) >= 3 and not _KEY_TYPE.fullmatch(words[0]) and _KEY_TYPE.fullmatch(words[1]):
             words = words[1:]
+        if not _KEY_TYPE.fullmatch(words[0]) or len(words) < 2:
+            what = "a private key" if "PRIVATE KEY" in line else f"{shown(words[0])} first"
+            raise UsageError(f"--host-key {path}: not an SSH public key line ({what}; a .pub "
+                             "file or a known_hosts line)")
         key = " ".join(words[:2])
         try:
             public_key(key)
