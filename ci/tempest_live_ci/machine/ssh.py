@@ -4,7 +4,8 @@
 
 Someone else booted it (a guest kept with --keep-on-failure, a machine of
 the lab): the run builds no image, sets up no testbed, boots nothing, and
-leaves the machine running. Its host key is given, never learned: an
+leaves the machine running; its apt keeps the proxy it has (a machine in a
+testbed reaches the archive through it alone). Its host key is given, never learned: an
 unknown or changed key is refused before the login. HOST is an address of
 the machine itself: the cloud's endpoints are made on it. Files are served
 by copying them up (file:// URLs): the machine may have no way back to
@@ -22,6 +23,7 @@ import ipaddress
 import os
 import posixpath
 import re
+import shlex
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -139,6 +141,19 @@ def machine_capabilities(machine: SSHMachine) -> frozenset[str]:
     return frozenset(found)
 
 
+def machine_apt_proxy(machine: SSHMachine) -> str | None:
+    """The proxy the machine's apt already goes through (its admin's, or what an earlier run
+    wrote): kept, since a machine in a testbed reaches the archive only through it."""
+    done = machine.run(["apt-config", "shell", "PROXY", "Acquire::http::Proxy"], timeout=60)
+    for line in done.text().splitlines():
+        name, _, value = line.partition("=")
+        if name == "PROXY" and value:
+            words = shlex.split(value)
+            if words and words[0].startswith(("http://", "https://")):
+                return words[0]
+    return None
+
+
 def parse_address(rest: str) -> tuple[str, str, int]:
     """USER@HOST:PORT (USER root and PORT 22 when left out; [IPv6]) → (user, host, port)."""
     user, at, hostport = rest.rpartition("@")
@@ -226,10 +241,13 @@ class SSHBackend:
             machine = SSHMachine(ssh, GuestNetwork(address=self.target.address), frozenset())
         try:
             machine.capabilities = machine_capabilities(machine)
+            machine.network = GuestNetwork(address=self.target.address,
+                                           apt_proxy=machine_apt_proxy(machine))
             opening.facts["machine"] = {
                 "backend": self.name, "address": self.target.address, "port": self.target.port,
                 "user": self.target.user, "capabilities": sorted(machine.capabilities),
-                "host_key_fingerprint": fingerprint(public_key(self.target.host_key))}
+                "host_key_fingerprint": fingerprint(public_key(self.target.host_key)),
+                "apt_proxy": machine.network.apt_proxy}
             opening.facts["accelerator"] = "kvm" if "kvm" in machine.capabilities else "tcg"
             yield machine
         finally:

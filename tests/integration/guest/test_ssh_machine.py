@@ -55,7 +55,9 @@ def test_the_backend_opens_a_machine_that_runs_commands(sshd: Sshd, tmp_path: Pa
         assert machine.name == f"root@{sshd.address}"
         assert "root" in machine.capabilities
         assert machine.network.address == sshd.address
-        assert machine.network.apt_proxy is None and machine.network.extra_proxy is None
+        assert machine.network.extra_proxy is None and machine.network.direct == ()
+        # The machine's apt keeps its own proxy (the fixture's sessions have an APT_CONFIG).
+        assert machine.network.apt_proxy == sshd.apt_proxy
     assert (done.returncode, done.stdout, done.stderr) == (3, b"from stdin\n", b"to-stderr\n")
 
 
