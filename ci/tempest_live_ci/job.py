@@ -531,11 +531,12 @@ def _resolve_paths(job: Job, base: Path) -> Job:
     return _replaced(job, changed)
 
 
-def plan_lines(job: Job) -> list[str]:
+def plan_lines(job: Job, sections: Sequence[str] = tuple(SECTIONS)) -> list[str]:
     """The job's values as the run's plan shows them: a line per section, from the
     declarations' plan formats; unset and false values are left out."""
     lines = []
-    for name, cls in SECTIONS.items():
+    for name in sections:
+        cls = SECTIONS[name]
         said = []
         for f in dataclasses.fields(cls):
             plan = setting_of(f).plan

@@ -1,13 +1,14 @@
 """run_job(): one job, end to end, as one ExitStack over the stages.
 
     job      load + validate (job.py), print the plan, write job.yaml
-    image    build_image(): a cached image when its inputs did not change
-    testbed  start_testbed(): isolated namespace (or the persistent testbed)
-    vm       boot_vm(): network boot, SSH with the pinned host key
-    guest    deploy/ pushed into the guest and run step by step over SSH:
+    machine  a backend opens a machine (machine/): libvirt builds or takes the
+             cached image, sets up the testbed (isolated, or the persistent
+             one) and boots the guest from the network; ssh logs in to a
+             machine someone else booted
+    guest    deploy/ pushed into the machine and run step by step:
              prepare (apt sources, update, setup commands), install (the
              profile's packages), candidates (the packages under test, from
-             a repository the host serves, pinned at 1001; only when there
+             a repository the machine serves, pinned at 1001; only when there
              are some), configure (the services, the Debian way),
              tempest-conf (discover-tempest-config), tempest (the subunit
              stream comes home as it is produced)
@@ -16,47 +17,34 @@
              beside it, the gate (results.baseline, results.gate)
 
 Every stage is undone in reverse order on success, error, Ctrl-C and
-SIGTERM; the logs of the testbed are copied to the output directory first,
-so that a failed run explains itself.
+SIGTERM; the guest's logs are collected first, so that a failed run
+explains itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
-import os
-import shutil
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from tempest_live_ci import __version__
+from tempest_live_ci.candidates import REPO_DIR, Candidate, build_repository, resolve_candidates
 from tempest_live_ci.errors import CandidateError, ExitCode, TestbedError, TLCError, UsageError
-from tempest_live_ci.inputs import open_regular
-from tempest_live_ci.job import (
-    AUTO,
-    Job,
-    check_candidates,
-    image_options,
-    job_as_dict,
-    job_options,
-    plan_lines,
-    profile_defaults,
-    testbed_config,
-    with_options,
-)
+from tempest_live_ci.guest.plan import guest_files, guest_params, guest_sources, make_test_image
+from tempest_live_ci.guest.steps import GUEST_STATE, Guest, StepFailed
+from tempest_live_ci.job import Job, job_as_dict, job_options, plan_lines, with_options
 from tempest_live_ci.log import add_file_log, format_duration, log, step
-from tempest_live_ci.testbed.config import PERSISTENT, TestbedConfig
-from tempest_live_ci.vm.config import BootTimeouts, VMConfig
-
-if TYPE_CHECKING:
-    from tempest_live_ci.candidates import Candidate
+from tempest_live_ci.machine import DEFAULT, Backend, Machine, MachineOptions, Opening, open_backend
+from tempest_live_ci.results.metadata import run_metadata
 
 
 @dataclass
@@ -81,6 +69,12 @@ class RunContext:
         finally:
             self.stages[name] = round(time.monotonic() - start, 1)
 
+    def opening(self) -> Opening:
+        """What the backend is told: its stages and facts are the run's own."""
+        return Opening(self.run_id, self.output_dir, self.stage, self.facts,
+                       keep_on_failure=self.keep_on_failure, debug=self.debug,
+                       testbed_wait=self.testbed_wait)
+
 
 def default_output_dir(job: Job, run_id: str) -> Path:
     """The run's own directory in the results store: stored where it is written, no copy."""
@@ -89,123 +83,16 @@ def default_output_dir(job: Job, run_id: str) -> Path:
     return job_dir(job.name) / run_id
 
 
-def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tuple[str, ...] = (),
-                       keyring: Path | None = None) -> tuple[Job, tuple[Candidate, ...]]:
-    """The job with the command line's candidates added, and every candidate checked.
-
-    `tempest.profile: auto` becomes the profile that covers the candidates'
-    source packages (the whole cloud without candidates). job.yaml of the run
-    records the result.
-    """
-    from tempest_live_ci.candidates import FULL, distinct, profile_for
-    from tempest_live_ci.deploy.profiles import PROFILES
-
-    chosen_keyring = str(keyring.resolve()) if keyring is not None else job.guest.keyring
-    found = check_candidates(job, job.guest.candidates, (), chosen_keyring,
-                             keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
-    # One keyring for every signed .changes, the command line's before the job's.
-    found += check_candidates(job, [str(c) for c in candidates], sources, chosen_keyring,
-                              keys=("--candidate", "--candidate-source",
-                                    "--keyring" if keyring is not None else "guest.keyring"))
-    seen: dict[str, Candidate] = {}
-    for c in found:
-        if seen.setdefault(c.package, c).path != c.path:
-            raise UsageError(f"--candidate: {c.package} twice: {seen[c.package].path} and {c.path}")
-    # One file name in the flat repository: a job's and a --candidate of one name.
-    found = distinct(seen.values())
-    job = dataclasses.replace(job, guest=dataclasses.replace(
-        job.guest, keyring=chosen_keyring,
-        candidates=(*job.guest.candidates, *(str(c.resolve()) for c in candidates)),
-        candidate_sources=(*job.guest.candidate_sources, *(" ".join(s.split()) for s in sources))))
-    if job.tempest.profile == AUTO:
-        profile = profile_for(found) if found else FULL
-        if profile not in PROFILES:
-            sources_of = ", ".join(sorted({c.source for c in found})) or "no candidates"
-            raise UsageError(f"tempest.profile: auto chose {profile!r} for {sources_of}, which is "
-                             f"not a profile of this version (known: {', '.join(PROFILES)})")
-        log.info("tempest.profile auto: %s (for %s)", profile,
-                 ", ".join(sorted({c.source for c in found})) or "no candidates")
-        job = profile_defaults(dataclasses.replace(
-            job, tempest=dataclasses.replace(job.tempest, profile=profile)))
-    return job, found
-
-
-def print_plan(ctx: RunContext) -> None:
+def print_plan(ctx: RunContext, backend: Backend) -> None:
     job = ctx.job
     log.info("job %s (%s): %s", job.name, job.source, job.description or "no description")
     log.info("  run id %s, output %s", ctx.run_id, ctx.output_dir)
-    for line in plan_lines(job):
+    for line in backend.plan(job):
+        log.info("  %s", line)
+    for line in plan_lines(job, ("guest", "tempest", "results")):
         log.info("  %s", line)
     for c in ctx.candidates:
         log.info("  candidate: %s %s (%s, source %s)", c.package, c.version, c.filename, c.source)
-
-
-def _collect_testbed_logs(state_dir: Path, output_dir: Path) -> None:
-    for name in ("dnsmasq.log", "http.log", "dnsmasq.conf", "nftables.conf"):
-        source = state_dir / name
-        if source.exists():
-            with contextlib.suppress(OSError):
-                shutil.copyfile(source, output_dir / name)
-
-
-def persistent_testbed(job: Job, run_id: str, name: str = TestbedConfig.name) -> Any:
-    """The testbed `host setup` made: runs use it as it is and leave it up.
-
-    Refused (exit 20) when the job's testbed settings are not the testbed's:
-    the run would otherwise boot with other addresses than the job says.
-    """
-    from tempest_live_ci.testbed.lifecycle import load_testbed
-    from tempest_live_ci.testbed.status import testbed_status
-
-    check_persistent(job, name)
-    status = testbed_status(name)
-    if status is None:  # torn down this very moment
-        raise UsageError(f"persistent testbed {name!r} is gone", hint="tempest-live-ci host setup")
-    testbed = load_testbed(name, run_id)[1]
-    if not status.healthy:
-        missing = ", ".join(what for what, ok in status.items if not ok)
-        raise TestbedError(f"persistent testbed {name!r} is degraded (missing: {missing})",
-                           hint="tempest-live-ci host setup repairs it")
-    # The run's own id names its domain and its `vm ssh --run-id`.
-    return testbed
-
-
-def check_persistent(job: Job, name: str = TestbedConfig.name) -> None:
-    """A persistent testbed is there, and the job's testbed.* are what it was set up with
-    (else UsageError: the run stops before its image)."""
-    from tempest_live_ci.testbed.lifecycle import load_testbed
-    from tempest_live_ci.testbed.status import testbed_status
-
-    if testbed_status(name) is None:
-        raise UsageError(f"testbed.mode: persistent, but no persistent testbed {name!r} is set up",
-                         hint="tempest-live-ci host setup")
-    check_persistent_settings(job, load_testbed(name)[0])
-
-
-def check_persistent_settings(job: Job, config: Any) -> None:
-    """The job's testbed.* must be what the persistent testbed was set up with."""
-    wanted: TestbedConfig = testbed_config(job, "tlc-check")
-    t = job.testbed
-    for key, said, have, shown_said, shown_have in (
-            ("host_address", wanted.host_interface, config.host_interface,
-             t.host_address, config.host_address),
-            ("host_ipv6", wanted.host_ipv6_interface, config.host_ipv6_interface,
-             t.host_ipv6, config.host_ipv6),
-            ("guest_address", wanted.guest_ip, config.guest_ip,
-             t.guest_address or f"{wanted.guest_ip} (the default)", str(config.guest_ip)),
-            ("guest_mac", wanted.guest_mac, config.guest_mac, t.guest_mac, config.guest_mac),
-            ("apt_proxy", wanted.apt_proxy, config.apt_proxy, t.apt_proxy, config.apt_proxy),
-            ("nat", wanted.nat, config.nat, t.nat, config.nat)):
-        if said != have:
-            def show(value: Any) -> str:
-                return "none" if value is None else str(value).lower() \
-                    if isinstance(value, bool) else str(value)
-
-            raise UsageError(
-                f"{job.source}: testbed.{key}: the job says {show(shown_said)}, the persistent "
-                f"testbed {config.name} was set up with {show(shown_have)}",
-                hint=f"set testbed.{key} in the job to the testbed's value, or set the testbed "
-                     "up again (host teardown, host setup)")
 
 
 def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path:
@@ -230,15 +117,16 @@ def write_run_summary(ctx: RunContext, exit_code: int, note: str | None) -> Path
 
 def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Path | None = None,
             keep_on_failure: bool = False, debug: bool = False,
-            testbed_wait: float = 0.0) -> ExitCode:
-    """Run `job` end to end; return the exit code (DESIGN.md's table)."""
-    from tempest_live_ci.testbed.config import require_root
+            testbed_wait: float = 0.0, backend: Backend | None = None) -> ExitCode:
+    """Run `job` end to end on the backend's machine (the libvirt backend's by default);
+    return the exit code (DESIGN.md's table)."""
+    from tempest_live_ci.testbed.config import new_run_id, require_root
 
     require_root()
     import yaml
 
-    from tempest_live_ci.testbed.config import new_run_id
-
+    backend = backend or open_backend(DEFAULT)
+    backend.check(job)
     run_id = new_run_id()
     ctx = RunContext(job, run_id, (output_dir or default_output_dir(job, run_id)).resolve(),
                      candidates, keep_on_failure, debug, testbed_wait)
@@ -248,14 +136,14 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     add_file_log(str(ctx.output_dir / "run.log"))
     (ctx.output_dir / "job.yaml").write_text(yaml.safe_dump(job_as_dict(job), sort_keys=False))
-    print_plan(ctx)
+    print_plan(ctx, backend)
     started = time.monotonic()
     code: ExitCode = ExitCode.TESTBED
     note: str | None = None
     if candidates:
         ctx.facts["candidates"] = [c.as_json() for c in candidates]
     try:
-        code, note = _run_stages(ctx)
+        code, note = _run_stages(ctx, backend)
         code, note = _judge(ctx, code, note)
         return code
     except TLCError as e:
@@ -289,216 +177,89 @@ def _store(ctx: RunContext) -> None:
     log.info("stored as %s", stored)
 
 
-def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
-    from tempest_live_ci.image.livebuild import build_image, look_up_archive
-    from tempest_live_ci.testbed.lifecycle import start_testbed
-    from tempest_live_ci.vm.boot import boot_vm
-
-    job = ctx.job
-    persistent = persistent_testbed(job, ctx.run_id) if job.testbed.mode == PERSISTENT else None
+def _run_stages(ctx: RunContext, backend: Backend) -> tuple[ExitCode, str | None]:
+    """The machine, then the in-guest stages on it; the guest's logs in every case."""
     with contextlib.ExitStack() as stack:
-        if persistent is not None:
-            # One run at a time on it, from before the image to the end (testbed/lock.py).
-            from tempest_live_ci.testbed.lock import testbed_lock
-
-            stack.enter_context(testbed_lock(persistent.name, f"run {ctx.run_id}",
-                                             wait=ctx.testbed_wait))
-            # It may have changed while this run waited for it.
-            persistent = persistent_testbed(job, ctx.run_id)
-        # Checked before the image: minutes of build for a run that cannot start
-        # would be a waste. The memory stays promised to this run until it ends.
-        stack.enter_context(host_memory_for(job, ctx.run_id))
-        # The archive is read before the image and the testbed: a package it
-        # lacks, or a Release past its Valid-Until the job did not accept,
-        # ends the run here (exit 20, its summary the only trace).
-        options = image_options(job)
-        with ctx.stage("archive", "Reading the archive"):
-            archive = look_up_archive(options)
-        with ctx.stage("image", "Preparing the image"):
-            image = build_image(options, archive)
-            ctx.facts["image"] = {"directory": str(image.directory), "hash": image.hash,
-                                  "host_key_fingerprint": image.host_key_fingerprint,
-                                  "preinstalled_profile": image.manifest["inputs"].get("profile"),
-                                  "sizes": {name: a["size"] for name, a
-                                            in image.manifest["artifacts"].items()}}
-        with ctx.stage("testbed", "Setting up the testbed"):
-            if persistent is not None:
-                testbed = persistent
-            else:
-                testbed = stack.enter_context(start_testbed(testbed_config(job, ctx.run_id)))
-            _extra_archives(ctx, stack, testbed)
-        stack.callback(_collect_testbed_logs, testbed.state_dir, ctx.output_dir)
-        with ctx.stage("vm", "Booting the guest"):
-            vm = stack.enter_context(boot_vm(
-                testbed, image, ctx.output_dir,
-                VMConfig(memory_mib=job.vm.memory_mib, vcpus=job.vm.vcpus or VMConfig.vcpus, boot=job.vm.boot,
-                         nic_model=job.vm.nic_model),
-                timeouts=BootTimeouts(dhcp=job.vm.dhcp_timeout, kernel=job.vm.kernel_timeout,
-                                      ssh=job.vm.ssh_timeout),
-                keep_on_failure=ctx.keep_on_failure, debug=ctx.debug))
-            ctx.facts["boot"] = dict(vm.timings)
-            ctx.facts["accelerator"] = "kvm" if vm.accelerator.usable else "tcg"
-        outcome = _guest_stages(ctx, stack, vm, testbed)
+        machine = stack.enter_context(backend.open(ctx.job, ctx.opening()))
+        guest = Guest(machine, ctx.output_dir)
+        # Registered after the machine: runs before it is closed, also on failure.
+        stack.callback(_collect_guest_logs, ctx, guest)
+        prepare_guest(ctx, stack, guest, machine)
+        install_profile(ctx, guest)
+        if ctx.candidates or ctx.job.guest.candidate_sources:
+            install_candidates(ctx, stack, guest, machine)
+        configure_cloud(ctx, guest)
+        outcome = _run_tempest(ctx, guest)
     return outcome
 
 
-def _extra_archives(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) -> None:
-    """Through the apt proxy: the job's repositories outside Debian's archive, each under a
-    prefix of its own on the testbed's EXTRA_PORT (archives.py), and nothing else there."""
-    from tempest_live_ci.archives import EXTRA_PORT, extra_archives, job_sources
-    from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
-
+def prepare_guest(ctx: RunContext, stack: contextlib.ExitStack, guest: Guest,
+                  machine: Machine) -> None:
+    """deploy/ and params.json pushed; the guest checked; apt sources, update, setup commands."""
     job = ctx.job
-    if not job.testbed.apt_proxy:
-        return
-    archives = extra_archives([line for lines in job_sources(
-        job.guest.sources_list, job.guest.candidate_sources, apt_proxy=True) for line in lines])
-    if not archives:
-        return
-    for archive in archives:
-        log.info("extra archive %s: /%s/ on the apt proxy", archive.backend, archive.name)
-    def kept() -> Any:
-        """A kept guest keeps its extra archives too, like the testbed's own apt proxy."""
-        from tempest_live_ci.testbed.journal import Journal
-
-        return Journal(testbed.state_dir) if (testbed.state_dir / "keep").exists() else None
-
-    proxy = stack.enter_context(start_apt_cacher_ng(archives, kept=kept))
-    stack.enter_context(forward_into_netns(proxy, testbed.netns, str(testbed.host_address),
-                                           EXTRA_PORT, kept=kept))
-    ctx.facts["extra_archives"] = {archive.name: archive.backend for archive in archives}
-
-
-@contextlib.contextmanager
-def host_memory_for(job: Job, run_id: str) -> Iterator[None]:
-    """The guest's RAM must be free on the host, and stay promised to this run.
-
-    A guest that swaps under TCG never finishes; two runs started at once
-    must not both count the same free memory (vm/reservation.py).
-    """
-    from tempest_live_ci.vm.domain import HOST_RESERVE_MIB
-    from tempest_live_ci.vm.reservation import MemoryTaken, promise_memory
-
-    try:
-        with promise_memory(run_id, job.vm.memory_mib, HOST_RESERVE_MIB):
-            yield
-    except MemoryTaken as e:
-        others = ""
-        if e.promises:
-            names = ", ".join(f"{p.run_id}: {p.outstanding_mib} MiB" for p in e.promises)
-            others = (f" once the {e.promised_mib} MiB promised to other runs' guests "
-                      f"({names}) are counted")
-        raise UsageError(
-            f"{job.source}: vm.memory: {job.vm.memory} does not fit: the host has "
-            f"{e.available_mib} MiB available{others}, and keeps {HOST_RESERVE_MIB} MiB for itself",
-            hint="free memory on the host, wait for the other runs, or set a smaller vm.memory "
-                 "(the profile's default is what it was measured to need)") from None
-
-
-def publish_test_image(job: Job, testbed: Any) -> str | None:
-    """The disk image glance gets for tempest: its URL, as the guest reaches it.
-
-    A URL in the job is passed on; a file is served by the testbed; by default
-    a small raw image is made here (nothing outside Debian's archive is
-    reachable, and Debian has no cirros): enough for nova's fake driver,
-    which boots nothing.
-    """
-    from tempest_live_ci.deploy.profiles import get_profile
-
-    if not get_profile(job.tempest.profile).needs_image:
-        return None
-    image = job.tempest.image
-    if image is not None and image.startswith(("http://", "https://")):
-        return image
-    directory = testbed.http_root / "tempest"
-    directory.mkdir(parents=True, exist_ok=True)
-    # Readable by the testbed's HTTP server (root) and the guest that fetches
-    # it, nobody else on the host: a job's image may be private.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    if image is not None:
-        name = Path(image).name
-        with open_regular(image, "tempest.image") as source, \
-                os.fdopen(os.open(directory / name, flags, 0o600), "wb") as out:
-            shutil.copyfileobj(source, out, 1024 * 1024)
-    else:
-        name = "tempest-live-ci-test.raw"
-        with os.fdopen(os.open(directory / name, flags, 0o600), "wb") as out:
-            out.write(TEST_IMAGE_MARKER)
-            out.truncate(TEST_IMAGE_SIZE)
-    return f"{testbed.http_url}/tempest/{name}"
-
-
-# The default test image: 1 MiB, raw, its first bytes saying what it is.
-TEST_IMAGE_MARKER = b"tempest-live-ci test image: not bootable\n"
-TEST_IMAGE_SIZE = 1 << 20
-
-
-def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
-                  testbed: Any) -> tuple[ExitCode, str | None]:
-    """In the guest: prepare, install, configure, tempest.conf, tempest; then the results."""
-    from tempest_live_ci.guest.plan import guest_files, guest_params
-    from tempest_live_ci.guest.steps import GUEST_STATE, Guest
-
-    job = ctx.job
-    guest = Guest(vm.ssh, ctx.output_dir, alive=lambda: _guest_alive(vm))
-    # Registered after the VM: runs before it is destroyed, also on failure.
-    stack.callback(_collect_guest_logs, ctx, guest)
-    g = job.guest
     with ctx.stage("prepare", "Preparing the guest"):
-        guest.push(guest_params(job, testbed, guest_state=GUEST_STATE,
-                                image_url=publish_test_image(job, testbed),
+        guest.push(guest_params(job, machine.network, guest_state=GUEST_STATE,
+                                image_url=serve_test_image(job, stack, machine),
                                 accelerator=ctx.facts.get("accelerator", "tcg")).as_dict(),
                    guest_files(job))
         ctx.facts["guest"] = guest.step("check", 120).facts
-        guest.step("prepare", g.prepare_timeout)
-    with ctx.stage("install", f"Installing OpenStack (profile {job.tempest.profile})"):
-        guest.step("install", g.install_timeout)
-    if ctx.candidates or g.candidate_sources:
-        with ctx.stage("candidates", "Installing the candidates"):
-            _install_candidates(ctx, stack, guest, testbed)
-    with ctx.stage("configure", "Configuring OpenStack"):
-        guest.step("configure", g.configure_timeout)
-        guest.step("tempest-conf", g.configure_timeout)
-    return _run_tempest(ctx, guest)
+        guest.step("prepare", job.guest.prepare_timeout)
 
 
-def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any,
-                        testbed: Any) -> None:
-    """The candidates' repository on the testbed's HTTP server, then the guest's candidates step.
+def serve_test_image(job: Job, stack: contextlib.ExitStack, machine: Machine) -> str | None:
+    """The disk image glance gets for tempest, as the guest reaches it (None: none needed)."""
+    directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlc-image-")))
+    image = make_test_image(job, directory)
+    if image is None or isinstance(image, str):
+        return image
+    return machine.serve(image, f"tempest/{image.name}")
+
+
+def install_profile(ctx: RunContext, guest: Guest) -> None:
+    with ctx.stage("install", f"Installing OpenStack (profile {ctx.job.tempest.profile})"):
+        guest.step("install", ctx.job.guest.install_timeout)
+
+
+def install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Guest,
+                       machine: Machine) -> None:
+    """The candidates' repository served to the guest, then the guest's candidates step.
 
     apt's refusal (unmet dependency, conflict, a downgrade) is the candidates'
     fault: exit 12 with apt's reason, not a testbed failure.
     """
-    from tempest_live_ci.candidates import REPO_DIR, build_repository
-    from tempest_live_ci.guest.plan import guest_sources
-    from tempest_live_ci.guest.steps import StepFailed
-
-    packages = {c.package: c.version for c in ctx.candidates}
-    # Extra archives through the proxy are named by their prefix there (archives.py).
-    wanted: dict[str, Any] = {"packages": packages,
-                              "sources": guest_sources(ctx.job, testbed)[1]}
-    if ctx.candidates:
-        # A directory of the run's own: a persistent testbed's server outlives runs.
-        directory = testbed.http_root / REPO_DIR / ctx.run_id
-        stack.callback(shutil.rmtree, directory, True)
-        build_repository(ctx.candidates, directory)
-        wanted["repository"] = f"{testbed.http_url}/{REPO_DIR}/{ctx.run_id}/"
-        wanted["direct_host"] = str(testbed.host_address)
-    guest.put_file("candidates.json", json.dumps(wanted, indent=1).encode())
-    try:
-        result = guest.step("candidates", ctx.job.guest.install_timeout)
-    except StepFailed as e:
-        refused = candidate_failure(e)
-        if refused is None:
-            raise
-        raise refused from e
-    installed = result.facts.get("candidates", {})
-    ctx.facts["candidates"] = [{**c.as_json(), "installed": installed.get(c.package, {})
-                                .get("installed"), "before": installed.get(c.package, {})
-                                .get("before")} for c in ctx.candidates]
+    with ctx.stage("candidates", "Installing the candidates"):
+        wanted: dict[str, Any] = {"packages": {c.package: c.version for c in ctx.candidates},
+                                  # Extra archives through the proxy: by their prefix there.
+                                  "sources": guest_sources(ctx.job, machine.network)[1]}
+        if ctx.candidates:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlc-repo-")))
+            url = machine.serve(build_repository(ctx.candidates, work / REPO_DIR), REPO_DIR)
+            wanted["repository"] = url
+            host = urllib.parse.urlsplit(url).hostname
+            if machine.network.apt_proxy and host:
+                # The host's own HTTP server, not through the apt proxy (Debian's archive only).
+                wanted["direct_host"] = host
+        guest.put_file("candidates.json", json.dumps(wanted, indent=1).encode())
+        try:
+            result = guest.step("candidates", ctx.job.guest.install_timeout)
+        except StepFailed as e:
+            refused = candidate_failure(e)
+            if refused is None:
+                raise
+            raise refused from e
+        installed = result.facts.get("candidates", {})
+        ctx.facts["candidates"] = [{**c.as_json(), "installed": installed.get(c.package, {})
+                                    .get("installed"), "before": installed.get(c.package, {})
+                                    .get("before")} for c in ctx.candidates]
 
 
-def candidate_failure(error: Any) -> CandidateError | None:
+def configure_cloud(ctx: RunContext, guest: Guest) -> None:
+    with ctx.stage("configure", "Configuring OpenStack"):
+        guest.step("configure", ctx.job.guest.configure_timeout)
+        guest.step("tempest-conf", ctx.job.guest.configure_timeout)
+
+
+def candidate_failure(error: StepFailed) -> CandidateError | None:
     """The CandidateError (exit 12, apt's reason) a failed candidates step stands for, if any.
 
     Only apt's refusal is the candidates' fault; anything else (the
@@ -512,7 +273,8 @@ def candidate_failure(error: Any) -> CandidateError | None:
                           hint=error.hint)
 
 
-def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
+def _run_tempest(ctx: RunContext, guest: Guest) -> tuple[ExitCode, str | None]:
+    # python-subunit and testtools: loaded when tempest runs, not for --help.
     from tempest_live_ci.guest.progress import SubunitSink
     from tempest_live_ci.results.run import STREAM, print_summary, process_run
 
@@ -549,7 +311,9 @@ def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
         return out.getvalue()
 
     with ctx.stage("results", "Writing the results"):
-        result = process_run(ctx.output_dir / STREAM, ctx.output_dir, _metadata(ctx, guest),
+        metadata = run_metadata(job.name, ctx.run_id, job.tempest.profile, guest.results,
+                                ctx.facts.get("candidates"))
+        result = process_run(ctx.output_dir / STREAM, ctx.output_dir, metadata,
                              rerun=rerun if job.tempest.rerun_failures and not signalled
                              else None,
                              rerun_attempts=job.tempest.rerun_failures, interrupted=interrupted)
@@ -557,49 +321,6 @@ def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
     if signalled:
         raise KeyboardInterrupt("interrupted while tempest ran")
     return result.exit_code, str(result.summary["verdict"])
-
-
-def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
-    steps = {name: {"seconds": r.seconds, "parts": r.parts,
-                    **({"memory_peak_mib": r.facts["memory_peak_mib"]}
-                       if "memory_peak_mib" in r.facts else {})}
-             for name, r in guest.results.items()}
-    versions: dict[str, str] = {}
-    for r in guest.results.values():
-        versions.update(r.facts.get("versions", {}))
-        versions.update(r.facts.get("tempest", {}))
-    data: dict[str, Any] = {"job": ctx.job.name, "run_id": ctx.run_id,
-                            "profile": ctx.job.tempest.profile, "steps": steps,
-                            "versions": versions}
-    peaks = [int(r.facts["memory_peak_mib"]) for r in guest.results.values()
-             if "memory_peak_mib" in r.facts]
-    if peaks:
-        # The most RAM the guest used in any step (the squashfs it runs from included).
-        data["guest_memory_peak_mib"] = max(peaks)
-    drivers = [r.facts["virt_driver"] for r in guest.results.values() if "virt_driver" in r.facts]
-    if drivers:
-        # nova's: libvirt (nested KVM) or fake (nothing boots; tempest.conf says so too).
-        data["virt_driver"] = drivers[-1]
-    experimental = {name: versions for r in guest.results.values()
-                    for name, versions in r.facts.get("experimental", {}).items()}
-    if any("experimental" in r.facts for r in guest.results.values()):
-        # guest.experimental: what came from experimental (every version that changed).
-        data["experimental"] = experimental
-    scaled = {key: value for r in guest.results.values()
-              for key, value in r.facts.get("scaled_timeouts", {}).items()}
-    if scaled:
-        # tempest.conf's build timeouts, scaled for an accelerator slower than KVM.
-        data["scaled_timeouts"] = scaled
-    excluded = {regex: reason for r in guest.results.values()
-                for regex, reason in r.facts.get("excluded_by_setup", {}).items()}
-    if excluded:
-        # Tests the guest's setup left out (scenario tests under the fake driver), with why.
-        data["excluded_by_setup"] = excluded
-    if "candidates" in ctx.facts:
-        # The versions the guest really installed, in the report's Run section.
-        data["candidates"] = {c["package"]: c.get("installed") or f"{c['version']} (not installed)"
-                              for c in ctx.facts["candidates"]}
-    return data
 
 
 def _judge(ctx: RunContext, code: ExitCode, note: str | None) -> tuple[ExitCode, str | None]:
@@ -632,12 +353,7 @@ def _judge(ctx: RunContext, code: ExitCode, note: str | None) -> tuple[ExitCode,
     return judgement.exit_code, judgement.verdict
 
 
-def _guest_alive(vm: Any) -> None:
-    if not vm.running():
-        raise TestbedError("the guest stopped (its domain is no longer running)")
-
-
-def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
+def _collect_guest_logs(ctx: RunContext, guest: Guest) -> None:
     with ctx.stage("logs", "Collecting the guest's logs"):
         try:
             directory = guest.collect_logs()
@@ -670,17 +386,33 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
               metavar="SECONDS",
               help="With testbed.mode: persistent, wait this long for another run (or a kept "
                    "guest) to free the testbed; refused at once by default.")
+@click.option("--machine", default=DEFAULT, show_default=True, metavar="libvirt|ssh:USER@HOST:PORT",
+              help="Where the guest stages run: a guest booted on the job's testbed (libvirt), "
+                   "or a machine that is already up, reached over SSH (USER root and PORT 22 "
+                   "when left out); the job's image, testbed and vm settings are then unused.")
+@click.option("--ssh-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --machine ssh: the private key to log in with.")
+@click.option("--host-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --machine ssh: the machine's public host key (a .pub file or a "
+                   "known_hosts line); any other key is refused.")
+@click.option("--ssh-netns", default=None, metavar="NAME",
+              help="With --machine ssh: reach the machine from network namespace NAME (a kept "
+                   "guest's testbed).")
 @click.pass_context
 def run(ctx: click.Context, job_file: str | None, output: Path | None,
-        keep_on_failure: bool, testbed_wait: float, **given: Any) -> int:
+        keep_on_failure: bool, testbed_wait: float, machine: str, ssh_key: Path | None,
+        host_key: Path | None, ssh_netns: str | None, **given: Any) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
     from tempest_live_ci.job import load_job_or_default
 
+    backend = open_backend(machine, MachineOptions(ssh_key, host_key, ssh_netns))
+    # The keys that declare an option (job.py's setting(option=...)); the candidates'
+    # are merged where they are inspected.
     job = with_options(load_job_or_default(job_file), given)
     job, found = resolve_candidates(job, given["guest_candidates"] or (),
                                     given["guest_candidate_sources"] or (),
                                     given["guest_keyring"])
-    image_options(job)
+    backend.check(job)
     return run_job(job, candidates=found, output_dir=output,
                    keep_on_failure=keep_on_failure, debug=bool(ctx.obj and ctx.obj.get("debug")),
-                   testbed_wait=testbed_wait)
+                   testbed_wait=testbed_wait, backend=backend)

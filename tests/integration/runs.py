@@ -75,8 +75,7 @@ def fake_image(job: Path) -> Path:
         image_inputs,
         inputs_hash,
     )
-    from tempest_live_ci.job import load_job
-    from tempest_live_ci.run import image_options
+    from tempest_live_ci.job import image_options, load_job
 
     options = image_options(load_job(job))
     inputs = image_inputs(options)

@@ -143,12 +143,12 @@ def test_the_guest_accepts_an_expired_release_only_when_the_job_does() -> None:
 def test_guest_params_carry_the_jobs_valid_until_choice() -> None:
     from tempest_live_ci.guest.plan import guest_params
     from tempest_live_ci.job import parse_job
-    from tests.unit.deploy.test_plan import make_testbed
+    from tests.unit.deploy.test_plan import network
 
     for said, sent in ((None, True), (False, False)):
         image = {"suite": "sid"} if said is None else {"suite": "sid", "check_valid_until": said}
         job = parse_job({"image": image}, "x.yaml", "x")
-        assert guest_params(job, make_testbed(), guest_state="/s").check_valid_until is sent
+        assert guest_params(job, network(job), guest_state="/s").check_valid_until is sent
 
 
 def test_apts_expired_release_becomes_one_line_naming_archive_date_and_setting() -> None:
@@ -174,10 +174,10 @@ def test_experimental_is_on_sid_only_and_reaches_the_guest() -> None:
     from tempest_live_ci.errors import UsageError
     from tempest_live_ci.guest.plan import guest_params
     from tempest_live_ci.job import parse_job
-    from tests.unit.deploy.test_plan import make_testbed
+    from tests.unit.deploy.test_plan import network
 
     job = parse_job({"image": {"suite": "sid"}, "guest": {"experimental": True}}, "x.yaml", "x")
-    assert guest_params(job, make_testbed(), guest_state="/s").experimental is True
+    assert guest_params(job, network(job), guest_state="/s").experimental is True
     with pytest.raises(UsageError, match=r"^x.yaml: guest.experimental: experimental is built "
                                          r"on sid, the job.s suite is trixie"):
         parse_job({"guest": {"experimental": True}}, "x.yaml", "x")

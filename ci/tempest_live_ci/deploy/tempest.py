@@ -168,6 +168,9 @@ def discover_arguments(overrides: Mapping[str, str], *, image_url: str | None,
     if create:
         argv += ["--create"]
     if image_url:
+        # Copied up by the ssh backend: discover-tempest-config downloads only
+        # http(s):// and copies anything else as a path.
+        image_url = image_url.removeprefix("file://")
         # Uploaded to glance twice (image_ref, image_ref_alt). Under the fake
         # driver its content does not matter: the default is raw, no RNG device.
         argv += [f"--image={image_url}", "--image-disk-format="

@@ -1,17 +1,23 @@
-"""What the in-guest steps are told: the job, the testbed and the image as params.json.
+"""What the in-guest steps are told: the job and the machine's network as params.json.
 
-Pure functions of the job: the tests read them with recorded jobs.
+Pure functions of the job (and of the machine's GuestNetwork): the tests
+read them with recorded jobs. make_test_image() writes the one file the
+job's tests need that the job does not name.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 from pathlib import Path
 
+from tempest_live_ci.archives import job_sources, sources_list_text, through_proxy
 from tempest_live_ci.deploy.params import Params, TempestParams
 from tempest_live_ci.deploy.profiles import get_profile
+from tempest_live_ci.inputs import open_regular
 from tempest_live_ci.job import Job
-from tempest_live_ci.testbed.model import Testbed
+from tempest_live_ci.machine import GuestNetwork
 
 LISTS = "lists"  # under the guest's state directory
 REGION = "RegionOne"
@@ -26,30 +32,20 @@ def guest_files(job: Job) -> dict[str, bytes]:
     return files
 
 
-def extra_proxy_url(testbed: Testbed) -> str:
-    """Where the guest reaches the run's extra archives (archives.py): the testbed's side."""
-    from tempest_live_ci.archives import EXTRA_PORT
-
-    return f"http://{testbed.host_address}:{EXTRA_PORT}"
-
-
-def guest_sources(job: Job, testbed: Testbed) -> tuple[str | None, list[str]]:
+def guest_sources(job: Job, network: GuestNetwork) -> tuple[str | None, list[str]]:
     """guest.sources_list's text and the candidate sources, as the guest writes them.
 
     Through the apt proxy, a repository outside Debian's archive is named by
-    its prefix on the run's extra proxy (extra_proxy_url) instead of its URL.
+    its prefix on the run's extra proxy (network.extra_proxy) instead of its URL.
     """
-    from tempest_live_ci.archives import job_sources, sources_list_text, through_proxy
-
-    proxied = job.testbed.apt_proxy
+    via = network.extra_proxy
     listed, extra = job_sources(job.guest.sources_list, job.guest.candidate_sources,
-                                apt_proxy=proxied)
-    via = extra_proxy_url(testbed) if proxied else None
+                                apt_proxy=via is not None)
     text = sources_list_text(listed, via) if listed else None
     return text, [through_proxy(s, via) if via else s.text() for s in extra]
 
 
-def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
+def guest_params(job: Job, network: GuestNetwork, *, guest_state: str,
                  admin_password: str | None = None, image_url: str | None = None,
                  accelerator: str = "tcg") -> Params:
     mirror = job.image.mirror.rstrip("/")
@@ -58,7 +54,7 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
     t = job.tempest
     chosen = t.regex or t.smoke or t.include_list
     profile = get_profile(t.profile)
-    sources_list, _ = guest_sources(job, testbed)
+    sources_list, _ = guest_sources(job, network)
     assert job.vm.vcpus is not None  # the profile's default is filled in on load
     return Params(
         profile=t.profile,
@@ -69,11 +65,14 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
         security_mirror=security,
         check_valid_until=job.image.check_valid_until,
         experimental=job.guest.experimental,
-        apt_proxy=testbed.apt_proxy if job.testbed.apt_proxy else None,
-        apt_direct=(str(testbed.host_address),) if job.testbed.apt_proxy else (),
+        # The machine's way to the archive: the testbed's apt proxy, or none (NAT, its own).
+        apt_proxy=network.apt_proxy,
+        # The testbed's own servers (the candidates' repository, the extra
+        # archives' proxy) are reached directly, not through the apt proxy.
+        apt_direct=network.direct,
         sources_list=sources_list,
         setup_commands=job.guest.setup_commands,
-        guest_address=str(testbed.guest_address),
+        guest_address=network.address,
         vcpus=job.vm.vcpus,
         region=REGION,
         admin_password=admin_password or secrets.token_urlsafe(18),
@@ -90,3 +89,37 @@ def guest_params(job: Job, testbed: Testbed, *, guest_state: str,
             conf=dict(t.conf),
         ),
     )
+
+
+# The default test image: 1 MiB, raw, its first bytes saying what it is.
+TEST_IMAGE_MARKER = b"tempest-live-ci test image: not bootable\n"
+TEST_IMAGE_SIZE = 1 << 20
+TEST_IMAGE = "tempest-live-ci-test.raw"
+
+
+def make_test_image(job: Job, directory: Path) -> Path | str | None:
+    """The disk image glance gets for tempest: a URL the job gave (passed on), or a file
+    in `directory` for the machine to serve; None when the profile needs none.
+
+    The job's file is copied as it was checked; by default a small raw image
+    is made (nothing outside Debian's archive is reachable, and Debian has no
+    cirros): enough for nova's fake driver, which boots nothing. Readable by
+    this user alone: a job's image may be private.
+    """
+    if not get_profile(job.tempest.profile).needs_image:
+        return None
+    image = job.tempest.image
+    if image is not None and image.startswith(("http://", "https://")):
+        return image
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    if image is not None:
+        path = directory / Path(image).name
+        with open_regular(image, "tempest.image") as source, \
+                os.fdopen(os.open(path, flags, 0o600), "wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
+        return path
+    path = directory / TEST_IMAGE
+    with os.fdopen(os.open(path, flags, 0o600), "wb") as out:
+        out.write(TEST_IMAGE_MARKER)
+        out.truncate(TEST_IMAGE_SIZE)
+    return path

@@ -33,21 +33,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import paramiko  # type: ignore[import]
 
 from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log
+from tempest_live_ci.machine import Sink
 
 T = TypeVar("T")
 
 
-class Sink(Protocol):
-    """Where a command's output goes as it comes: a file, a buffer, a line logger."""
-
-    def write(self, data: bytes, /) -> object: ...
 RSA_NAMES = ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
 # Seconds a finished command's channel may take to reach EOF (its output complete).
 EXIT_GRACE = 2.0

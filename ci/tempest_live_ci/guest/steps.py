@@ -1,6 +1,6 @@
 """The host side of the in-guest stages: push deploy/ into the guest, run its steps.
 
-    guest = Guest(vm.ssh, output_dir, alive=check)
+    guest = Guest(machine, output_dir)
     guest.push(params, files)
     guest.step("prepare", timeout=900)
     with open(output_dir / "tempest.subunit", "wb") as stream:
@@ -9,7 +9,8 @@
 Each step's output (stderr) is kept in guest-logs/steps/STEP.log and in the
 run's log as it arrives; what the step learned (its parts' times, package
 versions) comes back from its result file. A failed step is a TestbedError
-naming the step and the last lines of what failed.
+naming the step and the last lines of what failed. The machine is any
+backend's (machine/): these steps know nothing of libvirt or namespaces.
 """
 
 from __future__ import annotations
@@ -24,15 +25,15 @@ import shutil
 import tarfile
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tempest_live_ci import deploy
 from tempest_live_ci.errors import TestbedError, UsageError
-from tempest_live_ci.guest.ssh import GuestSSH
 from tempest_live_ci.log import log
+from tempest_live_ci.machine import Machine, Sink
 from tempest_live_ci.results import files
 from tempest_live_ci.results.files import parse_json
 
@@ -130,46 +131,43 @@ class Guest:
     """The in-guest steps of one run; lib and state are the guest's directories
     (elsewhere only when the tests run steps on a host of their own)."""
 
-    def __init__(self, ssh: GuestSSH, output_dir: Path,
-                 alive: Callable[[], None] | None = None, *,
+    def __init__(self, machine: Machine, output_dir: Path, *,
                  lib: str = GUEST_LIB, state: str = GUEST_STATE) -> None:
-        self.ssh = ssh
+        self.machine = machine
         self.logs = output_dir / "guest-logs"
-        self.alive = alive
         self.results: dict[str, StepResult] = {}
         self.lib = lib
         self.state = state
 
     def put_file(self, name: str, data: bytes) -> None:
         """A file under the guest's state directory (a load list, say)."""
-        status = self.ssh.run(["install", "-D", "-m", "0644", "/dev/stdin", f"{self.state}/{name}"],
-                              timeout=60, stdin=data)
-        if status != 0:
-            raise TestbedError(f"cannot write {self.state}/{name} in the guest (status {status})")
+        done = self.machine.run(["install", "-D", "-m", "0644", "/dev/stdin",
+                                 f"{self.state}/{name}"], timeout=60, stdin=data)
+        if done.returncode != 0:
+            raise TestbedError(f"cannot write {self.state}/{name} in the guest "
+                               f"(status {done.returncode})")
 
     def push(self, params: Mapping[str, Any], files: Mapping[str, bytes] | None = None) -> None:
         """The deploy code from this source tree, and the run's parameters."""
         archive = deploy_archive(params, files or {}, lib=self.lib, state=self.state)
         command = (f"rm -rf {shlex.quote(self.lib)}/deploy {shlex.quote(self.state)}/steps && "
                    "tar -xzf - --no-same-owner -C /")
-        err = io.BytesIO()
-        status = self.ssh.run(command, timeout=120, stdin=archive, stderr=[err])
-        if status != 0:
-            raise TestbedError(f"pushing the deploy code into the guest failed (status {status}): "
-                               f"{err.getvalue().decode(errors='replace').strip()}")
+        done = self.machine.run(["sh", "-c", command], timeout=120, stdin=archive)
+        if done.returncode != 0:
+            raise TestbedError(f"pushing the deploy code into the guest failed (status "
+                               f"{done.returncode}): {done.stderr.decode(errors='replace').strip()}")
         log.debug("deploy code pushed (%d bytes)", len(archive))
 
     def step(self, name: str, timeout: float, *, args: tuple[str, ...] = (),
-             stdout: IO[bytes] | None = None, log_name: str | None = None) -> StepResult:
+             stdout: Sink | None = None, log_name: str | None = None) -> StepResult:
         """Run `python3 -m deploy NAME` in the guest; raise TestbedError if it fails."""
         command = ["env", f"PYTHONPATH={self.lib}", f"TEMPEST_LIVE_CI_GUEST_STATE={self.state}",
                    "python3", "-m", "deploy", name, *args]
         started = time.monotonic()
         output = LineLog(self.logs / "steps" / f"{log_name or name}.log")
         try:
-            status = self.ssh.run(command, timeout, stderr=[output],
-                                  stdout=[stdout] if stdout is not None else [output],
-                                  while_waiting=self.alive)
+            status = self.machine.stream(command, stdout if stdout is not None else output,
+                                         stderr=output, timeout=timeout)
         except TestbedError as e:
             raise TestbedError(f"step {name}: {e.message}",
                                hint=f"its output: {output.path}") from e
@@ -183,8 +181,11 @@ class Guest:
 
     def _result(self, name: str, seconds: float) -> StepResult:
         try:
-            data = parse_json(self.ssh.output(["cat", f"{self.state}/steps/{name}.json"], 30),
-                              f"the result of step {name}")
+            done = self.machine.run(["cat", f"{self.state}/steps/{name}.json"], timeout=30)
+            if done.returncode != 0:
+                raise TestbedError(f"no result of step {name}: "
+                                   f"{done.stderr.decode(errors='replace').strip()}")
+            data = parse_json(done.text(), f"the result of step {name}")
         except (TestbedError, UsageError) as e:
             log.debug("%s", e.message)
             data = {}
@@ -217,8 +218,7 @@ class Guest:
         archive = self.logs / "guest-logs.tar.gz"
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            if self.alive is not None:
-                self.alive()
+            self.machine.alive()
         except TestbedError as e:
             log.warning("no logs from the guest: %s", e.message)
             return None

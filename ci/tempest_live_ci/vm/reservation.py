@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tempest_live_ci import paths, proc
+from tempest_live_ci.errors import UsageError
 from tempest_live_ci.log import log
 
 PREFIX = ".memory-"
@@ -166,3 +167,29 @@ def promise_memory(run_id: str, memory_mib: int, reserve_mib: int,
 def _unlink(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+@contextlib.contextmanager
+def admit_guest(run_id: str, memory_mib: int, *, what: str) -> Iterator[None]:
+    """The guest's RAM must be free on the host, and stay promised to the run while the
+    block runs; else UsageError (exit 20) naming `what` ("job.yaml: vm.memory: 8G").
+
+    A guest that swaps under TCG never finishes; two runs started at once
+    must not both count the same free memory.
+    """
+    from tempest_live_ci.vm.domain import HOST_RESERVE_MIB
+
+    try:
+        with promise_memory(run_id, memory_mib, HOST_RESERVE_MIB):
+            yield
+    except MemoryTaken as e:
+        others = ""
+        if e.promises:
+            names = ", ".join(f"{p.run_id}: {p.outstanding_mib} MiB" for p in e.promises)
+            others = (f" once the {e.promised_mib} MiB promised to other runs' guests "
+                      f"({names}) are counted")
+        raise UsageError(
+            f"{what} does not fit: the host has {e.available_mib} MiB available{others}, and "
+            f"keeps {HOST_RESERVE_MIB} MiB for itself",
+            hint="free memory on the host, wait for the other runs, or set a smaller vm.memory "
+                 "(the profile's default is what it was measured to need)") from None

@@ -25,6 +25,8 @@ class Sshd:
     other_host_key: str  # a key the server does not have
     client_key: Path
     root: Path
+    # The proxy the "machine's" apt is configured with (APT_CONFIG of its sessions).
+    apt_proxy: str = "http://192.0.2.1:3142"
 
 
 def _keygen(path: Path, kind: str = "ed25519") -> str:
@@ -50,12 +52,14 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         other = _keygen(tmp_path / "other_host_key")
         client_pub = _keygen(tmp_path / "id_ed25519")
         (tmp_path / "authorized_keys").write_text(client_pub + "\n")
+        (tmp_path / "apt.conf").write_text(f'Acquire::http::Proxy "{Sshd.apt_proxy}";\n')
         config = tmp_path / "sshd_config"
         config.write_text(
             f"ListenAddress {address}\nPort 22\nHostKey {tmp_path / 'host_key'}\n"
             f"PidFile {tmp_path / 'sshd.pid'}\nAuthorizedKeysFile {tmp_path / 'authorized_keys'}\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\n"
             "StrictModes no\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
+            f"SetEnv APT_CONFIG={tmp_path / 'apt.conf'}\n"
         )
         # sshd refuses to start without its privilege separation directory.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)

@@ -18,6 +18,8 @@ from tempest_live_ci.deploy.params import Params
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget
 from tempest_live_ci.guest.steps import Guest
+from tempest_live_ci.machine import GuestNetwork
+from tempest_live_ci.machine.ssh import SSHMachine
 
 from .conftest import Sshd
 
@@ -27,7 +29,8 @@ pytestmark = [pytest.mark.usefixtures("no_leaks"), pytest.mark.root]
 def guest(sshd: Sshd, tmp_path: Path) -> tuple[GuestSSH, Guest]:
     ssh = GuestSSH(SSHTarget(sshd.address, sshd.host_key, sshd.client_key, netns=sshd.netns))
     ssh.connect()
-    return ssh, Guest(ssh, tmp_path / "out", lib=str(tmp_path / "lib"),
+    machine = SSHMachine(ssh, GuestNetwork(sshd.address), frozenset())
+    return ssh, Guest(machine, tmp_path / "out", lib=str(tmp_path / "lib"),
                       state=str(tmp_path / "state"))
 
 

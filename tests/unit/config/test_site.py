@@ -15,8 +15,7 @@ import yaml
 
 from tempest_live_ci import paths
 from tempest_live_ci.errors import UsageError
-from tempest_live_ci.job import job_files, load_job, parse_job
-from tempest_live_ci.run import image_options
+from tempest_live_ci.job import image_options, job_files, load_job, parse_job
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 

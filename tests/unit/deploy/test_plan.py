@@ -13,10 +13,11 @@ import pytest
 
 from tempest_live_ci.deploy.params import Params
 from tempest_live_ci.errors import UsageError
-from tempest_live_ci.guest.plan import guest_files, guest_params
+from tempest_live_ci.guest.plan import TEST_IMAGE_MARKER, guest_files, guest_params, make_test_image
 from tempest_live_ci.guest.steps import GUEST_LIB, GUEST_STATE, deploy_archive
-from tempest_live_ci.job import load_job, parse_job
-from tempest_live_ci.run import TEST_IMAGE_MARKER, publish_test_image
+from tempest_live_ci.job import Job, load_job, parse_job
+from tempest_live_ci.machine import GuestNetwork
+from tempest_live_ci.machine.libvirt import guest_network, serve_over_http
 from tempest_live_ci.testbed.model import Testbed
 
 
@@ -30,9 +31,14 @@ def make_testbed(apt_proxy: str | None = "http://192.168.100.1:3142") -> Testbed
         dnsmasq_log=Path("/nonexistent"), http_log=Path("/nonexistent"), apt_proxy=apt_proxy)
 
 
+def network(job: Job, apt_proxy: str | None = "http://192.168.100.1:3142") -> GuestNetwork:
+    """The guest's network as the libvirt backend places it on make_testbed()'s testbed."""
+    return guest_network(job, make_testbed(apt_proxy))
+
+
 def test_default_job_gets_the_profile_selection_and_the_proxy() -> None:
     job = parse_job({"vm": {"vcpus": 3}}, "j.yaml", "j")
-    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE, admin_password="pw")
+    p = guest_params(job, network(job), guest_state=GUEST_STATE, admin_password="pw")
     assert p.tempest.regex == r"tempest\.api\.identity"
     assert p.tempest.concurrency == 3  # the guest's vCPUs
     assert p.apt_proxy == "http://192.168.100.1:3142"
@@ -45,13 +51,13 @@ def test_default_job_gets_the_profile_selection_and_the_proxy() -> None:
 
 def test_a_job_selection_replaces_the_profile_default() -> None:
     job = parse_job({"tempest": {"smoke": True, "concurrency": 1}}, "j.yaml", "j")
-    t = guest_params(job, make_testbed(), guest_state=GUEST_STATE).tempest
+    t = guest_params(job, network(job), guest_state=GUEST_STATE).tempest
     assert (t.regex, t.smoke, t.concurrency) == (None, True, 1)
 
 
 def test_no_proxy_when_the_job_uses_nat_and_a_generated_password() -> None:
     job = parse_job({"testbed": {"apt_proxy": False}, "guest": {"suite": "sid"}}, "j.yaml", "j")
-    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
+    p = guest_params(job, network(job), guest_state=GUEST_STATE)
     assert p.apt_proxy is None
     assert (p.suite, p.image_suite) == ("sid", "trixie")
     assert len(p.admin_password) >= 20
@@ -64,7 +70,7 @@ def test_relative_files_resolve_beside_the_job_and_travel_to_the_guest(tmp_path:
         "guest: {sources_list: sources.list}\ntempest: {exclude_list: skip.txt}\n")
     job = load_job(tmp_path / "j.yaml")
     assert job.guest.sources_list == str(tmp_path / "sources.list")
-    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
+    p = guest_params(job, network(job), guest_state=GUEST_STATE)
     assert p.sources_list is not None
     assert p.sources_list.splitlines()[1:] == ["deb http://deb.debian.org/debian sid main"]
     assert p.tempest.exclude_list == f"{GUEST_STATE}/lists/exclude.list"
@@ -90,21 +96,22 @@ def test_extra_archives_reach_the_guest_by_their_prefix_on_the_proxy(tmp_path: P
                                    "deb http://deb.debian.org/debian experimental main",
                                    "deb [trusted=yes] http://mentors.example.org/debian ./"]}},
                     "j.yaml", "j")
-    p = guest_params(job, make_testbed(), guest_state=GUEST_STATE)
-    assert p.sources_list is not None and p.sources_list.splitlines()[1:] == [
+    p = guest_params(job, network(job), guest_state=GUEST_STATE)
+    assert p.sources_list is not None
+    assert p.sources_list.splitlines()[1:] == [
         "deb http://deb.debian.org/debian trixie main",
         "deb http://deb.debian.org/debian trixie-backports main",
         f"deb-src http://192.168.100.1:3143/{ci}/ trixie main"]
     assert p.apt_direct == ("192.168.100.1",)
-    assert guest_sources(job, make_testbed())[1] == [
+    assert guest_sources(job, network(job))[1] == [
         "deb http://deb.debian.org/debian experimental main",
         f"deb [trusted=yes] http://192.168.100.1:3143/{mentors}/ ./"]
     # Without the proxy (NAT): every line as the job wrote it, https:// allowed.
     nat = parse_job({"testbed": {"mode": "persistent", "apt_proxy": False, "nat": True},
                      "guest": {"candidate_sources": ["deb https://ci.example.org/r ./"]}},
                     "j.yaml", "j")
-    assert guest_sources(nat, make_testbed(None)) == (None, ["deb https://ci.example.org/r ./"])
-    assert guest_params(nat, make_testbed(None), guest_state=GUEST_STATE).apt_direct == ()
+    assert guest_sources(nat, network(nat, None)) == (None, ["deb https://ci.example.org/r ./"])
+    assert guest_params(nat, network(nat, None), guest_state=GUEST_STATE).apt_direct == ()
 
 
 @pytest.mark.parametrize("data, message", [
@@ -143,20 +150,48 @@ def test_deploy_archive_holds_the_package_params_and_files() -> None:
 
 def test_the_test_image_is_published_for_the_server_alone(tmp_path: Path) -> None:
     testbed = replace(make_testbed(), http_root=tmp_path / "www")
-    default = publish_test_image(parse_job({"tempest": {"profile": "image"}}, "j", "j"), testbed)
-    assert default == "http://192.168.100.1/tempest/tempest-live-ci-test.raw"
-    made = tmp_path / "www" / "tempest" / "tempest-live-ci-test.raw"
-    assert made.read_bytes().startswith(TEST_IMAGE_MARKER)
+    work = tmp_path / "work"
+    work.mkdir()
+    made = make_test_image(parse_job({"tempest": {"profile": "image"}}, "j", "j"), work)
+    assert isinstance(made, Path) and made.read_bytes().startswith(TEST_IMAGE_MARKER)
+    assert made.stat().st_size == 1 << 20
+    assert serve_over_http(testbed, made, f"tempest/{made.name}") == \
+        "http://192.168.100.1/runs/tlc-0000abcd/tempest/tempest-live-ci-test.raw"
+    served = tmp_path / "www" / "runs" / "tlc-0000abcd" / "tempest" / made.name
+    assert served.read_bytes() == made.read_bytes()
     # A job's own image: copied as it was checked, readable by the server (root) alone.
     private = tmp_path / "private.qcow2"
     private.write_bytes(b"QFI\xfb" + b"\0" * 1000)
     private.chmod(0o600)
     job = parse_job({"tempest": {"profile": "image", "image": str(private)}}, "j", "j")
-    assert publish_test_image(job, testbed) == "http://192.168.100.1/tempest/private.qcow2"
-    published = tmp_path / "www" / "tempest" / "private.qcow2"
+    copied = make_test_image(job, work)
+    assert isinstance(copied, Path)
+    assert serve_over_http(testbed, copied, "tempest/private.qcow2") == \
+        "http://192.168.100.1/runs/tlc-0000abcd/tempest/private.qcow2"
+    published = served.with_name("private.qcow2")
     assert published.read_bytes() == private.read_bytes()
-    for path in (made, published):
+    for path in (made, served, copied, published):
         assert path.stat().st_mode & 0o777 == 0o600, oct(path.stat().st_mode)
+    # A URL is passed on; a profile without images gets none.
+    url = "https://images.example.org/cirros.img"
+    assert make_test_image(parse_job({"tempest": {"profile": "image", "image": url}}, "j", "j"),
+                           work) == url
+    assert make_test_image(parse_job({}, "j", "j"), work) is None
+
+
+def test_a_served_directory_keeps_its_tree_and_no_links(tmp_path: Path) -> None:
+    testbed = replace(make_testbed(), http_root=tmp_path / "www")
+    repo = tmp_path / "repo"
+    (repo / "sub").mkdir(parents=True)
+    (repo / "Packages").write_text("Package: keystone\n")
+    (repo / "sub" / "a.deb").write_bytes(b"!<arch>\n")
+    (repo / "passwd").symlink_to("/etc/passwd")
+    assert serve_over_http(testbed, repo, "candidates") == \
+        "http://192.168.100.1/runs/tlc-0000abcd/candidates/"
+    served = tmp_path / "www" / "runs" / "tlc-0000abcd" / "candidates"
+    assert sorted(str(p.relative_to(served)) for p in served.rglob("*")) == \
+        ["Packages", "sub", "sub/a.deb"]
+    assert (served / "sub" / "a.deb").read_bytes() == b"!<arch>\n"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -172,11 +207,11 @@ def test_params_json_read_back_is_checked_against_the_record(change: dict[str, o
     """The guest reads params.json as the typed record: a key or a type the host's code
     does not write is named, not read as something else."""
     job = parse_job({}, "j.yaml", "j")
-    data = {**guest_params(job, make_testbed(), guest_state=GUEST_STATE).as_dict(), **change}
+    data = {**guest_params(job, network(job), guest_state=GUEST_STATE).as_dict(), **change}
     with pytest.raises(ValueError) as raised:
         Params.from_dict(data)
     assert str(raised.value) == message
-    missing = guest_params(job, make_testbed(), guest_state=GUEST_STATE).as_dict()
+    missing = guest_params(job, network(job), guest_state=GUEST_STATE).as_dict()
     del missing["profile"]
     with pytest.raises(ValueError, match="params: missing keys profile"):
         Params.from_dict(missing)

@@ -1,0 +1,80 @@
+"""End to end: the default job's in-guest stages through the ssh backend.
+
+The guest is the live image (identity preinstalled) booted by `vm boot`,
+the libvirt stack's own command, and kept there; `run --machine ssh:` then
+logs in to it as a machine someone else booted would be (its address in the
+testbed, the image's key and pinned host key, from inside the testbed's
+namespace) and runs prepare, install, configure, tempest-conf, tempest and
+the logs over the protocol alone: no image, no testbed, no boot of its own.
+One boot and one identity run under TCG (about as long as the default job).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tempest_live_ci.image import Image
+from tempest_live_ci.job import parse_job
+from tempest_live_ci.testbed.config import new_run_id
+from tempest_live_ci.testbed.lifecycle import APT_PROXY_PORT
+from tempest_live_ci.vm.boot import VMState
+from tests.conftest import Dirs, needs_root
+
+Tlc = Callable[..., subprocess.CompletedProcess[str]]
+
+pytestmark = [needs_root, pytest.mark.slow]
+
+
+def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
+        tlc: Tlc, dirs: Dirs, no_leaks: None, live_image: Image, tmp_path: Path) -> None:
+    env = {"TEMPEST_LIVE_CI_CACHE_DIR": str(live_image.directory.parent.parent)}
+    run_id = new_run_id()
+    memory = parse_job({}, "default", "default").vm.memory_mib
+    boot = tlc("vm", "boot", "--run-id", run_id, "--image", live_image.hash,
+               *(["--memory", str(memory)] if memory else []), env=env, timeout=1200)
+    out = tmp_path / "out"  # kept by pytest after a failure
+    try:
+        assert boot.returncode == 0, boot.stderr[-3000:]
+        state = VMState.read(dirs.state / run_id)
+        assert state.netns == run_id
+        # The machine's own way to the archive, as its admin would set it: the testbed's
+        # apt proxy (the namespace has no other way out).
+        proxy = tlc("vm", "ssh", "--run-id", run_id, "--",
+                    "echo 'Acquire::http::Proxy \"http://192.168.100.1:"
+                    f"{APT_PROXY_PORT}\";' > /etc/apt/apt.conf.d/00proxy", env=env)
+        assert proxy.returncode == 0, proxy.stderr
+        host_key = tmp_path / "host_key.pub"
+        host_key.write_text(state.host_key + "\n")
+        result = tlc("run", "--machine", f"ssh:root@{state.address}:22",
+                     "--ssh-key", state.private_key, "--host-key", str(host_key),
+                     "--ssh-netns", state.netns or "", "--output", str(out),
+                     env=env, timeout=2400)
+        assert result.returncode == 0, result.stderr[-4000:]
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["exit_code"] == 0
+        assert summary["counts"]["passed"] > 0 and summary["counts"]["failed"] == 0
+        machine = summary["machine"]
+        assert (machine["backend"], machine["address"]) == ("ssh", state.address)
+        assert machine["apt_proxy"] == f"http://192.168.100.1:{APT_PROXY_PORT}"
+        assert "root" in machine["capabilities"]
+        # The stages of the guest ran; nothing of the libvirt stack's did.
+        assert {"machine", "prepare", "install", "configure", "tempest", "logs"} \
+            <= set(summary["stages"])
+        assert not {"archive", "image", "testbed", "vm"} & set(summary["stages"])
+        assert (out / "tempest.subunit").stat().st_size > 0
+        assert (out / "junit.xml").is_file() and (out / "report.html").is_file()
+        assert (out / "guest-logs" / "var/log/tempest-live-ci/journal.txt").is_file()
+        assert (out / "tempest.conf").is_file()
+        # The run left the machine running: it is not the run's to stop.
+        alive = tlc("vm", "ssh", "--run-id", run_id, "--", "true", env=env)
+        assert alive.returncode == 0, alive.stderr
+    finally:
+        destroy = tlc("vm", "destroy", "--run-id", run_id, env=env)
+    assert destroy.returncode == 0, destroy.stderr
+    assert run_id not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                        text=True).stdout
