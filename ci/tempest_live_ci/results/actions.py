@@ -23,6 +23,7 @@ from tempest_live_ci.results.run import (
     stored_summary,
 )
 from tempest_live_ci.results.summary import build_summary, merge_summary, write_summary
+from tempest_live_ci.results.timing import format_timeline, timeline
 
 
 def _load(source: Path) -> tuple[Run, dict[str, object]]:
@@ -71,12 +72,15 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
         summary = merge_summary(previous, summary)
         target.mkdir(parents=True, exist_ok=True)
         write_summary(summary, target / SUMMARY)
+    human = out
     if as_json:
         # stdout is the JSON; the human summary goes beside it.
         out.write(json.dumps(summary, indent=2) + "\n")
-        print_summary(summary, err)
-    else:
-        print_summary(summary, out)
+        human = err
+    table = format_timeline(timeline(summary))
+    if table:
+        human.write("where the time went:\n" + table)
+    print_summary(summary, human)
     return ExitCode(summary["exit_code"])
 
 

@@ -11,10 +11,16 @@ import jinja2
 from tempest_live_ci import render
 from tempest_live_ci.log import format_duration
 from tempest_live_ci.results import files
+from tempest_live_ci.results.lanes import lanes
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
+from tempest_live_ci.results.timing import timeline
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-
+# What the Run table leaves to the time line above it.
+_SHOWN_ELSEWHERE = frozenset({"steps", "guest_memory_peak_mib"})
+# The worker lanes' drawing, in SVG user units: the time axis, a lane's height.
+LANE_WIDTH = 1200
+LANE_HEIGHT = 16
 
 
 def _duration(value: float | None) -> str:
@@ -51,7 +57,12 @@ def render_html(run: Run, summary: Mapping[str, Any]) -> str:
         flaky=sorted(run.by_status(FLAKY), key=_key_id),
         skipped_count=len(run.by_status(SKIPPED)),
         records=sorted(run.records, key=_key_id),
-        metadata=summary.get("metadata", {}),
+        metadata={k: v for k, v in summary.get("metadata", {}).items()
+                  if k not in _SHOWN_ELSEWHERE},
+        timing=timeline(summary),
+        lanes=lanes(run.records),
+        lane_width=LANE_WIDTH,
+        lane_height=LANE_HEIGHT,
     )
 
 
