@@ -22,6 +22,7 @@ from tempest_live_ci.results.run import (
     stored_metadata,
     stored_summary,
 )
+from tempest_live_ci.results.servicelogs import Excerpt, excerpt_texts, excerpts
 from tempest_live_ci.results.summary import build_summary, merge_summary, write_summary
 from tempest_live_ci.results.timing import format_timeline, timeline
 
@@ -84,27 +85,52 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
     return ExitCode(summary["exit_code"])
 
 
-def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
-    """Write junit.xml for a run (into its directory, or stdout for a bare stream)."""
+def _logs(run: Run, source: Path) -> dict[str, Excerpt]:
+    """What the services logged during each failure, from a run directory's guest-logs/."""
+    return excerpts(run.records, source if source.is_dir() else None)
+
+
+def _junit_text(run: Run, source: Path, logs: dict[str, Excerpt]) -> str:
     from tempest_live_ci.results.junit import junit_document
 
+    return junit_document(run, name=run_fact(stored_summary(source), "job") or "",
+                          logs=excerpt_texts(logs))
+
+
+def _html_text(run: Run, metadata: dict[str, object], source: Path,
+               logs: dict[str, Excerpt]) -> str:
+    from tempest_live_ci.results.baseline import gated
+    from tempest_live_ci.results.html import render_html
+
+    previous = stored_summary(source)
+    # The baseline's comparison and the gated verdict of `run` stay in the report.
+    summary = gated(merge_summary(previous, build_summary(run, metadata)), previous)
+    return render_html(run, summary, logs)
+
+
+def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
+    """Write junit.xml for a run (into its directory, or stdout for a bare stream)."""
     run, _ = _load(source)
-    text = junit_document(run)
-    _write(text, _destination(source, output, JUNIT), out)
+    _write(_junit_text(run, source, _logs(run, source)), _destination(source, output, JUNIT),
+           out)
     return ExitCode.OK
 
 
 def html(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write report.html for a run (into its directory, or stdout for a bare stream)."""
-    from tempest_live_ci.results.baseline import gated
-    from tempest_live_ci.results.html import render_html
-
     run, metadata = _load(source)
-    previous = stored_summary(source)
-    # The baseline's comparison and the gated verdict of `run` stay in the report.
-    summary = gated(merge_summary(previous, build_summary(run, metadata)), previous)
-    _write(render_html(run, summary), _destination(source, output, HTML), out)
+    _write(_html_text(run, metadata, source, _logs(run, source)),
+           _destination(source, output, HTML), out)
     return ExitCode.OK
+
+
+def refresh_reports(run_dir: Path) -> None:
+    """junit.xml and report.html of a finished run written again: with what its guest's
+    services logged (guest-logs/ arrives after the results stage) and every stage's time."""
+    run, metadata = _load(run_dir)
+    logs = _logs(run, run_dir)
+    files.write_text(run_dir / JUNIT, _junit_text(run, run_dir, logs))
+    files.write_text(run_dir / HTML, _html_text(run, metadata, run_dir, logs))
 
 
 def _job_of(source: Path) -> str | None:

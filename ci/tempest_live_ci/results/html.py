@@ -13,6 +13,7 @@ from tempest_live_ci.log import format_duration
 from tempest_live_ci.results import files
 from tempest_live_ci.results.lanes import lanes
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
+from tempest_live_ci.results.servicelogs import MARGIN, Excerpt
 from tempest_live_ci.results.timing import timeline
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -46,7 +47,9 @@ def _key_failure(record: TestRecord) -> tuple[bool, str]:
     return (not record.is_fixture, record.id)
 
 
-def render_html(run: Run, summary: Mapping[str, Any]) -> str:
+def render_html(run: Run, summary: Mapping[str, Any],
+                logs: Mapping[str, Excerpt] | None = None) -> str:
+    """The page; `logs`: what the services logged during each failure (servicelogs.excerpts)."""
     failing = [r for r in run.records if r.status in FAILING]
     # Failures first, fixture and import errors before the tests they hide.
     failing.sort(key=_key_failure)
@@ -63,8 +66,11 @@ def render_html(run: Run, summary: Mapping[str, Any]) -> str:
         lanes=lanes(run.records),
         lane_width=LANE_WIDTH,
         lane_height=LANE_HEIGHT,
+        logs=logs or {},
+        margin=MARGIN,
     )
 
 
-def write_html(run: Run, summary: Mapping[str, Any], path: Path) -> Path:
-    return files.write_text(path, render_html(run, summary))
+def write_html(run: Run, summary: Mapping[str, Any], path: Path,
+               logs: Mapping[str, Excerpt] | None = None) -> Path:
+    return files.write_text(path, render_html(run, summary, logs))
