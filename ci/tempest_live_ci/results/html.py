@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -15,6 +15,9 @@ from tempest_live_ci.results.lanes import lanes
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
 from tempest_live_ci.results.servicelogs import MARGIN, Excerpt
 from tempest_live_ci.results.timing import timeline
+
+if TYPE_CHECKING:
+    from tempest_live_ci.results.history import Story
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 # What the Run table leaves to the time line above it.
@@ -48,8 +51,12 @@ def _key_failure(record: TestRecord) -> tuple[bool, str]:
 
 
 def render_html(run: Run, summary: Mapping[str, Any],
-                logs: Mapping[str, Excerpt] | None = None) -> str:
-    """The page; `logs`: what the services logged during each failure (servicelogs.excerpts)."""
+                logs: Mapping[str, Excerpt] | None = None,
+                stories: Mapping[str, Story] | None = None) -> str:
+    """The page; `logs`: what the services logged during each failure (servicelogs.excerpts);
+    `stories`: the failures' stories over the job's earlier runs (history.stories_for)."""
+    from tempest_live_ci.results.history import sparkline
+
     failing = [r for r in run.records if r.status in FAILING]
     # Failures first, fixture and import errors before the tests they hide.
     failing.sort(key=_key_failure)
@@ -68,9 +75,12 @@ def render_html(run: Run, summary: Mapping[str, Any],
         lane_height=LANE_HEIGHT,
         logs=logs or {},
         margin=MARGIN,
+        stories=stories or {},
+        sparkline=sparkline,
     )
 
 
 def write_html(run: Run, summary: Mapping[str, Any], path: Path,
-               logs: Mapping[str, Excerpt] | None = None) -> Path:
-    return files.write_text(path, render_html(run, summary, logs))
+               logs: Mapping[str, Excerpt] | None = None,
+               stories: Mapping[str, Story] | None = None) -> Path:
+    return files.write_text(path, render_html(run, summary, logs, stories))

@@ -69,6 +69,7 @@ def process_run(
 
 
 def write_reports(run: Run, output_dir: Path, metadata: Mapping[str, object]) -> RunResult:
+    from tempest_live_ci.results.history import stories_for
     from tempest_live_ci.results.html import write_html
     from tempest_live_ci.results.junit import write_junit
     from tempest_live_ci.results.servicelogs import excerpt_texts, excerpts
@@ -85,7 +86,9 @@ def write_reports(run: Run, output_dir: Path, metadata: Mapping[str, object]) ->
         summary_path=write_summary(summary, output_dir / SUMMARY),
         junit_path=write_junit(run, output_dir / JUNIT, name=job if isinstance(job, str) else "",
                                logs=excerpt_texts(logs)),
-        html_path=write_html(run, summary, output_dir / HTML, logs),
+        html_path=write_html(run, summary, output_dir / HTML, logs,
+                             stories_for(run.records, job if isinstance(job, str) else None,
+                                         run_fact(summary, "run_id"))),
     )
 
 
