@@ -168,3 +168,17 @@ def test_reruns_are_surefire_flaky_and_rerun_failures(streams: Streams, tmp_path
     assert [child.tag for child in cases["test_list_volumes"]] == []
     assert calls == [[VOLUMES + "test_attach_volume", VOLUMES + "test_extend_volume"],
                      [VOLUMES + "test_extend_volume"]]
+
+
+def test_run_writes_the_reports_again_once_the_logs_are_home(tmp_path: Path) -> None:
+    # What `run` does after the guest's logs arrived (run.py, _refresh_reports).
+    run_dir = tmp_path / "run"
+    shutil.copytree(RUN, run_dir)
+    (run_dir / "junit.xml").write_text("<testsuite/>")
+    (run_dir / "report.html").write_text("from the results stage")
+    actions.refresh_reports(run_dir)
+    validate(run_dir / "junit.xml")
+    suite = ET.parse(run_dir / "junit.xml").getroot()
+    assert sum(1 for c in suite.iter("testcase") if c.find("system-out") is not None) == 4
+    html = (run_dir / "report.html").read_text()
+    assert html.count('<details class="logs">') == 4 and 'id="timeline"' in html
