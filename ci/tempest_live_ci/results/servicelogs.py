@@ -189,7 +189,8 @@ def _journal(logs: Path) -> list[Source]:
     if not lines:
         return []
     boot: float | None = None
-    monotonic = bool(_MONOTONIC_JOURNAL.match(lines[0]))
+    # Older journalctl starts with a "-- Logs begin at ..." line.
+    monotonic = any(_MONOTONIC_JOURNAL.match(line) for line in lines[:5])
     if monotonic:
         boot = _boot_time(logs)
         if boot is None:
