@@ -130,6 +130,17 @@ def _service_stamp(line: str) -> float | None:
     return None
 
 
+def _beneath(logs: Path, path: Path) -> bool:
+    """Is every directory from guest-logs/ down to `path` a directory, not a link?
+
+    The guest made them: a link there (var -> /) would bring the host's own logs in.
+    """
+    for parent in reversed(path.relative_to(logs).parents[:-1]):
+        if (logs / parent).is_symlink() or not (logs / parent).is_dir():
+            return False
+    return True
+
+
 def _read_lines(path: Path) -> list[str] | None:
     try:
         data = files.read_regular(path, limit=FILE_LIMIT)
@@ -159,7 +170,8 @@ def _stamped(lines: Iterable[str],
 def _boot_time(logs: Path) -> float | None:
     """When the guest booted, guessed: COLLECTED's stamp less PID 1's age."""
     stamp = _read_lines(logs / COLLECTED) if files.exists(logs / COLLECTED) else None
-    processes = _read_lines(logs / PROCESSES) if files.exists(logs / PROCESSES) else None
+    processes = _read_lines(logs / PROCESSES) if files.exists(logs / PROCESSES) \
+        and _beneath(logs, logs / PROCESSES) else None
     if not stamp or not processes:
         return None
     try:
@@ -185,7 +197,7 @@ def _boot_time(logs: Path) -> float | None:
 def _journal(logs: Path) -> list[Source]:
     """The journal's lines by syslog identifier (kernel, systemd, keystone, ...)."""
     path = logs / JOURNAL
-    lines = _read_lines(path) if files.exists(path) else None
+    lines = _read_lines(path) if files.exists(path) and _beneath(logs, path) else None
     if not lines:
         return []
     boot: float | None = None
@@ -241,7 +253,7 @@ def _service_logs(logs: Path) -> list[Source]:
     found = []
     for service in SERVICE_DIRS:
         directory = logs / "var" / "log" / service
-        if directory.is_symlink() or not directory.is_dir():
+        if not _beneath(logs, directory / "x.log"):
             continue
         for path in sorted(directory.iterdir()):
             if not path.name.endswith(".log") or path.is_symlink():

@@ -5,6 +5,7 @@ Surefire's flakyFailure/rerunFailure from real `stestr run --load-list` re-runs.
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -182,3 +183,21 @@ def test_run_writes_the_reports_again_once_the_logs_are_home(tmp_path: Path) -> 
     assert sum(1 for c in suite.iter("testcase") if c.find("system-out") is not None) == 4
     html = (run_dir / "report.html").read_text()
     assert html.count('<details class="logs">') == 4 and 'id="timeline"' in html
+
+
+def test_links_in_guest_logs_bring_no_host_file_in(tmp_path: Path) -> None:
+    # A guest that links var/ to another tree (the host's /) must not bring that tree's
+    # logs into the report; a FIFO where a log should be is passed over.
+    run_dir = tmp_path / "run"
+    shutil.copytree(RUN, run_dir)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(run_dir / "guest-logs" / "var", elsewhere)
+    (run_dir / "guest-logs" / "var").symlink_to(elsewhere)
+    assert not read_guest_logs(run_dir)
+    (run_dir / "guest-logs" / "var").unlink()
+    shutil.move(elsewhere, run_dir / "guest-logs" / "var")
+    glance = run_dir / "guest-logs/var/log/glance/glance-api.log"
+    glance.unlink()
+    os.mkfifo(glance)
+    names = [s.name for s in read_guest_logs(run_dir).sources]
+    assert "keystone/keystone.log" in names and "glance/glance-api.log" not in names
