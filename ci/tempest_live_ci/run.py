@@ -157,9 +157,23 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
     finally:
         ctx.stages["total"] = round(time.monotonic() - started, 1)
         summary = write_run_summary(ctx, code, note)
+        _refresh_reports(ctx)
         _store(ctx)
         log.info("run %s ended with exit code %d after %s; results in %s", run_id, code,
                  format_duration(ctx.stages["total"]), summary.parent)
+
+
+def _refresh_reports(ctx: RunContext) -> None:
+    """The reports again, now that guest-logs/ and every stage's time are there."""
+    from tempest_live_ci.results.actions import refresh_reports
+    from tempest_live_ci.results.run import HTML, STREAM
+
+    if not ((ctx.output_dir / STREAM).is_file() and (ctx.output_dir / HTML).is_file()):
+        return
+    try:
+        refresh_reports(ctx.output_dir)
+    except (OSError, TLCError) as e:
+        log.warning("could not write the reports again with the guest's logs: %s", e)
 
 
 def _store(ctx: RunContext) -> None:

@@ -12,7 +12,9 @@ import time
 from .util import LOG_DIR, run
 
 SNAPSHOTS = {
-    "journal.txt": ["journalctl", "-b", "--no-pager", "-o", "short-monotonic"],
+    # The guest's wall clock, which also stamps the subunit stream and the services'
+    # logs: the report puts a failure's journal lines beside it (results/servicelogs.py).
+    "journal.txt": ["journalctl", "-b", "--no-pager", "-o", "short-iso-precise"],
     "packages.txt": ["dpkg", "-l"],
     "memory.txt": ["free", "-m"],
     "meminfo.txt": ["cat", "/proc/meminfo"],

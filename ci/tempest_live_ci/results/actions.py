@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
@@ -22,7 +22,12 @@ from tempest_live_ci.results.run import (
     stored_metadata,
     stored_summary,
 )
+from tempest_live_ci.results.servicelogs import Excerpt, excerpt_texts, excerpts
 from tempest_live_ci.results.summary import build_summary, merge_summary, write_summary
+from tempest_live_ci.results.timing import format_timeline, timeline
+
+if TYPE_CHECKING:
+    from tempest_live_ci.results.history import StoredRun, Story
 
 
 def _load(source: Path) -> tuple[Run, dict[str, object]]:
@@ -71,36 +76,66 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
         summary = merge_summary(previous, summary)
         target.mkdir(parents=True, exist_ok=True)
         write_summary(summary, target / SUMMARY)
+    human = out
     if as_json:
         # stdout is the JSON; the human summary goes beside it.
         out.write(json.dumps(summary, indent=2) + "\n")
-        print_summary(summary, err)
-    else:
-        print_summary(summary, out)
+        human = err
+    table = format_timeline(timeline(summary))
+    if table:
+        human.write("where the time went:\n" + table)
+    print_summary(summary, human)
     return ExitCode(summary["exit_code"])
+
+
+def _logs(run: Run, source: Path) -> dict[str, Excerpt]:
+    """What the services logged during each failure, from a run directory's guest-logs/."""
+    return excerpts(run.records, source if source.is_dir() else None)
+
+
+def _junit_text(run: Run, source: Path, logs: dict[str, Excerpt]) -> str:
+    from tempest_live_ci.results.junit import junit_document
+
+    return junit_document(run, name=run_fact(stored_summary(source), "job") or "",
+                          logs=excerpt_texts(logs))
+
+
+def _html_text(run: Run, metadata: dict[str, object], source: Path,
+               logs: dict[str, Excerpt]) -> str:
+    from tempest_live_ci.results.baseline import gated
+    from tempest_live_ci.results.history import stories_for
+    from tempest_live_ci.results.html import render_html
+
+    previous = stored_summary(source)
+    # The baseline's comparison and the gated verdict of `run` stay in the report.
+    summary = gated(merge_summary(previous, build_summary(run, metadata)), previous)
+    return render_html(run, summary, logs, stories_for(run.records, run_fact(summary, "job"),
+                                                       run_fact(summary, "run_id")))
 
 
 def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write junit.xml for a run (into its directory, or stdout for a bare stream)."""
-    from tempest_live_ci.results.junit import junit_document
-
     run, _ = _load(source)
-    text = junit_document(run)
-    _write(text, _destination(source, output, JUNIT), out)
+    _write(_junit_text(run, source, _logs(run, source)), _destination(source, output, JUNIT),
+           out)
     return ExitCode.OK
 
 
 def html(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write report.html for a run (into its directory, or stdout for a bare stream)."""
-    from tempest_live_ci.results.baseline import gated
-    from tempest_live_ci.results.html import render_html
-
     run, metadata = _load(source)
-    previous = stored_summary(source)
-    # The baseline's comparison and the gated verdict of `run` stay in the report.
-    summary = gated(merge_summary(previous, build_summary(run, metadata)), previous)
-    _write(render_html(run, summary), _destination(source, output, HTML), out)
+    _write(_html_text(run, metadata, source, _logs(run, source)),
+           _destination(source, output, HTML), out)
     return ExitCode.OK
+
+
+def refresh_reports(run_dir: Path) -> None:
+    """junit.xml and report.html of a finished run written again: with what its guest's
+    services logged (guest-logs/ arrives after the results stage) and every stage's time."""
+    run, metadata = _load(run_dir)
+    logs = _logs(run, run_dir)
+    files.write_text(run_dir / JUNIT, _junit_text(run, run_dir, logs))
+    files.write_text(run_dir / HTML, _html_text(run, metadata, run_dir, logs))
 
 
 def _job_of(source: Path) -> str | None:
@@ -139,14 +174,26 @@ def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = F
 
 
 def history(job: str, *, as_json: bool = False, html: str | None = None, last: int = 30,
-            out: IO[str] = sys.stdout) -> ExitCode:
+            test: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """List a job's stored runs, oldest first; with html, a page of the last `last` runs
-    (counts, durations, a per-test status grid, the tests that flip)."""
-    from tempest_live_ci.results.history import load_history, render_history
+    (counts, durations, a per-test status grid, the tests that flip); with test, that
+    test's story over them."""
+    from tempest_live_ci.results.history import load_history, render_history, story
     from tempest_live_ci.results.store import format_history, read_index
 
     if last < 1:
         raise UsageError(f"--last {last}: at least 1")
+    if test is not None:
+        stored = load_history(job, last).runs
+        if not any(test in run.tests for run in stored):
+            raise UsageError(f"--test {files.quoted(test)}: in none of the last {len(stored)} "
+                             f"runs of {job}")
+        told = story(test, stored)
+        if as_json:
+            out.write(json.dumps(story_json(told), indent=2) + "\n")
+        else:
+            out.write("\n".join(told.lines()) + "\n")
+        return ExitCode.OK
     if html is not None:
         runs = load_history(job, last)
         page = render_history(runs)
@@ -162,6 +209,21 @@ def history(job: str, *, as_json: bool = False, html: str | None = None, last: i
     else:
         out.write(format_history(job, entries))
     return ExitCode.OK
+
+
+def story_json(told: Story) -> dict[str, object]:
+    def run(stored: StoredRun | None) -> dict[str, object] | None:
+        if stored is None:
+            return None
+        return {"run_id": stored.run_id, "date": stored.date}
+
+    return {"test": told.test, "failing_since": run(told.failing_since),
+            "last_passed": run(told.last_passed), "counted_runs": told.counted,
+            "failed": told.failed, "flaky": told.flaky, "flips": told.flips,
+            "flake_rate": round(told.flake_rate, 3),
+            "runs": [{"run_id": r.run_id, "date": r.date, "exit_code": r.exit_code,
+                      "counted": r.counted, "status": status,
+                      "duration": r.durations.get(told.test)} for r, status in told.runs]}
 
 
 def store(job: str, output_dir: Path, *, out: IO[str] = sys.stdout) -> ExitCode:

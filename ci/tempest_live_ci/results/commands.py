@@ -101,7 +101,10 @@ def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: boo
 @click.option("--html-in-store", is_flag=True,
               help="Write that page as history.html beside the job's runs in the results store.")
 @click.option("--last", type=int, default=30, show_default=True, help="How many runs, newest.")
-def history(job: str, as_json: bool, html: str | None, html_in_store: bool, last: int) -> int:
+@click.option("--test", "test", metavar="ID", help="Print this test's story over the runs: "
+              "failing since, last passed, flake rate, durations.")
+def history(job: str, as_json: bool, html: str | None, html_in_store: bool, last: int,
+            test: str | None) -> int:
     """List the stored runs of JOB, or show them on an HTML page."""
     from tempest_live_ci.results import actions
 
@@ -113,7 +116,7 @@ def history(job: str, as_json: bool, html: str | None, html_in_store: bool, last
             raise UsageError("--html-in-store: cannot be combined with --html")
         html = str(job_dir(job) / HISTORY)
 
-    return actions.history(job, as_json=as_json, html=html, last=last)
+    return actions.history(job, as_json=as_json, html=html, last=last, test=test)
 
 
 @results.command()

@@ -146,21 +146,22 @@ def rerun_streams(directory: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def _attempt_status(record: TestRecord, targets: Sequence[str],
-                    outcome: Mapping[str, str]) -> str | None:
-    """How a failure fared in one re-run (`outcome`: its statuses by test id): a status, or
-    None if it was not re-run there."""
-    if record.id in outcome and outcome[record.id] not in _GOOD:
+def _attempt(record: TestRecord, targets: Sequence[str],
+             outcome: Mapping[str, TestRecord]) -> tuple[str, TestRecord | None] | None:
+    """How a failure fared in one re-run (`outcome`: its records by test id): a status and
+    the record that says it, or None if it was not re-run there."""
+    if record.id in outcome and outcome[record.id].status not in _GOOD:
         # The test (or its fixture) failed again.
-        return outcome[record.id]
+        return outcome[record.id].status, outcome[record.id]
     seen = [outcome[t] for t in targets if t in outcome]
     if not seen:
-        return outcome.get(record.id)
-    bad = [s for s in seen if s not in _GOOD]
+        again = outcome.get(record.id)
+        return None if again is None else (again.status, again)
+    bad = [r for r in seen if r.status not in _GOOD]
     if bad:
-        return bad[0]
+        return bad[0].status, bad[0]
     # A fixture passed only if every test it stopped ran again and passed.
-    return PASSED if len(seen) == len(targets) else INCOMPLETE
+    return (PASSED, None) if len(seen) == len(targets) else (INCOMPLETE, None)
 
 
 def _fixture_targets(records: Sequence[TestRecord], statuses: Collection[str]) -> set[str]:
@@ -174,15 +175,18 @@ def merge_reruns(first: StreamData, reruns: Sequence[StreamData] = (), *,
     """One Run from a first stream and its re-runs: failures that passed again are flaky."""
     records = []
     listed = Listed(first.not_run)
-    outcomes = [{r.id: r.status for r in rerun.records} for rerun in reruns]
+    outcomes = [{r.id: r for r in rerun.records} for rerun in reruns]
     for record in first.records:
         if record.status in _RERUNNABLE and reruns:
             targets = rerun_targets(record, first, listed)
             attempts = [record.status]
+            again: list[TestRecord] = []
             for outcome in outcomes:
-                status = _attempt_status(record, targets, outcome)
-                if status is not None:
-                    attempts.append(status)
+                found = _attempt(record, targets, outcome)
+                if found is not None:
+                    attempts.append(found[0])
+                    if found[1] is not None:
+                        again.append(found[1])
             if len(attempts) > 1:
                 details = dict(record.details)
                 if PASSED in attempts[1:]:
@@ -191,7 +195,8 @@ def merge_reruns(first: StreamData, reruns: Sequence[StreamData] = (), *,
                         f"{attempts.index(PASSED, 1)} of {len(attempts) - 1}: flaky"
                     )
                     record = dataclasses.replace(record, status=FLAKY, details=details)
-                record = dataclasses.replace(record, attempts=tuple(attempts))
+                record = dataclasses.replace(record, attempts=tuple(attempts),
+                                             reruns=tuple(again))
         records.append(record)
 
     # A live stream lists every test ("exists") before running any. The tests

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from tempest_live_ci import render
 from tempest_live_ci.log import format_duration
 from tempest_live_ci.results import files
+from tempest_live_ci.results.lanes import lanes
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
+from tempest_live_ci.results.servicelogs import MARGIN, Excerpt
+from tempest_live_ci.results.timing import timeline
+
+if TYPE_CHECKING:
+    from tempest_live_ci.results.history import Story
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-
+# What the Run table leaves to the time line above it.
+_SHOWN_ELSEWHERE = frozenset({"steps", "guest_memory_peak_mib"})
+# The worker lanes' drawing, in SVG user units: the time axis, a lane's height.
+LANE_WIDTH = 1200
+LANE_HEIGHT = 16
 
 
 def _duration(value: float | None) -> str:
@@ -40,7 +50,13 @@ def _key_failure(record: TestRecord) -> tuple[bool, str]:
     return (not record.is_fixture, record.id)
 
 
-def render_html(run: Run, summary: Mapping[str, Any]) -> str:
+def render_html(run: Run, summary: Mapping[str, Any],
+                logs: Mapping[str, Excerpt] | None = None,
+                stories: Mapping[str, Story] | None = None) -> str:
+    """The page; `logs`: what the services logged during each failure (servicelogs.excerpts);
+    `stories`: the failures' stories over the job's earlier runs (history.stories_for)."""
+    from tempest_live_ci.results.history import sparkline
+
     failing = [r for r in run.records if r.status in FAILING]
     # Failures first, fixture and import errors before the tests they hide.
     failing.sort(key=_key_failure)
@@ -51,9 +67,20 @@ def render_html(run: Run, summary: Mapping[str, Any]) -> str:
         flaky=sorted(run.by_status(FLAKY), key=_key_id),
         skipped_count=len(run.by_status(SKIPPED)),
         records=sorted(run.records, key=_key_id),
-        metadata=summary.get("metadata", {}),
+        metadata={k: v for k, v in summary.get("metadata", {}).items()
+                  if k not in _SHOWN_ELSEWHERE},
+        timing=timeline(summary),
+        lanes=lanes(run.records),
+        lane_width=LANE_WIDTH,
+        lane_height=LANE_HEIGHT,
+        logs=logs or {},
+        margin=MARGIN,
+        stories=stories or {},
+        sparkline=sparkline,
     )
 
 
-def write_html(run: Run, summary: Mapping[str, Any], path: Path) -> Path:
-    return files.write_text(path, render_html(run, summary))
+def write_html(run: Run, summary: Mapping[str, Any], path: Path,
+               logs: Mapping[str, Excerpt] | None = None,
+               stories: Mapping[str, Story] | None = None) -> Path:
+    return files.write_text(path, render_html(run, summary, logs, stories))

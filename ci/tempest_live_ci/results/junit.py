@@ -13,12 +13,20 @@ setUpModule, an import) and a test that never finished are errors here,
 failures there: subunit v2 has no "error", JUnit does. A packet the parser
 could not read is an error testcase of its own (classname subunit.parser,
 named after the stream and the byte the packet starts at).
+
+Beyond junitxml: the suite is named after the job; a test that was re-run
+carries its other attempts as Maven Surefire does (Jenkins reads them),
+flakyFailure/flakyError when it passed in the end, rerunFailure/rerunError
+when it did not, each with its stackTrace; a failure's system-out is what the
+guest's services logged while it ran (servicelogs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -28,13 +36,17 @@ from tempest_live_ci.results.model import (
     FAILED,
     FLAKY,
     INCOMPLETE,
+    PASSED,
     SKIPPED,
     UXSUCCESS,
+    XFAIL,
     Run,
     TestRecord,
 )
 
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+# The suite's name when no job is known (a bare stream).
+DEFAULT_NAME = "tempest"
 # The testcase of a packet the stream reader could not parse (python-subunit's name).
 STREAM_ERROR = "subunit.parser"
 
@@ -89,37 +101,75 @@ def _seconds(start: datetime | None, end: datetime | None) -> float:
     return max(0.0, (end - start).total_seconds())
 
 
-def _testcase(suite: ET.Element, record: TestRecord) -> str | None:
-    """Add the record's <testcase>; returns what it counts as (failure, error, skipped) or None."""
+def _kind(status: str) -> str:
+    return "failure" if status in (FAILED, UXSUCCESS, FLAKY) else "error"
+
+
+def _problem(case: ET.Element, tag: str, record: TestRecord) -> ET.Element:
+    """A <failure>, <error> or re-run element for a result that did not pass."""
+    error_type, message = _exception(record)
+    if record.status == UXSUCCESS:
+        error_type = error_type or "unittest.case._UnexpectedSuccess"
+    return ET.SubElement(case, tag, type=_text(error_type or record.status),
+                         message=_text(message))
+
+
+def _reruns(case: ET.Element, record: TestRecord) -> None:
+    """Each failed attempt after the first as rerunFailure/rerunError (the test failed in
+    the end) or, with the first, as flakyFailure/flakyError (it passed on a re-run): the
+    elements of Maven Surefire's report format, which Jenkins reads."""
+    prefix = "flaky" if record.status == FLAKY else "rerun"
+    attempts = [r for r in record.reruns if r.status not in (PASSED, SKIPPED, XFAIL)]
+    if record.status == FLAKY:
+        attempts.insert(0, dataclasses.replace(record, status=record.attempts[0]
+                                               if record.attempts else FAILED))
+    # The schema's order: every *Failure before any *Error.
+    for attempt in sorted(attempts, key=lambda a: _kind(a.status) != "failure"):
+        tag = prefix + ("Failure" if _kind(attempt.status) == "failure" else "Error")
+        element = _problem(case, tag, attempt)
+        ET.SubElement(element, "stackTrace").text = _text(attempt.failure_text
+                                                          or attempt.reason)
+
+
+def _testcase(suite: ET.Element, record: TestRecord, logs: str | None) -> str | None:
+    """Add the record's <testcase>; returns what it counts as (failure, error, skipped) or None.
+
+    `logs`: what the services logged meanwhile, the testcase's system-out.
+    """
     classname, name = _split_id(record.id)
     case = ET.SubElement(suite, "testcase", classname=_text(classname), name=_text(name),
                          time=f"{record.duration or 0.0:.3f}")
     status = record.status
     if status in (FAILED, ERROR, INCOMPLETE, UXSUCCESS):
-        kind = "failure" if status in (FAILED, UXSUCCESS) else "error"
-        error_type, message = _exception(record)
-        if status == UXSUCCESS:
-            error_type = error_type or "unittest.case._UnexpectedSuccess"
-        child = ET.SubElement(case, kind, type=_text(error_type or status),
-                              message=_text(message))
-        child.text = _text(record.failure_text or record.reason)
+        kind = _kind(status)
+        _problem(case, kind, record).text = _text(record.failure_text or record.reason)
+        _reruns(case, record)
+        if logs:
+            ET.SubElement(case, "system-out").text = _text(logs)
         return kind
     if status == SKIPPED:
         ET.SubElement(case, "skipped", message=_text(record.reason)).text = _text(record.reason)
         return "skipped"
     if status == FLAKY:
         # Passed in the end: CI must not go red for it; the note says what happened.
-        ET.SubElement(case, "system-out").text = _text(_flaky_note(record))
+        _reruns(case, record)
+        note = _flaky_note(record) + (f"\n\n{logs}" if logs else "")
+        ET.SubElement(case, "system-out").text = _text(note)
     # passed, flaky and xfail (a known bug that still fails) pass.
     return None
 
 
-def junit_xml(run: Run) -> str:
-    """The <testsuite> document (without the XML declaration)."""
+def junit_xml(run: Run, *, name: str = "", logs: Mapping[str, str] | None = None) -> str:
+    """The <testsuite> document (without the XML declaration).
+
+    `name`: the suite's, the job's name; `logs`: what the services logged during each
+    failure, by test id (servicelogs.excerpts), written to its testcase's system-out.
+    """
     suite = ET.Element("testsuite")
     counts = {"failure": 0, "error": 0, "skipped": 0}
+    logs = logs or {}
     for record in run.records:
-        kind = _testcase(suite, record)
+        kind = _testcase(suite, record, logs.get(record.id))
         if kind is not None:
             counts[kind] += 1
     for error in run.stream_errors:
@@ -139,7 +189,7 @@ def junit_xml(run: Run) -> str:
     suite.attrib = {
         "errors": str(counts["error"]),
         "failures": str(counts["failure"]),
-        "name": "",
+        "name": _text(name) or DEFAULT_NAME,
         "tests": str(len(run.records) + len(run.stream_errors)),
         "time": f"{elapsed:.3f}",
         "skipped": str(counts["skipped"]),
@@ -148,9 +198,10 @@ def junit_xml(run: Run) -> str:
     return ET.tostring(suite, encoding="unicode") + "\n"
 
 
-def junit_document(run: Run) -> str:
-    return DECLARATION + junit_xml(run)
+def junit_document(run: Run, *, name: str = "", logs: Mapping[str, str] | None = None) -> str:
+    return DECLARATION + junit_xml(run, name=name, logs=logs)
 
 
-def write_junit(run: Run, path: Path) -> Path:
-    return files.write_text(path, junit_document(run))
+def write_junit(run: Run, path: Path, *, name: str = "",
+                logs: Mapping[str, str] | None = None) -> Path:
+    return files.write_text(path, junit_document(run, name=name, logs=logs))

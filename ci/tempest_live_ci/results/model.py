@@ -76,6 +76,9 @@ class TestRecord:
     details: Mapping[str, str] = field(default_factory=dict)
     # Statuses of every attempt, first run first, when the test was re-run.
     attempts: tuple[str, ...] = ()
+    # The re-runs' own results of this test (or of the fixture's tests), one per re-run
+    # attempt it took part in: what junit.xml's flakyFailure and rerunFailure carry.
+    reruns: tuple[TestRecord, ...] = ()
 
     @property
     def duration(self) -> float | None:

@@ -69,17 +69,26 @@ def process_run(
 
 
 def write_reports(run: Run, output_dir: Path, metadata: Mapping[str, object]) -> RunResult:
+    from tempest_live_ci.results.history import stories_for
     from tempest_live_ci.results.html import write_html
     from tempest_live_ci.results.junit import write_junit
+    from tempest_live_ci.results.servicelogs import excerpt_texts, excerpts
 
     summary = build_summary(run, metadata)
+    # A run's guest-logs/ arrive after its results stage: `run` writes the reports again
+    # then (actions.refresh_reports). A directory made by hand may hold them already.
+    logs = excerpts(run.records, output_dir)
+    job = metadata.get("job")
     return RunResult(
         run=run,
         summary=summary,
         exit_code=ExitCode(summary["exit_code"]),
         summary_path=write_summary(summary, output_dir / SUMMARY),
-        junit_path=write_junit(run, output_dir / JUNIT),
-        html_path=write_html(run, summary, output_dir / HTML),
+        junit_path=write_junit(run, output_dir / JUNIT, name=job if isinstance(job, str) else "",
+                               logs=excerpt_texts(logs)),
+        html_path=write_html(run, summary, output_dir / HTML, logs,
+                             stories_for(run.records, job if isinstance(job, str) else None,
+                                         run_fact(summary, "run_id"))),
     )
 
 

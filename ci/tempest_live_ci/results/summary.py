@@ -140,6 +140,9 @@ def build_summary(run: Run, metadata: Mapping[str, object] | None = None) -> dic
         # Every test's final status: what `results compare` reads when the
         # stream itself is gone.
         "tests": run.statuses(),
+        # Every timed test's seconds: the duration trend of `results history`.
+        "durations": {r.id: round(r.duration, 2) for r in run.records
+                      if r.duration is not None},
     }
 
 
