@@ -6,7 +6,9 @@ logs in to it as a machine someone else booted would be (its address in the
 testbed, the image's key and pinned host key, from inside the testbed's
 namespace) and runs prepare, install, configure, tempest-conf, tempest and
 the logs over the protocol alone: no image, no testbed, no boot of its own.
-One boot and one identity run under TCG (about as long as the default job).
+The same guest first runs a job whose setup command fails: the error names
+the step and the command's status, the logs still come home, and the guest
+serves the default job after it (CI has one boot for both).
 """
 
 from __future__ import annotations
@@ -50,10 +52,10 @@ def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
         assert proxy.returncode == 0, proxy.stderr
         host_key = tmp_path / "host_key.pub"
         host_key.write_text(state.host_key + "\n")
-        result = tlc("run", "--machine", f"ssh:root@{state.address}:22",
-                     "--ssh-key", state.private_key, "--host-key", str(host_key),
-                     "--ssh-netns", state.netns or "", "--output", str(out),
-                     env=env, timeout=2400)
+        via = ["--machine", f"ssh:root@{state.address}:22", "--ssh-key", state.private_key,
+               "--host-key", str(host_key), "--ssh-netns", state.netns or ""]
+        check_a_failing_setup_command_names_the_step(tlc, via, env, tmp_path)
+        result = tlc("run", *via, "--output", str(out), env=env, timeout=2400)
         assert result.returncode == 0, result.stderr[-4000:]
         summary = json.loads((out / "summary.json").read_text())
         assert summary["exit_code"] == 0
@@ -78,3 +80,21 @@ def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
     assert destroy.returncode == 0, destroy.stderr
     assert run_id not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                         text=True).stdout
+
+
+def check_a_failing_setup_command_names_the_step(tlc: Tlc, via: list[str],
+                                                 env: dict[str, str], tmp_path: Path) -> None:
+    job = tmp_path / "failing.yaml"
+    job.write_text("guest:\n  setup_commands:\n    - echo preparing\n"
+                   "    - echo 'no such thing' >&2; exit 7\n")
+    out = tmp_path / "out-failing"  # kept by pytest after a failure
+    result = tlc("run", str(job), *via, "--output", str(out), env=env, timeout=1200)
+    assert result.returncode == 16, result.stderr[-3000:]
+    error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert error and "step prepare failed" in error[-1] and "exited with status 7" in error[-1]
+    assert "no such thing" in error[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 16
+    # Logs are collected in finally, also from a failed run.
+    assert (out / "guest-logs" / "var/log/tempest-live-ci/journal.txt").is_file()
+    assert not (out / "tempest.subunit").exists()

@@ -154,24 +154,6 @@ def check_passed_identity_run(out: Path, stderr: str, run_id: str) -> dict[str, 
     return summary
 
 
-def test_a_failing_setup_command_names_the_step(dirs: Dirs, no_leaks: None,
-                                                 live_image: Image, tmp_path: Path) -> None:
-    job = tmp_path / "failing.yaml"
-    job.write_text("guest:\n  setup_commands:\n    - echo preparing\n"
-                   "    - echo 'no such thing' >&2; exit 7\n")
-    out = tmp_path / "out"  # kept by pytest after a failure
-    result = tlc_run(dirs, live_image, str(job), "--output", str(out))
-    assert result.returncode == 16, result.stderr[-3000:]
-    error = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert error and "step prepare failed" in error[-1] and "exited with status 7" in error[-1]
-    assert "no such thing" in error[-1]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["exit_code"] == 16
-    # Logs are collected in finally, also from a failed run.
-    assert (out / "guest-logs" / "var/log/tempest-live-ci/journal.txt").is_file()
-    assert not (out / "tempest.subunit").exists()
-
-
 def _qemu_of(run_id: str, *, missing_ok: bool = False) -> int:
     """The pid of the run's qemu: libvirt names the domain after the run id (-name guest=ID).
 
