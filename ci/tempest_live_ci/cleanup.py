@@ -48,7 +48,7 @@ from typing import Any
 
 import click
 
-from tempest_live_ci import paths, proc
+from tempest_live_ci import paths, proc, registry
 from tempest_live_ci.errors import ExitCode, TestbedError, TLCError
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed.journal import (
@@ -715,11 +715,21 @@ def _remove_promise(path: Path) -> list[str]:
     return [f"memory promise {path.name}"] if remove_stale(path) else []
 
 
+# --- the registry ---------------------------------------------------------------------------
+
+def _registered(include_kept: bool) -> Iterator[Leftover]:
+    for entry in registry.leftovers(include_kept):
+        yield Leftover(entry.resource.run_id, f"{entry.resource.describe()}: its run is gone",
+                       entry.kept, partial(registry.undo_leftover, entry, include_kept))
+
+
 # --- all of it ------------------------------------------------------------------------------
 
 def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     seen: set[str] = set()
-    found = list(_testbeds(include_kept, seen))
+    # Newest first: what the registry holds was made on the testbeds found below.
+    found = list(_registered(include_kept))
+    found += _testbeds(include_kept, seen)
     found += _namespaces(include_kept, seen)
     found += _libvirt(include_kept)
     found += _stale_guest_records()

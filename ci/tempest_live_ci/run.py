@@ -367,6 +367,8 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
             else:
                 testbed = stack.enter_context(start_testbed(testbed_config(job, ctx.run_id)))
             _extra_archives(ctx, stack, testbed)
+            if ctx.candidates:
+                _serve_candidates(ctx, stack, testbed)
         stack.callback(_collect_testbed_logs, testbed.state_dir, ctx.output_dir)
         with ctx.stage("vm", "Booting the guest"):
             vm = stack.enter_context(boot_vm(
@@ -478,12 +480,17 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
     """In the guest: prepare, install, configure, tempest.conf, tempest; then the results."""
     from tempest_live_ci.guest.plan import guest_files, guest_params
     from tempest_live_ci.guest.steps import GUEST_STATE, Guest
+    from tempest_live_ci.registry import holding
+    from tempest_live_ci.testbed.http import Served
 
     job = ctx.job
     guest = Guest(vm.ssh, ctx.output_dir, alive=lambda: _guest_alive(vm))
     # Registered after the VM: runs before it is destroyed, also on failure.
     stack.callback(_collect_guest_logs, ctx, guest)
     g = job.guest
+    # The test image publish_test_image() may put there: the next run's, else.
+    stack.enter_context(holding(Served(run_id=ctx.run_id, path=str(testbed.http_root / "tempest"),
+                                       what="test image directory")))
     with ctx.stage("prepare", "Preparing the guest"):
         guest.push(guest_params(job, testbed, guest_state=GUEST_STATE,
                                 image_url=publish_test_image(job, testbed),
@@ -502,6 +509,19 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
     return _run_tempest(ctx, guest)
 
 
+def _serve_candidates(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) -> None:
+    """The candidates' repository on the testbed's HTTP server, a directory of the run's
+    own; made before the boot, so that a repository apt-ftparchive cannot make costs no boot."""
+    from tempest_live_ci.candidates import REPO_DIR, build_repository
+    from tempest_live_ci.registry import holding
+    from tempest_live_ci.testbed.http import Served
+
+    directory = testbed.http_root / REPO_DIR / ctx.run_id
+    stack.enter_context(holding(Served(run_id=ctx.run_id, path=str(directory),
+                                       what="candidate repository")))
+    build_repository(ctx.candidates, directory)
+
+
 def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any,
                         testbed: Any) -> None:
     """The candidates' repository on the testbed's HTTP server, then the guest's candidates step.
@@ -509,7 +529,7 @@ def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any
     apt's refusal (unmet dependency, conflict, a downgrade) is the candidates'
     fault: exit 12 with apt's reason, not a testbed failure.
     """
-    from tempest_live_ci.candidates import REPO_DIR, build_repository
+    from tempest_live_ci.candidates import REPO_DIR
     from tempest_live_ci.guest.plan import guest_sources
     from tempest_live_ci.guest.steps import StepFailed
 
@@ -518,10 +538,6 @@ def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any
     wanted: dict[str, Any] = {"packages": packages,
                               "sources": guest_sources(ctx.job, testbed)[1]}
     if ctx.candidates:
-        # A directory of the run's own: a persistent testbed's server outlives runs.
-        directory = testbed.http_root / REPO_DIR / ctx.run_id
-        stack.callback(shutil.rmtree, directory, True)
-        build_repository(ctx.candidates, directory)
         wanted["repository"] = f"{testbed.http_url}/{REPO_DIR}/{ctx.run_id}/"
         wanted["direct_host"] = str(testbed.host_address)
     guest.put_file("candidates.json", json.dumps(wanted, indent=1).encode())
