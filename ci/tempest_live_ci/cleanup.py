@@ -33,12 +33,10 @@ left alone unless asked. What is looked at:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -246,6 +244,11 @@ def _namespaces(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
                            partial(_remove_namespace, name, None))
 
 
+def _lock_free(path: Path) -> bool:
+    """Nobody holds the flock of `path` (the apt proxy's registry): nobody is starting it."""
+    return not proc.flock_held(path)
+
+
 # --- the apt proxy --------------------------------------------------------------------------
 
 def _remove_socat(pid_file: Path, pid: int | None, marker: str) -> list[str]:
@@ -433,116 +436,6 @@ def _remove_extra_dir(directory: Path) -> list[str]:
     return [f"directory {directory}"]
 
 
-# --- image builds ---------------------------------------------------------------------------
-
-def _lock_free(path: Path) -> bool:
-    """Nobody holds the flock of `path` (a build lock): its builder is gone."""
-    return not proc.flock_held(path)
-
-
-def _unescape_mount(field_: str) -> str:
-    """/proc/mounts writes space, tab, newline and backslash as octal escapes (\\040)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
-
-
-def mounts_under(directory: Path) -> list[Path]:
-    """Mount points at or below `directory`, deepest first."""
-    top = str(directory.resolve())
-    found = []
-    for line in Path("/proc/mounts").read_text().splitlines():
-        point = _unescape_mount(line.split()[1])
-        if point == top or point.startswith(top + "/"):
-            found.append(Path(point))
-    return sorted(found, key=lambda p: len(p.parts), reverse=True)
-
-
-def processes_under(directory: Path) -> list[int]:
-    """Processes whose working directory or root is in `directory` (a chroot's apt, dpkg...)."""
-    top = str(directory.resolve())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        for link in ("cwd", "root"):
-            try:
-                target = os.readlink(entry / link)
-            except OSError:
-                continue
-            if target == top or target.startswith(top + "/"):
-                found.append(int(entry.name))
-                break
-    return found
-
-
-def _stop_processes(pids: list[int], grace: float = 5.0) -> list[str]:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    proc.wait_until(lambda: not any(proc.pid_alive(p) for p in pids), grace)
-    for pid in pids:
-        if proc.pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    return [f"process {pid}" for pid in pids]
-
-
-def _remove_build(directory: Path) -> list[str]:
-    removed = _stop_processes(processes_under(directory))
-    for _ in range(5):
-        points = mounts_under(directory)
-        if not points:
-            break
-        for point in points:
-            if proc.run(["umount", point], check=False, capture=True).returncode != 0:
-                proc.run(["umount", "-l", point], check=False, capture=True)
-            removed.append(f"mount {point}")
-    left = mounts_under(directory)
-    if left:
-        raise TestbedError(f"cannot unmount {left[0]} (and {len(left) - 1} more)")
-    shutil.rmtree(directory, ignore_errors=True)
-    removed.append(f"directory {directory}")
-    return removed
-
-
-def _remove_lock(path: Path) -> list[str]:
-    with open(path, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return []  # a build started meanwhile
-        path.unlink(missing_ok=True)
-    return [f"lock file {path}"]
-
-
-def _image_builds() -> Iterator[Leftover]:
-    from tempest_live_ci.image.model import images_dir
-
-    store = images_dir()
-    if not store.is_dir():
-        return
-    entries = sorted(store.iterdir())
-    building = set()
-    for entry in entries:
-        build = re.match(r"^\.build-([0-9a-f]+)-", entry.name)
-        if build is not None and entry.is_dir():
-            digest = build.group(1)
-            if not _lock_free(store / f".lock-{digest}"):
-                building.add(digest)
-                continue
-            yield Leftover(str(entry), "an image build whose builder is gone", False,
-                           partial(_remove_build, entry))
-            continue
-        old = re.match(r"^\.old-.+-(\d+)$", entry.name)
-        if old is not None and entry.is_dir() and not proc.pid_alive(int(old.group(1))):
-            yield Leftover(str(entry), "an image replaced by a build that is gone", False,
-                           partial(_remove_build, entry))
-    for entry in entries:
-        lock = re.match(r"^\.lock-([0-9a-f]+)$", entry.name)
-        if lock is not None and lock.group(1) not in building and _lock_free(entry):
-            yield Leftover(str(entry), "a build lock nobody holds", False,
-                           partial(_remove_lock, entry))
-
-
 # --- libvirt --------------------------------------------------------------------------------
 
 def _kept_domains() -> set[str]:
@@ -719,7 +612,7 @@ def _remove_promise(path: Path) -> list[str]:
 
 def _registered(include_kept: bool) -> Iterator[Leftover]:
     for entry in registry.leftovers(include_kept):
-        yield Leftover(entry.resource.run_id, f"{entry.resource.describe()}: its run is gone",
+        yield Leftover(entry.resource.name, entry.resource.why(),
                        entry.kept, partial(registry.undo_leftover, entry, include_kept))
 
 
@@ -734,7 +627,6 @@ def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     found += _libvirt(include_kept)
     found += _stale_guest_records()
     found += _apt_proxy()
-    found += _image_builds()
     found += _memory_promises()
     return found
 

@@ -46,7 +46,7 @@ class Resource:
     """Something a run made; subclasses add the fields their undo() needs."""
 
     KIND: ClassVar[str] = ""
-    run_id: str  # what cleanup's lines start with
+    name: str  # what cleanup's lines start with: the run id, or the path of what it is
 
     def undo(self) -> None:
         """Remove it if it is (still) there; raise if that fails. Called at most by one
@@ -54,7 +54,12 @@ class Resource:
         raise NotImplementedError
 
     def describe(self) -> str:
+        """What it is, for "removed ..." lines."""
         return self.KIND
+
+    def why(self) -> str:
+        """Why cleanup removes it (its --dry-run line)."""
+        return f"{self.describe()}: its run is gone"
 
 
 KINDS: dict[str, type[Resource]] = {}
@@ -159,7 +164,7 @@ def entries() -> list[Entry]:
 
 def add(resource: Resource, *, kept: bool = False) -> Entry:
     """Record `resource` as this process's, before it is made."""
-    name = f"{resource.KIND}-{resource.run_id}-{secrets.token_hex(4)}.json"
+    name = f"{resource.KIND}-{secrets.token_hex(8)}.json"
     entry = Entry(directory() / name, resource, [proc.identity()], kept, time.time())
     with locked():
         _write(entry)
@@ -238,8 +243,8 @@ def leftovers(include_kept: bool = False) -> list[Entry]:
         if entry.alive:
             continue
         if entry.kept and not include_kept:
-            log.info("kept on purpose, left alone: %s of %s", entry.resource.describe(),
-                     entry.resource.run_id)
+            log.info("kept on purpose, left alone: %s (%s)", entry.resource.name,
+                     entry.resource.describe())
             continue
         found.append(entry)
     return found

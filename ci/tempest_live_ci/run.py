@@ -489,7 +489,7 @@ def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
     stack.callback(_collect_guest_logs, ctx, guest)
     g = job.guest
     # The test image publish_test_image() may put there: the next run's, else.
-    stack.enter_context(holding(Served(run_id=ctx.run_id, path=str(testbed.http_root / "tempest"),
+    stack.enter_context(holding(Served(name=ctx.run_id, path=str(testbed.http_root / "tempest"),
                                        what="test image directory")))
     with ctx.stage("prepare", "Preparing the guest"):
         guest.push(guest_params(job, testbed, guest_state=GUEST_STATE,
@@ -517,7 +517,7 @@ def _serve_candidates(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any
     from tempest_live_ci.testbed.http import Served
 
     directory = testbed.http_root / REPO_DIR / ctx.run_id
-    stack.enter_context(holding(Served(run_id=ctx.run_id, path=str(directory),
+    stack.enter_context(holding(Served(name=ctx.run_id, path=str(directory),
                                        what="candidate repository")))
     build_repository(ctx.candidates, directory)
 

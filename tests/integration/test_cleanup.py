@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci import proc
-from tempest_live_ci.cleanup import mounts_under, processes_under, stale_domains
+from tempest_live_ci.cleanup import stale_domains
+from tempest_live_ci.image.livebuild import mounts_under, processes_under
 from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.journal import netns_exists
 from tests.conftest import TOP, Dirs, needs_root
@@ -266,19 +267,20 @@ def test_an_apt_cacher_ng_no_registry_names(tlc: Tlc, dirs: Dirs, no_leaks: None
 
 
 KILLED_BUILD = """
-import tempfile
 from pathlib import Path
-from tempest_live_ci import proc
-from tempest_live_ci.image.livebuild import _build_lock
+from tempest_live_ci import proc, registry
+from tempest_live_ci.image.livebuild import BuildDirectory, _build_lock, _work_directory
 from tempest_live_ci.image.model import images_dir
 store = images_dir()
 store.mkdir(parents=True)
-# An image replaced by a build that died, and the lock of a build long gone.
-(store / ".old-0123456789abcdef-999999999").mkdir()
-(store / ".lock-fedcba9876543210").touch()
 digest = "00112233445566aa"
-with _build_lock(store, digest):
-    work = Path(tempfile.mkdtemp(prefix=f".build-{digest}-", dir=store))
+# Another build's lock, and the image it is replacing (as _publish() does) when killed.
+old = store / ".old-0123456789abcdef-999999999"
+(store / "0123456789abcdef").mkdir()
+with _build_lock(store, "fedcba9876543210"), _build_lock(store, digest), \\
+        registry.holding(BuildDirectory(name=str(old), replaced=True)), \\
+        _work_directory(store, digest) as work:
+    (store / "0123456789abcdef").rename(old)
     chroot = work / "lb" / "chroot"
     (chroot / "proc").mkdir(parents=True)
     proc.run(["mount", "-t", "tmpfs", "tlc-test-chroot", str(chroot / "proc")])
@@ -315,8 +317,8 @@ def test_an_image_build_whose_builder_was_killed(tlc: Tlc, dirs: Dirs, no_leaks:
     assert f"{store / '.old-0123456789abcdef-999999999'}: an image replaced" in dry.stdout
     assert f"{store / '.lock-fedcba9876543210'}: a build lock nobody holds" in dry.stdout
     result = tlc("cleanup", check=True)
-    assert f"{work}: removed process {lb}" in result.stdout
-    assert f"{work}: removed mount {work / 'lb' / 'chroot' / 'proc'}" in result.stdout
+    assert f"{work}: removed directory {work}" in result.stdout
+    # The process working in it and the chroot's mount first (else no rmtree).
     assert not proc.pid_alive(lb)
     assert not mounts_under(store)
     assert sorted(p.name for p in store.iterdir()) == []

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci import proc
-from tempest_live_ci.cleanup import mounts_under
+from tempest_live_ci.image.livebuild import mounts_under
 from tempest_live_ci.testbed import aptproxy
 from tests.conftest import Dirs, _processes_using, needs_root
 from tests.integration.runs import fake_image, held_run, job_file

@@ -27,9 +27,9 @@ CHILD = textwrap.dedent("""
     import sys
     from tempest_live_ci import registry
     from tempest_live_ci.testbed.http import Served
-    registry.add(Served(run_id=sys.argv[2], path=sys.argv[1], what="test file"))
+    registry.add(Served(name=sys.argv[2], path=sys.argv[1], what="test file"))
     if len(sys.argv) > 3:
-        registry.join(Served(run_id="shared", path=sys.argv[3], what="shared file"), "thing")
+        registry.join(Served(name="shared", path=sys.argv[3], what="shared file"), "thing")
     print("recorded", flush=True)
     sys.stdin.read()
 """)
@@ -73,20 +73,20 @@ def test_what_a_killed_owner_recorded_is_undone_newest_first_and_only_once(
     killed(old)
     killed(new)
     found = registry.leftovers()
-    assert [e.resource.run_id for e in found] == ["tlc-00000002", "tlc-00000001"]
+    assert [e.resource.name for e in found] == ["tlc-00000002", "tlc-00000001"]
     assert registry.undo_leftover(found[0]) == [f"test file {second}"]
     assert not second.exists() and first.exists()
     # A second cleanup, or two at once: the record is gone, nothing is undone twice.
     assert registry.undo_leftover(found[0]) == []
-    assert [e.resource.run_id for e in registry.leftovers()] == ["tlc-00000001"]
+    assert [e.resource.name for e in registry.leftovers()] == ["tlc-00000001"]
     assert registry.undo_leftover(found[1]) == [f"test file {first}"]
     assert not first.exists()
     assert living.is_dir() and registry.leftovers() == []
-    assert [e.resource.run_id for e in registry.entries()] == ["tlc-00000003"]
+    assert [e.resource.name for e in registry.entries()] == ["tlc-00000003"]
 
 
 def test_a_reused_pid_is_not_the_owner(dirs: Dirs, tmp_path: Path) -> None:
-    entry = registry.add(Served(run_id="tlc-0000000a", path=str(tmp_path / "x"), what="file"))
+    entry = registry.add(Served(name="tlc-0000000a", path=str(tmp_path / "x"), what="file"))
     assert registry.leftovers() == []
     # The same pid with another start time: the process that recorded it is gone.
     data = json.loads(entry.path.read_text())
@@ -115,9 +115,9 @@ def test_kept_records_stay_unless_asked(dirs: Dirs, tmp_path: Path,
 def test_holding_undoes_at_the_end_of_the_block_whichever_way(dirs: Dirs, tmp_path: Path) -> None:
     path = tmp_path / "held"
     with pytest.raises(RuntimeError), \
-            registry.holding(Served(run_id="tlc-0000000c", path=str(path), what="file")):
+            registry.holding(Served(name="tlc-0000000c", path=str(path), what="file")):
         (entry,) = registry.entries()
-        assert entry.resource == Served(run_id="tlc-0000000c", path=str(path), what="file")
+        assert entry.resource == Served(name="tlc-0000000c", path=str(path), what="file")
         path.mkdir()
         raise RuntimeError
     assert not path.exists() and registry.entries() == []
@@ -127,17 +127,17 @@ def test_a_shared_resource_goes_with_its_last_user(
         dirs: Dirs, tmp_path: Path, children: list[subprocess.Popen[str]]) -> None:
     shared = tmp_path / "shared"
     shared.write_text("x")
-    resource = Served(run_id="shared", path=str(shared), what="shared file")
+    resource = Served(name="shared", path=str(shared), what="shared file")
     first = record_in_child(children, tmp_path / "a", "tlc-0000000d", shared)
     assert registry.join(resource, "thing") is False  # made by the child already
     killed(first)
     # This process still uses it: cleanup leaves it, leaving here undoes it.
-    assert all(e.resource.run_id != "shared" for e in registry.leftovers())
+    assert all(e.resource.name != "shared" for e in registry.leftovers())
     assert registry.leave("thing") is True
     assert not shared.exists()
     assert registry.leave("thing") is False
     # The child's own record is still a leftover; the shared one is gone.
-    assert [e.resource.run_id for e in registry.leftovers()] == ["tlc-0000000d"]
+    assert [e.resource.name for e in registry.leftovers()] == ["tlc-0000000d"]
 
 
 def test_a_record_of_an_unknown_kind_or_too_large_is_left_alone(dirs: Dirs) -> None:
