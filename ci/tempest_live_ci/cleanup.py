@@ -588,26 +588,6 @@ def _libvirt(include_kept: bool) -> Iterator[Leftover]:
                        partial(_destroy, SYSTEM_URI, name))
 
 
-# --- memory promises ------------------------------------------------------------------------
-
-def _memory_promises() -> Iterator[Leftover]:
-    from tempest_live_ci.vm import reservation
-
-    root = paths.state_dir()
-    if not root.is_dir():
-        return
-    for path in sorted(root.glob(f"{reservation.PREFIX}*")):
-        if not reservation.promised(path):
-            yield Leftover(str(path), "host memory promised to a run that is gone", False,
-                           partial(_remove_promise, path))
-
-
-def _remove_promise(path: Path) -> list[str]:
-    from tempest_live_ci.vm.reservation import remove_stale
-
-    return [f"memory promise {path.name}"] if remove_stale(path) else []
-
-
 # --- the registry ---------------------------------------------------------------------------
 
 def _registered(include_kept: bool) -> Iterator[Leftover]:
@@ -627,7 +607,6 @@ def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     found += _libvirt(include_kept)
     found += _stale_guest_records()
     found += _apt_proxy()
-    found += _memory_promises()
     return found
 
 
