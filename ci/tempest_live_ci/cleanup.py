@@ -47,11 +47,9 @@ from typing import Any
 import click
 
 from tempest_live_ci import paths, proc, registry
-from tempest_live_ci.errors import ExitCode, TestbedError, TLCError
+from tempest_live_ci.errors import ExitCode, TLCError
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed.journal import (
-    Journal,
-    UndoError,
     describe,
     netns_exists,
     process_matches,
@@ -80,13 +78,6 @@ class Leftover:
 
 # --- testbeds -------------------------------------------------------------------------------
 
-def _owner_alive(directory: Path) -> bool:
-    try:
-        return proc.identity_alive((directory / "owner").read_text())
-    except OSError:
-        return False
-
-
 def _mode(directory: Path) -> str | None:
     try:
         return str(json.loads((directory / "testbed.json").read_text())["mode"])
@@ -99,54 +90,6 @@ def _age(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def _kill_recorded_pids(directory: Path) -> list[str]:
-    """Daemons whose pid files sit in a state directory (libvirtd, socat, ...)."""
-    stopped = []
-    for pid_file in sorted(directory.rglob("*.pid")):
-        pid = proc.read_pidfile(pid_file)
-        if pid is not None and process_matches(pid, str(directory)) and proc.kill_pid(pid):
-            stopped.append(f"process {pid} ({pid_file.stem})")
-    return stopped
-
-
-def _undo_directory(directory: Path) -> list[str]:
-    """Undo the journal of a state directory, then remove it (kept if some undo failed)."""
-    removed = _kill_recorded_pids(directory)
-    journal = Journal(directory)
-    try:
-        removed += [describe(r) for r in journal.undo_all()]
-    except UndoError as e:
-        removed += [describe(r) for r in e.undone]
-        raise TestbedError(e.message + " (also removed: " + (", ".join(removed) or "nothing")
-                           + ")", hint=e.hint) from None
-    shutil.rmtree(directory, ignore_errors=True)
-    return removed
-
-
-def _testbeds(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
-    root = paths.state_dir()
-    if not root.is_dir():
-        return
-    for directory in sorted(root.iterdir()):
-        if not directory.is_dir() or not _NAME.match(directory.name) \
-                or directory.name == "apt-cacher-ng":
-            continue
-        if not ((directory / "journal.json").exists() or (directory / "testbed.json").exists()):
-            continue
-        seen.add(directory.name)
-        if _mode(directory) == "persistent" or _owner_alive(directory):
-            continue
-        if not (directory / "owner").exists() and _age(directory) < YOUNG:
-            continue  # being set up this very moment
-        kept = (directory / "keep").exists()
-        if kept and not include_kept:
-            log.info("kept on purpose, left alone: %s (tempest-live-ci vm destroy --run-id %s)",
-                     directory.name, directory.name)
-            continue
-        yield Leftover(directory.name, "its run is gone", kept,
-                       partial(_undo_directory, directory))
 
 
 # --- network namespaces ---------------------------------------------------------------------
@@ -182,66 +125,61 @@ def _state_dirs_of_processes(name: str) -> set[Path]:
     return found
 
 
-def _claimed(state: Path, include_kept: bool, what: str) -> bool:
+def _claimed(state: Path, registered: set[str], what: str) -> bool:
     """Does a state directory still claim its namespace?
 
     Yes while it exists in another state root (that root's `cleanup` judges
-    it: tests and concurrent tools keep their own), or in ours while its
-    owner lives or it is kept on purpose.
+    it: tests and concurrent tools keep their own), or in ours while the
+    registry holds its testbed (the registry judges it).
     """
     if not state.is_dir():
         return False
     if state.parent.resolve() != paths.state_dir().resolve():
         log.debug("%s belongs to %s, another state directory: left to its cleanup", what, state)
         return True
-    if _owner_alive(state):
-        return True
-    if (state / "keep").exists() and not include_kept:
-        log.info("kept on purpose, left alone: %s (%s)", what, state)
-        return True
-    return False
+    return state.name in registered
 
 
-def _remove_namespace(name: str, state: Path | None) -> list[str]:
-    removed = []
-    if state is not None and state.is_dir() and (state / "journal.json").exists():
-        removed += _undo_directory(state)
-    if netns_exists(name):
-        record = {"kind": "netns", "name": name}
-        undo_record(record)
-        removed.append(describe(record))
-    return removed
+def _remove_namespace(name: str) -> list[str]:
+    if not netns_exists(name):
+        return []
+    record = {"kind": "netns", "name": name}
+    undo_record(record)
+    return [describe(record)]
 
 
-def _namespaces(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
+def _namespaces() -> Iterator[Leftover]:
+    """Namespaces no record names: of a state directory removed while its run lived, of a
+    scratch probe, of older versions."""
     from tempest_live_ci.testbed.netns import read_mark
 
+    registered = {e.resource.name for e in registry.entries()}
     for name in _namespace_names():
-        if name in seen or not _NAME.match(name):
+        if name in registered or not _NAME.match(name):
             continue
         mark = read_mark(name)
         if mark is not None:
             if proc.identity_alive(mark.owner):
                 continue
             state = mark.state_dir
-            if state is not None and _claimed(state, include_kept, name):
+            if state is not None and _claimed(state, registered, name):
                 continue
             yield Leftover(name, "a namespace whose run is gone", False,
-                           partial(_remove_namespace, name, state))
+                           partial(_remove_namespace, name))
             continue
         probe = PROBE.match(name)
         if probe is not None:
             if not proc.pid_alive(int(probe.group(1))):
                 yield Leftover(name, "a scratch namespace of a process that is gone", False,
-                               partial(_remove_namespace, name, None))
+                               partial(_remove_namespace, name))
             continue
         if RUN_ID.match(name):
             if _netns_age(name) < YOUNG:
                 continue
-            if any(_claimed(state, include_kept, name) for state in _state_dirs_of_processes(name)):
+            if any(_claimed(state, registered, name) for state in _state_dirs_of_processes(name)):
                 continue
             yield Leftover(name, "a namespace without a state directory", False,
-                           partial(_remove_namespace, name, None))
+                           partial(_remove_namespace, name))
 
 
 def _lock_free(path: Path) -> bool:
@@ -456,7 +394,7 @@ def _kept_domains() -> set[str]:
 def _stale_guest_records() -> Iterator[Leftover]:
     """vm.json a killed run left on a persistent testbed: the testbed is refused to every
     later run while it is there (testbed/lock.py), and no `vm destroy` would ever come.
-    (An isolated testbed's state directory goes as a whole: _testbeds.)"""
+    (An isolated testbed's state directory goes as a whole: its registry record.)"""
     from tempest_live_ci.testbed.lock import guest_record
 
     root = paths.state_dir()
@@ -599,11 +537,8 @@ def _registered(include_kept: bool) -> Iterator[Leftover]:
 # --- all of it ------------------------------------------------------------------------------
 
 def find_leftovers(include_kept: bool = False) -> list[Leftover]:
-    seen: set[str] = set()
-    # Newest first: what the registry holds was made on the testbeds found below.
     found = list(_registered(include_kept))
-    found += _testbeds(include_kept, seen)
-    found += _namespaces(include_kept, seen)
+    found += _namespaces()
     found += _libvirt(include_kept)
     found += _stale_guest_records()
     found += _apt_proxy()

@@ -48,9 +48,10 @@ class Resource:
     KIND: ClassVar[str] = ""
     name: str  # what cleanup's lines start with: the run id, or the path of what it is
 
-    def undo(self) -> None:
+    def undo(self) -> list[str] | None:
         """Remove it if it is (still) there; raise if that fails. Called at most by one
-        process at a time (the registry's lock), maybe twice for one record."""
+        process at a time (the registry's lock), maybe twice for one record. Returns
+        what it removed when that says more than describe() (the parts of a testbed)."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -162,6 +163,11 @@ def entries() -> list[Entry]:
     return sorted((e for e in found if e is not None), key=lambda e: (e.created, e.path.name))
 
 
+def named(cls: type[Resource], name: str) -> list[Entry]:
+    """The records of kind `cls` named `name` (a testbed's, to keep or forget it)."""
+    return [e for e in entries() if isinstance(e.resource, cls) and e.resource.name == name]
+
+
 def add(resource: Resource, *, kept: bool = False) -> Entry:
     """Record `resource` as this process's, before it is made."""
     name = f"{resource.KIND}-{secrets.token_hex(8)}.json"
@@ -258,8 +264,8 @@ def undo_leftover(entry: Entry, include_kept: bool = False) -> list[str]:
         if current is None or current.alive or (current.kept and not include_kept):
             return []
         try:
-            current.resource.undo()
+            removed = current.resource.undo()
         except OSError as e:
             raise TestbedError(f"cannot remove {current.resource.describe()}: {e}") from None
         current.path.unlink(missing_ok=True)
-    return [current.resource.describe()]
+    return removed or [current.resource.describe()]

@@ -78,7 +78,8 @@ def test_a_run_killed_at_the_testbed_stage_leaves_nothing_after_cleanup(
     assert not state.exists()
     proxy_state = aptproxy.proxy_state_dir()
     assert not list(proxy_state.glob("*.pid")) and not list(proxy_state.glob("*.sock"))
-    assert [p.name for p in dirs.state.iterdir()] == ["apt-cacher-ng"]
+    assert sorted(p.name for p in dirs.state.iterdir()) == ["apt-cacher-ng", "registry"]
+    assert not list((dirs.state / "registry").glob("*.json"))  # every record undone
     assert tlc("cleanup", check=True).stderr.strip().endswith("nothing to clean up")
 
 
