@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -374,158 +373,6 @@ def _remove_extra_dir(directory: Path) -> list[str]:
     return [f"directory {directory}"]
 
 
-# --- libvirt --------------------------------------------------------------------------------
-
-def _kept_domains() -> set[str]:
-    """Domains recorded by `vm boot` or --keep-on-failure (vm.json) under the state root;
-    not those of a record a killed run left (stale: neither kept nor its writer alive)."""
-    from tempest_live_ci.testbed.lock import guest_record
-
-    names = set()
-    for state in paths.state_dir().glob("*/vm.json"):
-        record = guest_record(state.parent)
-        if record is None or record.stale:
-            continue
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            names.add(str(json.loads(state.read_text())["domain"]))
-    return names
-
-
-def _stale_guest_records() -> Iterator[Leftover]:
-    """vm.json a killed run left on a persistent testbed: the testbed is refused to every
-    later run while it is there (testbed/lock.py), and no `vm destroy` would ever come.
-    (An isolated testbed's state directory goes as a whole: its registry record.)"""
-    from tempest_live_ci.testbed.lock import guest_record
-
-    root = paths.state_dir()
-    if not root.is_dir():
-        return
-    for directory in sorted(root.iterdir()):
-        if not directory.is_dir() or _mode(directory) != "persistent":
-            continue
-        record = guest_record(directory)
-        if record is not None and record.stale:
-            yield Leftover(directory.name, f"the record of the guest of run {record.run_id}, "
-                           "whose run is gone", False,
-                           partial(_remove_guest_record, directory))
-
-
-def _remove_guest_record(directory: Path) -> list[str]:
-    from tempest_live_ci.testbed.lock import guest_record
-
-    record = guest_record(directory)
-    if record is None or not record.stale:
-        return []  # kept or taken meanwhile
-    (directory / "vm.json").unlink(missing_ok=True)
-    return [f"the record of the guest of run {record.run_id} ({directory / 'vm.json'})"]
-
-
-def stale_domains(conn: Any, include_kept: bool = False) -> list[tuple[Any, str, bool]]:
-    """Our domains on `conn` whose owner process is gone: (domain, reason, kept).
-
-    Ours: the domain's metadata is tempest-live-ci's (vm/domain.py); its
-    owner is the run's process. A domain without an owner (older versions)
-    is left alone.
-    """
-    from tempest_live_ci.vm.domain import metadata_of
-
-    kept_names = _kept_domains()
-    found = []
-    for domain in conn.listAllDomains():
-        metadata = metadata_of(domain)
-        if metadata is None or not metadata.get("owner"):
-            continue
-        if proc.identity_alive(metadata["owner"]):
-            continue
-        kept = domain.name() in kept_names
-        if kept and not include_kept:
-            log.info("kept on purpose, left alone: domain %s", domain.name())
-            continue
-        found.append((domain, f"a libvirt domain of run {metadata.get('id')}, which is gone",
-                      kept))
-    return found
-
-
-def _destroy(uri: str, name: str) -> list[str]:
-    import libvirt
-
-    from tempest_live_ci.vm.domain import destroy_domain
-    from tempest_live_ci.vm.libvirtd import open_connection
-
-    conn = open_connection(uri)
-    try:
-        destroy_domain(conn.lookupByName(name))
-    except libvirt.libvirtError:
-        return []
-    finally:
-        conn.close()
-    return [f"domain {name}"]
-
-
-def _stop_run_libvirtd(directory: Path, include_kept: bool) -> list[str]:
-    """A persistent testbed's private libvirtd of a run that is gone: domains first."""
-    import libvirt
-
-    from tempest_live_ci.vm.domain import destroy_domain
-    from tempest_live_ci.vm.libvirtd import private_uri, stop_private_libvirtd
-
-    removed = []
-    with contextlib.suppress(libvirt.libvirtError):
-        conn = libvirt.open(private_uri(directory / "libvirt"))
-        try:
-            for domain in conn.listAllDomains():
-                name = domain.name()
-                destroy_domain(domain)
-                removed.append(f"domain {name}")
-        finally:
-            conn.close()
-    pid = proc.read_pidfile(directory / "libvirtd.pid")
-    if stop_private_libvirtd(directory):
-        removed.append(f"process {pid} (libvirtd)")
-    if include_kept:
-        (directory / "vm.json").unlink(missing_ok=True)
-        (directory / "keep").unlink(missing_ok=True)
-    return removed
-
-
-def _libvirt(include_kept: bool) -> Iterator[Leftover]:
-    root = paths.state_dir()
-    if root.is_dir():
-        for directory in sorted(root.iterdir()):
-            if not directory.is_dir() or _mode(directory) != "persistent":
-                continue
-            pid = proc.read_pidfile(directory / "libvirtd.pid")
-            if pid is None or not process_matches(pid, str(directory)):
-                continue
-            try:
-                owner = (directory / "libvirtd.owner").read_text()
-            except OSError:
-                continue  # started by an older version: whose it is, is unknown
-            if proc.identity_alive(owner):
-                continue
-            kept = (directory / "keep").exists()
-            if kept and not include_kept:
-                log.info("kept on purpose, left alone: the guest on testbed %s "
-                         "(tempest-live-ci vm destroy)", directory.name)
-                continue
-            yield Leftover(directory.name, "the private libvirtd of a run that is gone", kept,
-                           partial(_stop_run_libvirtd, directory, include_kept))
-    try:
-        from tempest_live_ci.vm.libvirtd import SYSTEM_URI, open_connection, system_libvirt_answers
-    except ImportError:
-        return  # python3-libvirt is not installed: no domains of ours either
-    if not system_libvirt_answers():
-        return
-    conn = open_connection(SYSTEM_URI)
-    try:
-        stale = [(d.name(), reason, kept) for d, reason, kept in stale_domains(conn, include_kept)]
-    finally:
-        conn.close()
-    for name, reason, kept in stale:
-        yield Leftover(name, reason, kept,
-                       partial(_destroy, SYSTEM_URI, name))
-
-
 # --- the registry ---------------------------------------------------------------------------
 
 def _registered(include_kept: bool) -> Iterator[Leftover]:
@@ -539,8 +386,6 @@ def _registered(include_kept: bool) -> Iterator[Leftover]:
 def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     found = list(_registered(include_kept))
     found += _namespaces()
-    found += _libvirt(include_kept)
-    found += _stale_guest_records()
     found += _apt_proxy()
     return found
 

@@ -168,6 +168,12 @@ def named(cls: type[Resource], name: str) -> list[Entry]:
     return [e for e in entries() if isinstance(e.resource, cls) and e.resource.name == name]
 
 
+def forget(cls: type[Resource], name: str) -> None:
+    """Discard the records of kind `cls` named `name`: undone by a command (`vm destroy`)."""
+    for entry in named(cls, name):
+        discard(entry)
+
+
 def add(resource: Resource, *, kept: bool = False) -> Entry:
     """Record `resource` as this process's, before it is made."""
     name = f"{resource.KIND}-{secrets.token_hex(8)}.json"
