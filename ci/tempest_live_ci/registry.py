@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import importlib
 import json
 import os
@@ -259,6 +260,37 @@ def leftovers(include_kept: bool = False) -> list[Entry]:
                      entry.resource.describe())
             continue
         found.append(entry)
+    return found
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something cleanup removes: a record's resource, or what a sweep found."""
+
+    name: str  # what the output lines start with: a run id, a namespace, a path
+    reason: str
+    kept: bool
+    remove: Callable[[], list[str]] = dataclasses.field(compare=False, repr=False)
+
+
+# What no record names: made while the registry that would name it went (a test's state
+# directory removed under a live run), or by an older version. A module that makes such
+# things registers a sweep for them; cleanup runs them after the records.
+SWEEPS: list[Callable[[], Iterator[Leftover]]] = []
+
+
+def sweep(find: Callable[[], Iterator[Leftover]]) -> Callable[[], Iterator[Leftover]]:
+    SWEEPS.append(find)
+    return find
+
+
+def find_leftovers(include_kept: bool = False) -> list[Leftover]:
+    """The records of owners that are gone (newest first), then what the sweeps find."""
+    found = [Leftover(e.resource.name, e.resource.why(), e.kept,
+                      functools.partial(undo_leftover, e, include_kept))
+             for e in leftovers(include_kept)]
+    for find in SWEEPS:
+        found += find()
     return found
 
 
