@@ -360,3 +360,12 @@ def identity_alive(text: str) -> bool:
         return False
     pid = int(fields[0])
     return pid_alive(pid) and str(start_time(pid)) == fields[1]
+
+
+def cmdline(pid: int) -> list[str]:
+    """The process's argv, or [] if it is gone (or not ours to read)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [os.fsdecode(a) for a in raw.split(b"\0") if a]

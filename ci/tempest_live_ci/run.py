@@ -69,11 +69,11 @@ class RunContext:
         finally:
             self.stages[name] = round(time.monotonic() - start, 1)
 
-    def opening(self) -> Opening:
+    def opening(self, serve: dict[str, Path]) -> Opening:
         """What the backend is told: its stages and facts are the run's own."""
         return Opening(self.run_id, self.output_dir, self.stage, self.facts,
                        keep_on_failure=self.keep_on_failure, debug=self.debug,
-                       testbed_wait=self.testbed_wait)
+                       testbed_wait=self.testbed_wait, serve=serve)
 
 
 def default_output_dir(job: Job, run_id: str) -> Path:
@@ -194,7 +194,12 @@ def _store(ctx: RunContext) -> None:
 def _run_stages(ctx: RunContext, backend: Backend) -> tuple[ExitCode, str | None]:
     """The machine, then the in-guest stages on it; the guest's logs in every case."""
     with contextlib.ExitStack() as stack:
-        machine = stack.enter_context(backend.open(ctx.job, ctx.opening()))
+        serve = {}
+        if ctx.candidates:
+            # Made before the machine: a repository apt-ftparchive cannot make costs no boot.
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlc-repo-")))
+            serve[REPO_DIR] = build_repository(ctx.candidates, work / REPO_DIR)
+        machine = stack.enter_context(backend.open(ctx.job, ctx.opening(serve)))
         guest = Guest(machine, ctx.output_dir)
         # Registered after the machine: runs before it is closed, also on failure.
         stack.callback(_collect_guest_logs, ctx, guest)
@@ -246,8 +251,7 @@ def install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Gues
                                   # Extra archives through the proxy: by their prefix there.
                                   "sources": guest_sources(ctx.job, machine.network)[1]}
         if ctx.candidates:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tlc-repo-")))
-            url = machine.serve(build_repository(ctx.candidates, work / REPO_DIR), REPO_DIR)
+            url = machine.urls[REPO_DIR]
             wanted["repository"] = url
             host = urllib.parse.urlsplit(url).hostname
             if machine.network.apt_proxy and host:

@@ -8,6 +8,7 @@ build with a process working in its chroot and a mount in it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tempest_live_ci import proc
-from tempest_live_ci.cleanup import mounts_under, processes_under, stale_domains
+from tempest_live_ci.image.livebuild import mounts_under, processes_under
 from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.journal import netns_exists
 from tests.conftest import TOP, Dirs, needs_root
@@ -266,19 +267,20 @@ def test_an_apt_cacher_ng_no_registry_names(tlc: Tlc, dirs: Dirs, no_leaks: None
 
 
 KILLED_BUILD = """
-import tempfile
 from pathlib import Path
-from tempest_live_ci import proc
-from tempest_live_ci.image.livebuild import _build_lock
+from tempest_live_ci import proc, registry
+from tempest_live_ci.image.livebuild import BuildDirectory, _build_lock, _work_directory
 from tempest_live_ci.image.model import images_dir
 store = images_dir()
 store.mkdir(parents=True)
-# An image replaced by a build that died, and the lock of a build long gone.
-(store / ".old-0123456789abcdef-999999999").mkdir()
-(store / ".lock-fedcba9876543210").touch()
 digest = "00112233445566aa"
-with _build_lock(store, digest):
-    work = Path(tempfile.mkdtemp(prefix=f".build-{digest}-", dir=store))
+# Another build's lock, and the image it is replacing (as _publish() does) when killed.
+old = store / ".old-0123456789abcdef-999999999"
+(store / "0123456789abcdef").mkdir()
+with _build_lock(store, "fedcba9876543210"), _build_lock(store, digest), \\
+        registry.holding(BuildDirectory(name=str(old), replaced=True)), \\
+        _work_directory(store, digest) as work:
+    (store / "0123456789abcdef").rename(old)
     chroot = work / "lb" / "chroot"
     (chroot / "proc").mkdir(parents=True)
     proc.run(["mount", "-t", "tmpfs", "tlc-test-chroot", str(chroot / "proc")])
@@ -315,8 +317,8 @@ def test_an_image_build_whose_builder_was_killed(tlc: Tlc, dirs: Dirs, no_leaks:
     assert f"{store / '.old-0123456789abcdef-999999999'}: an image replaced" in dry.stdout
     assert f"{store / '.lock-fedcba9876543210'}: a build lock nobody holds" in dry.stdout
     result = tlc("cleanup", check=True)
-    assert f"{work}: removed process {lb}" in result.stdout
-    assert f"{work}: removed mount {work / 'lb' / 'chroot' / 'proc'}" in result.stdout
+    assert f"{work}: removed directory {work}" in result.stdout
+    # The process working in it and the chroot's mount first (else no rmtree).
     assert not proc.pid_alive(lb)
     assert not mounts_under(store)
     assert sorted(p.name for p in store.iterdir()) == []
@@ -386,40 +388,54 @@ def test_a_build_lock_removed_while_a_builder_waited_for_it(tlc: Tlc, dirs: Dirs
         kill(child)
 
 
-def test_stale_domains_are_those_of_dead_owners_not_kept(dirs: Dirs, tmp_path: Path) -> None:
-    """Through the real libvirt API (its in-process test driver): metadata in, verdicts out."""
+def test_domains_of_dead_owners_are_undone_kept_ones_only_when_asked(
+        dirs: Dirs, tmp_path: Path) -> None:
+    """Through the real libvirt API (its in-process test driver, shared by the connections
+    of this process): domains started by start_domain(), their owner then gone (its
+    identity in the record replaced by one no process has, as a killed run's)."""
     libvirt = pytest.importorskip("libvirt")
-    from tempest_live_ci.vm.domain import DomainSpec, render_domain_xml
+    import json
 
-    def xml(name: str, owner: str) -> str:
+    from tempest_live_ci import registry
+    from tempest_live_ci.vm.domain import DomainSpec, Keep, render_domain_xml, start_domain
+
+    def xml(name: str) -> str:
         spec = DomainSpec(name=name, run_id=name, state_dir=tmp_path, domain_type="test",
                           memory_mib=512, vcpus=1, tap="tap0", mac="52:54:00:7e:57:02",
-                          nic_model="virtio", boot="network", console_log=tmp_path / "c.log",
-                          owner=owner)
+                          nic_model="virtio", boot="network", console_log=tmp_path / "c.log")
         return render_domain_xml(spec).replace("<emulator>", "<!-- ").replace("</emulator>",
                                                                               " -->")
 
-    dead = "999999999 1"  # no such process
+    def owner_gone(name: str) -> None:
+        (entry,) = [e for e in registry.entries() if e.resource.name == name]
+        data = json.loads(entry.path.read_text())
+        data["owners"] = ["999999999 1"]  # no such process
+        entry.path.write_text(json.dumps(data))
+
     conn = libvirt.open("test:///default")
     try:
-        domains = [conn.createXML(xml("tlc-0000dead", dead), 0),
-                   conn.createXML(xml("tlc-00a11ve0", proc.identity()), 0),
-                   conn.createXML(xml("tlc-000kept0", dead), 0)]
-        # Kept as `vm boot` and --keep-on-failure keep it: a record, and `keep` beside it.
-        (dirs.state / "tlc-000kept0").mkdir(parents=True)
-        (dirs.state / "tlc-000kept0" / "vm.json").write_text('{"domain": "tlc-000kept0"}')
-        (dirs.state / "tlc-000kept0" / "keep").touch()
-        # The record a killed run left (no `keep`, its writer gone) keeps nothing.
-        (dirs.state / "tlc-0000dead").mkdir(parents=True)
-        (dirs.state / "tlc-0000dead" / "vm.json").write_text(
-            f'{{"domain": "tlc-0000dead", "owner": "{dead}"}}')
-        assert [d.name() for d, _, _ in stale_domains(conn)] == ["tlc-0000dead"]
-        found = {d.name(): kept for d, _, kept in stale_domains(conn, include_kept=True)}
-        assert found == {"tlc-0000dead": False, "tlc-000kept0": True}
-        # libvirt's own default domain has no metadata of ours: never touched.
-        assert "test" not in found
-        for domain in domains:
-            domain.destroy()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(start_domain(conn, xml("tlc-0000dead")))
+            stack.enter_context(start_domain(conn, xml("tlc-00a11ve0")))
+            # Kept as `vm boot` and --keep-on-failure keep it.
+            with start_domain(conn, xml("tlc-000kept0"), keep=Keep(keep=True)):
+                pass
+            owner_gone("tlc-0000dead")
+            owner_gone("tlc-000kept0")
+            assert [e.resource.name for e in registry.leftovers()] == ["tlc-0000dead"]
+            found = {e.resource.name: e.kept for e in registry.leftovers(include_kept=True)}
+            assert found == {"tlc-0000dead": False, "tlc-000kept0": True}
+            (dead,) = registry.leftovers()
+            assert registry.undo_leftover(dead) == ["domain tlc-0000dead"]
+            running = {d.name() for d in conn.listAllDomains()}
+            # libvirt's own default domain is nobody's record: never touched.
+            assert running == {"test", "tlc-00a11ve0", "tlc-000kept0"}
+            (kept,) = registry.leftovers(include_kept=True)
+            assert registry.undo_leftover(kept, include_kept=True) == ["domain tlc-000kept0"]
+            assert registry.undo_leftover(kept, include_kept=True) == []
+        # The live owner's ends with its block, its record with it.
+        assert {d.name() for d in conn.listAllDomains()} == {"test"}
+        assert registry.entries() == []
     finally:
         conn.close()
 

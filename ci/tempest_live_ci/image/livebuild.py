@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tempest_live_ci import __version__, paths, proc, render
+from tempest_live_ci import __version__, paths, proc, registry, render
 from tempest_live_ci.deploy.profiles import held_services
 from tempest_live_ci.digest import sha256_file
 from tempest_live_ci.errors import TestbedError, TLCError
@@ -136,36 +137,99 @@ def build_image(options: ImageOptions, archive: dict[str, str] | None = None) ->
     return image
 
 
+@registry.kind("image-build")
+@dataclass(kw_only=True)
+class BuildDirectory(registry.Resource):
+    """A build's working directory (live-build's chroot, its mounts and processes in it),
+    or the image a finished build replaces, until it is gone."""
+
+    replaced: bool = False
+
+    def undo(self) -> None:
+        directory = Path(self.name)
+        stop_processes(processes_under(directory))
+        unmount_under(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def describe(self) -> str:
+        return f"directory {self.name}"
+
+    def why(self) -> str:
+        return ("an image replaced by a build that is gone" if self.replaced
+                else "an image build whose builder is gone")
+
+
+@registry.kind("image-build-lock")
+@dataclass(kw_only=True)
+class BuildLock(registry.Resource):
+    """The lock file of a build (_build_lock): removed once nobody holds it."""
+
+    def undo(self) -> None:
+        with contextlib.suppress(FileNotFoundError), open(self.name) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return  # another builder's now: its own record removes it
+            os.unlink(self.name)
+
+    def describe(self) -> str:
+        return f"lock file {self.name}"
+
+    def why(self) -> str:
+        return "a build lock nobody holds"
+
+
 @contextlib.contextmanager
 def _build_lock(store: Path, digest: str) -> Iterator[None]:
     """One build of an image at a time; a run that needs it meanwhile waits, then finds it.
 
-    `cleanup` removes a lock file nobody holds (cleanup.py): a builder that
-    opened the file just before and locked it just after would hold the
-    lock of a file no longer there, and the next builder would lock a new
-    one. So the lock counts only while it is the file of that name.
+    The file goes when its last holder lets go (BuildLock.undo; `cleanup` after
+    a kill): a builder that opened the file just before and locked it just
+    after would hold the lock of a file no longer there, and the next builder
+    would lock a new one. So the lock counts only while it is the file of that name.
     """
     path = store / f".lock-{digest}"
-    while True:
-        with open(path, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                current = os.stat(path).st_ino
-            except FileNotFoundError:
-                current = None
-            if current != os.fstat(lock.fileno()).st_ino:
-                continue  # removed (and maybe made anew) while we waited: lock that one
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-            return
+    with registry.holding(BuildLock(name=str(path))):
+        while True:
+            with open(path, "a+") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(path).st_ino
+                except FileNotFoundError:
+                    current = None
+                if current != os.fstat(lock.fileno()).st_ino:
+                    continue  # removed (and maybe made anew) while we waited: lock that one
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                return
 
 
 def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Path,
            mirrors: Mirrors) -> Image:
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix=f".build-{digest}-", dir=options.store))
+    with _work_directory(options.store, digest) as work:
+        return _build_in(options, inputs, digest, final, mirrors, work, started)
+
+
+@contextlib.contextmanager
+def _work_directory(store: Path, digest: str) -> Iterator[Path]:
+    """A build's working directory, recorded before it is made; removed when the block ends
+    (its record too, once nothing of it is left)."""
+    work = store / f".build-{digest}-{secrets.token_hex(4)}"
+    build = registry.add(BuildDirectory(name=str(work)))
+    try:
+        work.mkdir(mode=0o700)
+        yield work
+    finally:
+        _remove_work_dir(work)
+        if not work.exists():
+            registry.discard(build)
+
+
+def _build_in(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Path,
+              mirrors: Mirrors, work: Path, started: float) -> Image:
     image_dir = work / "image"
     lb_dir = work / "lb"
     image_dir.mkdir()
@@ -188,8 +252,6 @@ def _build(options: ImageOptions, inputs: dict[str, Any], digest: str, final: Pa
             # The working directory and its log are about to go.
             e.hint = f"full log: {kept}"
         raise
-    finally:
-        _remove_work_dir(work)
     image = load_image(final)
     log.info("image %s: %s", digest, final)
     return image
@@ -479,13 +541,13 @@ def _manifest(options: ImageOptions, inputs: dict[str, Any], digest: str, lb_dir
 
 def _publish(image_dir: Path, final: Path) -> None:
     """Rename the finished image into place: a reader sees all of it or nothing."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if not final.exists():
+        os.rename(image_dir, final)
+        return
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    with registry.holding(BuildDirectory(name=str(old), replaced=True)):
         os.rename(final, old)
-    os.rename(image_dir, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        os.rename(image_dir, final)
 
 
 def _keep_failure_log(build_log: Path, failed_dir: Path) -> Path | None:
@@ -531,3 +593,32 @@ def _remove_work_dir(work: Path) -> None:
     # Never rm -rf through a mount that is still there (a chroot's /dev).
     if not mounts_under(work):
         shutil.rmtree(work, ignore_errors=True)
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Processes whose working directory or root is in `directory` (a chroot's apt, dpkg...)."""
+    top = str(directory.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        for link in ("cwd", "root"):
+            try:
+                target = os.readlink(entry / link)
+            except OSError:
+                continue
+            if target == top or target.startswith(top + "/"):
+                found.append(int(entry.name))
+                break
+    return found
+
+
+def stop_processes(pids: list[int], grace: float = 5.0) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    proc.wait_until(lambda: not any(proc.pid_alive(p) for p in pids), grace)
+    for pid in pids:
+        if proc.pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

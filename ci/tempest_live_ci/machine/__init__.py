@@ -78,6 +78,7 @@ class Machine(Protocol):
 
     name: str  # what the logs call it: "root@192.168.100.2"
     capabilities: frozenset[str]
+    urls: dict[str, str]  # what it serves from its start (Opening.serve), by name
     network: GuestNetwork
 
     def run(self, argv: Sequence[str], *, timeout: float,
@@ -123,6 +124,9 @@ class Opening:
     keep_on_failure: bool = False
     debug: bool = False
     testbed_wait: float = 0.0
+    # Files the machine serves from its start, by name (the candidates' repository):
+    # their URLs are its `urls` once it is open.
+    serve: dict[str, Path] = field(default_factory=dict)
 
 
 class Backend(Protocol):

@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from tempest_live_ci import registry
 from tempest_live_ci.archives import EXTRA_PORT, extra_archives, job_sources
 from tempest_live_ci.errors import TestbedError, UsageError, shown
 from tempest_live_ci.image.livebuild import build_image, look_up_archive
@@ -29,6 +30,7 @@ from tempest_live_ci.machine import GuestNetwork, Machine, MachineOptions, Openi
 from tempest_live_ci.machine.ssh import SSHMachine
 from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
 from tempest_live_ci.testbed.config import PERSISTENT, TestbedConfig
+from tempest_live_ci.testbed.http import Served
 from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.lifecycle import start_testbed
 from tempest_live_ci.testbed.lock import testbed_lock
@@ -74,8 +76,9 @@ class LibvirtMachine(SSHMachine):
         return serve_over_http(self.testbed, local, name)
 
     def close(self) -> None:
-        # The SSH session is boot_vm's to close, after the guest's logs.
-        shutil.rmtree(testbed_served(self.testbed), ignore_errors=True)
+        # The SSH session is boot_vm's to close, after the guest's logs; what was
+        # served goes with its record (open's registry.holding).
+        pass
 
 
 def testbed_served(testbed: Testbed) -> Path:
@@ -193,6 +196,13 @@ class LibvirtBackend:
                 testbed = persistent if persistent is not None else stack.enter_context(
                     start_testbed(testbed_config(job, run_id)))
                 start_extra_archives(job, stack, testbed, facts)
+                # What the run serves, recorded before it exists: a persistent testbed's
+                # server outlives the run, and would serve it to every later one.
+                stack.enter_context(registry.holding(Served(
+                    name=run_id, path=str(testbed_served(testbed)),
+                    what="files served to the guest")))
+                urls = {name: serve_over_http(testbed, path, name)
+                        for name, path in opening.serve.items()}
             stack.callback(collect_testbed_logs, testbed.state_dir, opening.output_dir)
             with stage("vm", "Booting the guest"):
                 vm = stack.enter_context(boot_vm(
@@ -206,6 +216,7 @@ class LibvirtBackend:
                 facts["accelerator"] = "kvm" if vm.accelerator.usable else "tcg"
             machine = LibvirtMachine(vm, testbed, guest_network(job, testbed), frozenset(
                 {"root", "serves-files", *(("kvm",) if vm.accelerator.usable else ())}))
+            machine.urls = urls
             stack.callback(machine.close)
             yield machine
 

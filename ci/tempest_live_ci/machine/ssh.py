@@ -65,6 +65,7 @@ class SSHMachine:
         self.capabilities = capabilities
         self.name = f"{ssh.target.user}@{ssh.target.address}"
         self.served_dir = served
+        self.urls: dict[str, str] = {}
         self._served: list[str] = []
         self._alive = alive
 
@@ -249,6 +250,7 @@ class SSHBackend:
                 "host_key_fingerprint": fingerprint(public_key(self.target.host_key)),
                 "apt_proxy": machine.network.apt_proxy}
             opening.facts["accelerator"] = "kvm" if "kvm" in machine.capabilities else "tcg"
+            machine.urls = {name: machine.serve(path, name) for name, path in opening.serve.items()}
             yield machine
         finally:
             machine.close()

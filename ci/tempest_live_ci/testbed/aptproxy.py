@@ -45,14 +45,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tempest_live_ci import paths, proc, render
+from tempest_live_ci import paths, proc, registry, render
 from tempest_live_ci.archives import ExtraArchive
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log, step
-from tempest_live_ci.testbed.journal import Journal
+from tempest_live_ci.testbed.journal import Journal, process_matches
 from tempest_live_ci.testbed.listen import listening_ports, socket_inodes
 
 ADDRESS = "127.0.0.1"
@@ -205,7 +206,7 @@ def _write_users(directory: Path, users: list[str]) -> None:
     tmp.rename(directory / "users")
 
 
-def _daemon_pid(directory: Path) -> int | None:
+def daemon_pid(directory: Path) -> int | None:
     pid = proc.read_pidfile(directory / "apt-cacher-ng.pid")
     return pid if pid is not None and proc.pid_alive(pid) else None
 
@@ -249,7 +250,7 @@ def daemon_port(directory: Path) -> int:
 
 def _serves(directory: Path, pid: int | None = None) -> bool:
     """Does the daemon of `directory` itself listen on its port and answer there?"""
-    pid = pid if pid is not None else _daemon_pid(directory)
+    pid = pid if pid is not None else daemon_pid(directory)
     if pid is None:
         return False
     port = daemon_port(directory)
@@ -260,7 +261,7 @@ def _warn_foreign(port: int) -> None:
     """Say so when the port is held by an apt-cacher-ng that this module did not start."""
     if not answers_as_apt_cacher_ng(ADDRESS, port):
         return
-    ours = {_daemon_pid(d) for d in running_daemons() if daemon_port(d) == port}
+    ours = {daemon_pid(d) for d in running_daemons() if daemon_port(d) == port}
     if ours & set(_listener_pids(port)):
         log.debug("port %d: the apt-cacher-ng of another cache directory", port)
     else:
@@ -296,7 +297,7 @@ def _start_daemon_on(directory: Path, port: int, extra: Sequence[ExtraArchive] =
                  stdout=subprocess.DEVNULL, stderr=err)
     started = time.monotonic()
     while not _serves(directory):
-        pid = _daemon_pid(directory)
+        pid = daemon_pid(directory)
         waited = time.monotonic() - started
         if waited > 2 and _port_in_use(ADDRESS, port) and (
                 pid is None or port not in listening_ports(pid)):
@@ -313,13 +314,13 @@ def _start_daemon_on(directory: Path, port: int, extra: Sequence[ExtraArchive] =
                 hint=f"logs in {log_dir}",
             )
         time.sleep(0.05)
-    log.debug("apt-cacher-ng started (pid %s) on port %d, cache %s", _daemon_pid(directory),
+    log.debug("apt-cacher-ng started (pid %s) on port %d, cache %s", daemon_pid(directory),
               port, cache)
     return True
 
 
 def _stop_daemon(directory: Path) -> None:
-    pid = _daemon_pid(directory)
+    pid = daemon_pid(directory)
     if pid is not None:
         proc.kill_pid(pid)
         # The daemon is init's child, and init here reaps only every second or
@@ -383,7 +384,7 @@ def _daemon_processes() -> list[tuple[int, Path]]:
 def running_daemons() -> list[Path]:
     """The state directories of every running apt-cacher-ng this module started."""
     return [directory for pid, directory in _daemon_processes()
-            if _lock_path(directory).exists() and _daemon_pid(directory) == pid]
+            if _lock_path(directory).exists() and daemon_pid(directory) == pid]
 
 
 def _running_owner(cache_dir: Path) -> Path | None:
@@ -595,11 +596,179 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
                 proc.detach(socat)
 
 
-# For `cleanup` (cleanup.py): the same lock, user count and stop as the runs use.
-daemon_processes = _daemon_processes
-lock_path = _lock_path
-locked = _locked
-read_users = _read_users
-daemon_pid = _daemon_pid
-stop_daemon = _stop_daemon
-remove_socket = _remove_socket
+# --- what no record names, for `cleanup` ----------------------------------------------------
+
+def _lock_free(path: Path) -> bool:
+    """Nobody holds the flock of `path` (the registry of a daemon's users): nobody is
+    starting it."""
+    return not proc.flock_held(path)
+
+
+
+def _remove_socat(pid_file: Path, pid: int | None, marker: str) -> list[str]:
+    removed = []
+    sockets = [a.split(":", 1)[1].split(",", 1)[0] for a in proc.cmdline(pid or -1)
+               if a.startswith("UNIX-LISTEN:")]
+    if pid is not None and process_matches(pid, marker) and proc.kill_pid(pid):
+        removed.append(f"process {pid} (socat)")
+    for sock in sockets:
+        if _remove_socket(Path(sock)):
+            removed.append(f"socket {sock}")
+    own = pid_file.parent / f"acng-{marker.removeprefix('acng-')}"
+    with contextlib.suppress(OSError):
+        own.unlink()
+        removed.append(f"socket {own}")
+    pid_file.unlink(missing_ok=True)
+    return removed
+
+
+@dataclass(frozen=True)
+class _Socat:
+    """A socat of the apt proxy, found by its command line (testbed/aptproxy.py)."""
+
+    pid: int
+    argument: str  # UNIX-LISTEN:<socket>,... (the user's) or UNIX-CONNECT:<socket> (a forward)
+    sock: Path  # acng-<user>-<token>.sock
+    user: int  # the pid of the run it serves
+    port: int | None  # the daemon's port it connects to (the user's own socat)
+
+
+def _proxy_socats() -> list[_Socat]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        argv = proc.cmdline(int(entry.name))
+        if not argv or os.path.basename(argv[0]) != "socat":
+            continue
+        for argument in argv[1:]:
+            kind, _, rest = argument.partition(":")
+            if kind not in ("UNIX-LISTEN", "UNIX-CONNECT"):
+                continue
+            sock = Path(rest.split(",", 1)[0])
+            name = SOCKET_NAME.match(sock.name)
+            if name is None:
+                continue
+            port = None
+            for other in argv[1:]:
+                if other.startswith("TCP:") and other.rsplit(":", 1)[1].isdigit():
+                    port = int(other.rsplit(":", 1)[1])
+            found.append(_Socat(int(entry.name), argument, sock, int(name.group(1)), port))
+    return found
+
+
+def _orphaned_socats(socats: list[_Socat]) -> Iterator[registry.Leftover]:
+    """Socats of a user that is gone whose state directory went too (a test's, removed while
+    its run was live): no pid file or journal is left to find them by, only their command
+    line. While the state directory is there, its pid files and journals say what is whose
+    (a socat kept with a testbed outlives its user on purpose)."""
+    for socat in socats:
+        if proc.pid_alive(socat.user):
+            continue
+        users = socket_registry(socat.sock)
+        if users is None or users.is_dir():
+            continue
+        yield registry.Leftover(f"socat (pid {socat.pid}, {socat.sock})",
+                       f"the apt proxy's socat of process {socat.user}, which is gone with its "
+                       f"state directory {users}", False,
+                       partial(_remove_orphaned_socat, socat))
+
+
+def _remove_orphaned_socat(socat: _Socat) -> list[str]:
+    removed = []
+    if process_matches(socat.pid, socat.argument) and proc.kill_pid(socat.pid):
+        removed.append(f"process {socat.pid} (socat)")
+    if _remove_socket(socat.sock):
+        removed.append(f"socket {socat.sock}")
+    return removed
+
+
+@registry.sweep
+def _leftovers() -> Iterator[registry.Leftover]:
+    own = proxy_state_dir()
+    socats = _proxy_socats()
+    yield from _orphaned_socats(socats)
+    # The daemons' ports that a live user's socat still connects to.
+    in_use = {s.port for s in socats if s.port is not None and proc.pid_alive(s.user)}
+    if own.is_dir():
+        for pid_file in sorted([*own.glob("socat-*.pid"), *own.glob("forward-*.pid")]):
+            # socat-<pid>-<token>.pid, forward-<pid>-<token>-...: <pid> is the user's.
+            parts = pid_file.stem.split("-")
+            if len(parts) < 3 or not parts[1].isdigit():
+                continue
+            if proc.pid_alive(int(parts[1])):
+                continue
+            user = f"{parts[1]}-{parts[2]}"
+            marker = f"acng-{user}.sock"
+            pid = proc.read_pidfile(pid_file)
+            alive = pid is not None and process_matches(pid, marker)
+            reason = (f"the apt proxy's socat of process {parts[1]}, which is gone" if alive
+                      else "the pid file of a socat that is gone")
+            yield registry.Leftover(str(pid_file), reason, False,
+                           partial(_remove_socat, pid_file, pid, marker))
+    registered = running_daemons()
+    for pid, started_in in _daemon_processes():
+        if not started_in.exists() and not in_use & set(listening_ports(pid)):
+            # Its state directory is gone, whichever it was (a test's): no registry, no
+            # configuration; and no live run's socat connects to it.
+            yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {started_in})",
+                           "its state directory is gone, and no live run uses it", False,
+                           partial(_stop_orphan_apt_cacher_ng, pid, started_in))
+            continue
+        # Started from our state directory (Debian's archive's daemon, or one
+        # of extra archives below it), but no registry names it (the
+        # directory was removed, the pid file lost in a kill): no run can
+        # count itself as its user, so none uses it; nobody would stop it.
+        # Unless a run holds the registry's lock: it is starting it right now.
+        if own.resolve() not in (started_in.resolve(), started_in.resolve().parent) \
+                or started_in in registered or not _lock_free(_lock_path(started_in)):
+            continue
+        yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {started_in})",
+                       "no registry of its users is left", False,
+                       partial(_stop_orphan_apt_cacher_ng, pid, started_in))
+    running = []
+    for directory in registered:
+        # The daemon of Debian's archive in `own`, those of extra archives below it.
+        if own.resolve() not in (directory.resolve(), directory.parent.resolve()):
+            continue  # started with another state directory: its cleanup judges it
+        running.append(directory.resolve())
+        with _locked(directory):
+            users = _read_users(directory)
+        if users:
+            continue
+        pid = daemon_pid(directory)
+        yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {directory})", "no run uses it any more",
+                       False, partial(_stop_apt_cacher_ng, directory))
+    for directory in sorted(own.glob(f"{EXTRA_PREFIX}*")) if own.is_dir() else []:
+        if directory.resolve() in running or not directory.is_dir():
+            continue
+        with _locked(directory):
+            users = _read_users(directory)
+        if not users:
+            yield registry.Leftover(str(directory), "the directory of an extra archives' apt-cacher-ng "
+                           "that is gone", False, partial(_remove_extra_dir, directory))
+
+
+def _stop_orphan_apt_cacher_ng(pid: int, started_in: Path) -> list[str]:
+    if not any(p == pid and d == started_in for p, d in _daemon_processes()):
+        return []  # gone meanwhile, or its pid is someone else's now
+    return [f"process {pid} (apt-cacher-ng)"] if proc.kill_pid(pid) else []
+
+
+def _stop_apt_cacher_ng(directory: Path) -> list[str]:
+    with _locked(directory):
+        if _read_users(directory):
+            return []  # a run came meanwhile
+        pid = daemon_pid(directory)
+        _stop_daemon(directory)
+        if is_extra(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+    return [f"process {pid} (apt-cacher-ng)"]
+
+
+def _remove_extra_dir(directory: Path) -> list[str]:
+    with _locked(directory):
+        if _read_users(directory) or daemon_pid(directory) is not None:
+            return []  # a run came meanwhile
+        shutil.rmtree(directory, ignore_errors=True)
+    return [f"directory {directory}"]

@@ -8,9 +8,12 @@ runner follows. It is bound to the bridge address only.
 
 from __future__ import annotations
 
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from tempest_live_ci import registry
 from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.listen import wait_listening
 
@@ -28,3 +31,23 @@ def start_http_server(journal: Journal, netns: str | None, address: str, port: i
     )
     wait_listening(pid, port, what="HTTP server")
     return pid
+
+
+@registry.kind("served")
+@dataclass(kw_only=True)
+class Served(registry.Resource):
+    """What one run put under a testbed's HTTP root (its candidates' repository, its test
+    image): a persistent testbed's server outlives the run, and would serve it to the next."""
+
+    path: str
+    what: str
+
+    def undo(self) -> None:
+        path = Path(self.path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return f"{self.what} {self.path}"

@@ -9,11 +9,11 @@ import contextlib
 import json
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tempest_live_ci import paths, proc
-from tempest_live_ci.errors import TLCError, UsageError
+from tempest_live_ci import paths, proc, registry
+from tempest_live_ci.errors import TestbedError, TLCError, UsageError
 from tempest_live_ci.log import log, step
 from tempest_live_ci.testbed import dnsmasq, http, links, nat, netns
 from tempest_live_ci.testbed.config import (
@@ -26,7 +26,14 @@ from tempest_live_ci.testbed.config import (
     require_root,
     validate,
 )
-from tempest_live_ci.testbed.journal import Journal, UndoError, describe, netns_exists
+from tempest_live_ci.testbed.journal import (
+    Journal,
+    UndoError,
+    describe,
+    netns_exists,
+    process_matches,
+    undo_record,
+)
 from tempest_live_ci.testbed.model import Testbed
 
 APT_PROXY_PORT = 3142
@@ -137,10 +144,11 @@ def create_testbed(config: TestbedConfig, *,
     if (directory / "journal.json").exists() and Journal(directory).records():
         raise UsageError(f"testbed {config.name} already exists ({directory})",
                          hint=f"tempest-live-ci host teardown --name {config.name}")
+    # Whose it is, first: `cleanup` leaves a testbed alone while this process lives.
+    record = registry.add(TestbedRecord(name=config.name, directory=str(directory),
+                                        netns=config.namespace))
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)
-    # Who made it, first: `cleanup` leaves a testbed alone while this process lives.
-    (directory / "owner").write_text(proc.identity() + "\n")
     (directory / "testbed.json").write_text(json.dumps(asdict(config), indent=1))
     journal = Journal(directory)
     try:
@@ -169,6 +177,9 @@ def create_testbed(config: TestbedConfig, *,
             log.info("bridge %s %s, guest %s (%s), tap %s, NIC %s (%s)", config.bridge,
                      config.host_interface, config.guest_ip, config.guest_mac, config.tap,
                      config.nic, nic_kind)
+            if config.mode == PERSISTENT:
+                # The host's from now on, not this process's: `host teardown` removes it.
+                registry.discard(record)
             return tb
     except BaseException:
         _teardown_after_failure(config.name)
@@ -226,6 +237,8 @@ def teardown_testbed(name: str, *, quiet: bool = False) -> list[str]:
     for line in done:
         (log.debug if quiet else log.info)("removed %s", line)
     shutil.rmtree(directory, ignore_errors=True)
+    for entry in registry.named(TestbedRecord, name):
+        registry.discard(entry)
     return done
 
 
@@ -268,5 +281,42 @@ def start_testbed(config: TestbedConfig) -> Iterator[Testbed]:
 
 def keep_testbed(tb: Testbed) -> None:
     (tb.state_dir / "keep").write_text("")
+    for entry in registry.named(TestbedRecord, tb.state_dir.name):
+        registry.keep(entry)
+
+
+@registry.kind("testbed")
+@dataclass(kw_only=True)
+class TestbedRecord(registry.Resource):
+    """A testbed being set up, or made for a run (`name`: its name, the run id), until it
+    is torn down: its journal, the daemons with pid files in its state directory, its
+    namespace even when the directory went (a test's, removed while its run lived)."""
+
+    directory: str
+    netns: str | None = None
+
+    def undo(self) -> list[str]:
+        directory = Path(self.directory)
+        removed = []
+        for pid_file in sorted(directory.rglob("*.pid")):
+            pid = proc.read_pidfile(pid_file)
+            if pid is not None and process_matches(pid, str(directory)) and proc.kill_pid(pid):
+                removed.append(f"process {pid} ({pid_file.stem})")
+        try:
+            removed += [describe(r) for r in Journal(directory).undo_all()]
+        except UndoError as e:
+            removed += [describe(r) for r in e.undone]
+            raise TestbedError(e.message + " (also removed: " + (", ".join(removed) or "nothing")
+                               + ")", hint=e.hint) from None
+        if self.netns is not None and netns_exists(self.netns) \
+                and netns.read_mark(self.netns) is not None:
+            record = {"kind": "netns", "name": self.netns}
+            undo_record(record)
+            removed.append(describe(record))
+        shutil.rmtree(directory, ignore_errors=True)
+        return removed
+
+    def describe(self) -> str:
+        return f"testbed {self.name}"
 
 

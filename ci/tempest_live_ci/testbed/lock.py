@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tempest_live_ci import paths, proc
+from tempest_live_ci import paths, proc, registry
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log
 
@@ -82,8 +82,8 @@ class GuestRecord:
 def guest_record(directory: Path) -> GuestRecord | None:
     """The guest recorded in `directory` (vm.json, vm/boot.py), if one is.
 
-    A record without its writer's identity (older versions) is nobody's: those
-    left vm.json behind after every run on a persistent testbed.
+    Live while the registry's record of it (GuestState) has a live owner; a
+    vm.json without one (older versions, a kill) is nobody's.
     """
     state = directory / "vm.json"
     if not state.exists():
@@ -94,9 +94,31 @@ def guest_record(directory: Path) -> GuestRecord | None:
         data = {}
     if not isinstance(data, dict):
         data = {}
-    owner = data.get("owner")
-    return GuestRecord(str(data.get("run_id") or "?"), (directory / "keep").exists(),
-                       bool(owner) and proc.identity_alive(str(owner)))
+    live = any(e.alive for e in registry.entries()
+               if isinstance(e.resource, GuestState) and e.resource.path == str(state))
+    return GuestRecord(str(data.get("run_id") or "?"), (directory / "keep").exists(), live)
+
+
+@registry.kind("guest-state")
+@dataclass(kw_only=True)
+class GuestState(registry.Resource):
+    """vm.json of the guest of run `run_id` on testbed `name` (vm/boot.py), written once it
+    is up: while it is there, the testbed is the guest's. Kept with the guest (vm boot,
+    --keep-on-failure)."""
+
+    path: str
+    run_id: str
+
+    def undo(self) -> None:
+        Path(self.path).unlink(missing_ok=True)
+        # A guest kept on a persistent testbed kept it with this file (vm destroy's way).
+        Path(self.path).with_name("keep").unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return f"the record of the guest of run {self.run_id} ({self.path})"
+
+    def why(self) -> str:
+        return f"the record of the guest of run {self.run_id}, whose run is gone"
 
 
 def _try(handle: IO[str], directory: Path, guests: bool) -> str | None:

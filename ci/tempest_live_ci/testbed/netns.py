@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from tempest_live_ci import proc
+from tempest_live_ci import paths, proc, registry
 from tempest_live_ci.errors import UsageError
-from tempest_live_ci.testbed.journal import Journal, netns_exists
+from tempest_live_ci.log import log
+from tempest_live_ci.testbed.journal import Journal, describe, netns_exists, undo_record
 
 MARK = "tempest-live-ci"
 _MARK = re.compile(r"^tempest-live-ci owner=(\d+):(\S+)(?: state=(.+))?$")
 IFALIAS_MAX = 255
+RUN_ID = re.compile(r"^tlc-[0-9a-f]{8}$")
+PROBE = re.compile(r"^tlc-probe-(\d+)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# An unmarked namespace younger than this may be a run being set up by an
+# older version of the tool (or another state directory): not yet a leftover.
+YOUNG = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,3 +70,91 @@ def read_mark(name: str) -> Mark | None:
         return None
     state = match.group(3)
     return Mark(f"{match.group(1)} {match.group(2)}", Path(state) if state else None)
+
+
+# --- what no record names, for `cleanup` ----------------------------------------------------
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _namespace_names() -> list[str]:
+    out = proc.run(["ip", "netns", "list"], capture=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _netns_age(name: str) -> float:
+    # /run/netns/NAME is the namespace's nsfs inode: its times are its creation.
+    return _age(Path("/run/netns") / name)
+
+
+def _state_dirs_of_processes(name: str) -> set[Path]:
+    """State directories `<root>/<name>` that the processes inside namespace `name` name."""
+    pids = proc.run(["ip", "netns", "pids", name], check=False, capture=True).stdout.split()
+    found = set()
+    for pid in pids:
+        for arg in proc.cmdline(int(pid)):
+            index = arg.find(f"/{name}/")
+            if index >= 0:
+                start = max(arg.rfind("=", 0, index), arg.rfind(":", 0, index)) + 1
+                found.add(Path(arg[start:index + len(name) + 1]))
+    return found
+
+
+def _claimed(state: Path, registered: set[str], what: str) -> bool:
+    """Does a state directory still claim its namespace?
+
+    Yes while it exists in another state root (that root's `cleanup` judges
+    it: tests and concurrent tools keep their own), or in ours while the
+    registry holds its testbed (the registry judges it).
+    """
+    if not state.is_dir():
+        return False
+    if state.parent.resolve() != paths.state_dir().resolve():
+        log.debug("%s belongs to %s, another state directory: left to its cleanup", what, state)
+        return True
+    return state.name in registered
+
+
+def _remove_namespace(name: str) -> list[str]:
+    if not netns_exists(name):
+        return []
+    record = {"kind": "netns", "name": name}
+    undo_record(record)
+    return [describe(record)]
+
+
+@registry.sweep
+def _leftover_namespaces() -> Iterator[registry.Leftover]:
+    """Namespaces no record names: of a state directory removed while its run lived, of a
+    scratch probe, of older versions."""
+    registered = {e.resource.name for e in registry.entries()}
+    for name in _namespace_names():
+        if name in registered or not _NAME.match(name):
+            continue
+        mark = read_mark(name)
+        if mark is not None:
+            if proc.identity_alive(mark.owner):
+                continue
+            state = mark.state_dir
+            if state is not None and _claimed(state, registered, name):
+                continue
+            yield registry.Leftover(name, "a namespace whose run is gone", False,
+                           partial(_remove_namespace, name))
+            continue
+        probe = PROBE.match(name)
+        if probe is not None:
+            if not proc.pid_alive(int(probe.group(1))):
+                yield registry.Leftover(name, "a scratch namespace of a process that is gone", False,
+                               partial(_remove_namespace, name))
+            continue
+        if RUN_ID.match(name):
+            if _netns_age(name) < YOUNG:
+                continue
+            if any(_claimed(state, registered, name) for state in _state_dirs_of_processes(name)):
+                continue
+            yield registry.Leftover(name, "a namespace without a state directory", False,
+                           partial(_remove_namespace, name))

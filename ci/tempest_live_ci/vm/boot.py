@@ -20,13 +20,14 @@ from pathlib import Path
 
 import libvirt
 
-from tempest_live_ci import proc
+from tempest_live_ci import proc, registry
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
 from tempest_live_ci.image.model import Image
 from tempest_live_ci.log import log, step
 from tempest_live_ci.results.files import create as create_file
 from tempest_live_ci.testbed.lifecycle import keep_testbed
+from tempest_live_ci.testbed.lock import GuestState
 from tempest_live_ci.testbed.model import Testbed
 from tempest_live_ci.vm import domain as vmdomain
 from tempest_live_ci.vm import kvm
@@ -95,6 +96,15 @@ class VMState:
 
     def write(self, state_dir: Path) -> Path:
         path = state_dir / STATE_FILE
+        # Recorded first, kept with the testbed's `keep` (testbed/lock.py: guest_record).
+        kept = (state_dir / "keep").exists()
+        recorded = registry.named(GuestState, state_dir.name)
+        if not recorded:
+            registry.add(GuestState(name=state_dir.name, path=str(path), run_id=self.run_id),
+                         kept=kept)
+        for entry in recorded:
+            if kept and not entry.kept:
+                registry.keep(entry)
         data = {**asdict(self), "owner": self.owner or proc.identity()}
         path.write_text(json.dumps(data, indent=1) + "\n")
         return path
@@ -258,6 +268,7 @@ def boot_vm(testbed: Testbed, image: Image, output_dir: Path, config: VMConfig, 
 def _forget_unless_kept(testbed: Testbed, keep: Keep) -> None:
     if not keep.keep:
         (testbed.state_dir / STATE_FILE).unlink(missing_ok=True)
+        registry.forget(GuestState, testbed.state_dir.name)
 
 
 def wait_for_guest_ssh(vm: VM, timeout: float) -> None:

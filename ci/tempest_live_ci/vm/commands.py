@@ -224,10 +224,12 @@ def destroy_guest(run_id: str | None) -> int:
     unless that testbed is a persistent one the guest only used. Returns 0."""
     import libvirt
 
+    from tempest_live_ci import registry
     from tempest_live_ci.testbed.lifecycle import teardown_testbed
+    from tempest_live_ci.testbed.lock import GuestState
     from tempest_live_ci.vm.boot import STATE_FILE, VMState
-    from tempest_live_ci.vm.domain import destroy_domain
-    from tempest_live_ci.vm.libvirtd import open_connection, stop_private_libvirtd
+    from tempest_live_ci.vm.domain import DomainRecord, destroy_domain
+    from tempest_live_ci.vm.libvirtd import PrivateLibvirtd, open_connection, stop_private_libvirtd
 
     directory = _find_run(run_id)
     state = VMState.read(directory)
@@ -243,6 +245,9 @@ def destroy_guest(run_id: str | None) -> int:
         if state.private_libvirtd:
             stop_private_libvirtd(directory)
         (directory / STATE_FILE).unlink(missing_ok=True)
+        registry.forget(DomainRecord, state.domain)
+        registry.forget(PrivateLibvirtd, directory.name)
+        registry.forget(GuestState, directory.name)
         if _owns_its_testbed(directory, state.run_id):
             teardown_testbed(directory.name, quiet=True)
         else:

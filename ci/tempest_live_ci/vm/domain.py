@@ -11,7 +11,7 @@ from pathlib import Path
 
 import libvirt
 
-from tempest_live_ci import proc, render
+from tempest_live_ci import proc, registry, render
 from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.log import log
 from tempest_live_ci.vm.config import DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB
@@ -121,13 +121,46 @@ def start_domain(conn: libvirt.virConnect, xml: str, *,
                  keep: Keep | None = None) -> Iterator[libvirt.virDomain]:
     """Start a transient domain; it is destroyed when the block is left, unless keep.keep."""
     start = time.monotonic()
+    entry = registry.add(DomainRecord(name=ET.fromstring(xml).findtext("name") or "",
+                                      uri=conn.getURI()))
     try:
         domain = conn.createXML(xml, 0)
     except libvirt.libvirtError as e:
+        registry.discard(entry)
         raise TestbedError(f"libvirt could not start the domain: {e}") from e
     log.debug("domain %s started in %.2fs", domain.name(), time.monotonic() - start)
     try:
         yield domain
     finally:
-        if not (keep and keep.keep):
+        if keep and keep.keep:
+            registry.keep(entry)
+        else:
             destroy_domain(domain)
+            registry.discard(entry)
+
+
+@registry.kind("domain")
+@dataclass(kw_only=True)
+class DomainRecord(registry.Resource):
+    """A run's libvirt domain (`name`: the domain's) on the libvirtd at `uri`."""
+
+    uri: str
+
+    def undo(self) -> list[str]:
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError:
+            return []  # no libvirtd there any more: its domains went with it
+        try:
+            destroy_domain(conn.lookupByName(self.name))
+        except libvirt.libvirtError:
+            return []  # gone already
+        finally:
+            conn.close()
+        return [self.describe()]
+
+    def describe(self) -> str:
+        return f"domain {self.name}"
+
+    def why(self) -> str:
+        return f"a libvirt domain of a run that is gone ({self.uri})"

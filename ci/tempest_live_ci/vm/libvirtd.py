@@ -48,10 +48,11 @@ from pathlib import Path
 
 import libvirt
 
-from tempest_live_ci import paths, proc, render
+from tempest_live_ci import paths, proc, registry, render
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.log import log
-from tempest_live_ci.vm.domain import Keep
+from tempest_live_ci.testbed.journal import process_matches
+from tempest_live_ci.vm.domain import Keep, destroy_domain
 
 SYSTEM_URI = "qemu:///system"
 # Paths the private daemon sees replaced by the run's own directories.
@@ -144,8 +145,8 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
         Path(target).mkdir(parents=True, exist_ok=True)
     pidfile = state_dir / "libvirtd.pid"
     pidfile.unlink(missing_ok=True)
-    # Who runs it: `cleanup` stops a daemon whose run is gone (see cleanup.py).
-    (state_dir / "libvirtd.owner").write_text(proc.identity() + "\n")
+    # Whose it is, before it starts: `cleanup` stops a daemon whose run is gone.
+    record = registry.add(PrivateLibvirtd(name=state_dir.name, state_dir=str(state_dir)))
     mounts = [f"{root / n}:{MOUNTPOINTS[n]}" for n in PRIVATE_PATHS if n != "cache"]
     mounts += _account_files(root)
     # The qemu capability cache is kept across runs: the first probe takes ~10 s.
@@ -170,8 +171,45 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
     except TestbedError as e:
         raise TestbedError(f"{e.message}{_log_tail(daemon)}") from e
     finally:
-        if not (keep and keep.keep):
+        if keep and keep.keep:
+            registry.keep(record)
+        else:
             stop_private_libvirtd(state_dir)
+            registry.discard(record)
+
+
+@registry.kind("libvirtd")
+@dataclass(kw_only=True)
+class PrivateLibvirtd(registry.Resource):
+    """A run's own libvirtd (`name`: its testbed), and the domains it runs: libvirtd
+    leaves its guests running when it stops."""
+
+    state_dir: str
+
+    def undo(self) -> list[str]:
+        directory = Path(self.state_dir)
+        removed = []
+        with contextlib.suppress(libvirt.libvirtError):
+            conn = libvirt.open(private_uri(directory / "libvirt"))
+            try:
+                for domain in conn.listAllDomains():
+                    name = domain.name()
+                    destroy_domain(domain)
+                    removed.append(f"domain {name}")
+            finally:
+                conn.close()
+        pid = proc.read_pidfile(directory / "libvirtd.pid")
+        # Its pid file names the daemon started with this state directory, or a reused pid.
+        if pid is not None and process_matches(pid, str(directory)) \
+                and stop_private_libvirtd(directory):
+            removed.append(f"process {pid} (libvirtd)")
+        return removed
+
+    def describe(self) -> str:
+        return f"the private libvirtd of {self.name}"
+
+    def why(self) -> str:
+        return "the private libvirtd of a run that is gone"
 
 
 QEMU_ACCOUNT = "libvirt-qemu"
@@ -220,7 +258,6 @@ def stop_private_libvirtd(state_dir: Path) -> bool:
     if pid is not None:
         stopped = proc.kill_pid(pid, grace=10)
     pidfile.unlink(missing_ok=True)
-    (state_dir / "libvirtd.owner").unlink(missing_ok=True)
     return stopped
 
 

@@ -4,34 +4,31 @@
 image or boots. Two runs started together would both see the same free
 memory, both boot, and both swap (a guest that swaps under TCG never
 finishes). So the check and a promise of that memory are one step, taken
-under a lock: each run writes what it was promised to
-`<state>/.memory-<run id>` and holds an flock(2) on that file for its whole
-length. A later check subtracts from the host's MemAvailable what the other
-live runs were promised and their guests have not yet touched: a guest's
-qemu grows into its RAM as the guest uses it, and what it already holds
-is no longer available, so it must not be subtracted twice.
+under a lock: each run's promise is a registry record of its own
+(MemoryPromise) for its whole length. A later check subtracts from the
+host's MemAvailable what the other live runs were promised and their guests
+have not yet touched: a guest's qemu grows into its RAM as the guest uses
+it, and what it already holds is no longer available, so it must not be
+subtracted twice.
 
-The kernel drops the flock when its holder dies, even by SIGKILL: a
-promise whose file is not locked is stale, and the next check (or
-`cleanup`) removes it. A guest kept after its run (--keep-on-failure)
-holds only what its qemu already uses; the run's promise ends with it.
+A promise whose run is gone (killed, even by SIGKILL) promises nothing: the
+next check (or `cleanup`) removes its record. A guest kept after its run
+(--keep-on-failure) holds only what its qemu already uses; the run's promise
+ends with it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tempest_live_ci import paths, proc
+from tempest_live_ci import paths, registry
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.log import log
-
-PREFIX = ".memory-"
 
 
 @dataclass(frozen=True)
@@ -62,13 +59,21 @@ class MemoryTaken(Exception):
         return sum(p.outstanding_mib for p in self.promises)
 
 
-def promise_path(run_id: str) -> Path:
-    return paths.state_dir() / f"{PREFIX}{run_id}"
+@registry.kind("memory")
+@dataclass(kw_only=True)
+class MemoryPromise(registry.Resource):
+    """Host memory promised to run `name` (its guest's RAM), while the run lives."""
 
+    memory_mib: int
 
-def promised(path: Path) -> bool:
-    """Does a live run hold this promise?"""
-    return proc.flock_held(path)
+    def undo(self) -> None:
+        """Nothing but its record: a promise is a number."""
+
+    def describe(self) -> str:
+        return f"memory promise of {self.memory_mib} MiB"
+
+    def why(self) -> str:
+        return "host memory promised to a run that is gone"
 
 
 def qemu_rss_mib(run_id: str) -> int:
@@ -91,34 +96,16 @@ def qemu_rss_mib(run_id: str) -> int:
 def live_promises(exclude: str = "") -> list[Promise]:
     """The promises of runs still running; stale ones (their run was killed) are removed."""
     promises = []
-    directory = paths.state_dir()
-    if not directory.is_dir():
-        return []
-    for path in sorted(directory.glob(f"{PREFIX}*")):
-        run_id = path.name[len(PREFIX):]
-        if run_id == exclude:
+    for entry in registry.entries():
+        promise = entry.resource
+        if not isinstance(promise, MemoryPromise) or promise.name == exclude:
             continue
-        if not promised(path):
-            remove_stale(path)
+        if not entry.alive:
+            if registry.undo_leftover(entry):
+                log.debug("removed the stale memory promise of run %s", promise.name)
             continue
-        try:
-            data = json.loads(path.read_text() or "{}")
-            memory = int(data["memory_mib"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        promises.append(Promise(run_id, memory, qemu_rss_mib(run_id)))
+        promises.append(Promise(promise.name, promise.memory_mib, qemu_rss_mib(promise.name)))
     return promises
-
-
-def remove_stale(path: Path) -> bool:
-    """Remove a promise nobody holds; False if it is held (or already gone)."""
-    if promised(path):
-        return False
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-        log.debug("removed the stale memory promise %s", path)
-        return True
-    return False
 
 
 @contextlib.contextmanager
@@ -144,29 +131,19 @@ def promise_memory(run_id: str, memory_mib: int, reserve_mib: int,
     """
     from tempest_live_ci.vm.domain import host_available_mib
 
-    path = promise_path(run_id)
-    with contextlib.ExitStack() as stack:
-        with _check_lock():
-            others = live_promises(exclude=run_id)
-            available = host_available_mib() if available_mib is None else available_mib
-            left = available - sum(p.outstanding_mib for p in others)
-            if memory_mib + reserve_mib > left:
-                raise MemoryTaken(memory_mib, left, others)
-            handle = stack.enter_context(open(path, "w"))
-            # Unlinked before the flock goes with the close: no one sees it stale.
-            stack.callback(_unlink, path)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(json.dumps({"run_id": run_id, "memory_mib": memory_mib,
-                                     "pid": os.getpid()}))
-            handle.flush()
+    with _check_lock():
+        others = live_promises(exclude=run_id)
+        available = host_available_mib() if available_mib is None else available_mib
+        left = available - sum(p.outstanding_mib for p in others)
+        if memory_mib + reserve_mib > left:
+            raise MemoryTaken(memory_mib, left, others)
+        entry = registry.add(MemoryPromise(name=run_id, memory_mib=memory_mib))
+    try:
         log.debug("promised %d MiB to run %s (%d MiB left after the other runs' promises)",
                   memory_mib, run_id, left)
         yield Promise(run_id, memory_mib, 0)
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    finally:
+        registry.discard(entry)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """Host memory promised to one run at a time (vm/reservation.py), with real processes.
 
-The runs holding promises here are real processes holding real flocks; the
+The runs holding promises here are real processes (a promise is theirs while they
+live: registry.py); the
 one "guest" is a real process named like libvirt names a guest's qemu
 (guest=<run id>,) that really holds memory: qemu itself would need a boot.
 """
@@ -17,9 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tempest_live_ci.vm.reservation import MemoryTaken, promise_memory, promise_path, qemu_rss_mib
+from tempest_live_ci import registry
+from tempest_live_ci.vm.reservation import MemoryPromise, MemoryTaken, promise_memory, qemu_rss_mib
 
 from ...conftest import TOP, Dirs
+
+
+def promised() -> dict[str, int]:
+    """The recorded promises: run id → MiB."""
+    return {e.resource.name: e.resource.memory_mib for e in registry.entries()
+            if isinstance(e.resource, MemoryPromise)}
 
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -54,7 +62,7 @@ def hold(holders: list[subprocess.Popen[str]], run_id: str, memory: int,
 def test_a_second_run_counts_what_the_first_was_promised(
         dirs: Dirs, holders: list[subprocess.Popen[str]]) -> None:
     first = hold(holders, "tlc-0000000a", 6000)
-    assert promise_path("tlc-0000000a").is_file()
+    assert promised() == {"tlc-0000000a": 6000}
     with (
         pytest.raises(MemoryTaken) as taken,
         promise_memory("tlc-0000000b", 5000, 0, available_mib=10_000),
@@ -62,11 +70,12 @@ def test_a_second_run_counts_what_the_first_was_promised(
         pass
     assert taken.value.available_mib == 4000
     assert [(p.run_id, p.outstanding_mib) for p in taken.value.promises] == [("tlc-0000000a", 6000)]
-    assert not promise_path("tlc-0000000b").exists()
+    assert promised() == {"tlc-0000000a": 6000}
     # What is left fits; and the promise ends with the block.
     with promise_memory("tlc-0000000b", 4000, 0, available_mib=10_000) as promise:
-        assert promise.memory_mib == 4000 and promise_path("tlc-0000000b").is_file()
-    assert not promise_path("tlc-0000000b").exists()
+        assert promise.memory_mib == 4000
+        assert promised() == {"tlc-0000000a": 6000, "tlc-0000000b": 4000}
+    assert promised() == {"tlc-0000000a": 6000}
     # The reserve the host keeps counts too.
     with (
         pytest.raises(MemoryTaken),
@@ -77,15 +86,15 @@ def test_a_second_run_counts_what_the_first_was_promised(
     first.wait()
 
 
-def test_a_killed_run_promises_nothing_and_its_file_goes(
+def test_a_killed_run_promises_nothing_and_its_record_goes(
         dirs: Dirs, holders: list[subprocess.Popen[str]]) -> None:
     first = hold(holders, "tlc-0000000a", 6000)
     first.kill()
     first.wait()
-    # SIGKILL: the file stays, the flock went with the process.
-    assert promise_path("tlc-0000000a").is_file()
+    # SIGKILL: the record stays, its owner is gone.
+    assert promised() == {"tlc-0000000a": 6000}
     with promise_memory("tlc-0000000b", 9000, 0, available_mib=10_000):
-        assert not promise_path("tlc-0000000a").exists()
+        assert promised() == {"tlc-0000000b": 9000}
 
 
 def test_two_runs_checking_at_once_cannot_both_take_the_same_memory(
@@ -159,11 +168,13 @@ def test_run_refuses_memory_promised_to_another_run_and_cleanup_removes_a_dead_p
     assert f"{job}: vm.memory: 4G does not fit" in errors[0]
     assert "tlc-0000000a" in errors[0]
     assert "Preparing the image" not in result.stderr
-    assert sorted(p.name for p in dirs.state.glob(".memory-*")) == [".memory-tlc-0000000a"]
-    # Killed: cleanup finds the promise nobody holds and removes it.
+    assert promised() == {"tlc-0000000a": available - 3072}
+    # Killed: cleanup finds the promise of a run that is gone and removes it.
     other.kill()
     other.wait()
+    assert "tlc-0000000a: host memory promised to a run that is gone" in \
+        tlc("cleanup", "--dry-run").stdout
     result = tlc("cleanup")
     assert result.returncode == 0, result.stderr
-    assert "memory promise .memory-tlc-0000000a" in result.stdout + result.stderr
-    assert not promise_path("tlc-0000000a").exists()
+    assert f"tlc-0000000a: removed memory promise of {available - 3072} MiB" in result.stdout
+    assert promised() == {}

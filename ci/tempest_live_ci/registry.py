@@ -1,0 +1,309 @@
+"""One record per resource a run makes, written before the resource exists.
+
+A resource is a class of the module that makes it, registered under a kind
+(`@registry.kind("served")`), with `undo()` and `describe()`; its fields are
+what undo needs. Its record is a small JSON file in <state dir>/registry/:
+the kind, the fields, the owner's identity (pid and start time, so that a
+reused pid is never taken for the owner) and the kept flag. A kill at any
+moment leaves at most a record of something never made (undo skips what is
+not there), never something made without a record.
+
+A shared resource (one daemon that many runs use) is one record listing its
+users; it is changed under the registry's lock, and undone when its last
+user leaves, or by `cleanup` once every user is gone.
+
+`cleanup` calls undo_leftovers(): newest first, every record none of whose
+owners lives and that is not kept. Nothing here knows what a resource is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import importlib
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+from tempest_live_ci import paths, proc
+from tempest_live_ci.errors import TestbedError, TLCError
+from tempest_live_ci.inputs import read_regular
+from tempest_live_ci.log import log
+
+# A record is a few hundred bytes: anything larger is not one of ours.
+RECORD_LIMIT = 64 * 1024
+
+
+@dataclass(kw_only=True)
+class Resource:
+    """Something a run made; subclasses add the fields their undo() needs."""
+
+    KIND: ClassVar[str] = ""
+    name: str  # what cleanup's lines start with: the run id, or the path of what it is
+
+    def undo(self) -> list[str] | None:
+        """Remove it if it is (still) there; raise if that fails. Called at most by one
+        process at a time (the registry's lock), maybe twice for one record. Returns
+        what it removed when that says more than describe() (the parts of a testbed)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What it is, for "removed ..." lines."""
+        return self.KIND
+
+    def why(self) -> str:
+        """Why cleanup removes it (its --dry-run line)."""
+        return f"{self.describe()}: its run is gone"
+
+
+KINDS: dict[str, type[Resource]] = {}
+R = TypeVar("R", bound=type[Resource])
+
+
+def kind(name: str) -> Callable[[R], R]:
+    """Register a Resource class under `name`, the kind its records carry."""
+    def register(cls: R) -> R:
+        if KINDS.get(name, cls) is not cls:
+            raise ValueError(f"registry: two kinds named {name}")
+        cls.KIND = name
+        KINDS[name] = cls
+        return cls
+    return register
+
+
+@dataclass
+class Entry:
+    """A record as read back: the resource, and whose it is."""
+
+    path: Path
+    resource: Resource
+    owners: list[str]  # proc.identity() of each user (one unless shared)
+    kept: bool
+    created: float
+
+    @property
+    def alive(self) -> bool:
+        """The one liveness check: does any of its owners still run?"""
+        return any(proc.identity_alive(owner) for owner in self.owners)
+
+
+def directory() -> Path:
+    return paths.state_dir() / "registry"
+
+
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def locked() -> Iterator[None]:
+    """The registry's one lock: every change of a record, and every undo, holds it.
+    Re-entrant: a second flock of this process on another descriptor would wait forever."""
+    if getattr(_held, "depth", 0):
+        _held.depth += 1
+        try:
+            yield
+        finally:
+            _held.depth -= 1
+        return
+    where = directory()
+    where.mkdir(parents=True, exist_ok=True)
+    with open(where / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        _held.depth = 1
+        try:
+            yield
+        finally:
+            _held.depth = 0
+
+
+def _write(entry: Entry) -> None:
+    data = {"kind": entry.resource.KIND, "module": type(entry.resource).__module__,
+            "owners": entry.owners, "kept": entry.kept,
+            "created": entry.created, "fields": dataclasses.asdict(entry.resource)}
+    tmp = entry.path.with_name(f".{entry.path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, entry.path)
+
+
+def read(path: Path) -> Entry | None:
+    """The record at `path`, or None (gone, or not one this version can undo: logged)."""
+    try:
+        data = json.loads(read_regular(path, None, limit=RECORD_LIMIT))
+        cls = _kind_of(data)
+        return Entry(path, cls(**data["fields"]), [str(o) for o in data["owners"]],
+                     bool(data["kept"]), float(data["created"]))
+    except TLCError as e:
+        if path.exists():
+            log.warning("registry: %s", e.message)
+    except (ValueError, KeyError, TypeError) as e:
+        log.warning("registry: %s is not a record of a kind known here: %s", path, e)
+    return None
+
+
+def _kind_of(data: dict[str, object]) -> type[Resource]:
+    """The class of a record's kind: its module registers it when imported (cleanup
+    imports none of them itself), and only a module of this package is imported."""
+    module = str(data.get("module", ""))
+    if data["kind"] not in KINDS and module.startswith(f"{__package__}."):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
+    return KINDS[str(data["kind"])]
+
+
+def entries() -> list[Entry]:
+    """Every readable record, oldest first."""
+    found = [read(p) for p in directory().glob("*.json")] if directory().is_dir() else []
+    return sorted((e for e in found if e is not None), key=lambda e: (e.created, e.path.name))
+
+
+def named(cls: type[Resource], name: str) -> list[Entry]:
+    """The records of kind `cls` named `name` (a testbed's, to keep or forget it)."""
+    return [e for e in entries() if isinstance(e.resource, cls) and e.resource.name == name]
+
+
+def forget(cls: type[Resource], name: str) -> None:
+    """Discard the records of kind `cls` named `name`: undone by a command (`vm destroy`)."""
+    for entry in named(cls, name):
+        discard(entry)
+
+
+def add(resource: Resource, *, kept: bool = False) -> Entry:
+    """Record `resource` as this process's, before it is made."""
+    name = f"{resource.KIND}-{secrets.token_hex(8)}.json"
+    entry = Entry(directory() / name, resource, [proc.identity()], kept, time.time())
+    with locked():
+        _write(entry)
+    return entry
+
+
+def keep(entry: Entry, kept: bool = True) -> None:
+    """Mark it kept on purpose (--keep-on-failure, `vm boot`): cleanup leaves it alone."""
+    with locked():
+        entry.kept = kept
+        _write(entry)
+
+
+def discard(entry: Entry) -> None:
+    """Forget the record: its resource is undone (or was never made)."""
+    with locked():
+        entry.path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def holding(resource: Resource) -> Iterator[Entry]:
+    """Recorded before the block makes it; undone and forgotten when the block ends,
+    whichever way, unless it was kept meanwhile."""
+    entry = add(resource)
+    try:
+        yield entry
+    finally:
+        current = read(entry.path)
+        if current is None or not current.kept:
+            resource.undo()
+            discard(entry)
+
+
+def join(resource: Resource, name: str) -> bool:
+    """Count this process as a user of the shared resource `name`; True if it had no
+    record: the caller makes it then, after this (hold `locked()` around both)."""
+    with locked():
+        return _join(resource, name)
+
+
+def _join(resource: Resource, name: str) -> bool:
+    path = directory() / f"shared-{name}.json"
+    current = read(path)
+    me = proc.identity()
+    if current is None:
+        _write(Entry(path, resource, [me], False, time.time()))
+        return True
+    if me not in current.owners:
+        current.owners.append(me)
+        _write(current)
+    return False
+
+
+def leave(name: str) -> bool:
+    """This process no longer uses shared resource `name`; if nobody living does, it is
+    undone and its record goes. True if it was undone."""
+    with locked():
+        path = directory() / f"shared-{name}.json"
+        current = read(path)
+        if current is None:
+            return False
+        me = proc.identity()
+        current.owners = [o for o in current.owners if o != me and proc.identity_alive(o)]
+        if current.owners or current.kept:
+            _write(current)
+            return False
+        current.resource.undo()
+        path.unlink(missing_ok=True)
+        return True
+
+
+def leftovers(include_kept: bool = False) -> list[Entry]:
+    """The records of owners that are gone, newest first (the order to undo them in)."""
+    found = []
+    for entry in reversed(entries()):
+        if entry.alive:
+            continue
+        if entry.kept and not include_kept:
+            log.info("kept on purpose, left alone: %s (%s)", entry.resource.name,
+                     entry.resource.describe())
+            continue
+        found.append(entry)
+    return found
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Something cleanup removes: a record's resource, or what a sweep found."""
+
+    name: str  # what the output lines start with: a run id, a namespace, a path
+    reason: str
+    kept: bool
+    remove: Callable[[], list[str]] = dataclasses.field(compare=False, repr=False)
+
+
+# What no record names: made while the registry that would name it went (a test's state
+# directory removed under a live run), or by an older version. A module that makes such
+# things registers a sweep for them; cleanup runs them after the records.
+SWEEPS: list[Callable[[], Iterator[Leftover]]] = []
+
+
+def sweep(find: Callable[[], Iterator[Leftover]]) -> Callable[[], Iterator[Leftover]]:
+    SWEEPS.append(find)
+    return find
+
+
+def find_leftovers(include_kept: bool = False) -> list[Leftover]:
+    """The records of owners that are gone (newest first), then what the sweeps find."""
+    found = [Leftover(e.resource.name, e.resource.why(), e.kept,
+                      functools.partial(undo_leftover, e, include_kept))
+             for e in leftovers(include_kept)]
+    for find in SWEEPS:
+        found += find()
+    return found
+
+
+def undo_leftover(entry: Entry, include_kept: bool = False) -> list[str]:
+    """Undo one of leftovers(), if it still is one; safe to call twice, and while its
+    owners' runs go on elsewhere (looked at again under the lock)."""
+    with locked():
+        current = read(entry.path)
+        if current is None or current.alive or (current.kept and not include_kept):
+            return []
+        try:
+            removed = current.resource.undo()
+        except OSError as e:
+            raise TestbedError(f"cannot remove {current.resource.describe()}: {e}") from None
+        current.path.unlink(missing_ok=True)
+    return removed or [current.resource.describe()]
