@@ -22,12 +22,19 @@ import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from tempest_live_ci import proc
+from tempest_live_ci.archives import parse_source
 from tempest_live_ci.errors import UsageError, cut, shown
 from tempest_live_ci.inputs import open_regular, read_regular
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log
+
+if TYPE_CHECKING:
+    from debian import deb822
+else:
+    deb822 = lazy_module("debian.deb822")
 
 # The guest is amd64: "all" and "amd64" packages install there, nothing else.
 ARCHITECTURES = ("all", "amd64")
@@ -127,8 +134,6 @@ def _digest(f: BinaryIO, kind: str, copy: BinaryIO | None = None) -> str:
 
 def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
     """The files a .changes lists, each checked against its size and checksum."""
-    from debian.deb822 import Changes
-
     text = read_regular(path, where, limit=MAX_CHANGES)
     name = shown(path.name)
     signed = text.lstrip().startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
@@ -148,7 +153,7 @@ def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
         log.info("%s: signature good (%s)", path.name, keyring)
     elif signed:
         log.warning("%s is signed, but its signature is not checked (no --keyring)", path.name)
-    changes = Changes(text.decode("utf-8", errors="replace"))
+    changes = deb822.Changes(text.decode("utf-8", errors="replace"))
     # Checksums-Sha256 in every .changes dpkg-genchanges writes; Files (MD5) alone in old ones.
     kind, listed = "sha256", changes.get("Checksums-Sha256") or []
     if not listed:
@@ -290,6 +295,4 @@ def build_repository(candidates: Sequence[Candidate], directory: Path) -> Path:
 def parse_source_line(line: str, where: str, *, apt_proxy: bool) -> str:
     """A `--candidate-source` "deb [trusted=yes] URL SUITE [COMPONENT...]", checked and
     normalized (archives.py: what the apt proxy lets through)."""
-    from tempest_live_ci.archives import parse_source
-
     return parse_source(line, where, apt_proxy=apt_proxy).text()

@@ -50,7 +50,9 @@ import click
 
 from tempest_live_ci import paths, proc
 from tempest_live_ci.errors import ExitCode, TestbedError, TLCError
+from tempest_live_ci.lazy import installed
 from tempest_live_ci.log import log
+from tempest_live_ci.testbed import aptproxy  # with it, how the journal undoes its records
 from tempest_live_ci.testbed.journal import (
     Journal,
     UndoError,
@@ -335,7 +337,6 @@ def _remove_orphaned_socat(socat: _Socat) -> list[str]:
 
 
 def _apt_proxy() -> Iterator[Leftover]:
-    from tempest_live_ci.testbed import aptproxy
     from tempest_live_ci.testbed.listen import listening_ports
 
     own = aptproxy.proxy_state_dir()
@@ -403,16 +404,12 @@ def _apt_proxy() -> Iterator[Leftover]:
 
 
 def _stop_orphan_apt_cacher_ng(pid: int, started_in: Path) -> list[str]:
-    from tempest_live_ci.testbed import aptproxy
-
     if not any(p == pid and d == started_in for p, d in aptproxy.daemon_processes()):
         return []  # gone meanwhile, or its pid is someone else's now
     return [f"process {pid} (apt-cacher-ng)"] if proc.kill_pid(pid) else []
 
 
 def _stop_apt_cacher_ng(directory: Path) -> list[str]:
-    from tempest_live_ci.testbed import aptproxy
-
     with aptproxy.locked(directory):
         if aptproxy.read_users(directory):
             return []  # a run came meanwhile
@@ -424,8 +421,6 @@ def _stop_apt_cacher_ng(directory: Path) -> list[str]:
 
 
 def _remove_extra_dir(directory: Path) -> list[str]:
-    from tempest_live_ci.testbed import aptproxy
-
     with aptproxy.locked(directory):
         if aptproxy.read_users(directory) or aptproxy.daemon_pid(directory) is not None:
             return []  # a run came meanwhile
@@ -679,10 +674,10 @@ def _libvirt(include_kept: bool) -> Iterator[Leftover]:
                 continue
             yield Leftover(directory.name, "the private libvirtd of a run that is gone", kept,
                            partial(_stop_run_libvirtd, directory, include_kept))
-    try:
-        from tempest_live_ci.vm.libvirtd import SYSTEM_URI, open_connection, system_libvirt_answers
-    except ImportError:
+    if not installed("libvirt"):
         return  # python3-libvirt is not installed: no domains of ours either
+    from tempest_live_ci.vm.libvirtd import SYSTEM_URI, open_connection, system_libvirt_answers
+
     if not system_libvirt_answers():
         return
     conn = open_connection(SYSTEM_URI)

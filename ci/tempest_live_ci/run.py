@@ -316,7 +316,7 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
 
 def _store(ctx: RunContext) -> None:
     """A run with test results goes into the results store (its history, its baseline)."""
-    from tempest_live_ci.results.run import STREAM
+    from tempest_live_ci.results.names import STREAM
     from tempest_live_ci.results.store import store_run
 
     if not (ctx.output_dir / STREAM).is_file():
@@ -554,7 +554,8 @@ def candidate_failure(error: Any) -> CandidateError | None:
 
 def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
     from tempest_live_ci.guest.progress import SubunitSink
-    from tempest_live_ci.results.run import STREAM, print_summary, process_run
+    from tempest_live_ci.results.names import STREAM
+    from tempest_live_ci.results.run import print_summary, process_run
 
     job = ctx.job
     interrupted = signalled = False
@@ -646,7 +647,8 @@ def _judge(ctx: RunContext, code: ExitCode, note: str | None) -> tuple[ExitCode,
     """The results against the job's baseline, and the gate; after the guest's logs are home
     (packages.txt is what the package diff is made of)."""
     from tempest_live_ci.results.baseline import find_baseline, judge_run
-    from tempest_live_ci.results.run import STREAM, SUMMARY, load_run, read_summary
+    from tempest_live_ci.results.names import STREAM, SUMMARY
+    from tempest_live_ci.results.run import load_run, read_summary
 
     r = ctx.job.results
     if r.baseline is None or code not in (ExitCode.OK, ExitCode.TESTS_FAILED) \
@@ -686,7 +688,7 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
             return
         if directory is None:
             return
-        from tempest_live_ci.results import files
+        from tempest_live_ci import files
 
         for name, source in (("tempest.conf", "etc/tempest/tempest.conf"),
                              ("tempest.log", "var/lib/tempest/tempest.log"),

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from tempest_live_ci.archives import EXTRA_PORT, job_sources, sources_list_text, through_proxy
 from tempest_live_ci.deploy.profiles import get_profile
 from tempest_live_ci.job import Job
 from tempest_live_ci.testbed.model import Testbed
@@ -28,8 +29,6 @@ def guest_files(job: Job) -> dict[str, bytes]:
 
 def extra_proxy_url(testbed: Testbed) -> str:
     """Where the guest reaches the run's extra archives (archives.py): the testbed's side."""
-    from tempest_live_ci.archives import EXTRA_PORT
-
     return f"http://{testbed.host_address}:{EXTRA_PORT}"
 
 
@@ -39,8 +38,6 @@ def guest_sources(job: Job, testbed: Testbed) -> tuple[str | None, list[str]]:
     Through the apt proxy, a repository outside Debian's archive is named by
     its prefix on the run's extra proxy (extra_proxy_url) instead of its URL.
     """
-    from tempest_live_ci.archives import job_sources, sources_list_text, through_proxy
-
     proxied = job.testbed.apt_proxy
     listed, extra = job_sources(job.guest.sources_list, job.guest.candidate_sources,
                                 apt_proxy=proxied)

@@ -7,14 +7,17 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.results import files
+from tempest_live_ci.results.baseline import gated
+from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
+from tempest_live_ci.results.history import load_history, render_history
+from tempest_live_ci.results.html import render_html
+from tempest_live_ci.results.junit import junit_document
 from tempest_live_ci.results.model import Run
+from tempest_live_ci.results.names import HTML, JUNIT, SUMMARY
 from tempest_live_ci.results.run import (
-    HTML,
-    JUNIT,
-    SUMMARY,
     load_run,
     print_summary,
     read_summary,
@@ -22,6 +25,8 @@ from tempest_live_ci.results.run import (
     stored_metadata,
     stored_summary,
 )
+from tempest_live_ci.results.store import format_history, latest_run, read_index
+from tempest_live_ci.results.store import store_run as _store_run
 from tempest_live_ci.results.summary import build_summary, merge_summary, write_summary
 
 
@@ -55,8 +60,6 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
     Returns the run's own exit code (0, 4, 8 or 16), under the gate it was
     judged by (results.gate: regressions, baseline.gated).
     """
-    from tempest_live_ci.results.baseline import gated
-
     run, metadata = _load(source)
     target = output_dir if output_dir is not None else (source if source.is_dir() else None)
     previous = stored_summary(source) or (read_summary(target / SUMMARY) if target else {})
@@ -82,8 +85,6 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
 
 def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write junit.xml for a run (into its directory, or stdout for a bare stream)."""
-    from tempest_live_ci.results.junit import junit_document
-
     run, _ = _load(source)
     text = junit_document(run)
     _write(text, _destination(source, output, JUNIT), out)
@@ -92,9 +93,6 @@ def junit(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout)
 
 def html(source: Path, *, output: str | None = None, out: IO[str] = sys.stdout) -> ExitCode:
     """Write report.html for a run (into its directory, or stdout for a bare stream)."""
-    from tempest_live_ci.results.baseline import gated
-    from tempest_live_ci.results.html import render_html
-
     run, metadata = _load(source)
     previous = stored_summary(source)
     # The baseline's comparison and the gated verdict of `run` stay in the report.
@@ -113,9 +111,6 @@ def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = F
 
     With gate=True the exit code is 4 when NEW has failures BASE did not, else 0.
     """
-    from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
-    from tempest_live_ci.results.store import latest_run
-
     if len(sources) == 2:
         base, new = sources
     elif len(sources) == 1:
@@ -142,9 +137,6 @@ def history(job: str, *, as_json: bool = False, html: str | None = None, last: i
             out: IO[str] = sys.stdout) -> ExitCode:
     """List a job's stored runs, oldest first; with html, a page of the last `last` runs
     (counts, durations, a per-test status grid, the tests that flip)."""
-    from tempest_live_ci.results.history import load_history, render_history
-    from tempest_live_ci.results.store import format_history, read_index
-
     if last < 1:
         raise UsageError(f"--last {last}: at least 1")
     if html is not None:
@@ -166,7 +158,5 @@ def history(job: str, *, as_json: bool = False, html: str | None = None, last: i
 
 def store(job: str, output_dir: Path, *, out: IO[str] = sys.stdout) -> ExitCode:
     """Keep a run's output directory in the results store; prints the stored path."""
-    from tempest_live_ci.results.store import store_run as _store_run
-
     out.write(f"{_store_run(job, output_dir)}\n")
     return ExitCode.OK

@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from tempest_live_ci.results.html import environment
 from tempest_live_ci.results.model import FAILING, FLAKY, PASSED, SKIPPED, STATUSES, XFAIL
-from tempest_live_ci.results.run import SUMMARY, read_summary
+from tempest_live_ci.results.names import SUMMARY
+from tempest_live_ci.results.run import read_summary
 from tempest_live_ci.results.store import job_dir, read_index
 
 _STEADY = frozenset({PASSED, SKIPPED, XFAIL})
@@ -72,7 +74,5 @@ def load_history(job: str, last: int = 30) -> History:
 
 
 def render_history(history: History) -> str:
-    from tempest_live_ci.results.html import environment
-
     return environment().get_template("history.html.j2").render(
         h=history, statuses=STATUSES, absent=ABSENT)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-
-from tempest_live_ci import render
+from tempest_live_ci import files, render
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import format_duration
-from tempest_live_ci.results import files
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
+
+if TYPE_CHECKING:
+    import jinja2
+else:
+    jinja2 = lazy_module("jinja2")
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 

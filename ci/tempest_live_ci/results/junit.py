@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 
-from tempest_live_ci.results import files
+from tempest_live_ci import files
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,

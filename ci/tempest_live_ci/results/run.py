@@ -6,24 +6,18 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import step
-from tempest_live_ci.results import files
+from tempest_live_ci.results.flaky import Rerun, merge_reruns, rerun_failures, rerun_streams
+from tempest_live_ci.results.html import write_html
+from tempest_live_ci.results.junit import write_junit
 from tempest_live_ci.results.model import Run
+from tempest_live_ci.results.names import HTML, JUNIT, STREAM, SUMMARY
+from tempest_live_ci.results.stream import read_stream
 from tempest_live_ci.results.summary import build_summary, format_summary, write_summary
-
-# The stream reader (subunit, testtools) and the HTML report (jinja2) are
-# imported where they are used: `results history` needs neither, `results
-# junit` no HTML.
-if TYPE_CHECKING:
-    from tempest_live_ci.results.flaky import Rerun
-
-STREAM = "tempest.subunit"
-SUMMARY = "summary.json"
-JUNIT = "junit.xml"
-HTML = "report.html"
 
 
 @dataclass(frozen=True)
@@ -52,9 +46,6 @@ def process_run(
     tempest-rerun-N.subunit. `interrupted` says the stream stopped early (the
     connection to the guest was lost): the run is then incomplete (exit 16).
     """
-    from tempest_live_ci.results.flaky import merge_reruns, rerun_failures
-    from tempest_live_ci.results.stream import read_stream
-
     output_dir.mkdir(parents=True, exist_ok=True)
     with step("Reading the test results"):
         first = read_stream(subunit_path)
@@ -69,9 +60,6 @@ def process_run(
 
 
 def write_reports(run: Run, output_dir: Path, metadata: Mapping[str, object]) -> RunResult:
-    from tempest_live_ci.results.html import write_html
-    from tempest_live_ci.results.junit import write_junit
-
     summary = build_summary(run, metadata)
     return RunResult(
         run=run,
@@ -101,9 +89,6 @@ def load_run(source: Path, *, interrupted: bool = False) -> Run:
     In a directory every stream must be a regular file, not a link; a bare
     stream the user named may be a link to one.
     """
-    from tempest_live_ci.results.flaky import merge_reruns, rerun_streams
-    from tempest_live_ci.results.stream import read_stream
-
     path = stream_of(source)
     if not source.is_dir():
         return merge_reruns(read_stream(path, follow=True), interrupted=interrupted)

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import ExitCode
 from tempest_live_ci.log import format_duration
-from tempest_live_ci.results import files
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tempest_live_ci import paths, proc
 from tempest_live_ci.log import log
+from tempest_live_ci.vm.domain import host_available_mib
 
 PREFIX = ".memory-"
 
@@ -141,8 +142,6 @@ def promise_memory(run_id: str, memory_mib: int, reserve_mib: int,
     `reserve_mib` is what the host keeps for itself; `available_mib` is the
     host's MemAvailable (read now when None).
     """
-    from tempest_live_ci.vm.domain import host_available_mib
-
     path = promise_path(run_id)
     with contextlib.ExitStack() as stack:
         with _check_lock():
