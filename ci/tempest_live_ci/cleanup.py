@@ -44,15 +44,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tempest_live_ci import paths, proc
 from tempest_live_ci.errors import ExitCode, TestbedError, TLCError
-from tempest_live_ci.lazy import installed
+from tempest_live_ci.image.model import images_dir
+from tempest_live_ci.lazy import installed, lazy_module
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed import aptproxy  # with it, how the journal undoes its records
+from tempest_live_ci.testbed.aptproxy import SOCKET_NAME, remove_socket, socket_registry
+from tempest_live_ci.testbed.config import require_root
 from tempest_live_ci.testbed.journal import (
     Journal,
     UndoError,
@@ -61,6 +64,24 @@ from tempest_live_ci.testbed.journal import (
     process_matches,
     undo_record,
 )
+from tempest_live_ci.testbed.listen import listening_ports
+from tempest_live_ci.testbed.lock import guest_record
+from tempest_live_ci.testbed.netns import read_mark
+from tempest_live_ci.vm import reservation
+from tempest_live_ci.vm.domain import destroy_domain, metadata_of
+from tempest_live_ci.vm.libvirtd import (
+    SYSTEM_URI,
+    open_connection,
+    private_uri,
+    stop_private_libvirtd,
+    system_libvirt_answers,
+)
+from tempest_live_ci.vm.reservation import remove_stale
+
+if TYPE_CHECKING:
+    import libvirt
+else:
+    libvirt = lazy_module("libvirt")
 
 RUN_ID = re.compile(r"^tlc-[0-9a-f]{8}$")
 PROBE = re.compile(r"^tlc-probe-(\d+)$")
@@ -218,8 +239,6 @@ def _remove_namespace(name: str, state: Path | None) -> list[str]:
 
 
 def _namespaces(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
-    from tempest_live_ci.testbed.netns import read_mark
-
     for name in _namespace_names():
         if name in seen or not _NAME.match(name):
             continue
@@ -251,8 +270,6 @@ def _namespaces(include_kept: bool, seen: set[str]) -> Iterator[Leftover]:
 # --- the apt proxy --------------------------------------------------------------------------
 
 def _remove_socat(pid_file: Path, pid: int | None, marker: str) -> list[str]:
-    from tempest_live_ci.testbed.aptproxy import remove_socket
-
     removed = []
     sockets = [a.split(":", 1)[1].split(",", 1)[0] for a in _cmdline(pid or -1)
                if a.startswith("UNIX-LISTEN:")]
@@ -281,8 +298,6 @@ class _Socat:
 
 
 def _proxy_socats() -> list[_Socat]:
-    from tempest_live_ci.testbed.aptproxy import SOCKET_NAME
-
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -311,8 +326,6 @@ def _orphaned_socats(socats: list[_Socat]) -> Iterator[Leftover]:
     its run was live): no pid file or journal is left to find them by, only their command
     line. While the state directory is there, its pid files and journals say what is whose
     (a socat kept with a testbed outlives its user on purpose)."""
-    from tempest_live_ci.testbed.aptproxy import socket_registry
-
     for socat in socats:
         if proc.pid_alive(socat.user):
             continue
@@ -326,8 +339,6 @@ def _orphaned_socats(socats: list[_Socat]) -> Iterator[Leftover]:
 
 
 def _remove_orphaned_socat(socat: _Socat) -> list[str]:
-    from tempest_live_ci.testbed.aptproxy import remove_socket
-
     removed = []
     if process_matches(socat.pid, socat.argument) and proc.kill_pid(socat.pid):
         removed.append(f"process {socat.pid} (socat)")
@@ -337,8 +348,6 @@ def _remove_orphaned_socat(socat: _Socat) -> list[str]:
 
 
 def _apt_proxy() -> Iterator[Leftover]:
-    from tempest_live_ci.testbed.listen import listening_ports
-
     own = aptproxy.proxy_state_dir()
     socats = _proxy_socats()
     yield from _orphaned_socats(socats)
@@ -510,8 +519,6 @@ def _remove_lock(path: Path) -> list[str]:
 
 
 def _image_builds() -> Iterator[Leftover]:
-    from tempest_live_ci.image.model import images_dir
-
     store = images_dir()
     if not store.is_dir():
         return
@@ -543,8 +550,6 @@ def _image_builds() -> Iterator[Leftover]:
 def _kept_domains() -> set[str]:
     """Domains recorded by `vm boot` or --keep-on-failure (vm.json) under the state root;
     not those of a record a killed run left (stale: neither kept nor its writer alive)."""
-    from tempest_live_ci.testbed.lock import guest_record
-
     names = set()
     for state in paths.state_dir().glob("*/vm.json"):
         record = guest_record(state.parent)
@@ -559,8 +564,6 @@ def _stale_guest_records() -> Iterator[Leftover]:
     """vm.json a killed run left on a persistent testbed: the testbed is refused to every
     later run while it is there (testbed/lock.py), and no `vm destroy` would ever come.
     (An isolated testbed's state directory goes as a whole: _testbeds.)"""
-    from tempest_live_ci.testbed.lock import guest_record
-
     root = paths.state_dir()
     if not root.is_dir():
         return
@@ -575,8 +578,6 @@ def _stale_guest_records() -> Iterator[Leftover]:
 
 
 def _remove_guest_record(directory: Path) -> list[str]:
-    from tempest_live_ci.testbed.lock import guest_record
-
     record = guest_record(directory)
     if record is None or not record.stale:
         return []  # kept or taken meanwhile
@@ -591,8 +592,6 @@ def stale_domains(conn: Any, include_kept: bool = False) -> list[tuple[Any, str,
     owner is the run's process. A domain without an owner (older versions)
     is left alone.
     """
-    from tempest_live_ci.vm.domain import metadata_of
-
     kept_names = _kept_domains()
     found = []
     for domain in conn.listAllDomains():
@@ -611,11 +610,6 @@ def stale_domains(conn: Any, include_kept: bool = False) -> list[tuple[Any, str,
 
 
 def _destroy(uri: str, name: str) -> list[str]:
-    import libvirt
-
-    from tempest_live_ci.vm.domain import destroy_domain
-    from tempest_live_ci.vm.libvirtd import open_connection
-
     conn = open_connection(uri)
     try:
         destroy_domain(conn.lookupByName(name))
@@ -628,11 +622,6 @@ def _destroy(uri: str, name: str) -> list[str]:
 
 def _stop_run_libvirtd(directory: Path, include_kept: bool) -> list[str]:
     """A persistent testbed's private libvirtd of a run that is gone: domains first."""
-    import libvirt
-
-    from tempest_live_ci.vm.domain import destroy_domain
-    from tempest_live_ci.vm.libvirtd import private_uri, stop_private_libvirtd
-
     removed = []
     with contextlib.suppress(libvirt.libvirtError):
         conn = libvirt.open(private_uri(directory / "libvirt"))
@@ -676,8 +665,6 @@ def _libvirt(include_kept: bool) -> Iterator[Leftover]:
                            partial(_stop_run_libvirtd, directory, include_kept))
     if not installed("libvirt"):
         return  # python3-libvirt is not installed: no domains of ours either
-    from tempest_live_ci.vm.libvirtd import SYSTEM_URI, open_connection, system_libvirt_answers
-
     if not system_libvirt_answers():
         return
     conn = open_connection(SYSTEM_URI)
@@ -693,8 +680,6 @@ def _libvirt(include_kept: bool) -> Iterator[Leftover]:
 # --- memory promises ------------------------------------------------------------------------
 
 def _memory_promises() -> Iterator[Leftover]:
-    from tempest_live_ci.vm import reservation
-
     root = paths.state_dir()
     if not root.is_dir():
         return
@@ -705,8 +690,6 @@ def _memory_promises() -> Iterator[Leftover]:
 
 
 def _remove_promise(path: Path) -> list[str]:
-    from tempest_live_ci.vm.reservation import remove_stale
-
     return [f"memory promise {path.name}"] if remove_stale(path) else []
 
 
@@ -752,8 +735,6 @@ def clean_up(*, dry_run: bool = False, include_kept: bool = False) -> list[str]:
               help="Also remove runs kept on purpose (--keep-on-failure, vm boot).")
 def cleanup(dry_run: bool, include_kept: bool) -> int:
     """Remove what killed runs left behind (namespaces, daemons, domains, state)."""
-    from tempest_live_ci.testbed.config import require_root
-
     require_root()
     lines = clean_up(dry_run=dry_run, include_kept=include_kept)
     for line in lines:

@@ -36,24 +36,47 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from tempest_live_ci import __version__
+from tempest_live_ci import __version__, files
+from tempest_live_ci.archives import EXTRA_PORT, extra_archives, job_sources
+from tempest_live_ci.candidates import FULL, REPO_DIR, Candidate, build_repository, distinct, profile_for
+from tempest_live_ci.deploy.profiles import PROFILES, get_profile
 from tempest_live_ci.errors import CandidateError, ExitCode, TestbedError, TLCError, UsageError
+from tempest_live_ci.guest.plan import guest_files, guest_params, guest_sources
+from tempest_live_ci.guest.steps import GUEST_STATE, Guest, StepFailed
+from tempest_live_ci.image.livebuild import build_image, look_up_archive
+from tempest_live_ci.image.model import ImageOptions, validate
 from tempest_live_ci.inputs import open_regular
 from tempest_live_ci.job import (
     AUTO,
     Job,
     check_candidates,
     job_as_dict,
+    load_job_or_default,
     profile_defaults,
     testbed_config,
 )
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import add_file_log, format_duration, log, step
-from tempest_live_ci.testbed.config import PERSISTENT, TestbedConfig
+from tempest_live_ci.results.baseline import find_baseline, judge_run
+from tempest_live_ci.results.names import STREAM, SUMMARY
+from tempest_live_ci.results.run import load_run, print_summary, process_run, read_summary
+from tempest_live_ci.results.store import job_dir, store_run
+from tempest_live_ci.siteconfig import site_config
+from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
+from tempest_live_ci.testbed.config import PERSISTENT, TestbedConfig, new_run_id, require_root
+from tempest_live_ci.testbed.journal import Journal
+from tempest_live_ci.testbed.lifecycle import load_testbed, start_testbed
+from tempest_live_ci.testbed.lock import testbed_lock
+from tempest_live_ci.testbed.status import testbed_status
+from tempest_live_ci.vm.boot import boot_vm
 from tempest_live_ci.vm.config import BootTimeouts, VMConfig
+from tempest_live_ci.vm.domain import HOST_RESERVE_MIB
+from tempest_live_ci.vm.reservation import MemoryTaken, promise_memory
 
 if TYPE_CHECKING:
-    from tempest_live_ci.candidates import Candidate
-    from tempest_live_ci.image.model import ImageOptions
+    import yaml
+else:
+    yaml = lazy_module("yaml")
 
 
 @dataclass
@@ -81,8 +104,6 @@ class RunContext:
 
 def default_output_dir(job: Job, run_id: str) -> Path:
     """The run's own directory in the results store: stored where it is written, no copy."""
-    from tempest_live_ci.results.store import job_dir
-
     return job_dir(job.name) / run_id
 
 
@@ -94,9 +115,6 @@ def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tup
     source packages (the whole cloud without candidates). job.yaml of the run
     records the result.
     """
-    from tempest_live_ci.candidates import FULL, distinct, profile_for
-    from tempest_live_ci.deploy.profiles import PROFILES
-
     chosen_keyring = str(keyring.resolve()) if keyring is not None else job.guest.keyring
     found = check_candidates(job, job.guest.candidates, (), chosen_keyring,
                              keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
@@ -160,9 +178,6 @@ def print_plan(ctx: RunContext) -> None:
 
 
 def image_options(job: Job) -> ImageOptions:
-    from tempest_live_ci.image.model import ImageOptions, validate
-    from tempest_live_ci.siteconfig import site_config
-
     options = ImageOptions(
         suite=job.image.suite,
         mirror=job.image.mirror,
@@ -194,9 +209,6 @@ def persistent_testbed(job: Job, run_id: str, name: str = TestbedConfig.name) ->
     Refused (exit 20) when the job's testbed settings are not the testbed's:
     the run would otherwise boot with other addresses than the job says.
     """
-    from tempest_live_ci.testbed.lifecycle import load_testbed
-    from tempest_live_ci.testbed.status import testbed_status
-
     check_persistent(job, name)
     status = testbed_status(name)
     if status is None:  # torn down this very moment
@@ -213,9 +225,6 @@ def persistent_testbed(job: Job, run_id: str, name: str = TestbedConfig.name) ->
 def check_persistent(job: Job, name: str = TestbedConfig.name) -> None:
     """A persistent testbed is there, and the job's testbed.* are what it was set up with
     (else UsageError: the run stops before its image)."""
-    from tempest_live_ci.testbed.lifecycle import load_testbed
-    from tempest_live_ci.testbed.status import testbed_status
-
     if testbed_status(name) is None:
         raise UsageError(f"testbed.mode: persistent, but no persistent testbed {name!r} is set up",
                          hint="tempest-live-ci host setup")
@@ -272,13 +281,7 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
             keep_on_failure: bool = False, debug: bool = False,
             testbed_wait: float = 0.0) -> ExitCode:
     """Run `job` end to end; return the exit code (DESIGN.md's table)."""
-    from tempest_live_ci.testbed.config import require_root
-
     require_root()
-    import yaml
-
-    from tempest_live_ci.testbed.config import new_run_id
-
     run_id = new_run_id()
     ctx = RunContext(job, run_id, (output_dir or default_output_dir(job, run_id)).resolve(),
                      candidates, keep_on_failure, debug, testbed_wait)
@@ -316,9 +319,6 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
 
 def _store(ctx: RunContext) -> None:
     """A run with test results goes into the results store (its history, its baseline)."""
-    from tempest_live_ci.results.names import STREAM
-    from tempest_live_ci.results.store import store_run
-
     if not (ctx.output_dir / STREAM).is_file():
         return
     try:
@@ -330,17 +330,11 @@ def _store(ctx: RunContext) -> None:
 
 
 def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
-    from tempest_live_ci.image.livebuild import build_image, look_up_archive
-    from tempest_live_ci.testbed.lifecycle import start_testbed
-    from tempest_live_ci.vm.boot import boot_vm
-
     job = ctx.job
     persistent = persistent_testbed(job, ctx.run_id) if job.testbed.mode == PERSISTENT else None
     with contextlib.ExitStack() as stack:
         if persistent is not None:
             # One run at a time on it, from before the image to the end (testbed/lock.py).
-            from tempest_live_ci.testbed.lock import testbed_lock
-
             stack.enter_context(testbed_lock(persistent.name, f"run {ctx.run_id}",
                                              wait=ctx.testbed_wait))
             # It may have changed while this run waited for it.
@@ -385,9 +379,6 @@ def _run_stages(ctx: RunContext) -> tuple[ExitCode, str | None]:
 def _extra_archives(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) -> None:
     """Through the apt proxy: the job's repositories outside Debian's archive, each under a
     prefix of its own on the testbed's EXTRA_PORT (archives.py), and nothing else there."""
-    from tempest_live_ci.archives import EXTRA_PORT, extra_archives, job_sources
-    from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
-
     job = ctx.job
     if not job.testbed.apt_proxy:
         return
@@ -399,8 +390,6 @@ def _extra_archives(ctx: RunContext, stack: contextlib.ExitStack, testbed: Any) 
         log.info("extra archive %s: /%s/ on the apt proxy", archive.backend, archive.name)
     def kept() -> Any:
         """A kept guest keeps its extra archives too, like the testbed's own apt proxy."""
-        from tempest_live_ci.testbed.journal import Journal
-
         return Journal(testbed.state_dir) if (testbed.state_dir / "keep").exists() else None
 
     proxy = stack.enter_context(start_apt_cacher_ng(archives, kept=kept))
@@ -416,9 +405,6 @@ def host_memory_for(job: Job, run_id: str) -> Iterator[None]:
     A guest that swaps under TCG never finishes; two runs started at once
     must not both count the same free memory (vm/reservation.py).
     """
-    from tempest_live_ci.vm.domain import HOST_RESERVE_MIB
-    from tempest_live_ci.vm.reservation import MemoryTaken, promise_memory
-
     try:
         with promise_memory(run_id, job.vm.memory_mib, HOST_RESERVE_MIB):
             yield
@@ -443,8 +429,6 @@ def publish_test_image(job: Job, testbed: Any) -> str | None:
     reachable, and Debian has no cirros): enough for nova's fake driver,
     which boots nothing.
     """
-    from tempest_live_ci.deploy.profiles import get_profile
-
     if not get_profile(job.tempest.profile).needs_image:
         return None
     image = job.tempest.image
@@ -476,9 +460,6 @@ TEST_IMAGE_SIZE = 1 << 20
 def _guest_stages(ctx: RunContext, stack: contextlib.ExitStack, vm: Any,
                   testbed: Any) -> tuple[ExitCode, str | None]:
     """In the guest: prepare, install, configure, tempest.conf, tempest; then the results."""
-    from tempest_live_ci.guest.plan import guest_files, guest_params
-    from tempest_live_ci.guest.steps import GUEST_STATE, Guest
-
     job = ctx.job
     guest = Guest(vm.ssh, ctx.output_dir, alive=lambda: _guest_alive(vm))
     # Registered after the VM: runs before it is destroyed, also on failure.
@@ -509,10 +490,6 @@ def _install_candidates(ctx: RunContext, stack: contextlib.ExitStack, guest: Any
     apt's refusal (unmet dependency, conflict, a downgrade) is the candidates'
     fault: exit 12 with apt's reason, not a testbed failure.
     """
-    from tempest_live_ci.candidates import REPO_DIR, build_repository
-    from tempest_live_ci.guest.plan import guest_sources
-    from tempest_live_ci.guest.steps import StepFailed
-
     packages = {c.package: c.version for c in ctx.candidates}
     # Extra archives through the proxy are named by their prefix there (archives.py).
     wanted: dict[str, Any] = {"packages": packages,
@@ -553,9 +530,8 @@ def candidate_failure(error: Any) -> CandidateError | None:
 
 
 def _run_tempest(ctx: RunContext, guest: Any) -> tuple[ExitCode, str | None]:
+    # deferred: guest/progress.py subclasses testtools' StreamResult, `run --help` loads no testtools
     from tempest_live_ci.guest.progress import SubunitSink
-    from tempest_live_ci.results.names import STREAM
-    from tempest_live_ci.results.run import print_summary, process_run
 
     job = ctx.job
     interrupted = signalled = False
@@ -646,10 +622,6 @@ def _metadata(ctx: RunContext, guest: Any) -> dict[str, Any]:
 def _judge(ctx: RunContext, code: ExitCode, note: str | None) -> tuple[ExitCode, str | None]:
     """The results against the job's baseline, and the gate; after the guest's logs are home
     (packages.txt is what the package diff is made of)."""
-    from tempest_live_ci.results.baseline import find_baseline, judge_run
-    from tempest_live_ci.results.names import STREAM, SUMMARY
-    from tempest_live_ci.results.run import load_run, read_summary
-
     r = ctx.job.results
     if r.baseline is None or code not in (ExitCode.OK, ExitCode.TESTS_FAILED) \
             or not (ctx.output_dir / STREAM).is_file():
@@ -688,8 +660,6 @@ def _collect_guest_logs(ctx: RunContext, guest: Any) -> None:
             return
         if directory is None:
             return
-        from tempest_live_ci import files
-
         for name, source in (("tempest.conf", "etc/tempest/tempest.conf"),
                              ("tempest.log", "var/lib/tempest/tempest.log"),
                              ("packages.txt", "var/log/tempest-live-ci/packages.txt")):
@@ -723,8 +693,6 @@ def run(ctx: click.Context, job_file: str | None, candidates: tuple[Path, ...],
         candidate_sources: tuple[str, ...], keyring: Path | None, output: Path | None,
         keep_on_failure: bool, testbed_wait: float) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
-    from tempest_live_ci.job import load_job_or_default
-
     job = load_job_or_default(job_file)
     job, found = resolve_candidates(job, candidates, candidate_sources, keyring)
     image_options(job)
