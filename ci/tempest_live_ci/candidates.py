@@ -6,8 +6,6 @@
     build_repository()     the candidates as a flat apt repository, made by
                            apt-ftparchive, ready for the testbed's HTTP server
     profile_for()          the profile whose tests cover the candidates' sources
-    resolve_candidates()   a run's job with the command line's candidates added, every
-                           candidate checked, tempest.profile: auto chosen from them
     parse_source_line()    a `--candidate-source 'deb URL SUITE COMPONENT'`
 
 Everything here runs before the run changes anything on the host: a bad
@@ -16,7 +14,6 @@ candidate is a UsageError (exit 20) naming the file and what is wrong.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
@@ -28,12 +25,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from tempest_live_ci import proc
+from tempest_live_ci.archives import parse_source
 from tempest_live_ci.errors import UsageError, cut, shown
 from tempest_live_ci.inputs import open_regular, read_regular
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log
 
 if TYPE_CHECKING:
-    from tempest_live_ci.job import Job
+    from debian import deb822
+else:
+    deb822 = lazy_module("debian.deb822")
 
 # The guest is amd64: "all" and "amd64" packages install there, nothing else.
 ARCHITECTURES = ("all", "amd64")
@@ -133,8 +134,6 @@ def _digest(f: BinaryIO, kind: str, copy: BinaryIO | None = None) -> str:
 
 def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
     """The files a .changes lists, each checked against its size and checksum."""
-    from debian.deb822 import Changes
-
     text = read_regular(path, where, limit=MAX_CHANGES)
     name = shown(path.name)
     signed = text.lstrip().startswith(b"-----BEGIN PGP SIGNED MESSAGE-----")
@@ -154,7 +153,7 @@ def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
         log.info("%s: signature good (%s)", path.name, keyring)
     elif signed:
         log.warning("%s is signed, but its signature is not checked (no --keyring)", path.name)
-    changes = Changes(text.decode("utf-8", errors="replace"))
+    changes = deb822.Changes(text.decode("utf-8", errors="replace"))
     # Checksums-Sha256 in every .changes dpkg-genchanges writes; Files (MD5) alone in old ones.
     kind, listed = "sha256", changes.get("Checksums-Sha256") or []
     if not listed:
@@ -296,48 +295,4 @@ def build_repository(candidates: Sequence[Candidate], directory: Path) -> Path:
 def parse_source_line(line: str, where: str, *, apt_proxy: bool) -> str:
     """A `--candidate-source` "deb [trusted=yes] URL SUITE [COMPONENT...]", checked and
     normalized (archives.py: what the apt proxy lets through)."""
-    from tempest_live_ci.archives import parse_source
-
     return parse_source(line, where, apt_proxy=apt_proxy).text()
-
-
-def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tuple[str, ...] = (),
-                       keyring: Path | None = None) -> tuple[Job, tuple[Candidate, ...]]:
-    """The job with the command line's candidates added, and every candidate checked.
-
-    `tempest.profile: auto` becomes the profile that covers the candidates'
-    source packages (the whole cloud without candidates). job.yaml of the run
-    records the result.
-    """
-    # job.py reads the candidates with this module (check_candidates): imported here.
-    from tempest_live_ci.deploy.profiles import PROFILES
-    from tempest_live_ci.job import AUTO, check_candidates, profile_defaults
-
-    chosen_keyring = str(keyring.resolve()) if keyring is not None else job.guest.keyring
-    found = check_candidates(job, job.guest.candidates, (), chosen_keyring,
-                             keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
-    # One keyring for every signed .changes, the command line's before the job's.
-    found += check_candidates(job, [str(c) for c in candidates], sources, chosen_keyring,
-                              keys=("--candidate", "--candidate-source",
-                                    "--keyring" if keyring is not None else "guest.keyring"))
-    seen: dict[str, Candidate] = {}
-    for c in found:
-        if seen.setdefault(c.package, c).path != c.path:
-            raise UsageError(f"--candidate: {c.package} twice: {seen[c.package].path} and {c.path}")
-    # One file name in the flat repository: a job's and a --candidate of one name.
-    found = distinct(seen.values())
-    job = dataclasses.replace(job, guest=dataclasses.replace(
-        job.guest, keyring=chosen_keyring,
-        candidates=(*job.guest.candidates, *(str(c.resolve()) for c in candidates)),
-        candidate_sources=(*job.guest.candidate_sources, *(" ".join(s.split()) for s in sources))))
-    if job.tempest.profile == AUTO:
-        profile = profile_for(found) if found else FULL
-        if profile not in PROFILES:
-            sources_of = ", ".join(sorted({c.source for c in found})) or "no candidates"
-            raise UsageError(f"tempest.profile: auto chose {profile!r} for {sources_of}, which is "
-                             f"not a profile of this version (known: {', '.join(PROFILES)})")
-        log.info("tempest.profile auto: %s (for %s)", profile,
-                 ", ".join(sorted({c.source for c in found})) or "no candidates")
-        job = profile_defaults(dataclasses.replace(
-            job, tempest=dataclasses.replace(job.tempest, profile=profile)))
-    return job, found

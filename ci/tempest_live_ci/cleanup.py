@@ -28,6 +28,7 @@ from tempest_live_ci.log import log
 
 # Their sweeps, registered when imported.
 from tempest_live_ci.testbed import aptproxy, netns  # noqa: F401
+from tempest_live_ci.testbed.config import require_root
 
 
 def clean_up(*, dry_run: bool = False, include_kept: bool = False) -> list[str]:
@@ -58,7 +59,6 @@ def clean_up(*, dry_run: bool = False, include_kept: bool = False) -> list[str]:
               help="Also remove runs kept on purpose (--keep-on-failure, vm boot).")
 def cleanup(dry_run: bool, include_kept: bool) -> int:
     """Remove what killed runs left behind (namespaces, daemons, domains, state)."""
-    from tempest_live_ci.testbed.config import require_root
 
     require_root()
     lines = clean_up(dry_run=dry_run, include_kept=include_kept)

@@ -6,12 +6,14 @@ code that function returns or the exception it raises maps to (errors.py).
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 from types import FrameType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
+from click.shell_completion import CompletionItem
 
 from tempest_live_ci import __version__
 from tempest_live_ci.errors import ExitCode, TLCError
@@ -24,18 +26,22 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-# Each command's module, imported when the command is named: `results junit`
-# loads results.commands alone; --help and completion of the first word load
-# them all, and none of them imports a heavy library before its command runs.
+# Each command: its module, imported when the command is named (`results
+# junit` loads results.commands alone), and the first line of its help, which
+# `--help` and the completion of the first word show without importing any
+# (tests/unit/test_cli_imports.py checks it is the command's own).
 _COMMANDS = {
-    "run": "tempest_live_ci.run",
-    "host": "tempest_live_ci.host",
-    "image": "tempest_live_ci.image.commands",
-    "vm": "tempest_live_ci.vm.commands",
-    "results": "tempest_live_ci.results.commands",
-    "job": "tempest_live_ci.job",
-    "doctor": "tempest_live_ci.doctor",
-    "cleanup": "tempest_live_ci.cleanup",
+    "cleanup": ("tempest_live_ci.cleanup",
+                "Remove what killed runs left behind (namespaces, daemons, domains, state)."),
+    "doctor": ("tempest_live_ci.doctor",
+               "Check that this host can run jobs (exit 0: it can; TCG counts, with a warning)."),
+    "host": ("tempest_live_ci.host", "Set up, inspect and tear down the testbed network on this host."),
+    "image": ("tempest_live_ci.image.commands", "Build and manage the live images guests boot."),
+    "job": ("tempest_live_ci.job_commands", "Validate, list and show job definitions."),
+    "results": ("tempest_live_ci.results.commands",
+                "Summaries, JUnit and HTML reports, comparisons of tempest runs."),
+    "run": ("tempest_live_ci.run", "Run a job end to end (default job: smoke-trixie)."),
+    "vm": ("tempest_live_ci.vm.commands", "Boot the live image in a VM, reach it over SSH, destroy it."),
 }
 
 
@@ -45,11 +51,31 @@ class _Commands(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in _COMMANDS:
-            import importlib
-
-            command = getattr(importlib.import_module(_COMMANDS[cmd_name]), cmd_name)
+            command = getattr(importlib.import_module(_COMMANDS[cmd_name][0]), cmd_name)
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def _listed(self, ctx: click.Context) -> list[tuple[str, click.Command]]:
+        """The commands as --help and completion list them: those not imported yet
+        stand in with the first line of their help."""
+        listed = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name) or click.Command(name, help=_COMMANDS[name][1])
+            if not command.hidden:
+                listed.append((name, command))
+        return listed
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = self._listed(ctx)
+        limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in listed])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        items = [CompletionItem(name, help=command.get_short_help_str())
+                 for name, command in self._listed(ctx) if name.startswith(incomplete)]
+        # The group's own options, as click.Group completes them.
+        return items + click.Command.shell_complete(self, ctx, incomplete)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,24 +92,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 _session: dict[str, bool] = {"debug": False}
-
-
-class Renamed(click.Option):
-    """An option whose --help shows its first `shown` spellings only: the
-    others are old names that still work, so that one name means one thing
-    on every command (--output: a directory written to; --run-id: a run)."""
-
-    def __init__(self, *args: Any, shown: int = 1, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.shown = shown
-
-    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
-        every = self.opts
-        self.opts = every[:self.shown]
-        try:
-            return super().get_help_record(ctx)
-        finally:
-            self.opts = every
 
 
 def _describe(error: BaseException) -> str:

@@ -13,6 +13,11 @@ import click
 
 from tempest_live_ci import paths, proc
 from tempest_live_ci.errors import ExitCode, TLCError
+from tempest_live_ci.testbed import links
+from tempest_live_ci.testbed.dnsmasq import IPXE_DIR, TFTP_FILES
+from tempest_live_ci.vm import tinyguest
+from tempest_live_ci.vm.kvm import DEV_KVM, detect_accelerator
+from tempest_live_ci.vm.nested import nested_kvm_status
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 
@@ -63,9 +68,6 @@ def _existing_parent(path: Path) -> Path:
 def kvm_check(kernel: Path | None = None, *, recheck: bool = False,
               busybox: Path | None = None) -> Check:
     """Whether guests get KVM: ok, warn (TCG), or FAIL when the probe cannot even be made."""
-    from tempest_live_ci.vm import tinyguest
-    from tempest_live_ci.vm.kvm import detect_accelerator
-
     if not proc.which("qemu-system-x86_64"):
         return Check("kvm", FAIL, "qemu-system-x86_64 is missing")
     try:
@@ -81,9 +83,6 @@ def kvm_check(kernel: Path | None = None, *, recheck: bool = False,
 
 def busybox_check(busybox: Path | None = None) -> Check:
     """The static busybox the KVM probe puts in its initramfs (checked even if a verdict is cached)."""
-    from tempest_live_ci.vm import tinyguest
-    from tempest_live_ci.vm.kvm import DEV_KVM
-
     path = busybox or tinyguest.BUSYBOX
     try:
         tinyguest.static_busybox(path)
@@ -95,10 +94,6 @@ def busybox_check(busybox: Path | None = None) -> Check:
 
 
 def run_checks(kernel: Path | None = None, *, recheck_kvm: bool = False) -> list[Check]:
-    from tempest_live_ci.testbed import links
-    from tempest_live_ci.testbed.dnsmasq import IPXE_DIR, TFTP_FILES
-    from tempest_live_ci.vm.nested import nested_kvm_status
-
     checks: list[Check] = []
     root = os.geteuid() == 0
     checks.append(Check("root", OK if root else FAIL,

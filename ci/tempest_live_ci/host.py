@@ -8,10 +8,31 @@ from typing import Any
 
 import click
 
-from tempest_live_ci.cli import Renamed
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.testbed.config import NIC_KINDS, PHYSICAL, TestbedConfig
+from tempest_live_ci.options import Renamed
+from tempest_live_ci.testbed.config import (
+    ISOLATED,
+    NIC_KINDS,
+    PERSISTENT,
+    PHYSICAL,
+    TestbedConfig,
+    check_name,
+    plain_key,
+    require_root,
+    validate,
+)
+from tempest_live_ci.testbed.lifecycle import (
+    create_testbed,
+    keep_testbed,
+    load_testbed,
+    preflight,
+    teardown_testbed,
+    testbed_dir,
+)
+from tempest_live_ci.testbed.lock import testbed_lock
+from tempest_live_ci.testbed.status import list_testbeds, testbed_status
+from tempest_live_ci.vm.nested import enable_nested_kvm
 
 # Every default below is TestbedConfig's (testbed/config.py), the job's
 # testbed section's too: one home for what a testbed is made of.
@@ -80,8 +101,6 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
           apt_proxy: bool, http_port: int, enable_nested_kvm: bool,
           dhcp_authoritative: bool | None, router_advertisements: bool | None) -> int:
     """Set up a testbed and leave it running (persistent, or isolated with --netns)."""
-    from tempest_live_ci.testbed.config import ISOLATED, PERSISTENT
-
     config = TestbedConfig(
         name=name or netns or _DEFAULT.name,
         mode=ISOLATED if netns else PERSISTENT,
@@ -117,12 +136,6 @@ def setup(name: str | None, netns: str | None, bridge: str, tap: str, tap_owner:
 def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
                option: Callable[[str], str] | None = None) -> int:
     """Idempotent: an existing healthy testbed with the same settings is left as it is."""
-    from tempest_live_ci.testbed.config import plain_key, require_root, validate
-    from tempest_live_ci.testbed.lifecycle import preflight
-    from tempest_live_ci.testbed.lock import testbed_lock
-    from tempest_live_ci.testbed.status import testbed_status
-    from tempest_live_ci.vm.nested import enable_nested_kvm
-
     option = option or plain_key
     # Bad input is refused first, root or not, before anything is looked at.
     validate(config, option=option)
@@ -145,15 +158,10 @@ def setup_host(config: TestbedConfig, *, enable_nested: bool = False,
 def _setup_host(config: TestbedConfig, option: Callable[[str], str],
                 check_only: bool = False) -> int | None:
     """Set the testbed up; with check_only, only say whether it already is (else None)."""
-    from tempest_live_ci.testbed.lifecycle import create_testbed, keep_testbed, teardown_testbed
-    from tempest_live_ci.testbed.status import testbed_status
-
     status = testbed_status(config.name)
     if check_only and status is None:
         return None
     if status is not None:
-        from tempest_live_ci.testbed.lifecycle import load_testbed
-
         existing, _ = load_testbed(config.name)
         if existing != config:
             raise UsageError(
@@ -178,8 +186,6 @@ def _setup_host(config: TestbedConfig, option: Callable[[str], str],
 
 def _checked_name(name: str | None) -> str:
     """The testbed a command names: never a path (`..`, a slash), checked before any use."""
-    from tempest_live_ci.testbed.config import check_name
-
     if name:
         return check_name("--name", name, "testbed name")
     return _DEFAULT.name
@@ -189,10 +195,6 @@ def _checked_name(name: str | None) -> str:
 @_testbed_option
 def teardown(name: str | None) -> int:
     """Remove a testbed: everything its setup created, nothing else."""
-    from tempest_live_ci.testbed.config import require_root
-    from tempest_live_ci.testbed.lifecycle import teardown_testbed, testbed_dir
-    from tempest_live_ci.testbed.lock import testbed_lock
-
     name = _checked_name(name)
     require_root()
     removed = []
@@ -209,8 +211,6 @@ def teardown(name: str | None) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable, on stdout.")
 def status(name: str | None, as_json: bool) -> int:
     """Show a testbed's parts and whether each is still there (exit 16 if not all)."""
-    from tempest_live_ci.testbed.status import list_testbeds, testbed_status
-
     wanted = _checked_name(name) if name else None
     names = [wanted] if wanted else list_testbeds()
     report = []

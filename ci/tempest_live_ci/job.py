@@ -1,9 +1,10 @@
 """Job definitions: YAML → frozen dataclasses.
 
-Each section is a dataclass; the YAML keys are its field names with dashes or
-underscores. Unknown keys, wrong types and bad values are UsageErrors naming
-the file and the dotted key (`jobs/x.yaml: vm.memory: ...`), raised before
-anything is done on the host.
+Each section is a dataclass, read by schema.py: the YAML keys are its field
+names with dashes or underscores. Unknown keys, wrong types and bad values
+are UsageErrors naming the file and the dotted key (`jobs/x.yaml: vm.memory:
+...`), raised before anything is done on the host. The `job` commands are in
+job_commands.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,8 +21,17 @@ from typing import Any
 import click
 
 from tempest_live_ci import paths
+from tempest_live_ci.archives import parse_sources_list
+from tempest_live_ci.candidates import (
+    FULL,
+    Candidate,
+    collect_candidates,
+    distinct,
+    parse_source_line,
+    profile_for,
+)
 from tempest_live_ci.deploy.profiles import PROFILES
-from tempest_live_ci.errors import ExitCode, UsageError, shown
+from tempest_live_ci.errors import UsageError, shown
 from tempest_live_ci.image.model import (
     COMPRESSION_LEVELS,
     DEFAULT_COMPRESSION,
@@ -34,11 +43,27 @@ from tempest_live_ci.image.model import (
 from tempest_live_ci.image.model import validate as validate_image
 from tempest_live_ci.inputs import check_regular
 from tempest_live_ci.log import format_duration, log
+from tempest_live_ci.results.names import LATEST, STREAM, SUMMARY
+from tempest_live_ci.schema import (
+    POSITIVE,
+    Rule,
+    Setting,
+    between,
+    check_text,
+    coerce,
+    key_text,
+    one_of,
+    section,
+    setting,
+    setting_of,
+)
+from tempest_live_ci.siteconfig import site_config
 from tempest_live_ci.testbed.config import ISOLATED, MODES, TestbedConfig
+from tempest_live_ci.testbed.config import validate as validate_testbed
 from tempest_live_ci.vm.config import BOOT_MODES, MIN_MEMORY_MIB, NIC_MODELS, BootTimeouts, VMConfig
+from tempest_live_ci.yamlfile import read_yaml
 
 DEFAULT_JOB = "smoke-trixie"  # what `run` and `job show` take without a job
-LATEST = "latest"  # results.baseline: the newest stored run
 
 AUTO = "auto"  # tempest.profile: chosen from the candidates
 # results.gate: "all": any failure fails the run (exit 4). "regressions": only
@@ -50,82 +75,11 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # Seven digits at most: 9999999G is past any host, and int() stays cheap.
 _MEMORY = re.compile(r"([0-9]{1,7}) ?([MG])(i?B)?", re.IGNORECASE)
 _IMAGE = re.compile(r"(https?://)?[A-Za-z0-9./_:~+%-]+")
-# Where a job's strings end up (tempest.conf, argv, apt and shell files in
-# the guest, the reports), a control character would be syntax: a CR or a
-# LF adds a line, a NUL cuts an argument. Only the guest's shell commands
-# are scripts, where LF and TAB are shell syntax like any other.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SCRIPT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
-# A tempest.conf value that is a negative number is no option to argparse.
-_NEGATIVE = re.compile(r"-[0-9]+(\.[0-9]+)?")
 # A regex for stestr; re.compile() of a longer one costs more than it tells.
 MAX_REGEX = 4096
 
 
 MEMORY_MUST_BE = f"a size such as 8G or 6144M, {MIN_MEMORY_MIB}M at least"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a value must be beyond its type: a predicate and its words for the error."""
-
-    ok: typing.Callable[[Any], bool]
-    must_be: str
-
-
-def one_of(values: Sequence[str]) -> Rule:
-    """'a, b or c'."""
-    text = f"{', '.join(values[:-1])} or {values[-1]}" if len(values) > 1 else values[0]
-    return Rule(lambda v: bool(v in values), text)
-
-
-def between(low: int, high: int) -> Rule:
-    return Rule(lambda v: bool(low <= v <= high), f"between {low} and {high}")
-
-
-POSITIVE = Rule(lambda v: bool(v > 0), "positive")
-
-
-@dataclass(frozen=True)
-class Setting:
-    """Everything about one job key besides its type and default, in one place.
-
-    rule: the check beyond the type. path: the value names a file beside the
-    job file (relative paths are resolved against the job file's directory)
-    unless this predicate says it is something else (a URL, "latest").
-    site: the site's config.yaml gives the default for jobs that say nothing.
-    script: a shell script for the guest (LF and TAB allowed). option: the
-    `run` option that adds to it (a list) or replaces it, with its help and
-    metavar. plan: how the run's plan shows the value (a format of {}, or for
-    a flag the words when set).
-    """
-
-    rule: Rule | None = None
-    path: typing.Callable[[str], bool] | None = None
-    site: bool = False
-    script: bool = False
-    option: str | None = None
-    help: str = ""
-    metavar: str | None = None
-    plan: str | typing.Callable[[Any], str] | None = None
-
-
-def setting(default: Any = None, *, factory: typing.Callable[[], Any] | None = None,
-            rule: Rule | None = None, path: typing.Callable[[str], bool] | None = None,
-            site: bool = False, script: bool = False, option: str | None = None,
-            help: str = "", metavar: str | None = None,
-            plan: str | typing.Callable[[Any], str] | None = None) -> Any:
-    """A job key: its default and its Setting (read back by setting_of)."""
-    meta = {"setting": Setting(rule=rule, path=path, site=site, script=script, option=option,
-                               help=help, metavar=metavar, plan=plan)}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def setting_of(f: dataclasses.Field[Any]) -> Setting:
-    found = f.metadata.get("setting")
-    return found if isinstance(found, Setting) else Setting()
 
 
 def _a_file(value: str) -> bool:
@@ -322,10 +276,6 @@ def _memory_ok(value: str) -> bool:
     return mib is not None and mib >= MIN_MEMORY_MIB
 
 
-# section.key, each starting with a letter, a digit or _: never an option.
-_CONF_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\.[A-Za-z0-9_][A-Za-z0-9_-]*")
-
-
 def _is_regex(value: str) -> bool:
     """A regex `tempest run --regex` takes: it compiles, and no option starts with it."""
     if value.startswith("-") or len(value) > MAX_REGEX:
@@ -336,107 +286,6 @@ def _is_regex(value: str) -> bool:
         # "((((...": the parser's recursion; "a{9999999999}": a repeat too large.
         return False
     return True
-
-
-def _check_text(where: str, value: str, *, script: bool = False) -> str:
-    """A job's string: no control character (script: but LF and TAB), no NUL."""
-    bad = (_SCRIPT_CONTROL if script else _CONTROL).search(value)
-    if bad is not None:
-        raise UsageError(f"{where}: {shown(value)} holds the control character "
-                         f"{bad.group()!r}")
-    return value
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def key_text(key: Any) -> str:
-    """A key as an error names it: as it is when it looks like one, else quoted and cut."""
-    if isinstance(key, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", key):
-        return key
-    return shown(key)
-
-
-def _coerce(where: str, tp: Any, value: Any, *, script: bool = False) -> Any:
-    """Check `value` against the annotation `tp`; return it in the field's type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return _coerce(where, inner, value, script=script)
-    if origin is tuple:
-        (inner, _) = typing.get_args(tp)
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise UsageError(f"{where}: expected a list, got {shown(value)}")
-        return tuple(_coerce(f"{where}[{i}]", inner, v, script=script)
-                     for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise UsageError(f"{where}: expected a mapping of section.key: value, "
-                             f"got {shown(value)}")
-        result = {}
-        for key, item in value.items():
-            if not isinstance(key, str) or not _CONF_KEY.fullmatch(key):
-                raise UsageError(f"{where}: {shown(key)} is not a section.key name")
-            if isinstance(item, bool):
-                item = "true" if item else "false"
-            if not isinstance(item, (str, int, float)) or _CONTROL.search(str(item)):
-                raise UsageError(f"{where}.{key}: expected one line of text, got {shown(item)}")
-            text = str(item)
-            if text.startswith("-") and not _NEGATIVE.fullmatch(text):
-                raise UsageError(f"{where}.{key}: {shown(text)} starts with '-' (it would be "
-                                 "read as an option of discover-tempest-config)")
-            result[key] = text
-        return result
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise UsageError(f"{where}: expected true or false, got {shown(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UsageError(f"{where}: expected an integer, got {shown(value)}")
-        return value
-    if tp is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            raise UsageError(f"{where}: expected a string, got {shown(value)}")
-        return _check_text(where, value, script=script)
-    raise TypeError(f"unsupported field type {_type_name(tp)}")
-
-
-def section(prefix: str, cls: type[Any], data: Any) -> Any:
-    """One section of a job (or of the site's config.yaml) as its dataclass, every value
-    checked by its declaration (setting)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise UsageError(f"{prefix}: expected a mapping, got {shown(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: setting_of(f) for f in dataclasses.fields(cls)}
-    values = {}
-    spelled: dict[str, str] = {}
-    for raw_key, value in data.items():
-        key = str(raw_key).replace("-", "_")
-        if key not in fields:
-            raise UsageError(f"{prefix}.{key_text(raw_key)}: unknown key (known: "
-                             f"{', '.join(sorted(f.replace('_', '-') for f in fields))})")
-        where = f"{prefix}.{raw_key}"
-        # ssh-timeout and ssh_timeout are one key: given twice, one would be lost.
-        if key in spelled:
-            raise UsageError(f"{where}: the same key as {prefix}.{spelled[key]}, given twice")
-        spelled[key] = str(raw_key)
-        declared = fields[key]
-        values[key] = _coerce(where, hints[key], value, script=declared.script)
-        rule = declared.rule
-        if rule is not None and values[key] is not None and not rule.ok(values[key]):
-            raise UsageError(f"{where}: {shown(values[key])} is not {rule.must_be}")
-    return cls(**values)
 
 
 def parse_job(data: Any, source: str, default_name: str) -> Job:
@@ -460,11 +309,12 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
     if not isinstance(description, str):
         raise UsageError(f"{source}: description: expected a string")
     try:
-        _check_text("description", description)
+        check_text("description", description)
     except UsageError as e:
         raise fail(e) from None
     try:
-        sections = {key: section(key, cls, data.get(key)) for key, cls in SECTIONS.items()}
+        sections = {key: section(key, cls, data.get(key))
+                    for key, cls in SECTIONS.items()}
     except UsageError as e:
         raise fail(e) from None
     job = profile_defaults(Job(name=name, description=description, source=source, **sections))
@@ -480,8 +330,6 @@ def parse_job(data: Any, source: str, default_name: str) -> Job:
 
 def _site_defaults(job: Job, data: dict[str, Any]) -> Job:
     """The site's config.yaml values (setting(site=True)) for the keys the job file leaves out."""
-    from tempest_live_ci.siteconfig import site_config
-
     site = site_config()
     changed: dict[str, dict[str, Any]] = {}
     for name, f, declared in settings():
@@ -555,7 +403,6 @@ def plan_lines(job: Job, sections: Sequence[str] = tuple(SECTIONS)) -> list[str]
 
 def image_options(job: Job) -> ImageOptions:
     """The image a job boots, checked by the image's own rules, each error naming the job's key."""
-    from tempest_live_ci.siteconfig import site_config
 
     image = job.image
     options = ImageOptions(
@@ -606,7 +453,7 @@ def with_options(job: Job, given: dict[str, Any]) -> Job:
         if declared.option is None or f"{name}.{f.name}" in INSPECTED or value in (None, ()):
             continue
         hints = typing.get_type_hints(SECTIONS[name])
-        value = _coerce(declared.option, hints[f.name], list(value) if isinstance(value, tuple)
+        value = coerce(declared.option, hints[f.name], list(value) if isinstance(value, tuple)
                         else str(value))
         rule = declared.rule
         if rule is not None and not rule.ok(value):
@@ -630,10 +477,8 @@ def with_options(job: Job, given: dict[str, Any]) -> Job:
 
 def _check_cross(job: Job) -> None:
     """Checks that involve the testbed's own rules, and files the job names."""
-    from tempest_live_ci.testbed.config import validate
-
     # The same rules as the command line's, each message naming the job's key.
-    validate(testbed_config(job, "tlc-check"),
+    validate_testbed(testbed_config(job, "tlc-check"),
              option=lambda key: f"testbed.{key.replace('-', '_')}")
     image_options(job)
     check_candidates(job, job.guest.candidates, job.guest.candidate_sources, job.guest.keyring,
@@ -649,8 +494,6 @@ def _check_cross(job: Job) -> None:
             # publishes on the testbed is what the job's author could name.
             check_regular(value, key)
     if job.guest.sources_list is not None:
-        from tempest_live_ci.archives import parse_sources_list
-
         # Each line checked, like candidate_sources: what the apt proxy passes.
         parse_sources_list(Path(job.guest.sources_list), "guest.sources_list",
                            apt_proxy=job.testbed.apt_proxy)
@@ -665,8 +508,6 @@ def _check_cross(job: Job) -> None:
 def check_candidates(job: Job, candidates: Sequence[str], sources: Sequence[str],
                      keyring: str | None, *, keys: tuple[str, str, str]) -> tuple[Any, ...]:
     """The candidates and sources of the job or the command line, checked; the Candidates."""
-    from tempest_live_ci.candidates import collect_candidates, parse_source_line
-
     if keyring is not None:
         check_regular(keyring, keys[2])
     found = collect_candidates(candidates, option=lambda i: f"{keys[0]}[{i}]",
@@ -676,9 +517,45 @@ def check_candidates(job: Job, candidates: Sequence[str], sources: Sequence[str]
     return found
 
 
-def check_results(results: ResultsSection) -> None:
-    from tempest_live_ci.results.run import STREAM, SUMMARY
+def resolve_candidates(job: Job, candidates: tuple[Path, ...] = (), sources: tuple[str, ...] = (),
+                       keyring: Path | None = None) -> tuple[Job, tuple[Candidate, ...]]:
+    """The job with the command line's candidates added, and every candidate checked.
 
+    `tempest.profile: auto` becomes the profile that covers the candidates'
+    source packages (the whole cloud without candidates). job.yaml of the run
+    records the result.
+    """
+    chosen_keyring = str(keyring.resolve()) if keyring is not None else job.guest.keyring
+    found = check_candidates(job, job.guest.candidates, (), chosen_keyring,
+                             keys=("guest.candidates", "guest.candidate_sources", "guest.keyring"))
+    # One keyring for every signed .changes, the command line's before the job's.
+    found += check_candidates(job, [str(c) for c in candidates], sources, chosen_keyring,
+                              keys=("--candidate", "--candidate-source",
+                                    "--keyring" if keyring is not None else "guest.keyring"))
+    seen: dict[str, Candidate] = {}
+    for c in found:
+        if seen.setdefault(c.package, c).path != c.path:
+            raise UsageError(f"--candidate: {c.package} twice: {seen[c.package].path} and {c.path}")
+    # One file name in the flat repository: a job's and a --candidate of one name.
+    found = distinct(seen.values())
+    job = dataclasses.replace(job, guest=dataclasses.replace(
+        job.guest, keyring=chosen_keyring,
+        candidates=(*job.guest.candidates, *(str(c.resolve()) for c in candidates)),
+        candidate_sources=(*job.guest.candidate_sources, *(" ".join(s.split()) for s in sources))))
+    if job.tempest.profile == AUTO:
+        profile = profile_for(found) if found else FULL
+        if profile not in PROFILES:
+            sources_of = ", ".join(sorted({c.source for c in found})) or "no candidates"
+            raise UsageError(f"tempest.profile: auto chose {profile!r} for {sources_of}, which is "
+                             f"not a profile of this version (known: {', '.join(PROFILES)})")
+        log.info("tempest.profile auto: %s (for %s)", profile,
+                 ", ".join(sorted({c.source for c in found})) or "no candidates")
+        job = profile_defaults(dataclasses.replace(
+            job, tempest=dataclasses.replace(job.tempest, profile=profile)))
+    return job, found
+
+
+def check_results(results: ResultsSection) -> None:
     baseline = results.baseline
     if baseline is not None and baseline != LATEST:
         path = Path(baseline)
@@ -741,13 +618,6 @@ def find_job(name: str) -> Path:
                      f"nor {paths.jobs_dir()}/{name}.yaml)", hint="tempest-live-ci job list")
 
 
-def read_yaml(path: Path) -> Any:
-    """A YAML file's data, within bounds (yamlfile.py); a UsageError naming the file and line."""
-    from tempest_live_ci.yamlfile import read_yaml as read
-
-    return read(path)
-
-
 def load_job(path: str | Path) -> Job:
     """Load a job file; a bare name means the site's or the shipped job of that name (find_job).
 
@@ -795,50 +665,3 @@ def load_job_or_default(job_file: str | None) -> Job:
             # The defaults are embedded too, so a bare checkout or package runs.
             return parse_job({}, "<embedded>", DEFAULT_JOB)
     return load_job(job_file)
-
-
-@click.group()
-def job() -> None:
-    """Validate, list and show job definitions."""
-
-
-@job.command("validate")
-@click.argument("job_files", nargs=-1, required=True, metavar="JOB.yaml...")
-def validate_command(job_files: tuple[str, ...]) -> int:
-    """Check job files; exit 20 at the first invalid one, naming file and key."""
-    for job_file in job_files:
-        loaded = load_job(job_file)
-        log.info("%s: valid job %s", loaded.source, loaded.name)
-    return ExitCode.OK
-
-
-@job.command("list")
-def list_command() -> int:
-    """The jobs a name can mean: the site's (/etc/tempest-live-ci/jobs) and the shipped ones.
-
-    A site job named like a shipped one replaces it; the shipped one is
-    listed as overridden.
-    """
-    files = job_files()
-    width = max([16, *(len(f.name) for f in files)])
-    for f in files:
-        loaded = load_job(f.path)
-        origin = f"{f.origin}, overridden" if f.overridden else f.origin
-        click.echo(f"{f.name:{width}} {origin:19} {loaded.description}")
-    return ExitCode.OK
-
-
-@job.command("show")
-@click.argument("job_file", required=False, metavar="[JOB.yaml|NAME]")
-@click.option("--json", "as_json", is_flag=True)
-def show_command(job_file: str | None, as_json: bool) -> int:
-    """Print a job with every default filled in."""
-    import json
-
-    import yaml
-
-    loaded = load_job_or_default(job_file)
-    data = job_as_dict(loaded)
-    click.echo(json.dumps(data, indent=1) if as_json else yaml.safe_dump(data, sort_keys=False),
-               nl=as_json)
-    return ExitCode.OK

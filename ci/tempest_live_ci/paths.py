@@ -67,15 +67,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TEMPEST_LIVE_CI_CACHE_DIR", "/var/cache/tempest-live-ci"))
 
 
-def results_dir() -> Path:
+def results_dir(site_store: Path | None) -> Path:
     """The results store: one directory per run, an index per job.
 
-    TEMPEST_LIVE_CI_RESULTS_DIR, else results.store of the site's config.yaml,
-    else /var/lib/tempest-live-ci/results.
+    TEMPEST_LIVE_CI_RESULTS_DIR, else site_store (results.store of the site's
+    config.yaml: siteconfig.results_dir() passes it), else
+    /var/lib/tempest-live-ci/results.
     """
     override = os.environ.get("TEMPEST_LIVE_CI_RESULTS_DIR")
     if override:
         return Path(override)
-    from tempest_live_ci.siteconfig import site_config
-
-    return site_config().results_store or RESULTS
+    return site_store or RESULTS

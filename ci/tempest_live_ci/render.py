@@ -21,12 +21,16 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from tempest_live_ci import paths
 from tempest_live_ci.errors import UsageError, shown
+from tempest_live_ci.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import jinja2
+else:
+    jinja2 = lazy_module("jinja2")
 
 _environments: dict[tuple[Path, bool | None], jinja2.Environment] = {}
 _ESCAPED = (".xml", ".html", ".htm")

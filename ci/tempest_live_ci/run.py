@@ -32,19 +32,40 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tempest_live_ci import __version__
-from tempest_live_ci.candidates import REPO_DIR, Candidate, build_repository, resolve_candidates
+from tempest_live_ci import __version__, files
+from tempest_live_ci.candidates import REPO_DIR, Candidate, build_repository
 from tempest_live_ci.errors import CandidateError, ExitCode, TestbedError, TLCError, UsageError
 from tempest_live_ci.guest.plan import guest_files, guest_params, guest_sources, make_test_image
 from tempest_live_ci.guest.steps import GUEST_STATE, Guest, StepFailed
-from tempest_live_ci.job import Job, job_as_dict, job_options, plan_lines, with_options
+from tempest_live_ci.job import (
+    Job,
+    job_as_dict,
+    job_options,
+    load_job_or_default,
+    plan_lines,
+    resolve_candidates,
+    with_options,
+)
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import add_file_log, format_duration, log, step
 from tempest_live_ci.machine import DEFAULT, Backend, Machine, MachineOptions, Opening, open_backend
+from tempest_live_ci.results.actions import refresh_reports
+from tempest_live_ci.results.baseline import find_baseline, judge_run
 from tempest_live_ci.results.metadata import run_metadata
+from tempest_live_ci.results.names import HTML, STREAM, SUMMARY
+from tempest_live_ci.results.run import load_run, print_summary, process_run
+from tempest_live_ci.results.store import job_dir, store_run
+from tempest_live_ci.results.summary import read_summary
+from tempest_live_ci.testbed.config import new_run_id, require_root
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy_module("yaml")
 
 
 @dataclass
@@ -78,7 +99,6 @@ class RunContext:
 
 def default_output_dir(job: Job, run_id: str) -> Path:
     """The run's own directory in the results store: stored where it is written, no copy."""
-    from tempest_live_ci.results.store import job_dir
 
     return job_dir(job.name) / run_id
 
@@ -120,10 +140,8 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
             testbed_wait: float = 0.0, backend: Backend | None = None) -> ExitCode:
     """Run `job` end to end on the backend's machine (the libvirt backend's by default);
     return the exit code (DESIGN.md's table)."""
-    from tempest_live_ci.testbed.config import new_run_id, require_root
 
     require_root()
-    import yaml
 
     backend = backend or open_backend(DEFAULT)
     backend.check(job)
@@ -165,8 +183,6 @@ def run_job(job: Job, *, candidates: tuple[Candidate, ...] = (), output_dir: Pat
 
 def _refresh_reports(ctx: RunContext) -> None:
     """The reports again, now that guest-logs/ and every stage's time are there."""
-    from tempest_live_ci.results.actions import refresh_reports
-    from tempest_live_ci.results.run import HTML, STREAM
 
     if not ((ctx.output_dir / STREAM).is_file() and (ctx.output_dir / HTML).is_file()):
         return
@@ -178,8 +194,6 @@ def _refresh_reports(ctx: RunContext) -> None:
 
 def _store(ctx: RunContext) -> None:
     """A run with test results goes into the results store (its history, its baseline)."""
-    from tempest_live_ci.results.run import STREAM
-    from tempest_live_ci.results.store import store_run
 
     if not (ctx.output_dir / STREAM).is_file():
         return
@@ -292,9 +306,8 @@ def candidate_failure(error: StepFailed) -> CandidateError | None:
 
 
 def _run_tempest(ctx: RunContext, guest: Guest) -> tuple[ExitCode, str | None]:
-    # python-subunit and testtools: loaded when tempest runs, not for --help.
+    # deferred: guest/progress.py subclasses testtools' StreamResult, `run --help` loads no testtools
     from tempest_live_ci.guest.progress import SubunitSink
-    from tempest_live_ci.results.run import STREAM, print_summary, process_run
 
     job = ctx.job
     interrupted = signalled = False
@@ -344,8 +357,6 @@ def _run_tempest(ctx: RunContext, guest: Guest) -> tuple[ExitCode, str | None]:
 def _judge(ctx: RunContext, code: ExitCode, note: str | None) -> tuple[ExitCode, str | None]:
     """The results against the job's baseline, and the gate; after the guest's logs are home
     (packages.txt is what the package diff is made of)."""
-    from tempest_live_ci.results.baseline import find_baseline, judge_run
-    from tempest_live_ci.results.run import STREAM, SUMMARY, load_run, read_summary
 
     r = ctx.job.results
     if r.baseline is None or code not in (ExitCode.OK, ExitCode.TESTS_FAILED) \
@@ -380,7 +391,6 @@ def _collect_guest_logs(ctx: RunContext, guest: Guest) -> None:
             return
         if directory is None:
             return
-        from tempest_live_ci.results import files
 
         for name, source in (("tempest.conf", "etc/tempest/tempest.conf"),
                              ("tempest.log", "var/lib/tempest/tempest.log"),
@@ -421,7 +431,6 @@ def run(ctx: click.Context, job_file: str | None, output: Path | None,
         keep_on_failure: bool, testbed_wait: float, machine: str, ssh_key: Path | None,
         host_key: Path | None, ssh_netns: str | None, **given: Any) -> int:
     """Run a job end to end (default job: smoke-trixie)."""
-    from tempest_live_ci.job import load_job_or_default
 
     backend = open_backend(machine, MachineOptions(ssh_key, host_key, ssh_netns))
     # The keys that declare an option (job.py's setting(option=...)); the candidates'

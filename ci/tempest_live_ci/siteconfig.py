@@ -27,6 +27,9 @@ from typing import Any
 
 from tempest_live_ci import paths
 from tempest_live_ci.errors import UsageError, shown
+from tempest_live_ci.image.model import APT_PROXY_AUTO, url_problem
+from tempest_live_ci.schema import key_text, section
+from tempest_live_ci.yamlfile import read_yaml
 
 CONFIG_FILE = "config.yaml"
 
@@ -56,8 +59,6 @@ class SiteConfig:
 
     def image_apt_proxy(self) -> str | None:
         """ImageOptions.apt_proxy: "auto" unless the site says otherwise; None for "none"."""
-        from tempest_live_ci.image.model import APT_PROXY_AUTO
-
         value = self.image.apt_proxy or APT_PROXY_AUTO
         return None if value == "none" else value
 
@@ -67,6 +68,12 @@ SECTIONS: dict[str, type[Any]] = {"results": SiteResults, "image": SiteImage}
 
 def config_file() -> Path:
     return paths.config_dir() / CONFIG_FILE
+
+
+def results_dir() -> Path:
+    """The results store: TEMPEST_LIVE_CI_RESULTS_DIR, else results.store of this file,
+    else /var/lib/tempest-live-ci/results (paths.results_dir)."""
+    return paths.results_dir(site_config().results_store)
 
 
 def site_config() -> SiteConfig:
@@ -84,8 +91,6 @@ def site_config() -> SiteConfig:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int, size: int) -> SiteConfig:
-    from tempest_live_ci.job import key_text, read_yaml, section
-
     data = read_yaml(Path(path))
     if data is None:
         data = {}
@@ -107,8 +112,6 @@ def _load(path: str, mtime_ns: int, size: int) -> SiteConfig:
 
 
 def _check(path: str, config: SiteConfig) -> None:
-    from tempest_live_ci.image.model import APT_PROXY_AUTO, url_problem
-
     store = config.results.store
     if store is not None and not Path(store).is_absolute():
         raise UsageError(f"{path}: results.store: {shown(store)} is not an absolute path")

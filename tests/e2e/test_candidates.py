@@ -24,7 +24,7 @@ import pytest
 from tempest_live_ci import proc
 from tempest_live_ci.image import Image
 from tempest_live_ci.image.archive import apt_config, sources
-from tempest_live_ci.results.run import run_fact
+from tempest_live_ci.results.summary import run_fact
 from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import write_changes
 

@@ -18,11 +18,10 @@ from tempest_live_ci.candidates import (
     collect_candidates,
     parse_source_line,
     profile_for,
-    resolve_candidates,
 )
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError
-from tempest_live_ci.job import load_job, parse_job
+from tempest_live_ci.job import load_job, parse_job, resolve_candidates
 from tests.debs import build_deb, write_changes
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]

@@ -79,3 +79,35 @@ def test_run_and_vm_boot_wait_as_long_for_ssh() -> None:
     shown = " ".join(help_text.split()).split("--ssh-timeout", 1)[1].split("[default: ", 1)[1]
     _, job = imported("job", "show", "--json")
     assert float(shown.split("]", 1)[0]) == json.loads(job)["vm"]["ssh_timeout"] == BootTimeouts.ssh
+
+
+def own_modules(*args: str, env: dict[str, str] | None = None) -> set[str]:
+    """The modules of the package the command imports."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(TOP / "bin" / "tempest-live-ci"), *args],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:") and "tempest_live_ci" in line}
+
+
+@pytest.mark.parametrize("env", [{}, COMPLETE], ids=["help", "completion"])
+def test_the_command_list_imports_no_command(env: dict[str, str]) -> None:
+    # cli.py lists the commands with the first line of their help, so that the
+    # top --help and the completion of the first word load none of them.
+    modules = own_modules(*([] if env else ["--help"]), env=env)
+    assert modules <= {"tempest_live_ci", "tempest_live_ci.cli", "tempest_live_ci.errors",
+                       "tempest_live_ci.log", "tempest_live_ci.terminal"}, sorted(modules)
+
+
+def test_the_command_list_shows_each_commands_own_help() -> None:
+    import click
+
+    from tempest_live_ci.cli import _COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name, (_, summary) in _COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None
+        assert " ".join((command.help or "").split("\n\n")[0].split()) == summary, name

@@ -22,6 +22,7 @@ def say(message: str) -> None:
 
 
 def connect() -> Any:
+    # deferred: openstacksdk is the guest's, installed with the cloud this module configures
     import openstack  # type: ignore[import-not-found]
 
     return openstack.connect(cloud="admin")

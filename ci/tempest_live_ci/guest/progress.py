@@ -20,8 +20,8 @@ from typing import IO, Any
 import subunit  # type: ignore[import-untyped]
 import testtools  # type: ignore[import-untyped]
 
+from tempest_live_ci import files
 from tempest_live_ci.log import log
-from tempest_live_ci.results import files
 
 FINAL = {"success": "passed", "fail": "failed", "skip": "skipped", "xfail": "passed",
          "uxsuccess": "failed"}

@@ -33,14 +33,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import paramiko  # type: ignore[import]
 
 from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log
 from tempest_live_ci.machine import Sink
+
+if TYPE_CHECKING:
+    import paramiko  # type: ignore[import]
+else:
+    paramiko = lazy_module("paramiko")
 
 T = TypeVar("T")
 

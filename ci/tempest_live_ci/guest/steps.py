@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tempest_live_ci import deploy
+from tempest_live_ci import deploy, files
 from tempest_live_ci.errors import TestbedError, UsageError
+from tempest_live_ci.files import parse_json
 from tempest_live_ci.log import log
 from tempest_live_ci.machine import Machine, Sink
-from tempest_live_ci.results import files
-from tempest_live_ci.results.files import parse_json
 
 # Where the deploy package lives in the guest: `python3 -m deploy` from here.
 GUEST_LIB = "/usr/local/lib/tempest-live-ci"

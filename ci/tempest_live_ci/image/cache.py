@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import __version__, paths, proc
+from tempest_live_ci.deploy.profiles import held_services
 from tempest_live_ci.errors import UsageError, shown
 from tempest_live_ci.image.model import Image, ImageOptions
 from tempest_live_ci.log import log
@@ -90,8 +91,6 @@ def image_inputs(options: ImageOptions,
         "files": files,
     }
     if options.profile is not None:
-        from tempest_live_ci.deploy.profiles import held_services
-
         inputs["held_services"] = list(held_services(options.profile))
     if archive is not None:
         inputs["archive"] = archive

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from tempest_live_ci.cli import Renamed
 from tempest_live_ci.errors import ExitCode, UsageError
+from tempest_live_ci.image.cache import list_images, prune_images, resolve_image
+from tempest_live_ci.image.livebuild import build_image
 from tempest_live_ci.image.model import (
     APT_PROXY_AUTO,
     COMPRESSION_LEVELS,
@@ -22,6 +23,8 @@ from tempest_live_ci.image.model import (
     images_dir,
     split_packages,
 )
+from tempest_live_ci.options import Renamed
+from tempest_live_ci.siteconfig import site_config
 
 # The image store; --output is its old spelling (--output names a directory
 # a command writes its results into everywhere else).
@@ -68,8 +71,6 @@ def build(suite: str, mirror: str | None, apt_proxy: str | None, packages: tuple
           ssh_key: Path | None, rebuild: bool, check_valid_until: bool | None,
           as_json: bool) -> int:
     """Build the live image (or find it in the cache) and print its directory."""
-    from tempest_live_ci.siteconfig import site_config
-
     site = site_config()
     options = ImageOptions(
         suite=suite, mirror=mirror or site.image.mirror or DEFAULT_MIRROR,
@@ -86,8 +87,6 @@ def build(suite: str, mirror: str | None, apt_proxy: str | None, packages: tuple
 
 def build_command(options: ImageOptions, *, as_json: bool = False) -> int:
     """Build (or find) the image; print its directory, or its manifest with as_json."""
-    from tempest_live_ci.image.livebuild import build_image
-
     built = build_image(options)
     _print(built, as_json)
     return ExitCode.OK
@@ -110,8 +109,6 @@ def list_(store: Path | None, as_json: bool) -> int:
 
 
 def list_command(store: Path, *, as_json: bool = False) -> int:
-    from tempest_live_ci.image.cache import list_images
-
     images = list_images(store)
     if as_json:
         rows = [{"hash": i.hash, "directory": str(i.directory), "suite": i.manifest["suite"],
@@ -138,8 +135,6 @@ def show(ref: str, store: Path | None) -> int:
 
 
 def show_command(store: Path, ref: str) -> int:
-    from tempest_live_ci.image.cache import resolve_image
-
     _print(resolve_image(store, ref), as_json=True)
     return ExitCode.OK
 
@@ -150,8 +145,6 @@ def show_command(store: Path, ref: str) -> int:
 @_store_option
 def prune(keep: int, store: Path | None) -> int:
     """Remove old images and the logs of failed builds."""
-    from tempest_live_ci.image.cache import prune_images
-
     if keep < 0:
         raise UsageError(f"--keep {keep}: must be 0 or more")
     prune_images(store or images_dir(), keep)

@@ -51,6 +51,7 @@ from tempest_live_ci.image.model import (
     validate,
 )
 from tempest_live_ci.log import log, step
+from tempest_live_ci.testbed.aptproxy import start_apt_cacher_ng
 
 HOST_KEY_COMMENT = "root@tempest-live-ci"
 # live-build's own default apt options (functions/configuration.sh), and the
@@ -262,8 +263,6 @@ def _mirrors(options: ImageOptions) -> Iterator[Mirrors]:
     mirror = options.mirror.rstrip("/") + "/"
     security = options.security_mirror.rstrip("/") + "/"
     if options.apt_proxy == APT_PROXY_AUTO and mirror == DEFAULT_MIRROR + "/":
-        from tempest_live_ci.testbed.aptproxy import start_apt_cacher_ng
-
         # apt-cacher-ng maps these path prefixes to Debian's archive: the
         # proxy URL itself is the mirror, and the cache fills as we build.
         with start_apt_cacher_ng() as proxy:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tempest_live_ci import paths
+from tempest_live_ci.deploy.profiles import PROFILES, get_profile
 from tempest_live_ci.errors import UsageError, shown
 from tempest_live_ci.inputs import check_regular, read_regular
 
@@ -128,8 +129,6 @@ class ImageOptions:
         """The extra packages and the preinstalled profile's, in that order."""
         names = list(self.packages)
         if self.profile is not None:
-            from tempest_live_ci.deploy.profiles import get_profile
-
             names.extend(p for p in get_profile(self.profile).all_packages if p not in names)
         return tuple(names)
 
@@ -186,12 +185,9 @@ def validate(options: ImageOptions, *, option: Callable[[str], str] = cli_option
     for name in options.packages:
         if not isinstance(name, str) or not _PACKAGE_NAME.fullmatch(name):
             raise UsageError(f"{option('packages')}: {shown(name)} is not a Debian package name")
-    if options.profile is not None:
-        from tempest_live_ci.deploy.profiles import PROFILES
-
-        if options.profile not in PROFILES:
-            raise UsageError(f"{option('profile')} {shown(options.profile)}: unknown profile "
-                             f"(one of {', '.join(PROFILES)})")
+    if options.profile is not None and options.profile not in PROFILES:
+        raise UsageError(f"{option('profile')} {shown(options.profile)}: unknown profile "
+                         f"(one of {', '.join(PROFILES)})")
     if options.compression not in COMPRESSION_LEVELS:
         raise UsageError(
             f"{option('compression')} {shown(options.compression)}: unknown "

@@ -7,23 +7,29 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.results import files
+from tempest_live_ci.results.baseline import gated
+from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
+from tempest_live_ci.results.history import load_history, render_history, stories_for, story
+from tempest_live_ci.results.html import render_html
+from tempest_live_ci.results.junit import junit_document
 from tempest_live_ci.results.model import Run
-from tempest_live_ci.results.run import (
-    HTML,
-    JUNIT,
-    SUMMARY,
-    load_run,
-    print_summary,
+from tempest_live_ci.results.names import HTML, JUNIT, SUMMARY
+from tempest_live_ci.results.run import load_run, print_summary
+from tempest_live_ci.results.servicelogs import Excerpt, excerpt_texts, excerpts
+from tempest_live_ci.results.store import format_history, latest_run, read_index
+from tempest_live_ci.results.store import store_run as _store_run
+from tempest_live_ci.results.summary import (
+    build_summary,
+    merge_summary,
     read_summary,
     run_fact,
     stored_metadata,
     stored_summary,
+    write_summary,
 )
-from tempest_live_ci.results.servicelogs import Excerpt, excerpt_texts, excerpts
-from tempest_live_ci.results.summary import build_summary, merge_summary, write_summary
 from tempest_live_ci.results.timing import format_timeline, timeline
 
 if TYPE_CHECKING:
@@ -60,8 +66,6 @@ def show(source: Path, *, output_dir: Path | None = None, as_json: bool = False,
     Returns the run's own exit code (0, 4, 8 or 16), under the gate it was
     judged by (results.gate: regressions, baseline.gated).
     """
-    from tempest_live_ci.results.baseline import gated
-
     run, metadata = _load(source)
     target = output_dir if output_dir is not None else (source if source.is_dir() else None)
     previous = stored_summary(source) or (read_summary(target / SUMMARY) if target else {})
@@ -94,7 +98,6 @@ def _logs(run: Run, source: Path) -> dict[str, Excerpt]:
 
 
 def _junit_text(run: Run, source: Path, logs: dict[str, Excerpt]) -> str:
-    from tempest_live_ci.results.junit import junit_document
 
     return junit_document(run, name=run_fact(stored_summary(source), "job") or "",
                           logs=excerpt_texts(logs))
@@ -102,9 +105,6 @@ def _junit_text(run: Run, source: Path, logs: dict[str, Excerpt]) -> str:
 
 def _html_text(run: Run, metadata: dict[str, object], source: Path,
                logs: dict[str, Excerpt]) -> str:
-    from tempest_live_ci.results.baseline import gated
-    from tempest_live_ci.results.history import stories_for
-    from tempest_live_ci.results.html import render_html
 
     previous = stored_summary(source)
     # The baseline's comparison and the gated verdict of `run` stay in the report.
@@ -148,9 +148,6 @@ def compare(sources: tuple[Path, ...], *, job: str | None = None, gate: bool = F
 
     With gate=True the exit code is 4 when NEW has failures BASE did not, else 0.
     """
-    from tempest_live_ci.results.compare import compare_runs, format_comparison, gate_exit_code
-    from tempest_live_ci.results.store import latest_run
-
     if len(sources) == 2:
         base, new = sources
     elif len(sources) == 1:
@@ -178,9 +175,6 @@ def history(job: str, *, as_json: bool = False, html: str | None = None, last: i
     """List a job's stored runs, oldest first; with html, a page of the last `last` runs
     (counts, durations, a per-test status grid, the tests that flip); with test, that
     test's story over them."""
-    from tempest_live_ci.results.history import load_history, render_history, story
-    from tempest_live_ci.results.store import format_history, read_index
-
     if last < 1:
         raise UsageError(f"--last {last}: at least 1")
     if test is not None:
@@ -228,7 +222,5 @@ def story_json(told: Story) -> dict[str, object]:
 
 def store(job: str, output_dir: Path, *, out: IO[str] = sys.stdout) -> ExitCode:
     """Keep a run's output directory in the results store; prints the stored path."""
-    from tempest_live_ci.results.store import store_run as _store_run
-
     out.write(f"{_store_run(job, output_dir)}\n")
     return ExitCode.OK

@@ -17,16 +17,23 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import ExitCode, UsageError
-from tempest_live_ci.job import LATEST
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log
-from tempest_live_ci.results import files
 from tempest_live_ci.results.compare import Comparison, compare_statuses, statuses_of
+from tempest_live_ci.results.html import write_html
 from tempest_live_ci.results.model import FAILING, FLAKY, Run
-from tempest_live_ci.results.run import HTML, SUMMARY, read_summary, run_fact
-from tempest_live_ci.results.summary import write_summary
+from tempest_live_ci.results.names import HTML, LATEST, SUMMARY
+from tempest_live_ci.results.store import latest_run
+from tempest_live_ci.results.summary import read_summary, run_fact, write_summary
+
+if TYPE_CHECKING:
+    from debian import debian_support
+else:
+    debian_support = lazy_module("debian.debian_support")
 
 PACKAGES = "packages.txt"
 # `dpkg -l` of a whole cloud is some 200 KiB.
@@ -46,8 +53,6 @@ class Judgement:
 
 def find_baseline(spec: str, job_name: str, baseline_job: str | None = None) -> Path | None:
     """The baseline run directory; None when "latest" finds no stored run."""
-    from tempest_live_ci.results.store import latest_run
-
     if spec == LATEST:
         return latest_run(baseline_job or job_name, without_candidates=True)
     path = Path(spec)
@@ -73,9 +78,7 @@ def read_packages(run_dir: Path) -> dict[str, str] | None:
 
 
 def _compare_versions(a: str, b: str) -> int:
-    from debian.debian_support import version_compare
-
-    return int(version_compare(a, b))
+    return int(debian_support.version_compare(a, b))
 
 
 def package_changes(base: Mapping[str, str], new: Mapping[str, str],
@@ -172,8 +175,6 @@ def judge_run(run: Run, summary: Mapping[str, Any], output_dir: Path, *, baselin
               gate: str, job: str, candidates: Collection[str] = (),
               image: str | None = None) -> Judgement:
     """Compare a finished run with its baseline; rewrite summary.json and report.html."""
-    from tempest_live_ci.results.html import write_html
-
     new = run.statuses()
     if baseline is None:
         base: dict[str, str] = {}

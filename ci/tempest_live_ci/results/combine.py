@@ -25,16 +25,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from tempest_live_ci import files
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import ExitCode, UsageError
-from tempest_live_ci.results import files
-from tempest_live_ci.results.run import SUMMARY, read_summary
+from tempest_live_ci.lazy import lazy_module
+from tempest_live_ci.results.names import SUMMARY
 from tempest_live_ci.results.store import job_dir, latest_run, valid_name
-from tempest_live_ci.yamlfile import BoundedLoader
+from tempest_live_ci.results.summary import read_summary
+from tempest_live_ci.yamlfile import bounded_loader
+
+if TYPE_CHECKING:
+    import yaml
+else:
+    yaml = lazy_module("yaml")
 
 JOB_FILE = "job.yaml"
 JOB_LIMIT = 1024 * 1024
@@ -143,7 +148,7 @@ def _selection(run_dir: Path, summary: Mapping[str, Any]) -> dict[str, Any]:
     path = run_dir / JOB_FILE
     if not files.exists(path):
         return selected
-    loader = BoundedLoader(files.read_regular(path, limit=JOB_LIMIT).decode("utf-8", "replace"))
+    loader = bounded_loader()(files.read_regular(path, limit=JOB_LIMIT).decode("utf-8", "replace"))
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as e:

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
+import sys
 import threading
 from pathlib import Path
 
 import click
 
-from tempest_live_ci.cli import Renamed
+from tempest_live_ci import files
+from tempest_live_ci.errors import UsageError
+from tempest_live_ci.options import Renamed
+from tempest_live_ci.results import actions
+from tempest_live_ci.results import combine as combined
+from tempest_live_ci.results.store import HISTORY, job_dir
 
-# The actions (subunit, testtools, jinja2) are imported by each command when
-# it runs: `--help` and shell completion only need the options.
+# The libraries (subunit, testtools, jinja2, PyYAML) are imported when a
+# command uses them (lazy.py): `--help` and shell completion load none.
 
 _SOURCE = click.Path(exists=True, path_type=Path)
 
 
 def _import_reader() -> None:
-    """Import the stream reader (subunit, testtools) in a thread of its own.
+    """Import the stream reader's python-subunit (and testtools) in a thread of its own.
 
     CPython 3.11 keeps a thread's frames in 16 KiB chunks and frees a chunk
     as soon as the call that opened it returns. The ~450 modules subunit and
@@ -30,7 +37,7 @@ def _import_reader() -> None:
 
     def load() -> None:
         with contextlib.suppress(Exception):
-            importlib.import_module("tempest_live_ci.results.stream")
+            importlib.import_module("subunit")
 
     loader = threading.Thread(target=load, name="import-subunit", daemon=True)
     loader.start()
@@ -51,8 +58,6 @@ def results() -> None:
 def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
     """Summarize a run; exit with the run's code (0 passed, 4 failed, 8 no tests, 16 incomplete)."""
     _import_reader()
-    from tempest_live_ci.results import actions
-
     return actions.show(source, output_dir=output_dir, as_json=as_json)
 
 
@@ -63,8 +68,6 @@ def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
 def junit(source: Path, output: str | None) -> int:
     """Write a JUnit XML report (GitLab, Jenkins)."""
     _import_reader()
-    from tempest_live_ci.results import actions
-
     return actions.junit(source, output=output)
 
 
@@ -75,8 +78,6 @@ def junit(source: Path, output: str | None) -> int:
 def html(source: Path, output: str | None) -> int:
     """Write a self-contained HTML report."""
     _import_reader()
-    from tempest_live_ci.results import actions
-
     return actions.html(source, output=output)
 
 
@@ -88,8 +89,6 @@ def html(source: Path, output: str | None) -> int:
 def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: bool) -> int:
     """Compare two runs (directories or streams): new failures, fixed, still failing, ..."""
     _import_reader()
-    from tempest_live_ci.results import actions
-
     return actions.compare(sources, job=job, gate=gate, as_json=as_json)
 
 
@@ -106,12 +105,7 @@ def compare(sources: tuple[Path, ...], job: str | None, gate: bool, as_json: boo
 def history(job: str, as_json: bool, html: str | None, html_in_store: bool, last: int,
             test: str | None) -> int:
     """List the stored runs of JOB, or show them on an HTML page."""
-    from tempest_live_ci.results import actions
-
     if html_in_store:
-        from tempest_live_ci.errors import UsageError
-        from tempest_live_ci.results.store import HISTORY, job_dir
-
         if html is not None:
             raise UsageError("--html-in-store: cannot be combined with --html")
         html = str(job_dir(job) / HISTORY)
@@ -125,8 +119,6 @@ def history(job: str, as_json: bool, html: str | None, html_in_store: bool, last
                 metavar="DIR")
 def store(job: str, output_dir: Path) -> int:
     """Keep a run directory in the results store as JOB's latest run."""
-    from tempest_live_ci.results import actions
-
     return actions.store(job, output_dir)
 
 
@@ -147,13 +139,6 @@ def combine(name: str, jobs: tuple[str, ...], reference: str | None, as_json: bo
     Exit with the worst shard's code; a shard with no stored run, a stale one
     (not of the same night) or one that ended before its tests did is 16.
     """
-    import json
-    import sys
-
-    from tempest_live_ci.errors import UsageError
-    from tempest_live_ci.results import combine as combined
-    from tempest_live_ci.results import files
-
     if html_in_store and html is not None:
         raise UsageError("--html-in-store: cannot be combined with --html")
     report = combined.combine(name, list(jobs), reference=reference)

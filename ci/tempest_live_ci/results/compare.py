@@ -6,9 +6,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import ExitCode, UsageError
-from tempest_live_ci.results import files
 from tempest_live_ci.results.model import FAILING, FLAKY, PASSED, SKIPPED, XFAIL
+from tempest_live_ci.results.names import STREAM, SUMMARY
+from tempest_live_ci.results.run import load_run
+from tempest_live_ci.results.summary import read_summary
 from tempest_live_ci.terminal import printable
 
 _GOOD = frozenset({PASSED, FLAKY, XFAIL})
@@ -51,8 +54,6 @@ def compare_statuses(base: Mapping[str, str], new: Mapping[str, str], *,
 
 def statuses_of(source: Path) -> dict[str, str]:
     """Every test's final status in a stream or run directory (streams, else summary.json)."""
-    from tempest_live_ci.results.run import STREAM, SUMMARY, load_run, read_summary
-
     if source.is_dir() and not files.exists(source / STREAM):
         summary = source / SUMMARY
         if not files.exists(summary):

@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from tempest_live_ci import files
 from tempest_live_ci.log import log, step
-from tempest_live_ci.results import files
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import format_duration
-from tempest_live_ci.results import files
 from tempest_live_ci.results.model import (
     FAILING,
     FLAKY,
@@ -32,8 +32,10 @@ from tempest_live_ci.results.model import (
     XFAIL,
     TestRecord,
 )
-from tempest_live_ci.results.run import JUNIT, SUMMARY, read_summary
+from tempest_live_ci.results.names import JUNIT, SUMMARY
 from tempest_live_ci.results.store import job_dir, read_index, valid_name
+from tempest_live_ci.results.summary import read_summary
+from tempest_live_ci.results.templates import environment
 from tempest_live_ci.terminal import printable
 
 _STEADY = frozenset({PASSED, SKIPPED, XFAIL})
@@ -233,7 +235,5 @@ def sparkline(values: Sequence[float | None], width: float = 120,
 
 
 def render_history(history: History) -> str:
-    from tempest_live_ci.results.html import environment
-
     return environment().get_template("history.html.j2").render(
         h=history, statuses=STATUSES, absent=ABSENT, sparkline=sparkline)

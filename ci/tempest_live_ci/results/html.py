@@ -4,42 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import jinja2
-
-from tempest_live_ci import render
-from tempest_live_ci.log import format_duration
-from tempest_live_ci.results import files
+from tempest_live_ci import files
+from tempest_live_ci.results.history import Story, sparkline
 from tempest_live_ci.results.lanes import lanes
 from tempest_live_ci.results.model import FAILING, FLAKY, SKIPPED, STATUSES, Run, TestRecord
 from tempest_live_ci.results.servicelogs import MARGIN, Excerpt
+from tempest_live_ci.results.templates import environment
 from tempest_live_ci.results.timing import timeline
 
-if TYPE_CHECKING:
-    from tempest_live_ci.results.history import Story
-
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 # What the Run table leaves to the time line above it.
 _SHOWN_ELSEWHERE = frozenset({"steps", "guest_memory_peak_mib"})
 # The worker lanes' drawing, in SVG user units: the time axis, a lane's height.
 LANE_WIDTH = 1200
 LANE_HEIGHT = 16
-
-
-def _duration(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if value < 10:
-        return f"{value:.2f}s"
-    return format_duration(value)
-
-
-def environment() -> jinja2.Environment:
-    # Test ids, tracebacks and metadata are untrusted text in HTML.
-    env = render.environment(TEMPLATES, autoescape=True)
-    env.filters["duration"] = _duration
-    return env
 
 
 def _key_id(record: TestRecord) -> str:
@@ -55,8 +34,6 @@ def render_html(run: Run, summary: Mapping[str, Any],
                 stories: Mapping[str, Story] | None = None) -> str:
     """The page; `logs`: what the services logged during each failure (servicelogs.excerpts);
     `stories`: the failures' stories over the job's earlier runs (history.stories_for)."""
-    from tempest_live_ci.results.history import sparkline
-
     failing = [r for r in run.records if r.status in FAILING]
     # Failures first, fixture and import errors before the tests they hide.
     failing.sort(key=_key_failure)

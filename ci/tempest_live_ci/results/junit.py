@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from tempest_live_ci.results import files
+from tempest_live_ci import files
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.results import files
 from tempest_live_ci.results.model import FAILING, FLAKY, TestRecord
 
 LOGS = "guest-logs"

@@ -1,4 +1,4 @@
-"""The results store: paths.results_dir()/<job>/<run-id>/, an index per job, `latest`."""
+"""The results store: siteconfig.results_dir()/<job>/<run-id>/, an index per job, `latest`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tempest_live_ci import paths
+from tempest_live_ci import files
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.log import log
-from tempest_live_ci.results import files
-from tempest_live_ci.results.run import SUMMARY, read_summary, run_fact
+from tempest_live_ci.results.names import SUMMARY
+from tempest_live_ci.results.summary import read_summary, run_fact
+from tempest_live_ci.siteconfig import results_dir
 from tempest_live_ci.terminal import printable
 
 INDEX = "index.json"
@@ -43,7 +44,7 @@ def _check_name(kind: str, name: str) -> str:
 
 
 def job_dir(job_name: str) -> Path:
-    return paths.results_dir() / _check_name("job", job_name)
+    return results_dir() / _check_name("job", job_name)
 
 
 @contextlib.contextmanager

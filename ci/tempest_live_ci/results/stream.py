@@ -19,13 +19,11 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
-
-import subunit
-import testtools
+from typing import IO, TYPE_CHECKING, Any
 
 from tempest_live_ci.errors import UsageError
-from tempest_live_ci.results.files import STREAM_LIMIT, open_regular
+from tempest_live_ci.files import STREAM_LIMIT, open_regular
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,
@@ -38,6 +36,11 @@ from tempest_live_ci.results.model import (
     TestRecord,
     fixture_target,
 )
+
+if TYPE_CHECKING:
+    import subunit
+else:
+    subunit = lazy_module("subunit")
 
 _STATUS = {
     "success": PASSED,
@@ -67,7 +70,7 @@ _SIGNATURE = b"\xb3"
 _BLOCK = 1024 * 1024
 
 
-class _Collector(testtools.StreamResult):  # type: ignore[misc]
+class _Collector:
     """Each test's events gathered into one dict, and what lies outside tests.
 
     What testtools.StreamToDict does (same keys and rules: events keyed by
@@ -77,10 +80,14 @@ class _Collector(testtools.StreamResult):  # type: ignore[misc]
     pass, without StreamToDict's Content objects: a tempest stream has
     thousands of tests, and `results junit` is to be as fast as
     subunit2junitxml.
+
+    A testtools.StreamResult by its methods (startTestRun, status,
+    stopTestRun), all that python-subunit's parser calls: that base class is
+    empty, and subclassing it would import testtools (half a second) with
+    this module, not when a stream is read (lazy.py).
     """
 
     def __init__(self, on_test: Callable[[dict[str, Any]], None]) -> None:
-        super().__init__()
         self.on_test = on_test
         self.open: dict[tuple[str, str | None], dict[str, Any]] = {}
         self.stray: list[bytes] = []
@@ -122,6 +129,9 @@ class _Collector(testtools.StreamResult):  # type: ignore[misc]
             test["tags"] = test_tags
         if test_status not in _INTERIM:
             self.on_test(self.open.pop(key))
+
+    def startTestRun(self) -> None:
+        pass
 
     def stopTestRun(self) -> None:
         # Tests still open when the stream ends: they never finished.

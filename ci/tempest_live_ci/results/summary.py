@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from tempest_live_ci.errors import ExitCode
+from tempest_live_ci import files
+from tempest_live_ci.errors import ExitCode, UsageError
 from tempest_live_ci.log import format_duration
-from tempest_live_ci.results import files
 from tempest_live_ci.results.model import (
     ERROR,
     FAILED,
@@ -24,6 +24,7 @@ from tempest_live_ci.results.model import (
     XFAIL,
     Run,
 )
+from tempest_live_ci.results.names import SUMMARY
 from tempest_live_ci.terminal import printable
 
 SUMMARY_FORMAT = 1
@@ -196,3 +197,99 @@ def format_summary(summary: Mapping[str, Any], *, limit: int = 20) -> str:
 def print_summary(summary: Mapping[str, Any], stream: IO[str]) -> None:
     stream.write(format_summary(summary))
     stream.flush()
+
+
+# What the results stage reads back from a summary.json it did not write this
+# time (`results show|html` of someone's run directory, the store's runs):
+# key -> the JSON types it may have.
+_SUMMARY_KEYS: dict[str, tuple[type, ...]] = {
+    "metadata": (dict,), "baseline": (dict, type(None)), "changes": (dict, type(None)),
+    "tests": (dict,), "counts": (dict,), "candidates": (list, dict, type(None)),
+    "exit_code": (int, type(None)), "verdict": (str,), "run_verdict": (str,),
+}
+BASELINE_LISTS = ("regressions", "fixed", "still_failing", "flaky", "new_tests",
+                  "removed_tests", "newly_skipped", "failing")
+
+
+def _type_error(path: Path, key: str, value: object, expected: str) -> UsageError:
+    return UsageError(f"{path}: {key}: {files.quoted(value)} is not {expected}")
+
+
+def _check_summary(data: dict[str, Any], path: Path) -> None:
+    """Refuse (exit 20, naming the key) a summary.json whose parts the reports read are
+    not what they should be: a baseline without its lists, counts that are text."""
+    for key, types in _SUMMARY_KEYS.items():
+        value = data.get(key)
+        if key in data and (not isinstance(value, types) or isinstance(value, bool)):
+            raise _type_error(path, key, value, "what a summary.json holds there")
+    counts = data.get("counts") or {}
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _type_error(path, f"counts.{files.quoted(key, 20)}", value, "a count")
+    baseline = data.get("baseline")
+    if isinstance(baseline, dict):
+        if not isinstance(baseline.get("gate"), str):
+            raise _type_error(path, "baseline.gate", baseline.get("gate"), "a gate")
+        for key in BASELINE_LISTS:
+            ids = baseline.get(key)
+            if not isinstance(ids, list) or not all(isinstance(t, str) for t in ids):
+                raise _type_error(path, f"baseline.{key}", ids, "a list of test ids")
+    changes = data.get("changes")
+    if isinstance(changes, dict):
+        for key in ("image", "tempest"):
+            if not isinstance(changes.get(key), dict):
+                raise _type_error(path, f"changes.{key}", changes.get(key), "an object")
+        packages = changes.get("packages")
+        if packages is not None:
+            kinds = ("added", "removed", "upgraded", "downgraded")
+            if not isinstance(packages, dict) or not all(
+                    isinstance(packages.get(k), list)
+                    and all(isinstance(e, dict) for e in packages[k]) for k in kinds):
+                raise _type_error(path, "changes.packages", packages,
+                                  "lists of added, removed, upgraded, downgraded packages")
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """A summary.json as a dict; {} when there is none.
+
+    A regular file only (not a link), of a bounded size and depth, whose
+    parts the reports read have the right shapes; else exit 20 naming it.
+    """
+    if not files.exists(path):
+        return {}
+    data = files.read_json(path)
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: not a JSON object")
+    _check_summary(data, path)
+    return data
+
+
+def stored_summary(source: Path) -> dict[str, Any]:
+    """The earlier summary.json of a run directory ({} for a bare stream)."""
+    return read_summary(source / SUMMARY) if source.is_dir() else {}
+
+
+def stored_metadata(source: Path) -> dict[str, object]:
+    """The metadata of an earlier summary.json in a run directory, to keep it on regeneration."""
+    data = stored_summary(source)
+    metadata = data.get("metadata", {})
+    if not isinstance(metadata, dict):
+        return {}
+    incomplete = data.get("incomplete")
+    if isinstance(incomplete, dict) and incomplete.get("interrupted"):
+        metadata = {**metadata, "interrupted": True}
+    return metadata
+
+
+def run_fact(summary: Mapping[str, Any], key: str) -> str | None:
+    """A string fact of a run (job, run_id) from a summary.json.
+
+    The results stage keeps it in "metadata", `run` adds it at the top level:
+    either will do, metadata first.
+    """
+    metadata = summary.get("metadata")
+    for where in (metadata if isinstance(metadata, dict) else {}, summary):
+        value = where.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None

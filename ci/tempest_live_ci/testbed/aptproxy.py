@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import http.client
 import os
 import re
 import secrets
@@ -47,14 +46,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tempest_live_ci import paths, proc, registry, render
 from tempest_live_ci.archives import ExtraArchive
 from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log, step
-from tempest_live_ci.testbed.journal import Journal, process_matches
+from tempest_live_ci.testbed.journal import Journal, process_matches, register_kind
 from tempest_live_ci.testbed.listen import listening_ports, socket_inodes
+
+# http.client (and the email package it parses headers with) for one probe.
+if TYPE_CHECKING:
+    import http.client as http_client
+else:
+    http_client = lazy_module("http.client")
 
 ADDRESS = "127.0.0.1"
 PORT = 3142
@@ -115,12 +121,12 @@ def _lock_path(directory: Path) -> Path:
 def answers_as_apt_cacher_ng(address: str = ADDRESS, port: int = PORT,
                              timeout: float = 2.0) -> bool:
     """True if an HTTP server on address:port says it is apt-cacher-ng."""
-    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    connection = http_client.HTTPConnection(address, port, timeout=timeout)
     try:
         connection.request("GET", "/")
         response = connection.getresponse()
         body = response.read(65536)
-    except (OSError, http.client.HTTPException):
+    except (OSError, http_client.HTTPException):
         return False
     finally:
         connection.close()
@@ -563,6 +569,10 @@ def release_kept(record: dict[str, Any]) -> None:
     if record.get("socket"):
         _remove_socket(Path(record["socket"]))
     _leave(Path(record["registry"]), record["user"])
+
+
+register_kind("apt-proxy-user", release_kept,
+              "use of the apt proxy (apt-cacher-ng) kept with the testbed")
 
 
 @contextlib.contextmanager

@@ -32,6 +32,8 @@ MODES = (ISOLATED, PERSISTENT)
 # it, else veth), dummy, veth; physical is --real-nic's (a LAN's interface).
 PHYSICAL = "physical"
 NIC_KINDS = ("auto", "dummy", "veth", PHYSICAL)
+# Where the guest reaches the apt proxy: the host's bridge address, this port.
+APT_PROXY_PORT = 3142
 
 
 def new_run_id() -> str:

@@ -27,7 +27,7 @@ import secrets
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,17 @@ from tempest_live_ci.errors import TestbedError, TLCError
 from tempest_live_ci.log import log
 
 Record = dict[str, Any]
+
+# Record kinds of a testbed part that knows how to undo them (the apt
+# proxy's "apt-proxy-user": aptproxy.py): kind → (undo, description). Each
+# part registers its own when it is imported; lifecycle.py and cleanup.py,
+# which undo journals, import every such part.
+_KINDS: dict[str, tuple[Callable[[Record], None], str]] = {}
+
+
+def register_kind(kind: str, undo: Callable[[Record], None], description: str) -> None:
+    """How undo_record() undoes, and describe() names, a record of `kind`."""
+    _KINDS[kind] = (undo, description)
 
 
 class UndoError(TestbedError):
@@ -186,8 +197,8 @@ def describe(record: Record) -> str:
         return f"nftables table {record['family']} {record['name']}{where}"
     if kind == "sysctl":
         return f"sysctl {record['key']} (restored to {record['old']}){where}"
-    if kind == "apt-proxy-user":
-        return "use of the apt proxy (apt-cacher-ng) kept with the testbed"
+    if kind in _KINDS:
+        return _KINDS[kind][1]
     return f"{kind} {record}"
 
 
@@ -256,9 +267,7 @@ def undo_record(record: Record) -> None:
     elif kind == "sysctl":
         proc.run(["sysctl", "-q", "-w", f"{record['key']}={record['old']}"], netns=netns,
                  capture=True)
-    elif kind == "apt-proxy-user":
-        from tempest_live_ci.testbed.aptproxy import release_kept
-
-        release_kept(record)
+    elif kind in _KINDS:
+        _KINDS[kind][0](record)
     else:
         raise ValueError(f"unknown journal record kind: {kind}")

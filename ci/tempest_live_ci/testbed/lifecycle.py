@@ -16,7 +16,16 @@ from tempest_live_ci import paths, proc, registry
 from tempest_live_ci.errors import TestbedError, TLCError, UsageError
 from tempest_live_ci.log import log, step
 from tempest_live_ci.testbed import dnsmasq, http, links, nat, netns
+from tempest_live_ci.testbed.aptproxy import (
+    ADDRESS,
+    PORT,
+    answers_as_apt_cacher_ng,
+    describe_listener,
+    forward_into_netns,
+    start_apt_cacher_ng,
+)
 from tempest_live_ci.testbed.config import (
+    APT_PROXY_PORT,
     ISOLATED,
     PERSISTENT,
     TestbedConfig,
@@ -34,9 +43,9 @@ from tempest_live_ci.testbed.journal import (
     process_matches,
     undo_record,
 )
+from tempest_live_ci.testbed.listen import wait_listening
 from tempest_live_ci.testbed.model import Testbed
 
-APT_PROXY_PORT = 3142
 REQUIRED = ("ip", "dnsmasq", "sysctl")
 
 
@@ -97,13 +106,6 @@ def _testbed(config: TestbedConfig, nic_kind: str, apt_proxy: str | None,
 
 def _start_system_proxy_forward(journal: Journal, config: TestbedConfig, directory: Path) -> str:
     """Persistent mode: forward bridge:3142 to the host's apt-cacher-ng service."""
-    from tempest_live_ci.testbed.aptproxy import (
-        ADDRESS,
-        PORT,
-        answers_as_apt_cacher_ng,
-        describe_listener,
-    )
-
     if not answers_as_apt_cacher_ng(ADDRESS, PORT):
         raise UsageError(
             f"apt proxy: no apt-cacher-ng answers on {ADDRESS}:{PORT}; a persistent testbed "
@@ -125,8 +127,6 @@ def _start_system_proxy_forward(journal: Journal, config: TestbedConfig, directo
          f"TCP:{ADDRESS}:{PORT}"],
         netns=None, log_file=log_file, pid_file=directory / "socat.pid",
     )
-    from tempest_live_ci.testbed.listen import wait_listening
-
     wait_listening(pid, APT_PROXY_PORT, what="socat (apt proxy)")
     return f"http://{address}:{APT_PROXY_PORT}"
 
@@ -260,8 +260,6 @@ def start_testbed(config: TestbedConfig) -> Iterator[Testbed]:
     try:
         with contextlib.ExitStack() as stack:
             if config.apt_proxy and config.mode == ISOLATED:
-                from tempest_live_ci.testbed.aptproxy import forward_into_netns, start_apt_cacher_ng
-
                 proxy = stack.enter_context(start_apt_cacher_ng(kept=kept))
                 stack.enter_context(forward_into_netns(proxy, tb.netns, str(tb.host_address),
                                                        APT_PROXY_PORT, kept=kept))

@@ -13,6 +13,7 @@ from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError, UsageError
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed.journal import Journal
+from tempest_live_ci.testbed.netns import add_marked_netns
 
 
 def _ip(netns: str | None, *args: str, check: bool = True) -> str:
@@ -72,8 +73,6 @@ def check_real_nic(name: str, option: str = "nic", netns: str | None = None) -> 
 @functools.cache
 def kernel_has_dummy() -> bool:
     """Try to make a dummy link in a scratch namespace: the only sure test."""
-    from tempest_live_ci.testbed.netns import add_marked_netns
-
     scratch = f"tlc-probe-{os.getpid()}"
     try:
         add_marked_netns(scratch, None)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tempest_live_ci import proc, render
 from tempest_live_ci.errors import UsageError
-from tempest_live_ci.testbed.config import TestbedConfig
+from tempest_live_ci.testbed.config import APT_PROXY_PORT, TestbedConfig
 from tempest_live_ci.testbed.journal import Journal
 
 FAMILY = "inet"
@@ -55,8 +55,6 @@ def needs_table(config: TestbedConfig) -> bool:
 
 
 def guarded_ports(config: TestbedConfig) -> list[int]:
-    from tempest_live_ci.testbed.lifecycle import APT_PROXY_PORT
-
     return [config.http_port] + ([APT_PROXY_PORT] if config.apt_proxy else [])
 
 

@@ -17,15 +17,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import libvirt
+from typing import TYPE_CHECKING
 
 from tempest_live_ci import proc, registry
 from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.files import create as create_file
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget, wait_for_ssh
 from tempest_live_ci.image.model import Image
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log, step
-from tempest_live_ci.results.files import create as create_file
 from tempest_live_ci.testbed.lifecycle import keep_testbed
 from tempest_live_ci.testbed.lock import GuestState
 from tempest_live_ci.testbed.model import Testbed
@@ -36,6 +36,11 @@ from tempest_live_ci.vm.config import BootTimeouts, VMConfig
 from tempest_live_ci.vm.domain import DomainSpec, Keep
 from tempest_live_ci.vm.libvirtd import LibvirtDaemon, libvirt_for_run, open_connection
 from tempest_live_ci.vm.progress import BootProgress, console_tail
+
+if TYPE_CHECKING:
+    import libvirt
+else:
+    libvirt = lazy_module("libvirt")
 
 STATE_FILE = "vm.json"
 # The guest's serial console: also where the kernel's messages go.

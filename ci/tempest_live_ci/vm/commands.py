@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from tempest_live_ci import paths, proc
-from tempest_live_ci.cli import Renamed
+from tempest_live_ci import paths, proc, registry
 from tempest_live_ci.errors import TestbedError, UsageError, shown
+from tempest_live_ci.guest.ssh import known_hosts_line
+from tempest_live_ci.image.cache import resolve_image
+from tempest_live_ci.image.model import images_dir
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log, step
+from tempest_live_ci.options import Renamed
+from tempest_live_ci.testbed.config import TestbedConfig, check_name, new_run_id
+from tempest_live_ci.testbed.lifecycle import keep_testbed, start_testbed, teardown_testbed
+from tempest_live_ci.testbed.lock import GuestState
+from tempest_live_ci.vm.boot import STATE_FILE, BootFiles, VMState, boot_vm, start_vm, wait_for_phase
+from tempest_live_ci.vm.bootfiles import check_cmdline
 from tempest_live_ci.vm.config import (
     BOOT_MODES,
     DEFAULT_MEMORY_MIB,
@@ -20,13 +30,15 @@ from tempest_live_ci.vm.config import (
     BootTimeouts,
     VMConfig,
 )
+from tempest_live_ci.vm.domain import DomainRecord, Keep, destroy_domain
+from tempest_live_ci.vm.libvirtd import PrivateLibvirtd, open_connection, stop_private_libvirtd
 
-# libvirt and paramiko come with vm.boot, vm.domain and guest.ssh: each
-# command imports what it uses when it runs, so that `--help` and shell
-# completion stay fast.
+# libvirt and paramiko are imported when a command uses them (lazy.py):
+# `--help` and shell completion load neither.
 if TYPE_CHECKING:
-    from tempest_live_ci.testbed.config import TestbedConfig
-    from tempest_live_ci.vm.boot import BootFiles
+    import libvirt
+else:
+    libvirt = lazy_module("libvirt")
 
 
 @click.group()
@@ -61,10 +73,6 @@ def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | 
          initrd: Path | None, cmdline: str, boot_mode: str, nic_model: str, memory: int | None,
          vcpus: int, output: Path | None, ssh_timeout: float) -> int:
     """Boot a guest on a fresh isolated testbed, wait for SSH and leave it running."""
-    from tempest_live_ci.testbed.config import check_name
-    from tempest_live_ci.vm.boot import BootFiles
-    from tempest_live_ci.vm.bootfiles import check_cmdline
-
     if run_id is not None:
         check_name("--run-id", run_id, "run id")
     check_cmdline(cmdline, "--cmdline")
@@ -80,20 +88,12 @@ def boot(ctx: click.Context, run_id: str | None, image_ref: str, kernel: Path | 
 
 
 def _testbed_config(run_id: str | None, *, apt_proxy: bool) -> TestbedConfig:
-    from tempest_live_ci.testbed.config import TestbedConfig, new_run_id
-
     return TestbedConfig(name=run_id or new_run_id(), apt_proxy=apt_proxy)
 
 
 def boot_image(image_ref: str, config: VMConfig, *, run_id: str | None, output: Path | None,
                timeouts: BootTimeouts, debug: bool = False) -> int:
     """Boot an image from the store on a new isolated testbed; leave it running. Returns 0."""
-    from tempest_live_ci.image.cache import resolve_image
-    from tempest_live_ci.image.model import images_dir
-    from tempest_live_ci.testbed.lifecycle import keep_testbed, start_testbed
-    from tempest_live_ci.vm.boot import boot_vm
-    from tempest_live_ci.vm.domain import Keep
-
     image = resolve_image(images_dir(), image_ref)
     testbed_config = _testbed_config(run_id, apt_proxy=True)
     keep = Keep()
@@ -119,9 +119,6 @@ def boot_kernel(files: BootFiles, config: VMConfig, *, run_id: str | None, outpu
 
     A smoke test of the testbed and of libvirt; everything is removed at the end.
     """
-    from tempest_live_ci.testbed.lifecycle import start_testbed
-    from tempest_live_ci.vm.boot import start_vm, wait_for_phase
-
     testbed_config = _testbed_config(run_id, apt_proxy=False)
     with start_testbed(testbed_config) as testbed:
         out = output or testbed.state_dir / "output"
@@ -144,11 +141,6 @@ def _find_run(run_id: str | None) -> Path:
     A guest of an isolated run lives in its run's directory; a guest booted
     on a persistent testbed in the testbed's directory, under its own run id.
     """
-    import json
-
-    from tempest_live_ci.testbed.config import check_name
-    from tempest_live_ci.vm.boot import STATE_FILE
-
     root = paths.state_dir()
     if run_id is not None:
         check_name("--run-id", run_id, "run id")
@@ -179,9 +171,6 @@ def ssh(run_id: str | None, command: tuple[str, ...]) -> int:
 
 def ssh_to_guest(run_id: str | None, command: list[str]) -> int:
     """Run the system ssh client against the recorded guest, host key pinned. Returns its status."""
-    from tempest_live_ci.guest.ssh import known_hosts_line
-    from tempest_live_ci.vm.boot import VMState
-
     directory = _find_run(run_id)
     state = VMState.read(directory)
     known_hosts = directory / "known_hosts"
@@ -210,8 +199,6 @@ def _owns_its_testbed(directory: Path, run_id: str) -> bool:
 
     A persistent testbed (`host setup`) outlives the runs booted on it.
     """
-    import json
-
     try:
         mode = json.loads((directory / "testbed.json").read_text()).get("mode")
     except (OSError, ValueError):
@@ -222,14 +209,6 @@ def _owns_its_testbed(directory: Path, run_id: str) -> bool:
 def destroy_guest(run_id: str | None) -> int:
     """Destroy the recorded guest, stop its private libvirtd and remove its testbed,
     unless that testbed is a persistent one the guest only used. Returns 0."""
-    import libvirt
-
-    from tempest_live_ci import registry
-    from tempest_live_ci.testbed.lifecycle import teardown_testbed
-    from tempest_live_ci.testbed.lock import GuestState
-    from tempest_live_ci.vm.boot import STATE_FILE, VMState
-    from tempest_live_ci.vm.domain import DomainRecord, destroy_domain
-    from tempest_live_ci.vm.libvirtd import PrivateLibvirtd, open_connection, stop_private_libvirtd
 
     directory = _find_run(run_id)
     state = VMState.read(directory)

@@ -8,13 +8,18 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import libvirt
+from typing import TYPE_CHECKING
 
 from tempest_live_ci import proc, registry, render
 from tempest_live_ci.errors import TestbedError, UsageError
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log
 from tempest_live_ci.vm.config import DEFAULT_MEMORY_MIB, MIN_MEMORY_MIB
+
+if TYPE_CHECKING:
+    import libvirt
+else:
+    libvirt = lazy_module("libvirt")
 
 METADATA_NS = "https://salsa.debian.org/openstack-team/tempest-live-ci/domain/1"
 # Left to the host (page cache, dnsmasq, the HTTP server, libvirtd) when sizing the guest.

@@ -45,14 +45,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import libvirt
+from typing import TYPE_CHECKING
 
 from tempest_live_ci import paths, proc, registry, render
 from tempest_live_ci.errors import TestbedError
+from tempest_live_ci.lazy import lazy_module
 from tempest_live_ci.log import log
 from tempest_live_ci.testbed.journal import process_matches
 from tempest_live_ci.vm.domain import Keep, destroy_domain
+
+if TYPE_CHECKING:
+    import libvirt
+else:
+    libvirt = lazy_module("libvirt")
 
 SYSTEM_URI = "qemu:///system"
 # Paths the private daemon sees replaced by the run's own directories.

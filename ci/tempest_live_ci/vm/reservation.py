@@ -29,6 +29,7 @@ from pathlib import Path
 from tempest_live_ci import paths, registry
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.log import log
+from tempest_live_ci.vm.domain import HOST_RESERVE_MIB, host_available_mib
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,6 @@ def promise_memory(run_id: str, memory_mib: int, reserve_mib: int,
     `reserve_mib` is what the host keeps for itself; `available_mib` is the
     host's MemAvailable (read now when None).
     """
-    from tempest_live_ci.vm.domain import host_available_mib
 
     with _check_lock():
         others = live_promises(exclude=run_id)
@@ -154,7 +154,6 @@ def admit_guest(run_id: str, memory_mib: int, *, what: str) -> Iterator[None]:
     A guest that swaps under TCG never finishes; two runs started at once
     must not both count the same free memory.
     """
-    from tempest_live_ci.vm.domain import HOST_RESERVE_MIB
 
     try:
         with promise_memory(run_id, memory_mib, HOST_RESERVE_MIB):

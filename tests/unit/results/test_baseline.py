@@ -24,7 +24,8 @@ from tempest_live_ci.results.baseline import (
     package_changes,
     read_packages,
 )
-from tempest_live_ci.results.run import load_run, read_summary
+from tempest_live_ci.results.run import load_run
+from tempest_live_ci.results.summary import read_summary
 from tempest_live_ci.run import RunContext, _judge, write_run_summary
 
 TEST = "tempest.api.identity.v3.test_upload.UploadTest."

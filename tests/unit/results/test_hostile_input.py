@@ -29,11 +29,11 @@ from tests.subunitgen import (
     tarball,
 )
 
+from tempest_live_ci import files
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.guest.progress import SubunitSink
 from tempest_live_ci.guest.steps import LineLog, extract_logs
 from tempest_live_ci.log import log
-from tempest_live_ci.results import files
 from tempest_live_ci.results.store import read_index, store_run
 
 ESC_ID = "tempest.api.a.T.test_x\x1b]0;owned\x07\r\nPASSED: all tests passed (exit 0)"

@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 
 from conftest import Streams
-from tempest_live_ci import paths
 from tempest_live_ci.job import parse_job
 from tempest_live_ci.results import process_run
 from tempest_live_ci.results.store import read_index
 from tempest_live_ci.run import RunContext, _store, default_output_dir, write_run_summary
+from tempest_live_ci.siteconfig import results_dir
 
 TOP = Path(__file__).resolve().parents[3]
 
@@ -39,7 +39,7 @@ def test_a_run_is_written_into_the_store_and_indexed_in_place(streams: Streams, 
     (dirs.config).mkdir()
     (dirs.config / "config.yaml").write_text(yaml.safe_dump({"results": {"store": str(store)}}))
     monkeypatch.delenv("TEMPEST_LIVE_CI_RESULTS_DIR")
-    assert paths.results_dir() == store
+    assert results_dir() == store
     job = parse_job({"name": "nightly-sid"}, "test", "nightly-sid")
     out = default_output_dir(job, "tlc-0123abcd")
     assert out == store / "nightly-sid" / "tlc-0123abcd"
@@ -53,7 +53,7 @@ def test_a_run_is_written_into_the_store_and_indexed_in_place(streams: Streams, 
 
     # The environment wins over config.yaml.
     monkeypatch.setenv("TEMPEST_LIVE_CI_RESULTS_DIR", str(dirs.results))
-    assert paths.results_dir() == dirs.results
+    assert results_dir() == dirs.results
 
 
 def test_run_output_is_copied_into_the_store(streams: Streams, dirs: Any, tmp_path: Path) -> None:
