@@ -213,3 +213,29 @@ def test_tempest_interrupted_and_guest_killed_at_once(dirs: Dirs, live_image: Im
         assert counts["passed"] + counts["xfail"] + counts["uxsuccess"] == stats["passed"], name
         assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
 
+
+
+def test_a_killed_run_is_cleaned_up_by_cleanup(dirs: Dirs, live_image: Image,
+                                               nothing_left: None, tmp_path: Path) -> None:
+    process, stderr = start_run(dirs, live_image, tmp_path)
+    try:
+        # The guest is starting: the namespace, libvirtd, qemu and the
+        # testbed's daemons all exist, as in any later stage.
+        wait_for(stderr, process, "Booting the guest…", 900)
+        time.sleep(10)
+        process.send_signal(signal.SIGKILL)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    run_id = re.search(r"run id (tlc-[0-9a-f]{8})", stderr.read_text())
+    assert run_id is not None
+    # The killed run's namespace, domain and daemons are still there: cleanup's work.
+    assert run_id.group(1) in proc.run(["ip", "netns", "list"], capture=True).stdout
+    result = subprocess.run(
+        [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "cleanup"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **dirs.env()})
+    assert result.returncode == 0, result.stderr
+    assert run_id.group(1) in result.stderr + result.stdout
+    assert not processes_of(run_id.group(1)), "processes of the run left behind"
