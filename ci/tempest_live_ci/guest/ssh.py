@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import paramiko  # type: ignore[import]
-
 from tempest_live_ci import proc
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.lazy import lazy_module
