@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import tempest_live_ci
 from tempest_live_ci.lazy import installed, lazy_module
-from tests.conftest import TOP
+
+# Where tempest_live_ci is imported from: the source tree, or the installed package
+# under autopkgtest (tests/ copied away from the tree).
+PACKAGE_PARENT = Path(tempest_live_ci.__file__).resolve().parents[1]
 
 
 def test_the_library_is_imported_on_first_use() -> None:
@@ -20,7 +25,7 @@ def test_the_library_is_imported_on_first_use() -> None:
             "print(colorsys.rgb_to_hsv(1, 0, 0))\n"
             "print('colorsys' in sys.modules, colorsys.ONE_THIRD == sys.modules['colorsys'].ONE_THIRD)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=TOP / "ci", timeout=60, check=True)
+                            cwd=PACKAGE_PARENT, timeout=60, check=True)
     assert result.stdout.splitlines() == ["False", "(0.0, 1.0, 1)", "True True"]
 
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOP
+import tempest_live_ci
+
+# Where tempest_live_ci is imported from: the source tree, or the installed package
+# under autopkgtest (tests/ copied away from the tree).
+PACKAGE_PARENT = Path(tempest_live_ci.__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("module", ["tempest_live_ci.cleanup", "tempest_live_ci.testbed.lifecycle",
@@ -19,5 +24,5 @@ def test_whoever_undoes_a_journal_knows_the_apt_proxy_records(module: str) -> No
             "from tempest_live_ci.testbed import journal\n"
             "print(journal.describe({'kind': 'apt-proxy-user'}))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=TOP / "ci", timeout=60, check=True)
+                            cwd=PACKAGE_PARENT, timeout=60, check=True)
     assert result.stdout == "use of the apt proxy (apt-cacher-ng) kept with the testbed\n"

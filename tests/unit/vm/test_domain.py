@@ -25,6 +25,7 @@ from tempest_live_ci.vm.domain import (
     render_domain_xml,
     start_domain,
 )
+from tests.conftest import Dirs
 
 
 def spec(tmp_path: Path, **changes: object) -> DomainSpec:
@@ -121,7 +122,8 @@ def test_memory_default_leaves_the_host_its_reserve() -> None:
 @pytest.mark.parametrize("domain_type, boot", [("qemu", "network"), ("qemu", "direct"),
                                                 ("kvm", "network")])
 def test_libvirt_test_driver_accepts_the_domain(tmp_path: Path, domain_type: str,
-                                                boot: str) -> None:
+                                                boot: str, dirs: Dirs) -> None:
+    # dirs: the domain's registry record goes to the test's own state directory.
     conn = libvirt.open("test:///default")
     try:
         xml = render_domain_xml(spec(tmp_path, domain_type=domain_type, boot=boot,
@@ -141,7 +143,7 @@ def test_libvirt_test_driver_accepts_the_domain(tmp_path: Path, domain_type: str
         conn.close()
 
 
-def test_keep_leaves_the_domain_running(tmp_path: Path) -> None:
+def test_keep_leaves_the_domain_running(tmp_path: Path, dirs: Dirs) -> None:
     conn = libvirt.open("test:///default")
     try:
         keep = Keep()
