@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from tests.subunitgen import subunit_stats  # noqa: F401 - for the tests here
 
+from tempest_live_ci.results.stream import read_stream
+
 STESTR_CONF = "[DEFAULT]\ntest_path=./tempest\ntop_dir=./\n"
 # tempest's own .stestr.conf groups the tests of a class on one worker, so a
 # class fixture runs once. Without it (STESTR_CONF), two workers may each run it.
@@ -396,6 +398,7 @@ class Streams:
     evolving_v1: Path
     evolving_v2: Path
     flaky_tree: Callable[[str], Path]
+    cut_test: str  # the test whose final packet `cut` cuts
 
 
 @pytest.fixture(scope="session")
@@ -429,8 +432,12 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> Streams:
         cwd=broken, capture_output=True, timeout=120).stdout)
 
     died = save("worker-died", live_run(make_tree(root / "dies", WORKER_DIES), "--serial"))
-    cut = save("cut", cut_inside_final_packet(
-        mixed_live.read_bytes(), "tempest.api.network.test_ports.PortsTest.test_create_port"))
+    # Cut inside the packet of the test that ended last: whatever order the workers
+    # ran the tests in, every other test had finished before the cut.
+    live = mixed_live.read_bytes()
+    cut_test = max((r.id for r in read_stream(mixed_live).records if not r.is_fixture),
+                   key=lambda test: live.rindex(test.encode()))
+    cut = save("cut", cut_inside_final_packet(live, cut_test))
 
     evolving = make_tree(root / "evolving", EVOLVING)
     v1 = save("evolving-v1", recorded_run(evolving, env={"SAMPLE_VARIANT": "1"}))
@@ -443,4 +450,5 @@ def streams(tmp_path_factory: pytest.TempPathFactory) -> Streams:
         return make_tree(root / f"flaky-{name}-{next(counter)}", FLAKY)
 
     return Streams(root, mixed_path, mixed_live, passing, passing_live, skipped, skipped_live,
-                   import_error_stestr, import_error_subunit_run, died, cut, v1, v2, flaky_tree)
+                   import_error_stestr, import_error_subunit_run, died, cut, v1, v2, flaky_tree,
+                   cut_test)

@@ -96,7 +96,7 @@ def test_stream_cut_inside_a_packet_keeps_finished_results(streams: Streams) -> 
     full = read_stream(streams.mixed_live)
     cut = read_stream(streams.cut)
     assert cut.stream_errors and "Short read" in cut.stream_errors[0]
-    ports = "tempest.api.network.test_ports.PortsTest.test_create_port"
+    ports = streams.cut_test
     statuses = {r.id: r.status for r in cut.records}
     assert statuses[ports] == INCOMPLETE
     # Everything that had finished before the cut is there, unchanged.
