@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,7 +172,9 @@ def check_passed_image_run(out: Path) -> None:
     assert summary["metadata"]["versions"]["glance-api"].startswith("2:")
 
     # The test image: made on the host, fetched by the guest from the testbed.
-    assert "GET /tempest/tempest-live-ci-test.raw" in (out / "http.log").read_text()
+    # served under the run's own directory of the testbed's HTTP root (machine/libvirt.py)
+    assert re.search(r'"GET /runs/tlc-[0-9a-f]{8}/tempest/tempest-live-ci-test\.raw HTTP/1\.1" 200',
+                     (out / "http.log").read_text())
     conf = configparser.ConfigParser(interpolation=None)
     conf.read(out / "tempest.conf")
     assert conf["service_available"]["glance"] == "true"
