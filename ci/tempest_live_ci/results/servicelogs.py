@@ -153,18 +153,30 @@ def _read_lines(path: Path) -> list[str] | None:
 def _stamped(lines: Iterable[str],
              stamp: Callable[[str], float | None]) -> tuple[list[float], list[str]]:
     """(times, lines) of the stamped lines, each with the unstamped lines that follow it."""
-    times: list[float] = []
-    kept: list[str] = []
+    def one(line: str) -> tuple[float, str] | None:
+        moment = stamp(line)
+        return None if moment is None else (moment, "")
+
+    return _sorted(*_grouped(lines, one).get("", ([], [])))
+
+
+def _grouped(lines: Iterable[str], stamp: Callable[[str], tuple[float, str] | None]
+             ) -> dict[str, tuple[list[float], list[str]]]:
+    """The stamped lines by who wrote them ((when, who) = stamp(line)), in the order read,
+    each with the unstamped lines that follow it (a message's continuation)."""
+    sources: dict[str, tuple[list[float], list[str]]] = {}
+    kept: list[str] | None = None
     for line in lines:
         line = line[:LINE_LENGTH]
-        moment = stamp(line)
-        if moment is None:
+        found = stamp(line)
+        if found is None:
             if kept:
                 kept[-1] += "\n" + line
             continue
-        times.append(moment)
+        times, kept = sources.setdefault(found[1], ([], []))
+        times.append(found[0])
         kept.append(line)
-    return _sorted(times, kept)
+    return sources
 
 
 def _boot_time(logs: Path) -> float | None:
@@ -227,18 +239,7 @@ def _journal(logs: Path) -> list[Source]:
         return moment.timestamp(), match.group(3)
 
     # Lines grouped by who wrote them, in time order within each.
-    sources: dict[str, tuple[list[float], list[str]]] = {}
-    kept: list[str] | None = None
-    for line in lines:
-        line = line[:LINE_LENGTH]
-        found = stamp(line)
-        if found is None:
-            if kept:
-                kept[-1] += "\n" + line
-            continue
-        times, kept = sources.setdefault(found[1], ([], []))
-        times.append(found[0])
-        kept.append(line)
+    sources = _grouped(lines, stamp)
     margin = MONOTONIC_MARGIN if monotonic else MARGIN
     return [Source(f"journal: {ident}", *_sorted(*sources[ident]), margin=margin)
             for ident in sorted(sources)]
