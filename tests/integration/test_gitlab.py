@@ -189,6 +189,42 @@ def templates() -> dict[str, Any]:
     return data
 
 
+def test_the_machine_and_its_keys_reach_run_as_one_argument_each(tmp_path: Path) -> None:
+    """A runner that keeps a guest or a host of its own gives it to run-job by variables
+    (the keys as GitLab file variables): each is one argument of `run`, shell syntax and
+    spaces included, and nothing of them is run."""
+    hostile = "$(touch pwned) ; `touch pwned`"
+    keys = tmp_path / f"keys {hostile}"
+    keys.mkdir()
+    env = {"PATH": os.environ["PATH"], "CI_PROJECT_DIR": str(tmp_path),
+           "TEMPEST_LIVE_CI_JOB": "upload-check",
+           "TEMPEST_LIVE_CI_BIN": str(stand_in(tmp_path)),
+           "STAND_IN_RECORD": str(tmp_path / "argv.txt"), "STAND_IN_EXIT": "0",
+           "TEMPEST_LIVE_CI_MACHINE": "ssh:root@192.0.2.10:22",
+           "TEMPEST_LIVE_CI_SSH_KEY": str(keys / "id_ed25519"),
+           "TEMPEST_LIVE_CI_HOST_KEY": str(keys / "host key.pub"),
+           "TEMPEST_LIVE_CI_SSH_NETNS": "ci-guests"}
+    result = subprocess.run([str(TOP / "gitlab" / "run-job")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "argv.txt").read_text().splitlines() == [
+        "run", "upload-check", "--output", f"{tmp_path}/tempest-live-ci",
+        "--machine", "ssh:root@192.0.2.10:22", "--ssh-key", str(keys / "id_ed25519"),
+        "--host-key", str(keys / "host key.pub"), "--ssh-netns", "ci-guests"]
+    assert not list(tmp_path.rglob("pwned"))
+    assert "tempest-live-ci: exit 0: every test passed" in result.stderr
+
+    # Without them, the default machine: no --machine at all.
+    for key in ("TEMPEST_LIVE_CI_MACHINE", "TEMPEST_LIVE_CI_SSH_KEY", "TEMPEST_LIVE_CI_HOST_KEY",
+                "TEMPEST_LIVE_CI_SSH_NETNS"):
+        del env[key]
+    result = subprocess.run([str(TOP / "gitlab" / "run-job")], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "argv.txt").read_text().splitlines() == [
+        "run", "upload-check", "--output", f"{tmp_path}/tempest-live-ci"]
+
+
 def test_a_testbed_failure_is_retried_and_a_nightlys_failed_tests_allowed() -> None:
     """What gitlab-ci-local does not run but GitLab does: retry on 16, never on 20."""
     t = templates()
