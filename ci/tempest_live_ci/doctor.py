@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import pwd
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +43,11 @@ MODULES = ("click", "jinja2", "yaml", "paramiko", "libvirt", "subunit", "testtoo
 MIN_RAM_GIB = 4.0
 GOOD_RAM_GIB = 8.0
 MIN_DISK_GIB = 5.0
+# A GitLab runner's shell executor runs jobs as this user, which gitlab/run-job takes to
+# root through `sudo -n` and the drop-in host-setup/gitlab-runner/sudoers.
+RUNNER_USER = "gitlab-runner"
+RUNNER_SUDOERS = ("install -m 0440 /usr/share/tempest-live-ci/host-setup/gitlab-runner/sudoers "
+                  "/etc/sudoers.d/tempest-live-ci")
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,28 @@ def busybox_check(busybox: Path | None = None) -> Check:
     return Check("busybox", OK, f"{path} is statically linked")
 
 
+def runner_check(user: str = RUNNER_USER, tool: str | None = None) -> Check | None:
+    """Whether a GitLab runner's jobs, run as `user`, may run the tool (`tool`: the one
+    on PATH) as root with `sudo -n` (None: no such user here, so no runner to check)."""
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return None
+    name = "gitlab runner"
+    sudo = proc.which("sudo")
+    if sudo is None:
+        return Check(name, WARN, f"user {user} exists, and its jobs need sudo: apt-get install sudo")
+    tool = tool or proc.which("tempest-live-ci") or "/usr/bin/tempest-live-ci"
+    if not Path(tool).is_file():
+        return Check(name, WARN, f"user {user} exists, and its jobs run {tool} (gitlab/run-job), "
+                                 "which is not installed")
+    # `sudo -l -U USER COMMAND` says whether USER may run COMMAND, without running it.
+    allowed = proc.run([sudo, "-n", "-l", "-U", user, tool], check=False, capture=True)
+    if allowed.returncode == 0:
+        return Check(name, OK, f"{user} may run {tool} as root (sudo -n)")
+    return Check(name, WARN, f"{user}'s jobs may not run {tool} as root: {RUNNER_SUDOERS}")
+
+
 def run_checks(kernel: Path | None = None, *, recheck_kvm: bool = False) -> list[Check]:
     checks: list[Check] = []
     root = os.geteuid() == 0
@@ -131,6 +159,9 @@ def run_checks(kernel: Path | None = None, *, recheck_kvm: bool = False) -> list
     free = shutil.disk_usage(cache).free / 2**30
     checks.append(Check("disk", OK if free >= MIN_DISK_GIB else FAIL,
                         f"{free:.0f} GiB free under {cache} (images need {MIN_DISK_GIB:.0f})"))
+    runner = runner_check()
+    if runner is not None:
+        checks.append(runner)
     return checks
 
 

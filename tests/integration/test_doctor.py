@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tempest_live_ci.doctor import FAIL, OK, busybox_check, kvm_check
-from tests.conftest import Dirs, needs_root
+from tempest_live_ci import proc
+from tempest_live_ci.doctor import FAIL, OK, WARN, busybox_check, kvm_check, runner_check
+from tests.conftest import TOP, Dirs, needs_root
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -84,3 +85,24 @@ def test_kvm_check_without_a_static_busybox_is_a_failed_check(dirs: Dirs,
     assert busybox_check(tmp_path / "missing").status == FAIL
     ok = busybox_check()  # this host has busybox-static (tools/deps/host.list)
     assert ok.status == OK and ok.detail == "/bin/busybox is statically linked"
+
+
+@needs_root
+def test_the_gitlab_runner_check_asks_sudo_whether_the_runners_user_may_run_the_tool() -> None:
+    """Through the real sudo and this machine's sudoers (tools/install-deps test installs
+    sudo): Debian's sudoers lets root run anything, and nobody nothing."""
+    if proc.which("sudo") is None:
+        pytest.fail("sudo is missing: tools/install-deps test installs it")
+    tool = str(TOP / "bin" / "tempest-live-ci")
+    allowed = runner_check("root", tool)
+    assert allowed is not None and allowed.status == OK, allowed
+    assert "root may run" in allowed.detail
+    refused = runner_check("nobody", tool)
+    assert refused is not None and refused.status == WARN, refused
+    assert "nobody's jobs may not run" in refused.detail
+    assert "/etc/sudoers.d/tempest-live-ci" in refused.detail
+    # No runner's user on the machine: nothing to check, no line in doctor's report.
+    assert runner_check("tlc-no-such-user", tool) is None
+    # The user, and no tool where its jobs look for it.
+    missing = runner_check("nobody", str(TOP / "no-such-tool"))
+    assert missing is not None and missing.status == WARN and "not installed" in missing.detail
