@@ -8,13 +8,19 @@ namespace) and runs prepare, install, configure, tempest-conf, tempest and
 the logs over the protocol alone: no image, no testbed, no boot of its own.
 The same guest first runs a job whose setup command fails: the error names
 the step and the command's status, the logs still come home, and the guest
-serves the default job after it (CI has one boot for both).
+serves the default job after it. Last, a run on it gets SIGTERM under
+tempest: the partial report, and tempest stopped on the machine. CI has one
+boot for all three, and for `vm boot`, `vm ssh` and `vm destroy` themselves.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +31,9 @@ from tempest_live_ci.job import parse_job
 from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.lifecycle import APT_PROXY_PORT
 from tempest_live_ci.vm.boot import VMState
-from tests.conftest import Dirs, needs_root
+from tests.conftest import TOP, Dirs, needs_root
+from tests.e2e.test_interrupts import check_interrupted, passed_one
+from tests.subunitgen import subunit_stats
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -42,6 +50,7 @@ def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
     out = tmp_path / "out"  # kept by pytest after a failure
     try:
         assert boot.returncode == 0, boot.stderr[-3000:]
+        check_the_kept_guest(tlc, run_id, boot, env)
         state = VMState.read(dirs.state / run_id)
         assert state.netns == run_id
         # The machine's own way to the archive, as its admin would set it: the testbed's
@@ -75,11 +84,91 @@ def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
         # The run left the machine running: it is not the run's to stop.
         alive = tlc("vm", "ssh", "--run-id", run_id, "--", "true", env=env)
         assert alive.returncode == 0, alive.stderr
+        check_tempest_interrupted_on_the_machine(dirs, tlc, run_id, via, env, tmp_path)
     finally:
         destroy = tlc("vm", "destroy", "--run-id", run_id, env=env)
     assert destroy.returncode == 0, destroy.stderr
     assert run_id not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                         text=True).stdout
+    assert not (dirs.state / run_id).exists()
+
+
+def check_the_kept_guest(tlc: Tlc, run_id: str, boot: subprocess.CompletedProcess[str],
+                         env: dict[str, str]) -> None:
+    """`vm boot` left the guest up, booted from the network, and said how to reach it."""
+    assert f"vm ssh --run-id {run_id}" in boot.stderr + boot.stdout
+    # The guest outlives the command that booted it.
+    assert run_id in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                    text=True).stdout
+    cmdline = tlc("vm", "ssh", "--run-id", run_id, "--", "cat", "/proc/cmdline", env=env)
+    assert cmdline.returncode == 0, cmdline.stderr
+    assert "fetch=http://192.168.100.1/img/filesystem.squashfs" in cmdline.stdout
+    assert "console=ttyS0" in cmdline.stdout
+    # systemd finished booting: nothing waits, nothing failed.
+    state = tlc("vm", "ssh", "--run-id", run_id, "--", "systemctl is-system-running --wait",
+                env=env, timeout=300)
+    failed = tlc("vm", "ssh", "--run-id", run_id, "--", "systemctl", "--failed", "--no-legend",
+                 "--plain", env=env)
+    assert state.stdout.strip() == "running", f"system {state.stdout}; failed:\n{failed.stdout}"
+    # The command's status is vm ssh's own.
+    status = tlc("vm", "ssh", "--run-id", run_id, "--", "exit", "3", env=env)
+    assert status.returncode == 3
+
+
+# Tests one at a time: still running once the first has passed.
+ONE_AT_A_TIME = "tempest:\n  regex: tempest\\.api\\.identity\\.v3\n  concurrency: 1\n"
+
+
+def check_tempest_interrupted_on_the_machine(dirs: Dirs, tlc: Tlc, run_id: str, via: list[str],
+                                             env: dict[str, str], tmp_path: Path) -> None:
+    """SIGTERM (a CI runner's timeout) once a test has passed: exit 130, the tests done
+    so far reported as incomplete, and tempest stopped on the machine, which the run
+    does not own and leaves running."""
+    work = tmp_path / "interrupted"
+    work.mkdir()
+    job = work / "job.yaml"
+    job.write_text(ONE_AT_A_TIME)
+    stderr = work / "stderr"
+    out = work / "out"
+    with open(stderr, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run", str(job), *via,
+             "--output", str(out)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=err, text=True, env={**os.environ, **dirs.env(), **env})
+    try:
+        deadline = time.monotonic() + 1800
+        while not passed_one(out / "tempest.subunit"):
+            assert process.poll() is None, \
+                f"the run ended before a test passed:\n{stderr.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, "no test passed after 30 min"
+            time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = stderr.read_text()
+    assert code == 130, text[-3000:]
+    check_interrupted(text)
+    assert "stopping step tempest in the guest" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 130 and summary["complete"] is False
+    assert summary["incomplete"]["interrupted"] is True
+    stats = subunit_stats(out / "tempest.subunit")
+    counts = summary["counts"]
+    assert stats["passed"] > 0
+    assert counts["passed"] + counts["xfail"] + counts["uxsuccess"] == stats["passed"]
+    assert (out / "report.html").is_file() and (out / "junit.xml").is_file()
+    # Nothing of tempest runs on: the step, tempest and its workers were ended.
+    ps = tlc("vm", "ssh", "--run-id", run_id, "--", "ps", "-eo", "args", env=env)
+    assert ps.returncode == 0, ps.stderr
+    running = [line for line in ps.stdout.splitlines()
+               if "-m deploy" in line or "tempest run" in line or "subunit.run" in line]
+    assert not running, running
+    record = tlc("vm", "ssh", "--run-id", run_id, "--", "test", "-e",
+                 "/var/lib/tempest-live-ci/steps/tempest.pid", env=env)
+    assert record.returncode == 1
 
 
 def check_a_failing_setup_command_names_the_step(tlc: Tlc, via: list[str],

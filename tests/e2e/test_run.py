@@ -2,8 +2,10 @@
 
 Real image (the identity profile preinstalled), real isolated testbed, real
 network boot, real keystone and tempest in the guest, the subunit stream
-home as it is produced. Each test is one whole run (minutes). Two runs at
-once (the default job beside the image profile) are in test_profiles.py.
+home as it is produced: two whole runs at once (minutes), one of which
+has its guest killed under tempest. The in-guest stages through the ssh
+backend are in test_machine_ssh.py, the profiles beyond identity in
+test_profiles.py.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +27,7 @@ import pytest
 
 from tempest_live_ci.image import Image
 from tempest_live_ci.results.stream import read_stream
-from tests.conftest import TOP, Dirs, needs_root
+from tests.conftest import TOP, Dirs, _processes_using, needs_root
 from tests.subunitgen import subunit_stats
 
 pytestmark = [needs_root, pytest.mark.slow]
@@ -171,3 +175,122 @@ def _qemu_of(run_id: str, *, missing_ok: bool = False) -> int:
     if missing_ok:
         return 0
     raise AssertionError(f"no qemu process for {run_id}")
+
+
+def test_the_default_job_beside_a_run_whose_guest_dies(dirs: Dirs, no_leaks: None,
+                                                       live_image: Image,
+                                                       tmp_path: Path) -> None:
+    """Two runs at once on this host (a CI runner with two jobs), each with its isolated
+    testbed: a namespace of its own, named by its run id, with its own bridge and tap.
+
+    One is the quick start's run of the default job: it must pass as if alone.
+    The other runs the identity API tests one at a time; once one has passed,
+    its qemu is killed (the OOM killer, a host in trouble): exit 16, the tests
+    done so far reported as incomplete, the guest's death told as such. The
+    death of one guest leaves the other run alone. Two TCG guests share the
+    cores: each run takes longer than alone.
+    """
+    # deferred: test_interrupts imports this module
+    from tests.e2e.test_interrupts import host_state, passed_one, start_run
+
+    before = host_state(dirs)
+    works = {"default": tmp_path / "default", "killed": tmp_path / "killed"}
+    host_links = links_in(None)
+    overlap = Overlap()
+    runs = {"default": start_default_run(dirs, live_image, works["default"]),
+            "killed": start_run(dirs, live_image, works["killed"])}
+    stderrs = {name: stderr for name, (_, stderr) in runs.items()}
+    killed_id: str | None = None
+    try:
+        deadline = time.monotonic() + 3600
+        while any(process.poll() is None for process, _ in runs.values()):
+            assert time.monotonic() < deadline, "the two runs took more than an hour"
+            default = runs["default"][0].poll()
+            assert default in (None, 0), stderrs["default"].read_text()[-6000:]
+            now = [stderrs[name].read_text() for name in ("default", "killed")]
+            seen = [run_id_in(text) for text in now]
+            if seen[0] is not None and seen[1] is not None:
+                overlap.sample([seen[0], seen[1]], now, host_links)
+            if killed_id is None:
+                assert runs["killed"][0].poll() is None, \
+                    f"the run ended before its guest was killed:\n{now[1][-3000:]}"
+                if passed_one(works["killed"] / "out" / "tempest.subunit"):
+                    killed_id = seen[1]
+                    assert killed_id is not None
+                    os.kill(_qemu_of(killed_id), signal.SIGKILL)
+            time.sleep(1)
+    finally:
+        # A failure in one run (or in this test) still unwinds the other: Ctrl-C, then wait.
+        for process, _ in runs.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process, _ in runs.values():
+            try:
+                process.wait(300)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    texts = {name: stderr.read_text() for name, stderr in stderrs.items()}
+    codes = {name: process.returncode for name, (process, _) in runs.items()}
+    assert codes == {"default": 0, "killed": 16}, \
+        {name: text[-4000:] for name, text in texts.items()}
+    ids = [run_id_in(texts["default"]), killed_id]
+    assert None not in ids and ids[0] != ids[1], ids
+
+    # At the same time, not one after the other: both namespaces at once, both guests at
+    # once; each in its own namespace with its own bridge and tap; nothing on the host.
+    assert overlap.both_namespaces > 0, f"the two runs' namespaces never existed at once: {overlap}"
+    assert overlap.both_guests > 0, f"the two guests never ran at the same time: {overlap}"
+    assert all(a != b for a, b in overlap.namespace_inodes), overlap
+    for run_id in ids:
+        assert {"tempestbr", "tempesttap"} <= overlap.links[str(run_id)], overlap
+    assert not overlap.on_the_host, overlap
+
+    out = works["default"] / "out"
+    summary = check_passed_identity_run(out, texts["default"], str(ids[0]))
+    # The boot's phases, timed: the network boot (iPXE, DHCP, HTTP) and the login.
+    assert {"dhcp", "boot.ipxe", "kernel", "initrd", "squashfs", "ssh", "login"} \
+        <= set(summary["boot"]), summary["boot"]
+    stored = json.loads((dirs.results / "smoke-trixie" / str(ids[0]) / "summary.json")
+                        .read_text())
+    assert stored["run_id"] == ids[0] and stored["counts"] == summary["counts"]
+    latest = json.loads((dirs.results / "smoke-trixie" / "latest" / "summary.json").read_text())
+    assert latest["run_id"] == ids[0]
+
+    # The killed guest: a testbed failure, told as such, with the tests done before it died.
+    killed = texts["killed"]
+    assert "tests running at the time" in killed
+    assert "no logs from the guest: the guest stopped" in killed
+    assert "unexpected error" not in killed
+    assert (works["killed"] / "out" / "console.log").stat().st_size > 0
+    summary = json.loads((works["killed"] / "out" / "summary.json").read_text())
+    assert summary["exit_code"] == 16 and summary["complete"] is False
+    assert summary["incomplete"]["interrupted"] is True
+    stats = subunit_stats(works["killed"] / "out" / "tempest.subunit")
+    assert stats["passed"] > 0
+    counts = summary["counts"]
+    assert counts["passed"] + counts["xfail"] + counts["uxsuccess"] == stats["passed"]
+    assert (works["killed"] / "out" / "report.html").is_file()
+    assert (works["killed"] / "out" / "junit.xml").is_file()
+
+    # Nothing of either run is left (and no_leaks: namespaces, links, processes).
+    after = host_state(dirs)
+    left = {kind: sorted(after[kind] - before[kind]) for kind in after
+            if after[kind] - before[kind]}
+    assert not left, f"left behind: {left}"
+    for run_id in ids:
+        assert not _processes_using(str(run_id)), f"processes of run {run_id} left behind"
+        assert not (dirs.state / str(run_id)).exists()
+
+
+def start_default_run(dirs: Dirs, image: Image,
+                      work: Path) -> tuple[subprocess.Popen[str], Path]:
+    """The quick start's `run` (no job file: the default job) in the background."""
+    work.mkdir()
+    stderr = work / "stderr"
+    with open(stderr, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, str(TOP / "bin" / "tempest-live-ci"), "run",
+             "--output", str(work / "out")], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=err, text=True, env=run_env(dirs, image))
+    return process, stderr

@@ -6,6 +6,7 @@ stderr says why, as "tempest-live-ci step STEP failed: ..."), 2 for bad usage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import apt, candidates, configure, logs, tempest, util
+from . import apt, candidates, configure, logs, running, tempest, util
 
 
 def check() -> None:
@@ -39,8 +40,11 @@ STEPS: dict[str, Callable[..., None]] = {
     "tempest-conf": tempest.tempest_conf,
     "tempest": tempest.run_tempest,
     "collect": logs.collect,
+    "stop": running.stop,
 }
-WITHOUT_PARAMS = ("check", "candidates", "collect")
+WITHOUT_PARAMS = ("check", "candidates", "collect", "stop")
+# What is not on record as running (stop, which ends the one that is).
+UNRECORDED = ("stop",)
 FAILED = 3
 SAMPLE_SECONDS = 1.0
 
@@ -86,7 +90,8 @@ def main(argv: list[str]) -> int:
     try:
         # These read no params: check is the step protocol's smoke test, candidates
         # reads candidates.json, collect runs after a failure whatever it was.
-        STEPS[name](*(() if name in WITHOUT_PARAMS else (util.params(),)), *extra)
+        with contextlib.nullcontext() if name in UNRECORDED else running.on_record(name):
+            STEPS[name](*(() if name in WITHOUT_PARAMS else (util.params(),)), *extra)
     except util.StepError as e:
         status, error = "failed", str(e)
     except Exception as e:

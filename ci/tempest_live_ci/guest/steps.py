@@ -41,6 +41,8 @@ GUEST_LIB = "/usr/local/lib/tempest-live-ci"
 GUEST_STATE = "/var/lib/tempest-live-ci"
 FAILED = 3  # deploy/__main__.py's status for a failed step
 LOG_TAIL = 12
+# For `deploy stop`: its SIGTERM wait and SIGKILL (deploy/running.py), and a slow guest's python.
+STOP_TIMEOUT = 60
 
 
 class LineLog(io.RawIOBase):
@@ -170,6 +172,11 @@ class Guest:
         except TestbedError as e:
             raise TestbedError(f"step {name}: {e.message}",
                                hint=f"its output: {output.path}") from e
+        except KeyboardInterrupt:
+            # The closed channel tells the step nothing: a machine that is not the
+            # run's own would go on running it (tempest against its cloud).
+            self.stop(name, output)
+            raise
         finally:
             output.close()
         result = self._result(name, time.monotonic() - started)
@@ -177,6 +184,21 @@ class Guest:
             raise self._failure(name, status, result, output)
         self.results[log_name or name] = result
         return result
+
+    def stop(self, name: str, output: LineLog) -> None:
+        """End step NAME in the guest with what it started (deploy/running.py); its words go
+        to the step's log. A guest that cannot be asked is left to its backend's teardown."""
+        command = ["env", f"PYTHONPATH={self.lib}", f"TEMPEST_LIVE_CI_GUEST_STATE={self.state}",
+                   "python3", "-m", "deploy", "stop", name]
+        log.info("stopping step %s in the guest", name)
+        try:
+            status = self.machine.stream(command, output, timeout=STOP_TIMEOUT)
+        except TestbedError as e:
+            log.warning("could not stop step %s in the guest: %s", name, e.message)
+            return
+        if status != 0:
+            log.warning("could not stop step %s in the guest (status %d): %s", name, status,
+                        " | ".join(line for line in output.tail[-3:] if line.strip()))
 
     def _result(self, name: str, seconds: float) -> StepResult:
         try:

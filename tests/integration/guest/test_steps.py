@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,11 @@ import pytest
 from tempest_live_ci.deploy.params import Params
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget
-from tempest_live_ci.guest.steps import Guest
+from tempest_live_ci.guest.steps import Guest, LineLog
 from tempest_live_ci.machine import GuestNetwork
 from tempest_live_ci.machine.ssh import SSHMachine
+
+from tests.unit.deploy.test_stop import a_running_step, group_alive
 
 from .conftest import Sshd
 
@@ -83,3 +87,28 @@ def test_a_second_push_replaces_the_code_and_the_old_results(sshd: Sshd, tmp_pat
     assert not stale.exists()
     assert not (tmp_path / "state" / "steps").exists()
     assert json.loads((tmp_path / "state" / "params.json").read_text())["run"] == 2
+
+
+def test_stop_ends_the_running_step_over_ssh(sshd: Sshd, tmp_path: Path) -> None:
+    """What an interrupted run does first (Guest.step): `deploy stop` over the session.
+    A process group of this host stands for the running tempest step (the sshd's
+    namespace shares the host's processes), as in tests/unit/deploy/test_stop.py."""
+    ssh, g = guest(sshd, tmp_path)
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        with ssh:
+            g.push({"profile": "identity"})
+            (tmp_path / "state" / "steps").mkdir()
+            pgid = a_running_step(started, tmp_path / "state", "tempest")
+            output = LineLog(tmp_path / "stop.log")
+            g.stop("tempest", output)
+            output.close()
+        assert not group_alive(pgid)
+        said = (tmp_path / "stop.log").read_text()
+        assert f"stopping step tempest: SIGTERM to process group {pgid}" in said
+        assert not (tmp_path / "state" / "steps" / "tempest.pid").exists()
+    finally:
+        for process in started:
+            if group_alive(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
