@@ -22,7 +22,6 @@ from tempest_live_ci.guest.ssh import GuestSSH, SSHTarget
 from tempest_live_ci.guest.steps import Guest, LineLog
 from tempest_live_ci.machine import GuestNetwork
 from tempest_live_ci.machine.ssh import SSHMachine
-
 from tests.unit.deploy.test_stop import a_running_step, group_alive
 
 from .conftest import Sshd
