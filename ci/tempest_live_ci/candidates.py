@@ -90,9 +90,26 @@ class Candidate:
                 "file": self.filename}
 
 
+# What this process has read of a file already, by the file's identity: the job's
+# own candidates are checked when the job is read and taken again with the
+# command line's, and dpkg-deb and gpgv run once per file (a file changed since
+# is another identity: read again).
+FileIdentity = tuple[str, int, int, int, int, int]
+_read_debs: dict[FileIdentity, Candidate] = {}
+_good_signatures: set[tuple[str, FileIdentity]] = set()
+
+
+def _identity(path: Path, st: os.stat_result) -> FileIdentity:
+    return (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+            st.st_ctime_ns)
+
+
 def _deb_fields(path: Path, where: str) -> Candidate:
     """The control fields of a .deb, read by dpkg-deb from the file opened and checked here."""
     with open_regular(path, where) as f:
+        identity = _identity(path, os.fstat(f.fileno()))
+        if identity in _read_debs:
+            return _read_debs[identity]
         # dpkg-deb reads the descriptor checked, not the name again.
         result = proc.run(["dpkg-deb", "--field", "/dev/stdin", "Package", "Version",
                            "Architecture", "Source"], stdin=f, capture=True, check=False)
@@ -119,7 +136,9 @@ def _deb_fields(path: Path, where: str) -> Candidate:
     source = fields.get("Source", "").split(" ")[0] or package
     if not _NAME.fullmatch(source):
         raise UsageError(f"{where}: {shown(path.name)}: no valid Source field")
-    return Candidate(path.resolve(), package, version, architecture, source, sha256)
+    found = _read_debs[identity] = Candidate(path.resolve(), package, version, architecture,
+                                             source, sha256)
+    return found
 
 
 def _digest(f: BinaryIO, kind: str, copy: BinaryIO | None = None) -> str:
@@ -143,14 +162,17 @@ def _changes_files(path: Path, where: str, keyring: Path | None) -> list[Path]:
                              "signature check")
         # gpgv checks the bytes read above, the ones parsed below; the keyring
         # was checked with the option or key that names it (job.check_candidates).
-        check = proc.run(["gpgv", "--keyring", keyring.resolve(), "-"], input=text,
-                         capture=True, check=False)
-        if check.returncode != 0:
-            reason = " / ".join(line.removeprefix("gpgv: ") for line
-                                in check.stderr.strip().splitlines()[-2:])
-            raise UsageError(f"{where}: {name}: bad signature or unknown key "
-                             f"({keyring}): {cut(reason, 200)}")
-        log.info("%s: signature good (%s)", path.name, keyring)
+        verdict = (hashlib.sha256(text).hexdigest(), _identity(keyring, keyring.stat()))
+        if verdict not in _good_signatures:
+            check = proc.run(["gpgv", "--keyring", keyring.resolve(), "-"], input=text,
+                             capture=True, check=False)
+            if check.returncode != 0:
+                reason = " / ".join(line.removeprefix("gpgv: ") for line
+                                    in check.stderr.strip().splitlines()[-2:])
+                raise UsageError(f"{where}: {name}: bad signature or unknown key "
+                                 f"({keyring}): {cut(reason, 200)}")
+            _good_signatures.add(verdict)
+            log.info("%s: signature good (%s)", path.name, keyring)
     elif signed:
         log.warning("%s is signed, but its signature is not checked (no --keyring)", path.name)
     changes = deb822.Changes(text.decode("utf-8", errors="replace"))

@@ -432,3 +432,30 @@ def test_a_fifo_among_the_candidates_does_not_block(tlc: Tlc, upload: Path, comm
     assert result.returncode == 20, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: {where}: {upload}/x.deb: a FIFO, not a regular file"]
+
+
+def test_each_candidate_file_is_read_once_per_run(tlc: Tlc, upload: Path, tmp_path: Path,
+                                                  gnupg: Callable[[str], Path]) -> None:
+    """The job's own candidates are checked as the job is read, then again with the
+    command line's: dpkg-deb reads each .deb once, gpgv checks the .changes once
+    (the commands run, from --debug). The run then stops at its machine: nothing
+    listens on port 1."""
+    changes = upload / "keystone_27.0.0-2_amd64.changes"
+    maintainer = gnupg("maintainer")
+    sign(changes, maintainer)
+    job = tmp_path / "upload-check.yaml"
+    job.write_text(yaml.safe_dump({"guest": {
+        "candidates": [str(upload / "keystone_27.0.0-2_all.deb")], "keyring": str(maintainer)}}))
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    result = tlc("--debug", "run", str(job), "--candidate", str(changes),
+                 "--machine", "ssh:root@127.0.0.1:1", "--ssh-key", str(key),
+                 "--host-key", f"{key}.pub", "--output", str(tmp_path / "out"))
+    assert result.returncode == 16, result.stderr[-3000:]
+    run = [Path(line.split("+ ", 1)[1].split()[0]).name for line in result.stderr.splitlines()
+           if "+ " in line]
+    commands = [name for name in run if name in ("dpkg-deb", "gpgv")]
+    assert sorted(commands) == ["dpkg-deb", "dpkg-deb", "gpgv"], result.stderr[-3000:]
+    # Both packages, each once: the job's keystone is also the upload's.
+    summary = yaml.safe_load((tmp_path / "out" / "job.yaml").read_text())
+    assert summary["guest"]["candidates"][-1] == str(changes.resolve())
