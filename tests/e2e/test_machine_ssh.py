@@ -8,15 +8,18 @@ namespace) and runs prepare, install, configure, tempest-conf, tempest and
 the logs over the protocol alone: no image, no testbed, no boot of its own.
 The same guest first runs a job whose setup command fails: the error names
 the step and the command's status, the logs still come home, and the guest
-serves the default job after it. Last, a run on it gets SIGTERM under
-tempest: the partial report, and tempest stopped on the machine. CI has one
-boot for all three, and for `vm boot`, `vm ssh` and `vm destroy` themselves.
+serves the default job after it. Then a package's Salsa CI pipeline runs
+its upload check on it under gitlab-ci-local, through the shipped template
+and gitlab/run-job. Last, a run on it gets SIGTERM under tempest: the
+partial report, and tempest stopped on the machine. CI has one boot for
+all four, and for `vm boot`, `vm ssh` and `vm destroy` themselves.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tempest_live_ci.image import Image
 from tempest_live_ci.job import parse_job
@@ -32,7 +36,9 @@ from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.lifecycle import APT_PROXY_PORT
 from tempest_live_ci.vm.boot import VMState
 from tests.conftest import TOP, Dirs, needs_root
+from tests.debs import build_deb, write_changes
 from tests.e2e.test_interrupts import check_interrupted, passed_one
+from tests.integration.test_gitlab import git_repo, install_gcl, run_gcl
 from tests.subunitgen import subunit_stats
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
@@ -84,6 +90,7 @@ def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
         # The run left the machine running: it is not the run's to stop.
         alive = tlc("vm", "ssh", "--run-id", run_id, "--", "true", env=env)
         assert alive.returncode == 0, alive.stderr
+        check_an_upload_check_through_gitlab_ci_local(dirs, state, host_key, env, tmp_path)
         check_tempest_interrupted_on_the_machine(dirs, tlc, run_id, via, env, tmp_path)
     finally:
         destroy = tlc("vm", "destroy", "--run-id", run_id, env=env)
@@ -187,3 +194,61 @@ def check_a_failing_setup_command_names_the_step(tlc: Tlc, via: list[str],
     # Logs are collected in finally, also from a failed run.
     assert (out / "guest-logs" / "var/log/tempest-live-ci/journal.txt").is_file()
     assert not (out / "tempest.subunit").exists()
+
+
+# The upload check's job, as a package's pipeline would name it: trixie (the kept guest's),
+# the profile chosen from the candidates' source (identity for keystone), a few tests.
+UPLOAD_CHECK = """name: upload-check-trixie
+tempest:
+  profile: auto
+  regex: tempest\\.api\\.identity\\.v3\\.test_tokens
+"""
+
+
+def check_an_upload_check_through_gitlab_ci_local(dirs: Dirs, state: VMState, host_key: Path,
+                                                  env: dict[str, str], tmp_path: Path) -> None:
+    """A package's Salsa CI pipeline under gitlab-ci-local: its build job leaves a binary
+    upload of source keystone in debian/output (a small real package, which installs
+    beside keystone without touching it), and the shipped template's upload check runs
+    the real tool through gitlab/run-job on this machine (TEMPEST_LIVE_CI_MACHINE): the
+    candidate installed, the tests passed, the job passed, the report its artifacts."""
+    repo = tmp_path / "keystone"
+    (repo / "debian").mkdir(parents=True)
+    shutil.copytree(TOP / "gitlab", repo / "gitlab")
+    built = tmp_path / "built"
+    built.mkdir()
+    deb = build_deb(built, "keystone-tlc-probe", "2:27.0.0-2+ci1", source="keystone")
+    write_changes(built / "keystone_27.0.0-2+ci1_amd64.changes", [deb], version="2:27.0.0-2+ci1")
+    (built / "keystone_27.0.0-2+ci1_source.changes").write_text("Source: keystone\n")
+    (repo / "debian" / "salsa-ci.yml").write_text(yaml.safe_dump({
+        "include": [{"local": "/gitlab/salsa-ci.yml"}],
+        "stages": ["build", "test"],
+        "build": {"stage": "build", "script": [
+            "mkdir -p debian/output", f"cp {built}/*.deb {built}/*.changes debian/output/"],
+            "artifacts": {"paths": ["debian/output/"]}},
+    }, sort_keys=False))
+    (repo / ".gitlab-ci.yml").write_text("include:\n  - local: /debian/salsa-ci.yml\n")
+    git_repo(repo)
+    job = tmp_path / "upload-check-trixie.yaml"
+    job.write_text(UPLOAD_CHECK)
+    # The tool from this checkout, with the python that has its dependencies.
+    tool = tmp_path / "tempest-live-ci"
+    tool.write_text(f"#!/bin/sh\nexec {sys.executable} {TOP / 'bin' / 'tempest-live-ci'} \"$@\"\n")
+    tool.chmod(0o755)
+    variables = {
+        "SALSA_CI_ENABLE_TEMPEST_LIVE_CI": "1", "TEMPEST_LIVE_CI_RUN_JOB": str(TOP / "gitlab" / "run-job"),
+        "TEMPEST_LIVE_CI_BIN": str(tool), "TEMPEST_LIVE_CI_JOB": str(job),
+        "TEMPEST_LIVE_CI_MACHINE": f"ssh:root@{state.address}:22",
+        "TEMPEST_LIVE_CI_SSH_KEY": state.private_key, "TEMPEST_LIVE_CI_HOST_KEY": str(host_key),
+        "TEMPEST_LIVE_CI_SSH_NETNS": state.netns or "", **dirs.env(), **env}
+    result = run_gcl(install_gcl(), repo, variables=variables, timeout=2400)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    log = (repo / ".gitlab-ci-local" / "output" / "tempest-live-ci.log").read_text()
+    assert "tempest-live-ci: exit 0: every test passed" in log
+    artifacts = repo / ".gitlab-ci-local" / "artifacts" / "tempest-live-ci" / "tempest-live-ci"
+    summary = json.loads((artifacts / "summary.json").read_text())
+    assert summary["exit_code"] == 0 and summary["counts"]["passed"] > 0
+    assert summary["machine"]["backend"] == "ssh"
+    assert [(c["package"], c["installed"]) for c in summary["candidates"]] == \
+        [("keystone-tlc-probe", "2:27.0.0-2+ci1")]
+    assert (artifacts / "junit.xml").is_file() and (artifacts / "report.html").is_file()

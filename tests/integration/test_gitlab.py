@@ -8,8 +8,8 @@ GitLab server does (tags, retry, timeouts, reports:junit): retry is checked in t
 templates' YAML instead. The tempest-live-ci command a job runs is a stand-in here (a
 script that records its arguments, writes a run directory's files and exits with the code
 the test asks for): a real run of the upload check under gitlab-ci-local is
-tests/e2e/test_gitlab.py's. The job script (gitlab/run-job), the templates and
-publish-history (with the real `results` commands) are the shipped ones.
+tests/e2e/test_machine_ssh.py's, on the guest it keeps. The job script (gitlab/run-job),
+the templates and publish-history (with the real `results` commands) are the shipped ones.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ exit "${STAND_IN_EXIT:-0}"
 
 @pytest.fixture(scope="module")
 def gcl() -> Path:
+    return install_gcl()
+
+
+def install_gcl() -> Path:
     """gitlab-ci-local, installed from npm once into the user's cache."""
     binary = GCL_PREFIX / "node_modules" / ".bin" / "gitlab-ci-local"
     if not binary.exists():
@@ -79,14 +83,14 @@ def git_repo(path: Path) -> None:
 
 
 def run_gcl(gcl: Path, repo: Path, *args: str, variables: dict[str, str] | None = None,
-            source: str = "push") -> subprocess.CompletedProcess[str]:
+            source: str = "push", timeout: float = 600) -> subprocess.CompletedProcess[str]:
     argv = [str(gcl), "--shell-isolation", "--concurrency", "1", "--no-artifacts-to-source",
             "--variable", f"CI_PIPELINE_SOURCE={source}",
             "--ignore-predefined-vars", "CI_PIPELINE_SOURCE"]
     for key, value in (variables or {}).items():
         argv += ["--variable", f"{key}={value}"]
     return subprocess.run([*argv, *args], cwd=repo, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"})
+                          timeout=timeout, env={**os.environ, "NO_COLOR": "1", "FORCE_COLOR": "0"})
 
 
 def listed(gcl: Path, repo: Path, source: str,
