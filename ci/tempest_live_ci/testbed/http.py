@@ -17,6 +17,23 @@ from tempest_live_ci import registry
 from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.listen import wait_listening
 
+# `python3 -m http.server --bind ADDRESS` as it is, less one step: its server_bind
+# asks the resolver for the address's name (socket.getfqdn), which in a testbed's
+# namespace (no route to a name server) waits out the resolver's timeouts: 6 s of
+# every run's setup here. The same handler, access log and threads; the name it
+# would have found goes nowhere but the server's own attributes.
+SERVER = """\
+import functools, http.server, socketserver, sys
+address, root, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = address, port
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+with Server((address, port), handler) as server:
+    server.serve_forever()
+"""
+
 
 def start_http_server(journal: Journal, netns: str | None, address: str, port: int,
                       root: Path, state_dir: Path) -> int:
@@ -25,8 +42,7 @@ def start_http_server(journal: Journal, netns: str | None, address: str, port: i
     log_file = state_dir / "http.log"
     pid = journal.start_daemon(
         "http.server", str(root),
-        [sys.executable, "-u", "-m", "http.server", "--bind", address,
-         "--directory", str(root), str(port)],
+        [sys.executable, "-u", "-c", SERVER, address, str(root), str(port)],
         netns=netns, log_file=log_file, pid_file=state_dir / "http.pid",
     )
     wait_listening(pid, port, what="HTTP server")
