@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tempest_live_ci.image import Image
 from tempest_live_ci.job import parse_job
@@ -36,9 +34,9 @@ from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.lifecycle import APT_PROXY_PORT
 from tempest_live_ci.vm.boot import VMState
 from tests.conftest import TOP, Dirs, needs_root
-from tests.debs import build_deb, write_changes
+from tests.debs import build_deb
 from tests.e2e.test_interrupts import check_interrupted, passed_one
-from tests.integration.test_gitlab import git_repo, install_gcl, run_gcl
+from tests.integration.test_gitlab import install_gcl, package_repo, run_gcl
 from tests.subunitgen import subunit_stats
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
@@ -212,23 +210,10 @@ def check_an_upload_check_through_gitlab_ci_local(dirs: Dirs, state: VMState, ho
     beside keystone without touching it), and the shipped template's upload check runs
     the real tool through gitlab/run-job on this machine (TEMPEST_LIVE_CI_MACHINE): the
     candidate installed, the tests passed, the job passed, the report its artifacts."""
-    repo = tmp_path / "keystone"
-    (repo / "debian").mkdir(parents=True)
-    shutil.copytree(TOP / "gitlab", repo / "gitlab")
     built = tmp_path / "built"
     built.mkdir()
-    deb = build_deb(built, "keystone-tlc-probe", "2:27.0.0-2+ci1", source="keystone")
-    write_changes(built / "keystone_27.0.0-2+ci1_amd64.changes", [deb], version="2:27.0.0-2+ci1")
-    (built / "keystone_27.0.0-2+ci1_source.changes").write_text("Source: keystone\n")
-    (repo / "debian" / "salsa-ci.yml").write_text(yaml.safe_dump({
-        "include": [{"local": "/gitlab/salsa-ci.yml"}],
-        "stages": ["build", "test"],
-        "build": {"stage": "build", "script": [
-            "mkdir -p debian/output", f"cp {built}/*.deb {built}/*.changes debian/output/"],
-            "artifacts": {"paths": ["debian/output/"]}},
-    }, sort_keys=False))
-    (repo / ".gitlab-ci.yml").write_text("include:\n  - local: /debian/salsa-ci.yml\n")
-    git_repo(repo)
+    repo = package_repo(tmp_path, built, [
+        build_deb(built, "keystone-tlc-probe", "2:27.0.0-2+ci1", source="keystone")])
     job = tmp_path / "upload-check-trixie.yaml"
     job.write_text(UPLOAD_CHECK)
     # The tool from this checkout, with the python that has its dependencies.

@@ -116,13 +116,19 @@ def package(tmp_path: Path) -> Path:
     template (locally: Salsa's own includes cannot be fetched here) beside a stub build
     job that leaves a rebuilt keystone's .deb and .changes, and a source upload's
     .changes, in debian/output, as Salsa CI's build job does."""
-    repo = tmp_path / "keystone"
-    (repo / "debian").mkdir(parents=True)
-    shutil.copytree(TOP / "gitlab", repo / "gitlab")
     built = tmp_path / "built"
     built.mkdir()
     debs = [build_deb(built, "keystone", "2:27.0.0-2+ci1", source="keystone"),
             build_deb(built, "python3-keystone", "2:27.0.0-2+ci1", source="keystone")]
+    return package_repo(tmp_path, built, debs)
+
+
+def package_repo(tmp_path: Path, built: Path, debs: list[Path]) -> Path:
+    """keystone's repository in tmp_path, whose build job leaves `debs` (built in `built`),
+    their binary upload's .changes and a source upload's .changes in debian/output."""
+    repo = tmp_path / "keystone"
+    (repo / "debian").mkdir(parents=True)
+    shutil.copytree(TOP / "gitlab", repo / "gitlab")
     write_changes(built / "keystone_27.0.0-2+ci1_amd64.changes", debs, version="2:27.0.0-2+ci1")
     (built / "keystone_27.0.0-2+ci1_source.changes").write_text("Source: keystone\n")
     (repo / "debian" / "salsa-ci.yml").write_text(yaml.safe_dump({
