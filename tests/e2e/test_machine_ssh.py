@@ -1,4 +1,4 @@
-"""End to end: the default job's in-guest stages through the ssh backend.
+"""End to end: the identity profile's in-guest stages through the ssh backend.
 
 The guest is the live image (identity preinstalled) booted by `vm boot`,
 the libvirt stack's own command, and kept there; `run --machine ssh:` then
@@ -8,7 +8,8 @@ namespace) and runs prepare, install, configure, tempest-conf, tempest and
 the logs over the protocol alone: no image, no testbed, no boot of its own.
 The same guest first runs a job whose setup command fails: the error names
 the step and the command's status, the logs still come home, and the guest
-serves the default job after it. Then a package's Salsa CI pipeline runs
+serves the identity profile's token tests after it (the default job's
+whole selection runs on the libvirt stack, test_run.py). Then a package's Salsa CI pipeline runs
 its upload check on it under gitlab-ci-local, through the shipped template
 and gitlab/run-job. Last, a run on it gets SIGTERM under tempest: the
 partial report, and tempest stopped on the machine. CI has one boot for
@@ -43,8 +44,11 @@ Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
 pytestmark = [needs_root, pytest.mark.slow]
 
+# A few tests of the identity profile (a minute under TCG), for the runs on the kept guest.
+TOKEN_TESTS = "tempest:\n  regex: tempest\\.api\\.identity\\.v3\\.test_tokens\n"
 
-def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
+
+def test_the_identity_stages_through_the_ssh_backend_on_a_kept_guest(
         tlc: Tlc, dirs: Dirs, no_leaks: None, live_image: Image, tmp_path: Path) -> None:
     env = {"TEMPEST_LIVE_CI_CACHE_DIR": str(live_image.directory.parent.parent)}
     run_id = new_run_id()
@@ -68,10 +72,14 @@ def test_the_default_jobs_stages_through_the_ssh_backend_on_a_kept_guest(
         via = ["--machine", f"ssh:root@{state.address}:22", "--ssh-key", state.private_key,
                "--host-key", str(host_key), "--ssh-netns", state.netns or ""]
         check_a_failing_setup_command_names_the_step(tlc, via, env, tmp_path)
-        result = tlc("run", *via, "--output", str(out), env=env, timeout=2400)
+        # The identity profile's stages, with its token tests: the whole default job's
+        # tests run beside a killed guest (test_run.py), on the libvirt stack.
+        tokens = tmp_path / "tokens.yaml"
+        tokens.write_text(f"name: tokens\n{TOKEN_TESTS}")
+        result = tlc("run", str(tokens), *via, "--output", str(out), env=env, timeout=2400)
         assert result.returncode == 0, result.stderr[-4000:]
         summary = json.loads((out / "summary.json").read_text())
-        assert summary["exit_code"] == 0
+        assert summary["exit_code"] == 0 and summary["metadata"]["profile"] == "identity"
         assert summary["counts"]["passed"] > 0 and summary["counts"]["failed"] == 0
         machine = summary["machine"]
         assert (machine["backend"], machine["address"]) == ("ssh", state.address)
@@ -195,12 +203,8 @@ def check_a_failing_setup_command_names_the_step(tlc: Tlc, via: list[str],
 
 
 # The upload check's job, as a package's pipeline would name it: trixie (the kept guest's),
-# the profile chosen from the candidates' source (identity for keystone), a few tests.
-UPLOAD_CHECK = """name: upload-check-trixie
-tempest:
-  profile: auto
-  regex: tempest\\.api\\.identity\\.v3\\.test_tokens
-"""
+# the profile chosen from the candidates' source (identity for keystone), the token tests.
+UPLOAD_CHECK = f"name: upload-check-trixie\n{TOKEN_TESTS}  profile: auto\n"
 
 
 def check_an_upload_check_through_gitlab_ci_local(dirs: Dirs, state: VMState, host_key: Path,
