@@ -13,11 +13,9 @@ SIGTERM and SIGHUP are turned into the KeyboardInterrupt of Ctrl-C at once
 (cli.py), so each stage is interrupted by one of the two, and both signals
 are covered. The in-guest steps (prepare, install, configure, tempest)
 leave the host in the same state as the boot: in CI, tempest interrupted
-is a run through the ssh backend on the guest test_machine_ssh.py keeps
-(the partial report, and the step stopped on a machine that outlives the
-run), and a guest killed under tempest runs beside the default job
-(test_run.py). On the libvirt stack, configure interrupted, and tempest
-interrupted beside a guest killed (two runs side by side: each needs a
+runs beside the default job (test_run.py: the partial report, the step
+stopped in the guest). Configure interrupted, and tempest interrupted
+beside a guest killed under tempest (two runs side by side: each needs a
 guest booted, installed and configured, three to six minutes under TCG),
 are nightly.
 """

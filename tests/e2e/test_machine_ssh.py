@@ -9,22 +9,28 @@ the logs over the protocol alone: no image, no testbed, no boot of its own.
 The same guest first runs a job whose setup command fails: the error names
 the step and the command's status, the logs still come home, and the guest
 serves the identity profile's token tests after it (the default job's
-whole selection runs on the libvirt stack, test_run.py). Then a package's Salsa CI pipeline runs
-its upload check on it under gitlab-ci-local, through the shipped template
-and gitlab/run-job. Last, a run on it gets SIGTERM under tempest: the
-partial report, and tempest stopped on the machine. CI has one boot for
-all four, and for `vm boot`, `vm ssh` and `vm destroy` themselves.
+whole selection runs on the libvirt stack, test_run.py), as a package's
+Salsa CI pipeline runs its upload check on it under gitlab-ci-local,
+through the shipped template and gitlab/run-job. CI has one boot for both,
+and for `vm boot`, `vm ssh` and `vm destroy` themselves.
+
+A run on such a guest that gets SIGTERM under tempest (the partial report,
+and tempest stopped on a machine that outlives the run) is a nightly test
+with a guest of its own: CI has the interrupt's report and the stop of the
+step beside the default job (test_run.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -48,12 +54,25 @@ pytestmark = [needs_root, pytest.mark.slow]
 TOKEN_TESTS = "tempest:\n  regex: tempest\\.api\\.identity\\.v3\\.test_tokens\n"
 
 
-def test_the_identity_stages_through_the_ssh_backend_on_a_kept_guest(
-        tlc: Tlc, dirs: Dirs, no_leaks: None, live_image: Image, tmp_path: Path) -> None:
-    env = {"TEMPEST_LIVE_CI_CACHE_DIR": str(live_image.directory.parent.parent)}
+@dataclass
+class Kept:
+    """A guest booted by `vm boot` and kept, as `run --machine ssh:` reaches it."""
+
+    run_id: str
+    state: VMState
+    host_key: Path
+    via: list[str]  # run's --machine, --ssh-key, --host-key, --ssh-netns
+    env: dict[str, str]
+
+
+@contextlib.contextmanager
+def kept_guest(tlc: Tlc, dirs: Dirs, image: Image, tmp_path: Path) -> Iterator[Kept]:
+    """`vm boot` (the default job's memory), checked; its apt through the testbed's proxy;
+    `vm destroy` at the end, checked."""
+    env = {"TEMPEST_LIVE_CI_CACHE_DIR": str(image.directory.parent.parent)}
     run_id = new_run_id()
     memory = parse_job({}, "default", "default").vm.memory_mib
-    boot = tlc("vm", "boot", "--run-id", run_id, "--image", live_image.hash,
+    boot = tlc("vm", "boot", "--run-id", run_id, "--image", image.hash,
                *(["--memory", str(memory)] if memory else []), env=env, timeout=1200)
     try:
         assert boot.returncode == 0, boot.stderr[-3000:]
@@ -70,12 +89,28 @@ def test_the_identity_stages_through_the_ssh_backend_on_a_kept_guest(
         host_key.write_text(state.host_key + "\n")
         via = ["--machine", f"ssh:root@{state.address}:22", "--ssh-key", state.private_key,
                "--host-key", str(host_key), "--ssh-netns", state.netns or ""]
-        check_a_failing_setup_command_names_the_step(tlc, via, env, tmp_path)
+        yield Kept(run_id, state, host_key, via, env)
+        # The runs left the machine running: it is not theirs to stop.
+        alive = tlc("vm", "ssh", "--run-id", run_id, "--", "true", env=env)
+        assert alive.returncode == 0, alive.stderr
+    finally:
+        destroy = tlc("vm", "destroy", "--run-id", run_id, env=env)
+    assert destroy.returncode == 0, destroy.stderr
+    assert run_id not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                        text=True).stdout
+    assert not (dirs.state / run_id).exists()
+
+
+def test_the_identity_stages_through_the_ssh_backend_on_a_kept_guest(
+        tlc: Tlc, dirs: Dirs, no_leaks: None, live_image: Image, tmp_path: Path) -> None:
+    with kept_guest(tlc, dirs, live_image, tmp_path) as kept:
+        state = kept.state
+        check_a_failing_setup_command_names_the_step(tlc, kept.via, kept.env, tmp_path)
         # The identity profile's stages, with its token tests (the whole default job's
-        # tests run beside a killed guest, test_run.py, on the libvirt stack), as a
-        # package's upload check runs them under gitlab-ci-local.
-        out = check_an_upload_check_through_gitlab_ci_local(dirs, state, host_key, env,
-                                                            tmp_path)
+        # tests run on the libvirt stack, test_run.py), as a package's upload check
+        # runs them under gitlab-ci-local.
+        out = check_an_upload_check_through_gitlab_ci_local(dirs, state, kept.host_key,
+                                                            kept.env, tmp_path)
         summary = json.loads((out / "summary.json").read_text())
         assert summary["exit_code"] == 0 and summary["metadata"]["profile"] == "identity"
         assert summary["counts"]["passed"] > 0 and summary["counts"]["failed"] == 0
@@ -91,16 +126,14 @@ def test_the_identity_stages_through_the_ssh_backend_on_a_kept_guest(
         assert (out / "junit.xml").is_file() and (out / "report.html").is_file()
         assert (out / "guest-logs" / "var/log/tempest-live-ci/journal.txt").is_file()
         assert (out / "tempest.conf").is_file()
-        # The run left the machine running: it is not the run's to stop.
-        alive = tlc("vm", "ssh", "--run-id", run_id, "--", "true", env=env)
-        assert alive.returncode == 0, alive.stderr
-        check_tempest_interrupted_on_the_machine(dirs, tlc, run_id, via, env, tmp_path)
-    finally:
-        destroy = tlc("vm", "destroy", "--run-id", run_id, env=env)
-    assert destroy.returncode == 0, destroy.stderr
-    assert run_id not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                        text=True).stdout
-    assert not (dirs.state / run_id).exists()
+
+
+@pytest.mark.nightly
+def test_tempest_interrupted_on_a_kept_machine(tlc: Tlc, dirs: Dirs, no_leaks: None,
+                                               live_image: Image, tmp_path: Path) -> None:
+    with kept_guest(tlc, dirs, live_image, tmp_path) as kept:
+        check_tempest_interrupted_on_the_machine(dirs, tlc, kept.run_id, kept.via, kept.env,
+                                                 tmp_path)
 
 
 def check_the_kept_guest(tlc: Tlc, run_id: str, boot: subprocess.CompletedProcess[str],
