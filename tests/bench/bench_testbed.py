@@ -1,8 +1,12 @@
 #!/usr/bin/python3
-"""Benchmark: isolated testbed setup and teardown, and an iPXE network boot of
-a tiny guest (stock Debian kernel + busybox initramfs) under TCG.
+"""Benchmark: isolated testbed setup and teardown, `host setup` of a persistent
+testbed in a host that has a default route but no name server it can reach (a
+namespace of the benchmark's own standing in for it), and an iPXE network boot
+of a tiny guest (stock Debian kernel + busybox initramfs) under TCG.
 
-Prints medians of several runs; run as root: tests/bench/bench_testbed.py [--boots N]
+Prints medians of several runs; run as root:
+    tests/bench/bench_testbed.py [--setups N] [--boots N] [--tool bin/tempest-live-ci]
+(--tool: the CLI whose `host setup` is timed, e.g. another checkout's, to compare.)
 """
 
 from __future__ import annotations
@@ -39,6 +43,31 @@ def time_setup_teardown() -> tuple[float, float]:
     return up, time.monotonic() - start
 
 
+def time_host_setup(tool: Path, work: Path) -> float:
+    """`host setup --no-apt-proxy` in a namespace whose default route leads nowhere."""
+    ns = "tlcb-" + new_run_id()[4:10]
+    proc.run(["ip", "netns", "add", ns])
+    try:
+        for argv in (["link", "set", "lo", "up"],
+                     ["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p"],
+                     ["link", "set", "uplink0", "up"],
+                     ["addr", "add", "10.255.0.2/24", "dev", "uplink0"],
+                     ["route", "add", "default", "via", "10.255.0.1"]):
+            proc.run(["ip", "-n", ns, *argv])
+        env = {**os.environ, "TEMPEST_LIVE_CI_STATE_DIR": str(work / "host-state")}
+        cli = ["ip", "netns", "exec", ns, sys.executable, str(tool)]
+        start = time.monotonic()
+        subprocess.run([*cli, "host", "setup", "--no-apt-proxy"], env=env, check=True,
+                       capture_output=True)
+        elapsed = time.monotonic() - start
+        subprocess.run([*cli, "host", "teardown"], env=env, check=True, capture_output=True)
+        return elapsed
+    finally:
+        for pid in proc.run(["ip", "netns", "pids", ns], capture=True, check=False).stdout.split():
+            subprocess.run(["kill", "-9", pid], check=False)
+        proc.run(["ip", "netns", "delete", ns], check=False)
+
+
 def time_network_boot(work: Path) -> float:
     kernel = stock_kernel()
     initrd = busybox_initramfs(work / "initrd.img", "echo BENCH-MARKER > /dev/console")
@@ -70,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--setups", type=int, default=7)
     parser.add_argument("--boots", type=int, default=3)
+    parser.add_argument("--tool", type=Path, default=TOP / "bin" / "tempest-live-ci")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tlc-bench-", dir="/var/tmp") as tmp:
         work = Path(tmp)
@@ -79,9 +109,14 @@ def main() -> None:
         print(f"isolated testbed setup:    median {statistics.median(t[0] for t in times):.3f} s"
               f" (n={args.setups})")
         print(f"isolated testbed teardown: median {statistics.median(t[1] for t in times):.3f} s")
+        hosts = [time_host_setup(args.tool, work) for _ in range(args.setups)]
+        print(f"host setup (persistent, no reachable name server): median "
+              f"{statistics.median(hosts):.2f} s (n={args.setups}, {args.tool})")
         boots = [time_network_boot(work) for _ in range(args.boots)]
-        print(f"iPXE network boot to marker + power-off (TCG): median {statistics.median(boots):.1f} s"
-              f" (n={args.boots}, {', '.join(f'{b:.1f}' for b in boots)})")
+        if boots:
+            print(f"iPXE network boot to marker + power-off (TCG): median "
+                  f"{statistics.median(boots):.1f} s (n={args.boots}, "
+                  f"{', '.join(f'{b:.1f}' for b in boots)})")
 
 
 if __name__ == "__main__":
