@@ -12,12 +12,12 @@ have passed, so the stage is under way (in tempest: once a test is done).
 SIGTERM and SIGHUP are turned into the KeyboardInterrupt of Ctrl-C at once
 (cli.py), so each stage is interrupted by one of the two, and both signals
 are covered. The in-guest steps (prepare, install, configure, tempest)
-leave the host in the same state as the boot: in CI, tempest interrupted
-runs beside the default job (test_run.py: the partial report, the step
-stopped in the guest). Configure interrupted, and tempest interrupted
-beside a guest killed under tempest (two runs side by side: each needs a
-guest booted, installed and configured, three to six minutes under TCG),
-are nightly.
+leave the host in the same state as the boot; they take a guest booted,
+installed and configured (three to six minutes under TCG each), and are
+nightly: tempest interrupted beside the default job (test_run.py: the
+partial report, the step stopped in the guest), configure interrupted, and
+tempest interrupted beside a guest killed under tempest (two runs side by
+side).
 """
 
 from __future__ import annotations
