@@ -22,6 +22,7 @@ from tempest_live_ci.candidates import (
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError
 from tempest_live_ci.job import load_job, parse_job, resolve_candidates
+from tests.conftest import needs_root
 from tests.debs import build_deb, write_changes
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
@@ -434,6 +435,7 @@ def test_a_fifo_among_the_candidates_does_not_block(tlc: Tlc, upload: Path, comm
     assert errors == [f"error: {where}: {upload}/x.deb: a FIFO, not a regular file"]
 
 
+@needs_root  # `run` gets past its candidates, to the machine: root's
 def test_each_candidate_file_is_read_once_per_run(tlc: Tlc, upload: Path, tmp_path: Path,
                                                   gnupg: Callable[[str], Path]) -> None:
     """The job's own candidates are checked as the job is read, then again with the
