@@ -44,7 +44,7 @@ from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import build_deb
 from tests.e2e.test_interrupts import check_interrupted, passed_one
 from tests.integration.test_gitlab import install_gcl, package_repo, run_gcl
-from tests.subunitgen import subunit_stats
+from tests.subunitgen import failed, passed, subunit_stats
 
 Tlc = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -52,6 +52,12 @@ pytestmark = [needs_root, pytest.mark.slow]
 
 # A few tests of the identity profile (a minute under TCG), for the runs on the kept guest.
 TOKEN_TESTS = "tempest:\n  regex: tempest\\.api\\.identity\\.v3\\.test_tokens\n"
+# What they are on trixie (tempest 43): a test's idempotent id never changes.
+TOKEN_TEST_IDS = tuple(
+    f"tempest.api.identity.v3.test_tokens.TokensV3Test.{name}[id-{uuid}]" for name, uuid in (
+        ("test_create_token", "6f8e4436-fc96-4282-8122-e41df57197a9"),
+        ("test_token_auth_creation_existence_deletion", "0f9f5a5f-d5cd-4a86-8a5b-c5ded151f212"),
+        ("test_validate_token", "a9512ac3-3909-48a4-b395-11f438e16260")))
 
 
 @dataclass
@@ -242,15 +248,26 @@ def check_an_upload_check_through_gitlab_ci_local(dirs: Dirs, state: VMState, ho
     """A package's Salsa CI pipeline under gitlab-ci-local: its build job leaves a binary
     upload of source keystone in debian/output (a small real package, which installs
     beside keystone without touching it), and the shipped template's upload check runs
-    the real tool through gitlab/run-job on this machine (TEMPEST_LIVE_CI_MACHINE): the
-    candidate installed, the tests passed, the job passed. The run's directory, as the
-    job's artifacts hold it."""
+    the real tool through gitlab/run-job on this machine (TEMPEST_LIVE_CI_MACHINE),
+    compared with a nightly's results fetched from a URL: the candidate installed, the
+    tests passed, the nightly's failure fixed, the job passed. The run's directory, as
+    the job's artifacts hold it."""
     built = tmp_path / "built"
     built.mkdir()
     repo = package_repo(tmp_path, built, [
         build_deb(built, "keystone-tlc-probe", "2:27.0.0-2+ci1", source="keystone")])
     job = tmp_path / "upload-check-trixie.yaml"
     job.write_text(UPLOAD_CHECK)
+    # The nightly's run directory the pipeline compares with, at a URL as its artifacts
+    # would be (file://: curl in gitlab/run-job fetches it the same way). Its stream is
+    # made here, as a nightly whose token validation failed; its summary by `results show`.
+    nightly = tmp_path / "nightly"
+    nightly.mkdir()
+    (nightly / "tempest.subunit").write_bytes(
+        passed(TOKEN_TEST_IDS[0]) + passed(TOKEN_TEST_IDS[1]) + failed(TOKEN_TEST_IDS[2]))
+    shown = subprocess.run([sys.executable, str(TOP / "bin" / "tempest-live-ci"), "results",
+                            "show", str(nightly)], capture_output=True, text=True)
+    assert shown.returncode == 4, shown.stderr
     # The tool from this checkout, with the python that has its dependencies.
     tool = tmp_path / "tempest-live-ci"
     tool.write_text(f"#!/bin/sh\nexec {sys.executable} {TOP / 'bin' / 'tempest-live-ci'} \"$@\"\n")
@@ -260,7 +277,8 @@ def check_an_upload_check_through_gitlab_ci_local(dirs: Dirs, state: VMState, ho
         "TEMPEST_LIVE_CI_BIN": str(tool), "TEMPEST_LIVE_CI_JOB": str(job),
         "TEMPEST_LIVE_CI_MACHINE": f"ssh:root@{state.address}:22",
         "TEMPEST_LIVE_CI_SSH_KEY": state.private_key, "TEMPEST_LIVE_CI_HOST_KEY": str(host_key),
-        "TEMPEST_LIVE_CI_SSH_NETNS": state.netns or "", **dirs.env(), **env}
+        "TEMPEST_LIVE_CI_SSH_NETNS": state.netns or "",
+        "TEMPEST_LIVE_CI_BASELINE_URL": nightly.as_uri(), **dirs.env(), **env}
     result = run_gcl(install_gcl(), repo, variables=variables, timeout=2400)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     log = (repo / ".gitlab-ci-local" / "output" / "tempest-live-ci.log").read_text()
@@ -270,4 +288,9 @@ def check_an_upload_check_through_gitlab_ci_local(dirs: Dirs, state: VMState, ho
     assert summary["exit_code"] == 0
     assert [(c["package"], c["installed"]) for c in summary["candidates"]] == \
         [("keystone-tlc-probe", "2:27.0.0-2+ci1")]
+    # Compared with the nightly fetched into baseline/: the failure there is fixed here.
+    assert summary["baseline"]["path"].endswith("/baseline"), summary["baseline"]
+    assert summary["baseline"]["fixed"] == [TOKEN_TEST_IDS[2]], summary["baseline"]
+    assert summary["baseline"]["regressions"] == []
+    assert "baseline" in summary["stages"]
     return artifacts
