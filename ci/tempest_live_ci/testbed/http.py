@@ -18,10 +18,12 @@ from tempest_live_ci.testbed.journal import Journal
 from tempest_live_ci.testbed.listen import wait_listening
 
 # `python3 -m http.server --bind ADDRESS` as it is, less one step: its server_bind
-# asks the resolver for the address's name (socket.getfqdn), which in a testbed's
-# namespace (no route to a name server) waits out the resolver's timeouts: 6 s of
-# every run's setup here. The same handler, access log and threads; the name it
-# would have found goes nowhere but the server's own attributes.
+# asks the resolver for the address's name (socket.getfqdn). Where a default route
+# exists but no name server answers (a host whose DNS is down, the tests' stand-in
+# host namespaces), that waits out the resolver's timeouts: 6 s of each `host setup`
+# (tests/bench/bench_testbed.py); an empty namespace fails at once. The same handler,
+# access log and threads; the name it would have found went nowhere but the server's
+# own attributes.
 SERVER = """\
 import functools, http.server, socketserver, sys
 address, root, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
