@@ -3,17 +3,19 @@
 A resource is a class of the module that makes it, registered under a kind
 (`@registry.kind("served")`), with `undo()` and `describe()`; its fields are
 what undo needs. Its record is a small JSON file in <state dir>/registry/:
-the kind, the fields, the owner's identity (pid and start time, so that a
-reused pid is never taken for the owner) and the kept flag. A kill at any
-moment leaves at most a record of something never made (undo skips what is
-not there), never something made without a record.
+the kind, the fields, its owners and the kept flag. A kill at any moment
+leaves at most a record of something never made (undo skips what is not
+there), never something made without a record.
 
-A shared resource (one daemon that many runs use) is one record listing its
-users; it is changed under the registry's lock, and undone when its last
-user leaves, or by `cleanup` once every user is gone.
+An owner is a process (its pid and start time, so that a reused pid is never
+taken for it), or a path: a kept thing a use was handed over to (a kept
+testbed's journal), alive while the path is there. `owner_alive` is the one
+liveness check of every kind. A shared resource (one daemon that many runs
+use) is one record listing its users, changed under the registry's lock and
+undone when its last user leaves, or by `cleanup` once every user is gone.
 
-`cleanup` calls undo_leftovers(): newest first, every record none of whose
-owners lives and that is not kept. Nothing here knows what a resource is.
+`cleanup` undoes, newest first, every record none of whose owners lives and
+that is not kept. Nothing here knows what a resource is.
 """
 
 from __future__ import annotations
@@ -50,9 +52,9 @@ class Resource:
     name: str  # what cleanup's lines start with: the run id, or the path of what it is
 
     def undo(self) -> list[str] | None:
-        """Remove it if it is (still) there; raise if that fails. Called at most by one
-        process at a time (the registry's lock), maybe twice for one record. Returns
-        what it removed when that says more than describe() (the parts of a testbed)."""
+        """Remove it if it is (still) there; raise if that fails. Called under the lock,
+        maybe twice for one record. Returns what it removed when that says more than
+        describe() (the parts of a testbed)."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -65,18 +67,14 @@ class Resource:
 
 
 KINDS: dict[str, type[Resource]] = {}
-R = TypeVar("R", bound=type[Resource])
 
 
-def kind(name: str) -> Callable[[R], R]:
-    """Register a Resource class under `name`, the kind its records carry."""
-    def register(cls: R) -> R:
-        if KINDS.get(name, cls) is not cls:
-            raise ValueError(f"registry: two kinds named {name}")
-        cls.KIND = name
-        KINDS[name] = cls
-        return cls
-    return register
+def owner_alive(owner: str) -> bool:
+    """The one liveness check: the process runs still (proc.identity()), or the kept
+    thing a use was handed over to (a path) is still there."""
+    if owner.startswith("/"):
+        return os.path.lexists(owner)
+    return proc.identity_alive(" ".join(owner.split()[:2]))  # a shared use adds a token
 
 
 @dataclass
@@ -85,43 +83,41 @@ class Entry:
 
     path: Path
     resource: Resource
-    owners: list[str]  # proc.identity() of each user (one unless shared)
+    owners: list[str]  # proc.identity() (and a token for each use of a shared one), or a path
     kept: bool
     created: float
 
     @property
     def alive(self) -> bool:
-        """The one liveness check: does any of its owners still run?"""
-        return any(proc.identity_alive(owner) for owner in self.owners)
+        return any(owner_alive(owner) for owner in self.owners)
 
 
-def directory() -> Path:
-    return paths.state_dir() / "registry"
+def directory(state: Path | None = None) -> Path:
+    """The registry of `state` (a state directory; the run's own by default)."""
+    return (state or paths.state_dir()) / "registry"
 
 
 _held = threading.local()
 
 
 @contextlib.contextmanager
-def locked() -> Iterator[None]:
-    """The registry's one lock: every change of a record, and every undo, holds it.
-    Re-entrant: a second flock of this process on another descriptor would wait forever."""
-    if getattr(_held, "depth", 0):
-        _held.depth += 1
-        try:
-            yield
-        finally:
-            _held.depth -= 1
+def locked(where: Path | None = None) -> Iterator[None]:
+    """The lock of registry `where` (this state directory's): every change of a record,
+    and every undo, holds it. Re-entrant: a second flock of this process on another
+    descriptor would wait forever."""
+    where = where or directory()
+    held: set[Path] = _held.__dict__.setdefault("held", set())
+    if where in held:
+        yield
         return
-    where = directory()
     where.mkdir(parents=True, exist_ok=True)
     with open(where / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        _held.depth = 1
+        held.add(where)
         try:
             yield
         finally:
-            _held.depth = 0
+            held.discard(where)
 
 
 def _write(entry: Entry) -> None:
@@ -134,12 +130,16 @@ def _write(entry: Entry) -> None:
 
 
 def read(path: Path) -> Entry | None:
-    """The record at `path`, or None (gone, or not one this version can undo: logged)."""
+    """The record at `path`, or None (gone, or not one this version can undo: logged).
+    A kind's module registers it when imported, and only a module of this package is."""
     try:
         data = json.loads(read_regular(path, None, limit=RECORD_LIMIT))
-        cls = _kind_of(data)
-        return Entry(path, cls(**data["fields"]), [str(o) for o in data["owners"]],
-                     bool(data["kept"]), float(data["created"]))
+        module = str(data.get("module", ""))
+        if data["kind"] not in KINDS and module.startswith(f"{__package__}."):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
+        return Entry(path, KINDS[str(data["kind"])](**data["fields"]),
+                     [str(o) for o in data["owners"]], bool(data["kept"]), float(data["created"]))
     except TLCError as e:
         if path.exists():
             log.warning("registry: %s", e.message)
@@ -148,105 +148,11 @@ def read(path: Path) -> Entry | None:
     return None
 
 
-def _kind_of(data: dict[str, object]) -> type[Resource]:
-    """The class of a record's kind: its module registers it when imported (cleanup
-    imports none of them itself), and only a module of this package is imported."""
-    module = str(data.get("module", ""))
-    if data["kind"] not in KINDS and module.startswith(f"{__package__}."):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    return KINDS[str(data["kind"])]
-
-
-def entries() -> list[Entry]:
+def entries(where: Path | None = None) -> list[Entry]:
     """Every readable record, oldest first."""
-    found = [read(p) for p in directory().glob("*.json")] if directory().is_dir() else []
+    where = where or directory()
+    found = [read(p) for p in where.glob("*.json")] if where.is_dir() else []
     return sorted((e for e in found if e is not None), key=lambda e: (e.created, e.path.name))
-
-
-def named(cls: type[Resource], name: str) -> list[Entry]:
-    """The records of kind `cls` named `name` (a testbed's, to keep or forget it)."""
-    return [e for e in entries() if isinstance(e.resource, cls) and e.resource.name == name]
-
-
-def forget(cls: type[Resource], name: str) -> None:
-    """Discard the records of kind `cls` named `name`: undone by a command (`vm destroy`)."""
-    for entry in named(cls, name):
-        discard(entry)
-
-
-def add(resource: Resource, *, kept: bool = False) -> Entry:
-    """Record `resource` as this process's, before it is made."""
-    name = f"{resource.KIND}-{secrets.token_hex(8)}.json"
-    entry = Entry(directory() / name, resource, [proc.identity()], kept, time.time())
-    with locked():
-        _write(entry)
-    return entry
-
-
-def keep(entry: Entry, kept: bool = True) -> None:
-    """Mark it kept on purpose (--keep-on-failure, `vm boot`): cleanup leaves it alone."""
-    with locked():
-        entry.kept = kept
-        _write(entry)
-
-
-def discard(entry: Entry) -> None:
-    """Forget the record: its resource is undone (or was never made)."""
-    with locked():
-        entry.path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def holding(resource: Resource) -> Iterator[Entry]:
-    """Recorded before the block makes it; undone and forgotten when the block ends,
-    whichever way, unless it was kept meanwhile."""
-    entry = add(resource)
-    try:
-        yield entry
-    finally:
-        current = read(entry.path)
-        if current is None or not current.kept:
-            resource.undo()
-            discard(entry)
-
-
-def join(resource: Resource, name: str) -> bool:
-    """Count this process as a user of the shared resource `name`; True if it had no
-    record: the caller makes it then, after this (hold `locked()` around both)."""
-    with locked():
-        return _join(resource, name)
-
-
-def _join(resource: Resource, name: str) -> bool:
-    path = directory() / f"shared-{name}.json"
-    current = read(path)
-    me = proc.identity()
-    if current is None:
-        _write(Entry(path, resource, [me], False, time.time()))
-        return True
-    if me not in current.owners:
-        current.owners.append(me)
-        _write(current)
-    return False
-
-
-def leave(name: str) -> bool:
-    """This process no longer uses shared resource `name`; if nobody living does, it is
-    undone and its record goes. True if it was undone."""
-    with locked():
-        path = directory() / f"shared-{name}.json"
-        current = read(path)
-        if current is None:
-            return False
-        me = proc.identity()
-        current.owners = [o for o in current.owners if o != me and proc.identity_alive(o)]
-        if current.owners or current.kept:
-            _write(current)
-            return False
-        current.resource.undo()
-        path.unlink(missing_ok=True)
-        return True
 
 
 def leftovers(include_kept: bool = False) -> list[Entry]:
@@ -307,3 +213,107 @@ def undo_leftover(entry: Entry, include_kept: bool = False) -> list[str]:
             raise TestbedError(f"cannot remove {current.resource.describe()}: {e}") from None
         current.path.unlink(missing_ok=True)
     return removed or [current.resource.describe()]
+
+
+# --- for the modules that make things ---------------------------------------------------------
+
+R = TypeVar("R", bound=type[Resource])
+
+
+def kind(name: str) -> Callable[[R], R]:
+    """Register a Resource class under `name`, the kind its records carry."""
+    def register(cls: R) -> R:
+        if KINDS.get(name, cls) is not cls:
+            raise ValueError(f"registry: two kinds named {name}")
+        cls.KIND = name
+        KINDS[name] = cls
+        return cls
+    return register
+
+
+def add(resource: Resource, *, kept: bool = False) -> Entry:
+    """Record `resource` as this process's, before it is made."""
+    name = f"{resource.KIND}-{secrets.token_hex(8)}.json"
+    entry = Entry(directory() / name, resource, [proc.identity()], kept, time.time())
+    update(entry)
+    return entry
+
+
+def update(entry: Entry) -> None:
+    """Write the record back: its resource's fields learnt since (a pid), or its flag."""
+    with locked(entry.path.parent):
+        _write(entry)
+
+
+def keep(entry: Entry, kept: bool = True) -> None:
+    """Mark it kept on purpose (--keep-on-failure, `vm boot`): cleanup leaves it alone."""
+    entry.kept = kept
+    update(entry)
+
+
+def discard(entry: Entry) -> None:
+    """Forget the record: its resource is undone (or was never made)."""
+    with locked(entry.path.parent):
+        entry.path.unlink(missing_ok=True)
+
+
+def named(cls: type[Resource], name: str) -> list[Entry]:
+    """The records of kind `cls` named `name` (a testbed's, to keep or forget it)."""
+    return [e for e in entries() if isinstance(e.resource, cls) and e.resource.name == name]
+
+
+def forget(cls: type[Resource], name: str) -> None:
+    """Discard the records of kind `cls` named `name`: undone by a command (`vm destroy`)."""
+    for entry in named(cls, name):
+        discard(entry)
+
+
+@contextlib.contextmanager
+def holding(resource: Resource) -> Iterator[Entry]:
+    """Recorded before the block makes it; undone and forgotten when the block ends,
+    whichever way, unless it was kept meanwhile."""
+    entry = add(resource)
+    try:
+        yield entry
+    finally:
+        current = read(entry.path)
+        if current is None or not current.kept:
+            resource.undo()
+            discard(entry)
+
+
+def shared(name: str, where: Path | None = None) -> Entry | None:
+    """The record of shared resource `name` (in registry `where`), if there is one."""
+    return read((where or directory()) / f"shared-{name}.json")
+
+
+def join(resource: Resource, name: str, where: Path | None = None) -> str:
+    """Count one more use of the shared resource `name` (in registry `where`) by this
+    process; returns that use, for leave(). The caller makes the resource if it is not
+    there (hold a lock of its own around both)."""
+    path = (where or directory()) / f"shared-{name}.json"
+    use = f"{proc.identity()} {secrets.token_hex(4)}"
+    with locked(path.parent):
+        current = read(path) or Entry(path, resource, [], False, time.time())
+        current.owners.append(use)
+        _write(current)
+    return use
+
+
+def leave(name: str, use: str, where: Path | None = None, *,
+          successor: str | None = None) -> bool:
+    """`use` (of join()) has ended, or is handed over to `successor` (a kept path); when
+    nobody living uses the resource, it is undone and its record goes. True if it was."""
+    path = (where or directory()) / f"shared-{name}.json"
+    with locked(path.parent):
+        current = read(path)
+        if current is None:
+            return False
+        current.owners = [o for o in current.owners if o != use and owner_alive(o)]
+        current.owners += [successor] if successor else []
+        if current.owners or current.kept:
+            _write(current)
+            return False
+        current.resource.undo()
+        path.unlink(missing_ok=True)
+        return True

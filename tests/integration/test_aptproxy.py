@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tempest_live_ci import proc
+from tempest_live_ci import proc, registry
 from tempest_live_ci.errors import TestbedError
 from tempest_live_ci.testbed import aptproxy
 from tempest_live_ci.testbed.listen import socket_inodes
@@ -58,6 +58,12 @@ def curl(netns: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def daemon_pid() -> int | None:
     return proc.read_pidfile(aptproxy.proxy_state_dir() / "apt-cacher-ng.pid")
+
+
+def socat_pids() -> list[int | None]:
+    """The pids of the apt proxy's socats the registry records (this state directory's)."""
+    return [e.resource.pid for e in registry.entries()
+            if isinstance(e.resource, aptproxy.ProxySocat)]
 
 
 def test_guest_namespace_reaches_only_the_archive(dirs: Dirs, netns: str,
@@ -139,8 +145,7 @@ def test_concurrent_users_share_one_daemon(dirs: Dirs, tmp_path: Path, no_leaks:
             assert other_socket.is_socket() and other_socket != first.socket
             assert not (other_state / "apt-cacher-ng" / "apt-cacher-ng.pid").exists()
             assert daemon_pid() == pid
-            users = (aptproxy.proxy_state_dir() / "users").read_text().splitlines()
-            assert len(users) == 2
+            assert len(aptproxy.users(aptproxy.proxy_state_dir())) == 2
             with aptproxy.start_apt_cacher_ng() as nested:
                 assert daemon_pid() == pid
                 assert nested.socket != first.socket
@@ -157,7 +162,8 @@ def test_concurrent_users_share_one_daemon(dirs: Dirs, tmp_path: Path, no_leaks:
     # The last user left: the daemon is stopped.
     assert not proc.pid_alive(pid)
     assert not aptproxy.answers_as_apt_cacher_ng(port=port)
-    assert (aptproxy.proxy_state_dir() / "users").read_text() == ""
+    assert aptproxy.users(aptproxy.proxy_state_dir()) == []
+    assert registry.entries() == []  # the shared record went with its last user
 
 
 def unix_socket_paths(pid: int) -> list[str]:
@@ -196,18 +202,19 @@ def test_dead_users_are_forgotten(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
     socket = Path(killed.stdout.readline().strip())
     pid = daemon_pid()
     assert pid is not None
-    socat_pids = [proc.read_pidfile(p) for p in aptproxy.proxy_state_dir().glob("socat-*.pid")]
-    assert len(socat_pids) == 1 and socat_pids[0] is not None
+    (socat,) = socat_pids()
+    assert socat is not None and proc.pid_alive(socat)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     with aptproxy.start_apt_cacher_ng():
         assert daemon_pid() == pid
     assert not proc.pid_alive(pid)
-    assert proc.pid_alive(socat_pids[0]) and socket.is_socket()
+    assert proc.pid_alive(socat) and socket.is_socket()
     result = tlc("cleanup", check=True)
-    assert f"removed process {socat_pids[0]} (socat)" in result.stdout
-    assert not proc.pid_alive(socat_pids[0])
+    assert f"{socket}: removed process {socat} (socat)" in result.stdout
+    assert not proc.pid_alive(socat)
     assert not socket.exists()
+    assert registry.entries() == []
 
 
 FOREIGN_CONF = """CacheDir: {cache}
@@ -346,10 +353,10 @@ def test_a_kept_testbed_keeps_its_apt_proxy_until_it_is_removed(
                   if r["kind"] == "pid" and r["name"].startswith("socat")}
         assert sorted(socats) == ["socat (apt proxy socket)", "socat (apt proxy)"]
         assert all(pid is not None and proc.pid_alive(pid) for pid in socats.values())
-        # The run's own pid files went: the testbed's journal has them now.
-        assert [p.name for p in aptproxy.proxy_state_dir().glob("*.pid")] == ["apt-cacher-ng.pid"]
-        users = (aptproxy.proxy_state_dir() / "users").read_text().splitlines()
-        assert len(users) == 1 and users[0].startswith("kept:") and users[0].endswith(str(state))
+        # The run's own records of them went: the testbed's journal has them now, and its
+        # use of the daemon lives as long as that journal.
+        assert socat_pids() == []
+        assert aptproxy.users(aptproxy.proxy_state_dir()) == [str(state / "journal.json")]
 
         # The guest's side of it works after its run is gone.
         release = curl(run_id, "-f", "-x", proxy_url, RELEASE)
@@ -373,7 +380,9 @@ def test_a_kept_testbed_keeps_its_apt_proxy_until_it_is_removed(
             assert pid is not None and not proc.pid_alive(pid)
         # The last user is gone: the daemon with it.
         assert not proc.pid_alive(daemon)
-        assert (aptproxy.proxy_state_dir() / "users").read_text() == ""
+        assert aptproxy.users(aptproxy.proxy_state_dir()) == []
+        assert not [e for e in registry.entries()
+                    if isinstance(e.resource, aptproxy.ProxyDaemon | aptproxy.ProxySocat)]
         assert not list(aptproxy.proxy_state_dir().glob("*.sock"))
     finally:
         tlc("cleanup", "--include-kept")

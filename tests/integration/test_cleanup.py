@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tempest_live_ci import proc
+from tempest_live_ci import proc, registry
 from tempest_live_ci.image.livebuild import mounts_under, processes_under
 from tempest_live_ci.testbed.config import new_run_id
 from tempest_live_ci.testbed.journal import netns_exists
@@ -163,26 +163,30 @@ with aptproxy.start_apt_cacher_ng() as proxy:
 
 
 def test_the_apt_proxy_of_a_killed_run(tlc: Tlc, dirs: Dirs, no_leaks: None) -> None:
-    """Its socat (own session) and the daemon no live run uses: both found, both stopped."""
+    """Its socat (own session) and the daemon no live run uses: both recorded, both stopped."""
     from tempest_live_ci.testbed import aptproxy
+    from tests.integration.test_aptproxy import socat_pids
 
     holder, lines = start(HOLDER, dirs)
     socket = Path(lines[0])
-    daemon = aptproxy.daemon_pid(aptproxy.proxy_state_dir())
-    socats = [proc.read_pidfile(p) for p in aptproxy.proxy_state_dir().glob("socat-*.pid")]
+    own = aptproxy.proxy_state_dir()
+    daemon = aptproxy.daemon_pid(own)
+    (socat,) = socat_pids()
     kill(holder)
     assert daemon is not None and proc.pid_alive(daemon)
-    assert len(socats) == 1 and socats[0] is not None and proc.pid_alive(socats[0])
+    assert socat is not None and proc.pid_alive(socat)
     assert socket.is_socket()
     dry = tlc("cleanup", "--dry-run", check=True)
-    assert "which is gone" in dry.stdout and f"(pid {daemon}," in dry.stdout
-    assert proc.pid_alive(daemon) and proc.pid_alive(socats[0])
+    assert f"{socket}: the apt proxy's socat (UNIX-LISTEN:{socket},): its run is gone" \
+        in dry.stdout, dry.stdout
+    assert f"apt-cacher-ng ({own}): no run uses it any more" in dry.stdout, dry.stdout
+    assert proc.pid_alive(daemon) and proc.pid_alive(socat)
     result = tlc("cleanup", check=True)
-    assert f"removed process {socats[0]} (socat)" in result.stdout
+    assert f"removed process {socat} (socat)" in result.stdout
     assert f"removed process {daemon} (apt-cacher-ng)" in result.stdout
-    assert not proc.pid_alive(daemon) and not proc.pid_alive(socats[0])
+    assert not proc.pid_alive(daemon) and not proc.pid_alive(socat)
     assert not socket.exists()
-    assert not list(aptproxy.proxy_state_dir().glob("*.pid"))
+    assert registry.entries() == []
 
 
 @pytest.mark.parametrize("where", ["state directory", "short directory"])
@@ -201,7 +205,8 @@ def test_the_apt_proxy_of_a_run_whose_state_directory_was_removed(
     socket = Path(lines[0])
     own = state / "apt-cacher-ng"
     daemon = proc.read_pidfile(own / "apt-cacher-ng.pid") or 0
-    socat = proc.read_pidfile(next(own.glob("socat-*.pid"))) or 0
+    socat = next(e.resource.pid for e in registry.entries(registry.directory(state))
+                 if getattr(e.resource, "socket", None) == str(socket)) or 0
     # The host's cleanup, say: another state directory.
     other = {"TEMPEST_LIVE_CI_STATE_DIR": str(dirs.top / "other-state")}
     try:
@@ -233,14 +238,15 @@ def test_the_apt_proxy_of_a_run_whose_state_directory_was_removed(
             shutil.rmtree(socket.parent, ignore_errors=True)
 
 
-@pytest.mark.parametrize("lost", ["state directory", "pid file"])
+@pytest.mark.parametrize("lost", ["state directory", "registry", "pid file"])
 def test_an_apt_cacher_ng_no_registry_names(tlc: Tlc, dirs: Dirs, no_leaks: None,
                                             lost: str) -> None:
-    """A killed run's daemon whose state directory (or pid file) went: no run can count
-    itself as its user any more, so nothing would ever stop it but cleanup."""
+    """A killed run's daemon whose state directory, records or pid file went: nothing
+    would ever stop it but cleanup, which finds it by its command line."""
     import shutil
 
     from tempest_live_ci.testbed import aptproxy
+    from tests.integration.test_aptproxy import socat_pids
 
     holder, _ = start(HOLDER, dirs)
     own = aptproxy.proxy_state_dir()
@@ -248,17 +254,19 @@ def test_an_apt_cacher_ng_no_registry_names(tlc: Tlc, dirs: Dirs, no_leaks: None
     kill(holder)
     assert daemon is not None and proc.pid_alive(daemon)
     try:
-        if lost == "state directory":
-            for pid_file in own.glob("socat-*.pid"):
-                proc.kill_pid(int(pid_file.read_text()))
-            shutil.rmtree(own)
-        else:
+        if lost == "pid file":
             (own / "apt-cacher-ng.pid").unlink()
-        assert daemon not in [aptproxy.daemon_pid(d) for d in aptproxy.running_daemons()]
+            why = "no run uses it any more"
+            line = f"apt-cacher-ng ({own}): {why}"
+        else:
+            for socat in socat_pids():
+                assert socat is not None and proc.kill_pid(socat)
+            shutil.rmtree(dirs.state if lost == "state directory" else registry.directory())
+            why = ("its state directory is gone, and no live run uses it"
+                   if lost == "state directory" else "no record of its users is left")
+            line = f"apt-cacher-ng (pid {daemon}, {own}): {why}"
         dry = tlc("cleanup", "--dry-run", check=True)
-        why = ("its state directory is gone, and no live run uses it" if lost == "state directory"
-               else "no registry of its users is left")
-        assert f"apt-cacher-ng (pid {daemon}, {own}): {why}" in dry.stdout, dry.stdout
+        assert line in dry.stdout, dry.stdout
         result = tlc("cleanup", check=True)
         assert f"removed process {daemon} (apt-cacher-ng)" in result.stdout
         assert not proc.pid_alive(daemon)
@@ -396,7 +404,6 @@ def test_domains_of_dead_owners_are_undone_kept_ones_only_when_asked(
     libvirt = pytest.importorskip("libvirt")
     import json
 
-    from tempest_live_ci import registry
     from tempest_live_ci.vm.domain import DomainSpec, Keep, render_domain_xml, start_domain
 
     def xml(name: str) -> str:

@@ -30,6 +30,7 @@ from tempest_live_ci.testbed import aptproxy, http, netns
 from tempest_live_ci.testbed.journal import Journal
 from tests.conftest import TOP, Dirs, needs_root
 from tests.debs import build_deb
+from tests.integration.test_aptproxy import socat_pids
 
 pytestmark = [needs_root, pytest.mark.root]
 
@@ -218,7 +219,7 @@ def test_runs_with_extra_archives_do_not_disturb_each_other(served: Served, hold
     # The same set: one daemon, two users; another set: a daemon of its own.
     assert same.daemon == first.daemon and same.directory == first.directory
     assert other.daemon != first.daemon and other.directory != first.directory
-    assert len((first.directory / "users").read_text().splitlines()) == 2
+    assert len(aptproxy.users(first.directory)) == 2
     conf = (other.directory / "conf/acng.conf").read_text()
     remaps = sorted(line for line in conf.splitlines() if line.startswith("Remap-"))
     assert remaps == sorted(f"Remap-{a.name}: /{a.name} ; {a.backend}"
@@ -235,7 +236,7 @@ def test_runs_with_extra_archives_do_not_disturb_each_other(served: Served, hold
     # Debian's daemon was never restarted, and its cache is not theirs.
     assert proc.pid_alive(debian.daemon)
     assert aptproxy.daemon_pid(aptproxy.proxy_state_dir()) == debian.daemon
-    assert (aptproxy.proxy_state_dir() / "users").read_text().count("\n") == 1
+    assert len(aptproxy.users(aptproxy.proxy_state_dir())) == 1
     debian.leave()
     assert not proc.pid_alive(debian.daemon)
 
@@ -243,9 +244,7 @@ def test_runs_with_extra_archives_do_not_disturb_each_other(served: Served, hold
 def test_cleanup_stops_what_a_killed_run_left(served: Served, hold: object, tlc: object) -> None:
     holder = hold(NAMED)  # type: ignore[operator]
     assert isinstance(holder, Holder)
-    socats = list(aptproxy.proxy_state_dir().glob("socat-*.pid"))
-    assert len(socats) == 1
-    socat = proc.read_pidfile(socats[0])
+    (socat,) = socat_pids()
     # SIGKILL: `ip netns exec` execs the holder, so this is the run itself.
     holder.process.send_signal(signal.SIGKILL)
     holder.process.wait()

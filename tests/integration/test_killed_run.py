@@ -4,7 +4,7 @@ The run is the real CLI with a real isolated testbed (its namespace, links,
 dnsmasq, HTTP server) and the real apt proxy (apt-cacher-ng, the socats);
 it is held and killed at two points (tests/integration/runs.py): while the
 testbed is being set up (right after apt-cacher-ng started, before its
-socats and its users file) and right after the testbed is up, in the VM
+socats) and right after the testbed is up, in the VM
 stage before anything boots (no qemu ever starts).
 """
 

@@ -30,6 +30,7 @@ CHILD = textwrap.dedent("""
     registry.add(Served(name=sys.argv[2], path=sys.argv[1], what="test file"))
     if len(sys.argv) > 3:
         registry.join(Served(name="shared", path=sys.argv[3], what="shared file"), "thing")
+        registry.join(Served(name="shared", path=sys.argv[3], what="shared file"), "thing")
     print("recorded", flush=True)
     sys.stdin.read()
 """)
@@ -129,13 +130,26 @@ def test_a_shared_resource_goes_with_its_last_user(
     shared.write_text("x")
     resource = Served(name="shared", path=str(shared), what="shared file")
     first = record_in_child(children, tmp_path / "a", "tlc-0000000d", shared)
-    assert registry.join(resource, "thing") is False  # made by the child already
+    first_use = registry.join(resource, "thing")
+    second_use = registry.join(resource, "thing")
+    entry = registry.shared("thing")
+    assert entry is not None and len(entry.owners) == 4  # the child's two uses, and these
+    assert entry.owners[2:] == [first_use, second_use]
     killed(first)
-    # This process still uses it: cleanup leaves it, leaving here undoes it.
+    # This process still uses it: cleanup leaves it; it goes with the last use here.
     assert all(e.resource.name != "shared" for e in registry.leftovers())
-    assert registry.leave("thing") is True
+    assert registry.leave("thing", first_use) is False
+    assert shared.exists()
+    # Handed over to a kept thing (a path): it lives as long as that path.
+    keeper = tmp_path / "keeper"
+    keeper.write_text("")
+    assert registry.leave("thing", second_use, successor=str(keeper)) is False
+    assert shared.exists() and all(e.resource.name != "shared" for e in registry.leftovers())
+    keeper.unlink()
+    assert [e.resource.name for e in registry.leftovers()] == ["shared", "tlc-0000000d"]
+    assert registry.leave("thing", str(keeper)) is True
     assert not shared.exists()
-    assert registry.leave("thing") is False
+    assert registry.leave("thing", second_use) is False
     # The child's own record is still a leftover; the shared one is gone.
     assert [e.resource.name for e in registry.leftovers()] == ["tlc-0000000d"]
 

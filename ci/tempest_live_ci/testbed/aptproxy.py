@@ -7,11 +7,13 @@ socket to it, and inside a test namespace another socat listens on the bridge
 address and connects to that socket.
 
 One daemon serves every concurrent run that shares its cache directory,
-because it owns that directory: users are counted in a file under the state
-directory of the run that started it (guarded by flock, found through the
-daemon's -c argument, so runs with other state directories count themselves
-there too), and the last one out stops the daemon. It listens on
-127.0.0.1:3142, or on the next free port when that one is taken.
+because it owns that directory. It is a shared record of the registry of the
+state directory that started it (found through the daemon's -c argument, so
+runs with other state directories count themselves there too): each use is
+one of its owners, a kept testbed's use is handed over to that testbed's
+journal, and the last one out stops the daemon. Each run's socats are records
+of that run's. The daemon listens on 127.0.0.1:3142, or on the next free port
+when that one is taken.
 
 Another apt-cacher-ng answering on 3142 (the host's own service) is never
 used by isolated runs and image builds: it has no ForceManaged restriction
@@ -21,7 +23,7 @@ A warning names it, and a private one is started on another port.
 A run whose job names repositories outside Debian's archive (archives.py)
 gets them from another daemon: one per set of such extra archives, with a
 Remap (/tlcxHASH ; URL) for each and nothing else, ForceManaged too. Its
-configuration, cache and user count are in STATE/apt-cacher-ng/extra-KEY/
+configuration and cache are in STATE/apt-cacher-ng/extra-KEY/
 (KEY: a hash of the set), so concurrent runs naming the same set share it,
 runs naming other sets get their own, and the daemon of Debian's archive,
 shared by every run, is never restarted to learn a Remap. The last user of an
@@ -86,7 +88,7 @@ class AptCacher:
 
 
 def proxy_state_dir() -> Path:
-    """Configuration, logs, pid files, user count and sockets of the shared proxy."""
+    """Configuration, logs, pid file and sockets of the shared proxy."""
     return paths.state_dir() / "apt-cacher-ng"
 
 
@@ -179,37 +181,6 @@ def _locked(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-# A user that is a kept testbed, not a process: "kept:<token> <testbed state directory>".
-KEPT = "kept:"
-
-
-def _user_alive(line: str) -> bool:
-    head, _, rest = line.partition(" ")
-    if head.isdigit():
-        return proc.pid_alive(int(head))
-    if head.startswith(KEPT) and rest:
-        # As long as the testbed is there: its teardown (vm destroy, cleanup)
-        # releases it, and a testbed removed some other way takes it along.
-        return (Path(rest) / "journal.json").exists()
-    return False
-
-
-def _read_users(directory: Path) -> list[str]:
-    """The users still alive: lines "<pid> <token>" (a run) or "kept:<token> <dir>" (a kept
-    testbed); users whose process died or whose testbed is gone are dropped."""
-    try:
-        lines = (directory / "users").read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    return [line for line in lines if _user_alive(line)]
-
-
-def _write_users(directory: Path, users: list[str]) -> None:
-    tmp = directory / "users.tmp"
-    tmp.write_text("".join(f"{u}\n" for u in users))
-    tmp.rename(directory / "users")
 
 
 def daemon_pid(directory: Path) -> int | None:
@@ -325,18 +296,6 @@ def _start_daemon_on(directory: Path, port: int, extra: Sequence[ExtraArchive] =
     return True
 
 
-def _stop_daemon(directory: Path) -> None:
-    pid = daemon_pid(directory)
-    if pid is not None:
-        proc.kill_pid(pid)
-        # The daemon is init's child, and init here reaps only every second or
-        # so: wait until it is really gone, so that "stopped" means stopped.
-        proc.wait_until(lambda: not Path(f"/proc/{pid}").exists(), 5)
-        log.debug("apt-cacher-ng (pid %d) stopped: no user left", pid)
-    with contextlib.suppress(FileNotFoundError):
-        (directory / "apt-cacher-ng.pid").unlink()
-
-
 def _wait_for(condition_met: Callable[[], bool], process: subprocess.Popen[bytes],
               what: str) -> None:
     def running() -> None:
@@ -345,16 +304,6 @@ def _wait_for(condition_met: Callable[[], bool], process: subprocess.Popen[bytes
 
     if not proc.wait_until(condition_met, LISTEN_TIMEOUT, interval=0.02, check=running):
         raise TestbedError(f"{what} did not listen within {LISTEN_TIMEOUT:.0f}s")
-
-
-@contextlib.contextmanager
-def _pidfile(path: Path, pid: int) -> Iterator[None]:
-    path.write_text(f"{pid}\n")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def _cache_dir_of(directory: Path) -> str | None:
@@ -407,23 +356,111 @@ def _running_owner(cache_dir: Path) -> Path | None:
     return None
 
 
-def _register(own: Path, user: str, extra: Sequence[ExtraArchive] = ()) -> Path:
-    """Count `user` in the directory of the daemon it will use (starting one if needed)."""
+def _shared_name(directory: Path) -> str:
+    """The name of the shared record of the daemon of `directory`."""
+    return f"apt-proxy-{directory.name}" if is_extra(directory) else "apt-proxy"
+
+
+def _registry_of(directory: Path) -> Path:
+    """The registry of the state directory that started the daemon of `directory`: users
+    with other state directories count themselves there too."""
+    return registry.directory(directory.parent.parent if is_extra(directory) else directory.parent)
+
+
+@registry.kind("apt-proxy")
+@dataclass(kw_only=True)
+class ProxyDaemon(registry.Resource):
+    """The apt-cacher-ng of a state directory (Debian's archive), or of one set of extra
+    archives (its directory goes with it): one shared record, whose owners are its users."""
+
+    directory: str
+
+    def undo(self) -> list[str]:
+        directory = Path(self.directory)
+        removed = []
+        for pid, started_in in _daemon_processes():
+            if started_in == directory and proc.kill_pid(pid):
+                # init reaps the daemon only every second or so here: "stopped" means gone.
+                proc.wait_until(partial(_gone, pid), 5)
+                removed.append(f"process {pid} (apt-cacher-ng)")
+        (directory / "apt-cacher-ng.pid").unlink(missing_ok=True)
+        if is_extra(directory) and directory.is_dir():
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(f"directory {directory}")
+        return removed
+
+    def describe(self) -> str:
+        return f"apt-cacher-ng of {self.directory}"
+
+    def why(self) -> str:
+        return "no run uses it any more"
+
+
+@registry.kind("apt-proxy-socat")
+@dataclass(kw_only=True)
+class ProxySocat(registry.Resource):
+    """A socat of one run's use of the proxy: its unix socket into the daemon (`socket`),
+    or the forward of that socket into a namespace. Recorded before it starts (`marker`,
+    a part of its command line no other process has), then by its pid."""
+
+    marker: str
+    socket: str | None = None
+    pid: int | None = None
+
+    def undo(self) -> list[str]:
+        removed = []
+        pids = [self.pid] if self.pid is not None else _socats_with(self.marker)
+        for pid in pids:
+            if process_matches(pid, self.marker) and proc.kill_pid(pid):
+                removed.append(f"process {pid} (socat)")
+        if self.socket is not None and _remove_socket(Path(self.socket)):
+            removed.append(f"socket {self.socket}")
+        return removed
+
+    def describe(self) -> str:
+        return f"the apt proxy's socat ({self.marker})"
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+def users(directory: Path) -> list[str]:
+    """Who uses the daemon of `directory` now: runs (proc.identity()), and the journals of
+    kept testbeds."""
+    entry = registry.shared(_shared_name(directory), _registry_of(directory))
+    return [o for o in entry.owners if registry.owner_alive(o)] if entry else []
+
+
+def _socats_with(marker: str) -> list[int]:
+    """The socats whose command line has `marker` (one started just before a kill)."""
+    return [s.pid for s in _proxy_socats() if marker in " ".join(proc.cmdline(s.pid))]
+
+
+def _use_daemon(own: Path, extra: Sequence[ExtraArchive] = ()) -> tuple[Path, str]:
+    """Count a use of this process's among the users of the daemon it will use, starting
+    one if needed (recorded first); returns that daemon's directory, and the use."""
     for _ in range(5):
         directory = _running_owner(_cache_of(own)) or own
+        where = _registry_of(directory)
         with _locked(directory):
             directory.mkdir(parents=True, exist_ok=True)
-            users = _read_users(directory)
+            use = registry.join(ProxyDaemon(name=f"apt-cacher-ng ({directory})",
+                                            directory=str(directory)), _shared_name(directory),
+                                where)
             if _serves(directory):
-                _write_users(directory, [*users, user])
-                return directory
+                return directory, use
             if directory != own:
+                _leave(directory, use)
                 continue  # its owner stopped it meanwhile: look again
-            with step("Starting apt-cacher-ng" + (f" for {len(extra)} extra archive(s)"
-                                                   if extra else "")):
-                _start_daemon(directory, extra)
-            _write_users(directory, [*users, user])
-            return directory
+            try:
+                with step("Starting apt-cacher-ng" + (f" for {len(extra)} extra archive(s)"
+                                                       if extra else "")):
+                    _start_daemon(directory, extra)
+            except BaseException:
+                _leave(directory, use)
+                raise
+            return directory, use
     raise TestbedError("the shared apt-cacher-ng keeps going away")
 
 
@@ -446,7 +483,7 @@ def _socket_path(wanted: Path) -> Path:
 
 
 def socket_registry(sock_path: Path) -> Path | None:
-    """The proxy state directory a user's socket belongs to (where its pid file is), or None
+    """The proxy state directory a user's socket belongs to, or None
     when that is unknown (a short directory without its link)."""
     if not sock_path.parent.name.startswith(_SHORT_PREFIX):
         return sock_path.parent
@@ -454,6 +491,39 @@ def socket_registry(sock_path: Path) -> Path | None:
         return Path(os.readlink(sock_path.parent / _REGISTRY_LINK))
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def _socat(argv: list[str], marker: str, what: str, ready: Callable[[int], bool], *,
+           netns: str | None = None, socket: Path | None = None,
+           kept: Callable[[], Journal | None] | None = None) -> Iterator[None]:
+    """One socat of this run's, recorded before it starts; stopped when the block ends,
+    or handed over to the journal `kept` returns (a kept testbed's) and left running."""
+    resource = ProxySocat(name=str(socket or marker), marker=marker,
+                          socket=str(socket) if socket else None)
+    entry = registry.add(resource)
+    try:
+        # Nothing of ours: a socat kept with a testbed outlives this process and must
+        # not hold its output open.
+        with proc.spawn(argv, netns=netns, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL) as socat:
+            resource.pid = socat.pid
+            registry.update(entry)
+            _wait_for(lambda: ready(socat.pid), socat, what)
+            try:
+                yield
+            finally:
+                journal = kept() if kept is not None else None
+                if journal is not None:
+                    journal.add("pid", name="socat (apt proxy socket)" if socket
+                                else "socat (apt proxy)", netns=netns, marker=marker,
+                                pid=socat.pid)
+                    proc.detach(socat)
+                    socket = None  # the journal's now
+    finally:
+        if socket is not None:
+            _remove_socket(socket)
+        registry.discard(entry)
 
 
 @contextlib.contextmanager
@@ -475,59 +545,37 @@ def start_apt_cacher_ng(extra: Sequence[ExtraArchive] = (), *,
     the daemon are recorded there, and the testbed's teardown (`vm destroy`,
     `cleanup --include-kept`) releases them.
 
-    A killed user leaves its socat (socket-<pid>-<token>.pid, in its own
-    session) and maybe the daemon: `cleanup` stops both (cleanup.py).
+    What a killed user leaves (its socat, in its own session, and maybe the
+    daemon) is in the registry: `cleanup` stops both.
     """
     proc.require("apt-cacher-ng", "socat")
     own = proxy_state_dir()
     own.mkdir(parents=True, exist_ok=True)
-    user = f"{os.getpid()} {secrets.token_hex(4)}"
-    directory = _register(extra_dir(extra) if extra else own, user, extra)
-    handed_over = False
+    directory, use = _use_daemon(extra_dir(extra) if extra else own, extra)
+    successor = None
     try:
         port = daemon_port(directory)
-        name = user.replace(" ", "-")
-        sock_path = _socket_path(own / f"acng-{name}.sock")
-        with proc.spawn(
-            ["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
-             f"TCP:{ADDRESS}:{port}"],
-            # Nothing of ours: a socat kept with a testbed outlives this process
-            # and must not hold its output open.
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ) as socat, _pidfile(own / f"socat-{name}.pid", socat.pid):
-            _wait_for(sock_path.exists, socat, "socat (unix socket to apt-cacher-ng)")
-            try:
-                yield AptCacher(url=f"http://{ADDRESS}:{port}", socket=sock_path)
-            finally:
-                journal = kept() if kept is not None else None
-                if journal is not None:
-                    _hand_over(journal, directory, user, socat, sock_path)
-                    handed_over = True
-                else:
-                    proc.terminate(socat)
-                    _remove_socket(sock_path)
+        sock_path = _socket_path(own / f"acng-{os.getpid()}-{secrets.token_hex(4)}.sock")
+
+        def handed_over() -> Journal | None:
+            nonlocal successor
+            journal = kept() if kept is not None else None
+            if journal is not None:
+                # Its use of the daemon lives as long as the testbed's journal.
+                successor = str(journal.path)
+                journal.add("apt-proxy-user", registry=str(directory), owner=successor,
+                            socket=str(sock_path))
+            return journal
+
+        with _socat(["socat", f"UNIX-LISTEN:{sock_path},fork,unlink-early,mode=600",
+                     f"TCP:{ADDRESS}:{port}"], f"UNIX-LISTEN:{sock_path},",
+                    "socat (unix socket to apt-cacher-ng)", lambda pid: sock_path.exists(),
+                    socket=sock_path, kept=handed_over):
+            yield AptCacher(url=f"http://{ADDRESS}:{port}", socket=sock_path)
     finally:
-        if not handed_over:
-            _leave(directory, user)
-
-
-def _hand_over(journal: Journal, directory: Path, user: str, socat: subprocess.Popen[bytes],
-               sock_path: Path) -> None:
-    """A kept testbed's journal takes over this use of the proxy: its socat and its place
-    among the daemon's users. Recorded first (testbed/journal.py): a kill halfway
-    leaves records of what may not exist yet, never the reverse."""
-    kept_user = f"{KEPT}{user.split()[1]} {journal.directory}"
-    journal.add("apt-proxy-user", registry=str(directory), user=kept_user,
-                socket=str(sock_path))
-    journal.add("pid", name="socat (apt proxy socket)", marker=f"UNIX-LISTEN:{sock_path},",
-                pid=socat.pid)
-    with _locked(directory):
-        users = [kept_user if u == user else u for u in _read_users(directory)]
-        if kept_user not in users:
-            users.append(kept_user)
-        _write_users(directory, users)
-    proc.detach(socat)
-    log.debug("apt proxy kept for testbed %s (socat pid %d)", journal.directory.name, socat.pid)
+        _leave(directory, use, successor=successor)
+        if successor is not None:
+            log.debug("apt proxy kept with testbed %s", Path(successor).parent.name)
 
 
 def _remove_socket(sock_path: Path) -> bool:
@@ -544,31 +592,24 @@ def _remove_socket(sock_path: Path) -> bool:
     return removed
 
 
-def _leave(directory: Path, user: str) -> None:
-    """`user` no longer uses the daemon of `directory`; the last one out stops it."""
-    if directory.is_dir():
-        with _locked(directory):
-            users = [u for u in _read_users(directory) if u != user]
-            _write_users(directory, users)
-            if not users:
-                _stop_daemon(directory)
-                if is_extra(directory):
-                    shutil.rmtree(directory, ignore_errors=True)
-    else:
-        # The registry went with the state directory of the run that
-        # started the daemon: nobody can count its users any more, so the
-        # daemon started from that directory goes now rather than never.
-        log.warning("apt-cacher-ng's registry %s is gone: stopping its daemon", directory)
-        for pid, started_in in _daemon_processes():
-            if started_in == directory:
-                proc.kill_pid(pid)
+def _leave(directory: Path, use: str, *, successor: str | None = None) -> None:
+    """`use` of the daemon of `directory` has ended, or is handed over to `successor`;
+    the last one out stops it."""
+    where = _registry_of(directory)
+    if where.is_dir():
+        registry.leave(_shared_name(directory), use, where, successor=successor)
+        return
+    # The registry went with the state directory of the run that started the daemon:
+    # nobody can count its users any more, so that daemon goes now rather than never.
+    log.warning("apt-cacher-ng's registry %s is gone: stopping its daemon", where)
+    ProxyDaemon(name="", directory=str(directory)).undo()
 
 
 def release_kept(record: dict[str, Any]) -> None:
     """Undo an "apt-proxy-user" journal record (a kept testbed's use of the proxy)."""
     if record.get("socket"):
         _remove_socket(Path(record["socket"]))
-    _leave(Path(record["registry"]), record["user"])
+    _leave(Path(record["registry"]), record.get("owner", ""))
 
 
 register_kind("apt-proxy-user", release_kept,
@@ -583,58 +624,19 @@ def forward_into_netns(proxy: AptCacher, netns: str | None, address: str,
 
     kept: as for start_apt_cacher_ng, a journal that takes the forwarder over.
     """
-    directory = proxy_state_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    # Named after the user's socket (acng-<pid>-<token>.sock): its owner's pid.
-    user = proxy.socket.stem.removeprefix("acng-")
-    pidfile = directory / f"forward-{user}-{netns or 'host'}-{address}-{port}.pid"
-    with proc.spawn(
-        ["socat", f"TCP-LISTEN:{port},bind={address},fork,reuseaddr",
-         f"UNIX-CONNECT:{proxy.socket}"],
-        netns=netns, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    ) as socat, _pidfile(pidfile, socat.pid):
-        # Its own socket: another listener on the port would not do (testbed/listen.py).
-        _wait_for(lambda: port in listening_ports(socat.pid), socat,
-                  f"socat (apt proxy on {address}:{port} in {netns or 'the host namespace'})")
-        try:
-            yield
-        finally:
-            journal = kept() if kept is not None else None
-            if journal is not None:
-                journal.add("pid", name="socat (apt proxy)", netns=netns, pid=socat.pid,
-                            marker=f"UNIX-CONNECT:{proxy.socket}")
-                proc.detach(socat)
+    # Its own socket: another listener on the port would not do (testbed/listen.py).
+    with _socat(["socat", f"TCP-LISTEN:{port},bind={address},fork,reuseaddr",
+                 f"UNIX-CONNECT:{proxy.socket}"], f"UNIX-CONNECT:{proxy.socket}",
+                f"socat (apt proxy on {address}:{port} in {netns or 'the host namespace'})",
+                lambda pid: port in listening_ports(pid), netns=netns, kept=kept):
+        yield
 
 
 # --- what no record names, for `cleanup` ----------------------------------------------------
 
-def _lock_free(path: Path) -> bool:
-    """Nobody holds the flock of `path` (the registry of a daemon's users): nobody is
-    starting it."""
-    return not proc.flock_held(path)
-
-
-
-def _remove_socat(pid_file: Path, pid: int | None, marker: str) -> list[str]:
-    removed = []
-    sockets = [a.split(":", 1)[1].split(",", 1)[0] for a in proc.cmdline(pid or -1)
-               if a.startswith("UNIX-LISTEN:")]
-    if pid is not None and process_matches(pid, marker) and proc.kill_pid(pid):
-        removed.append(f"process {pid} (socat)")
-    for sock in sockets:
-        if _remove_socket(Path(sock)):
-            removed.append(f"socket {sock}")
-    own = pid_file.parent / f"acng-{marker.removeprefix('acng-')}"
-    with contextlib.suppress(OSError):
-        own.unlink()
-        removed.append(f"socket {own}")
-    pid_file.unlink(missing_ok=True)
-    return removed
-
-
 @dataclass(frozen=True)
 class _Socat:
-    """A socat of the apt proxy, found by its command line (testbed/aptproxy.py)."""
+    """A socat of the apt proxy, found by its command line."""
 
     pid: int
     argument: str  # UNIX-LISTEN:<socket>,... (the user's) or UNIX-CONNECT:<socket> (a forward)
@@ -667,23 +669,6 @@ def _proxy_socats() -> list[_Socat]:
     return found
 
 
-def _orphaned_socats(socats: list[_Socat]) -> Iterator[registry.Leftover]:
-    """Socats of a user that is gone whose state directory went too (a test's, removed while
-    its run was live): no pid file or journal is left to find them by, only their command
-    line. While the state directory is there, its pid files and journals say what is whose
-    (a socat kept with a testbed outlives its user on purpose)."""
-    for socat in socats:
-        if proc.pid_alive(socat.user):
-            continue
-        users = socket_registry(socat.sock)
-        if users is None or users.is_dir():
-            continue
-        yield registry.Leftover(f"socat (pid {socat.pid}, {socat.sock})",
-                       f"the apt proxy's socat of process {socat.user}, which is gone with its "
-                       f"state directory {users}", False,
-                       partial(_remove_orphaned_socat, socat))
-
-
 def _remove_orphaned_socat(socat: _Socat) -> list[str]:
     removed = []
     if process_matches(socat.pid, socat.argument) and proc.kill_pid(socat.pid):
@@ -693,92 +678,44 @@ def _remove_orphaned_socat(socat: _Socat) -> list[str]:
     return removed
 
 
-@registry.sweep
-def _leftovers() -> Iterator[registry.Leftover]:
-    own = proxy_state_dir()
-    socats = _proxy_socats()
-    yield from _orphaned_socats(socats)
-    # The daemons' ports that a live user's socat still connects to.
-    in_use = {s.port for s in socats if s.port is not None and proc.pid_alive(s.user)}
-    if own.is_dir():
-        for pid_file in sorted([*own.glob("socat-*.pid"), *own.glob("forward-*.pid")]):
-            # socat-<pid>-<token>.pid, forward-<pid>-<token>-...: <pid> is the user's.
-            parts = pid_file.stem.split("-")
-            if len(parts) < 3 or not parts[1].isdigit():
-                continue
-            if proc.pid_alive(int(parts[1])):
-                continue
-            user = f"{parts[1]}-{parts[2]}"
-            marker = f"acng-{user}.sock"
-            pid = proc.read_pidfile(pid_file)
-            alive = pid is not None and process_matches(pid, marker)
-            reason = (f"the apt proxy's socat of process {parts[1]}, which is gone" if alive
-                      else "the pid file of a socat that is gone")
-            yield registry.Leftover(str(pid_file), reason, False,
-                           partial(_remove_socat, pid_file, pid, marker))
-    registered = running_daemons()
-    for pid, started_in in _daemon_processes():
-        if not started_in.exists() and not in_use & set(listening_ports(pid)):
-            # Its state directory is gone, whichever it was (a test's): no registry, no
-            # configuration; and no live run's socat connects to it.
-            yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {started_in})",
-                           "its state directory is gone, and no live run uses it", False,
-                           partial(_stop_orphan_apt_cacher_ng, pid, started_in))
-            continue
-        # Started from our state directory (Debian's archive's daemon, or one
-        # of extra archives below it), but no registry names it (the
-        # directory was removed, the pid file lost in a kill): no run can
-        # count itself as its user, so none uses it; nobody would stop it.
-        # Unless a run holds the registry's lock: it is starting it right now.
-        if own.resolve() not in (started_in.resolve(), started_in.resolve().parent) \
-                or started_in in registered or not _lock_free(_lock_path(started_in)):
-            continue
-        yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {started_in})",
-                       "no registry of its users is left", False,
-                       partial(_stop_orphan_apt_cacher_ng, pid, started_in))
-    running = []
-    for directory in registered:
-        # The daemon of Debian's archive in `own`, those of extra archives below it.
-        if own.resolve() not in (directory.resolve(), directory.parent.resolve()):
-            continue  # started with another state directory: its cleanup judges it
-        running.append(directory.resolve())
-        with _locked(directory):
-            users = _read_users(directory)
-        if users:
-            continue
-        pid = daemon_pid(directory)
-        yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {directory})", "no run uses it any more",
-                       False, partial(_stop_apt_cacher_ng, directory))
-    for directory in sorted(own.glob(f"{EXTRA_PREFIX}*")) if own.is_dir() else []:
-        if directory.resolve() in running or not directory.is_dir():
-            continue
-        with _locked(directory):
-            users = _read_users(directory)
-        if not users:
-            yield registry.Leftover(str(directory), "the directory of an extra archives' apt-cacher-ng "
-                           "that is gone", False, partial(_remove_extra_dir, directory))
-
-
 def _stop_orphan_apt_cacher_ng(pid: int, started_in: Path) -> list[str]:
     if not any(p == pid and d == started_in for p, d in _daemon_processes()):
         return []  # gone meanwhile, or its pid is someone else's now
     return [f"process {pid} (apt-cacher-ng)"] if proc.kill_pid(pid) else []
 
 
-def _stop_apt_cacher_ng(directory: Path) -> list[str]:
-    with _locked(directory):
-        if _read_users(directory):
-            return []  # a run came meanwhile
-        pid = daemon_pid(directory)
-        _stop_daemon(directory)
-        if is_extra(directory):
-            shutil.rmtree(directory, ignore_errors=True)
-    return [f"process {pid} (apt-cacher-ng)"]
-
-
-def _remove_extra_dir(directory: Path) -> list[str]:
-    with _locked(directory):
-        if _read_users(directory) or daemon_pid(directory) is not None:
-            return []  # a run came meanwhile
-        shutil.rmtree(directory, ignore_errors=True)
-    return [f"directory {directory}"]
+@registry.sweep
+def _leftovers() -> Iterator[registry.Leftover]:
+    """Socats and daemons whose state directory went while their run lived (a test's,
+    removed under it), or that a version before the registry started. While the state
+    directory is there its records say what is whose: a socat kept with a testbed
+    outlives its user on purpose."""
+    socats = _proxy_socats()
+    for socat in socats:
+        users = socket_registry(socat.sock)
+        if proc.pid_alive(socat.user) or users is None or users.is_dir():
+            continue
+        yield registry.Leftover(f"socat (pid {socat.pid}, {socat.sock})",
+                                f"the apt proxy's socat of process {socat.user}, which is gone "
+                                f"with its state directory {users}", False,
+                                partial(_remove_orphaned_socat, socat))
+    # The daemons' ports that a live user's socat still connects to.
+    in_use = {s.port for s in socats if s.port is not None and proc.pid_alive(s.user)}
+    own = proxy_state_dir().resolve()
+    recorded = {Path(e.resource.directory) for e in registry.entries()
+                if isinstance(e.resource, ProxyDaemon)}
+    for pid, started_in in _daemon_processes():
+        if started_in in recorded:
+            continue
+        if not started_in.exists():
+            if in_use & set(listening_ports(pid)):
+                continue
+            why = "its state directory is gone, and no live run uses it"
+        elif own in (started_in.resolve(), started_in.resolve().parent) \
+                and not proc.flock_held(_lock_path(started_in)):
+            # Ours, but no record counts its users (nobody is starting it: the lock).
+            why = "no record of its users is left"
+        else:
+            continue
+        yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {started_in})", why, False,
+                                partial(_stop_orphan_apt_cacher_ng, pid, started_in))
