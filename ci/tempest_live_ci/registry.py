@@ -1,21 +1,17 @@
 """One record per resource a run makes, written before the resource exists.
 
 A resource is a class of the module that makes it, registered under a kind
-(`@registry.kind("served")`), with `undo()` and `describe()`; its fields are
-what undo needs. Its record is a small JSON file in <state dir>/registry/:
-the kind, the fields, its owners and the kept flag. A kill at any moment
-leaves at most a record of something never made (undo skips what is not
-there), never something made without a record.
+(`@registry.kind("served")`), whose fields are what its undo() needs. Its
+record, a small JSON file in <state dir>/registry/, holds the kind, the fields,
+the owners and the kept flag: a kill at any moment leaves at most a record of
+something never made (undo skips what is not there), never the reverse.
 
-An owner is a process (its pid and start time, so that a reused pid is never
-taken for it), or a path: a kept thing a use was handed over to (a kept
-testbed's journal), alive while the path is there. `owner_alive` is the one
-liveness check of every kind. A shared resource (one daemon that many runs
-use) is one record listing its users, changed under the registry's lock and
-undone when its last user leaves, or by `cleanup` once every user is gone.
-
-`cleanup` undoes, newest first, every record none of whose owners lives and
-that is not kept. Nothing here knows what a resource is.
+An owner is a process (pid and start time: a reused pid is not the owner) or
+the path of a kept thing a use was handed over to (a kept testbed's journal);
+`owner_alive` is the one liveness check of every kind. A shared resource (a
+daemon many runs use) is one record with an owner per use, undone when its
+last use ends, or by `cleanup` once no owner lives. Nothing here knows what a
+resource is.
 """
 
 from __future__ import annotations
@@ -52,17 +48,14 @@ class Resource:
     name: str  # what cleanup's lines start with: the run id, or the path of what it is
 
     def undo(self) -> list[str] | None:
-        """Remove it if it is (still) there; raise if that fails. Called under the lock,
-        maybe twice for one record. Returns what it removed when that says more than
-        describe() (the parts of a testbed)."""
+        """Remove it if it is (still) there, under the lock, maybe twice; raise if that
+        fails. Returns what it removed when that says more than describe()."""
         raise NotImplementedError
 
-    def describe(self) -> str:
-        """What it is, for "removed ..." lines."""
+    def describe(self) -> str:  # what it is, for "removed ..." lines
         return self.KIND
 
-    def why(self) -> str:
-        """Why cleanup removes it (its --dry-run line)."""
+    def why(self) -> str:  # why cleanup removes it: its --dry-run line
         return f"{self.describe()}: its run is gone"
 
 
@@ -120,15 +113,6 @@ def locked(where: Path | None = None) -> Iterator[None]:
             held.discard(where)
 
 
-def _write(entry: Entry) -> None:
-    data = {"kind": entry.resource.KIND, "module": type(entry.resource).__module__,
-            "owners": entry.owners, "kept": entry.kept,
-            "created": entry.created, "fields": dataclasses.asdict(entry.resource)}
-    tmp = entry.path.with_name(f".{entry.path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, entry.path)
-
-
 def read(path: Path) -> Entry | None:
     """The record at `path`, or None (gone, or not one this version can undo: logged).
     A kind's module registers it when imported, and only a module of this package is."""
@@ -175,7 +159,6 @@ class Leftover:
 
     name: str  # what the output lines start with: a run id, a namespace, a path
     reason: str
-    kept: bool
     remove: Callable[[], list[str]] = dataclasses.field(compare=False, repr=False)
 
 
@@ -192,7 +175,7 @@ def sweep(find: Callable[[], Iterator[Leftover]]) -> Callable[[], Iterator[Lefto
 
 def find_leftovers(include_kept: bool = False) -> list[Leftover]:
     """The records of owners that are gone (newest first), then what the sweeps find."""
-    found = [Leftover(e.resource.name, e.resource.why(), e.kept,
+    found = [Leftover(e.resource.name, e.resource.why(),
                       functools.partial(undo_leftover, e, include_kept))
              for e in leftovers(include_kept)]
     for find in SWEEPS:
@@ -216,6 +199,15 @@ def undo_leftover(entry: Entry, include_kept: bool = False) -> list[str]:
 
 
 # --- for the modules that make things ---------------------------------------------------------
+
+def _write(entry: Entry) -> None:
+    data = {"kind": entry.resource.KIND, "module": type(entry.resource).__module__,
+            "owners": entry.owners, "kept": entry.kept,
+            "created": entry.created, "fields": dataclasses.asdict(entry.resource)}
+    tmp = entry.path.with_name(f".{entry.path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, entry.path)
+
 
 R = TypeVar("R", bound=type[Resource])
 

@@ -697,7 +697,7 @@ def _leftovers() -> Iterator[registry.Leftover]:
             continue
         yield registry.Leftover(f"socat (pid {socat.pid}, {socat.sock})",
                                 f"the apt proxy's socat of process {socat.user}, which is gone "
-                                f"with its state directory {users}", False,
+                                f"with its state directory {users}",
                                 partial(_remove_orphaned_socat, socat))
     # The daemons' ports that a live user's socat still connects to.
     in_use = {s.port for s in socats if s.port is not None and proc.pid_alive(s.user)}
@@ -717,5 +717,5 @@ def _leftovers() -> Iterator[registry.Leftover]:
             why = "no record of its users is left"
         else:
             continue
-        yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {started_in})", why, False,
+        yield registry.Leftover(f"apt-cacher-ng (pid {pid}, {started_in})", why,
                                 partial(_stop_orphan_apt_cacher_ng, pid, started_in))

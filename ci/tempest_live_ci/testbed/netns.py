@@ -142,13 +142,13 @@ def _leftover_namespaces() -> Iterator[registry.Leftover]:
             state = mark.state_dir
             if state is not None and _claimed(state, registered, name):
                 continue
-            yield registry.Leftover(name, "a namespace whose run is gone", False,
+            yield registry.Leftover(name, "a namespace whose run is gone",
                            partial(_remove_namespace, name))
             continue
         probe = PROBE.match(name)
         if probe is not None:
             if not proc.pid_alive(int(probe.group(1))):
-                yield registry.Leftover(name, "a scratch namespace of a process that is gone", False,
+                yield registry.Leftover(name, "a scratch namespace of a process that is gone",
                                partial(_remove_namespace, name))
             continue
         if RUN_ID.match(name):
@@ -156,5 +156,5 @@ def _leftover_namespaces() -> Iterator[registry.Leftover]:
                 continue
             if any(_claimed(state, registered, name) for state in _state_dirs_of_processes(name)):
                 continue
-            yield registry.Leftover(name, "a namespace without a state directory", False,
+            yield registry.Leftover(name, "a namespace without a state directory",
                            partial(_remove_namespace, name))
