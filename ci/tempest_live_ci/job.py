@@ -30,6 +30,8 @@ from tempest_live_ci.candidates import (
     parse_source_line,
     profile_for,
 )
+from tempest_live_ci.deploy.params import DISCOVER_ALL, DISCOVER_AUTO
+from tempest_live_ci.deploy.params import PACKAGE as _PACKAGE
 from tempest_live_ci.deploy.profiles import PROFILES
 from tempest_live_ci.errors import UsageError, shown
 from tempest_live_ci.image.model import (
@@ -197,6 +199,12 @@ class TempestSection:
     regex: str | None = setting(None, rule=_REGEX, plan="regex {}")
     exclude_regex: str | None = setting(None, rule=_REGEX, plan="exclude regex {}")
     smoke: bool = setting(False, plan="smoke")
+    # Where stestr looks for tests (deploy/tempest.py): "all" (tempest's own discovery, its
+    # plugins' too), a package ("tempest.api.identity"), or "auto": the package the regex
+    # names when it is a dotted name, else all.
+    discover: str = setting(DISCOVER_AUTO, plan="discover {}", rule=Rule(
+        lambda v: bool(v in (DISCOVER_AUTO, DISCOVER_ALL) or _PACKAGE.fullmatch(v)),
+        f"{DISCOVER_AUTO} | {DISCOVER_ALL} | a package (tempest.api.identity)"))
     include_list: str | None = setting(None, path=_a_file, plan="include list {}")
     exclude_list: str | None = setting(None, path=_a_file, plan="exclude list {}")
     # Default: the guest's vCPUs.

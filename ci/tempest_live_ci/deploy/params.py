@@ -8,10 +8,15 @@ names with the same types. Standard library only, like all of deploy/.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+# tempest.discover's values besides a package's dotted name (deploy/tempest.py).
+DISCOVER_AUTO, DISCOVER_ALL = "auto", "all"
+PACKAGE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class TempestParams:
     regex: str | None = None
     exclude_regex: str | None = None
     smoke: bool = False
+    discover: str = DISCOVER_AUTO  # where stestr looks for tests: auto, all or a package
     include_list: str | None = None  # a path in the guest
     exclude_list: str | None = None
     concurrency: int = 1

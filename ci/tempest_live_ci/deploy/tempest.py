@@ -6,14 +6,16 @@ function the host's tests exercise with recorded data.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .configure import KEYSTONE_PORT, SHARED_NETWORK, admin_environment
 from .configure import virt_driver as configured_virt_driver
-from .params import Params
+from .params import DISCOVER_ALL, DISCOVER_AUTO, Params, TempestParams
 from .profiles import get_profile
 from .util import StepError, facts, package_versions, part, run, say
 
@@ -23,6 +25,16 @@ WORKSPACE = "/var/lib/tempest"  # the tempest package's, with its .stestr.conf
 TEMPEST_CONF = "/etc/tempest/tempest.conf"
 # stestr's own tag for tempest's smoke tests is the attribute in the test id.
 SMOKE = r"\[.*\bsmoke\b.*\]"
+# tempest.discover: where stestr looks for the tests. The tempest package's
+# .stestr.conf discovers every test of tempest and of its installed plugins,
+# in the listing and again in each worker: minutes under TCG, for a job that
+# runs three tests of one package.
+# A regex that is a dotted name (escaped dots; maybe anchored, maybe ending in a dot).
+_DOTTED_REGEX = re.compile(r"\^?([A-Za-z_][A-Za-z0-9_]*(?:\\\.[A-Za-z_][A-Za-z0-9_]*)*)(?:\\\.)?")
+# Our own workspace when discovery is narrowed: tempest run uses the .stestr.conf of its
+# working directory, and the package's, in WORKSPACE, stays as it is.
+NARROW_WORKSPACE = "/var/lib/tempest-live-ci/tempest-workspace"
+GROUP_REGEX = r"([^\.]*\.)*"  # the tempest package's: a worker takes a class's tests together
 
 
 @dataclass(frozen=True)
@@ -228,6 +240,64 @@ def combined_exclude(job_regex: str | None, extra: Mapping[str, str]) -> str | N
     return "|".join(f"(?:{part})" for part in parts)
 
 
+def discovery_package(discover: str, regex: str | None, include_list: str | None) -> str | None:
+    """The package stestr discovers tests in, or None: tempest's own discovery.
+
+    "auto" narrows to the package a regex names when the regex is a dotted
+    name (tempest\\.api\\.identity\\.v3): the tests it selects are in it. Not
+    with an include list, whose tests may be anywhere; a job whose regex names a
+    package that other test ids merely contain sets "all".
+    """
+    if discover != DISCOVER_AUTO:
+        return None if discover == DISCOVER_ALL else discover
+    match = _DOTTED_REGEX.fullmatch(regex or "")
+    if include_list or match is None:
+        return None
+    return match.group(1).replace("\\.", ".")
+
+
+def discovery_paths(package: str) -> tuple[str, str] | None:
+    """(test_path, top_dir) for stestr: the deepest package directory on the way to
+    `package` (a module or a class named in it: its package), or None if its top
+    package is not installed."""
+    parts = package.split(".")
+    spec = importlib.util.find_spec(parts[0])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    top_dir = os.path.dirname(next(iter(spec.submodule_search_locations)))
+    path = os.path.join(top_dir, parts[0])
+    for name in parts[1:]:
+        deeper = os.path.join(path, name)
+        if not os.path.isfile(os.path.join(deeper, "__init__.py")):
+            break
+        path = deeper
+    return path, top_dir
+
+
+def stestr_conf(test_path: str, top_dir: str) -> str:
+    return f"[DEFAULT]\ntest_path={test_path}\ntop_dir={top_dir}\ngroup_regex={GROUP_REGEX}\n"
+
+
+def tempest_workspace(t: TempestParams) -> str:
+    """Where `tempest run` starts: tempest's workspace, or ours with a narrowed
+    .stestr.conf (its path in the step's facts: summary.json says what was discovered)."""
+    package = discovery_package(t.discover, t.regex, t.include_list)
+    found = discovery_paths(package) if package else None
+    if package and found is None:
+        if t.discover != DISCOVER_AUTO:
+            raise StepError(f"tempest.discover: no package {package} in the guest")
+        say(f"discovering every test: {package.split('.')[0]} is not installed")
+    if found is None:
+        facts["discovered"] = DISCOVER_ALL
+        return WORKSPACE
+    os.makedirs(NARROW_WORKSPACE, exist_ok=True)
+    with open(f"{NARROW_WORKSPACE}/.stestr.conf", "w") as conf:
+        conf.write(stestr_conf(*found))
+    facts["discovered"] = found[0]
+    say(f"discovering tests in {found[0]} only (tempest.discover: {t.discover})")
+    return NARROW_WORKSPACE
+
+
 def run_tempest(p: Params, load_list: str | None = None) -> None:
     """`tempest run --subunit`: the stream on stdout, as stestr flushes it, packet by packet."""
     t = p.tempest
@@ -244,9 +314,10 @@ def run_tempest(p: Params, load_list: str | None = None) -> None:
         load_list=load_list, concurrency=t.concurrency)
     argv = ["tempest", "run", "--subunit", "--config-file", TEMPEST_CONF,
             *selection_arguments(selection)]
-    say(f"tempest workspace {WORKSPACE}")
+    workspace = tempest_workspace(t)
+    say(f"tempest workspace {workspace}")
     sys.stdout.flush()
     # stestr exits 0 with --subunit even when tests fail: the host judges the stream.
-    result = run(argv, cwd=WORKSPACE, stdout=sys.stdout, check=False)
+    result = run(argv, cwd=workspace, stdout=sys.stdout, check=False)
     if result.returncode != 0:
         raise StepError(f"tempest run exited with status {result.returncode}")

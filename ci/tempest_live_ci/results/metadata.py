@@ -55,6 +55,10 @@ def run_metadata(job: str, run_id: str, profile: str, steps: Mapping[str, StepFa
     if excluded:
         # Tests the guest's setup left out (scenario tests under the fake driver), with why.
         data["excluded_by_setup"] = excluded
+    discovered = [r.facts["discovered"] for r in results if "discovered" in r.facts]
+    if discovered:
+        # Where stestr looked for tests (tempest.discover): "all", or one package's directory.
+        data["discovered"] = discovered[-1]
     if candidates is not None:
         # The versions the guest really installed, in the report's Run section.
         data["candidates"] = {c["package"]: c.get("installed") or f"{c['version']} (not installed)"
