@@ -196,6 +196,9 @@ def test_the_quick_starts_default_job(dirs: Dirs, no_leaks: None, live_image: Im
     run_id = run_id_in(result.stderr)
     assert run_id is not None
     summary = check_passed_identity_run(out, result.stderr, run_id)
+    # The job's regex is a dotted name: stestr looked for tests in that package alone.
+    assert summary["metadata"]["discovered"] == \
+        "/usr/lib/python3/dist-packages/tempest/api/identity/v3", summary["metadata"]
     # The boot's phases, timed: the network boot (iPXE, DHCP, HTTP) and the login.
     assert {"dhcp", "boot.ipxe", "kernel", "initrd", "squashfs", "ssh", "login"} \
         <= set(summary["boot"]), summary["boot"]
