@@ -24,6 +24,7 @@ that never ends), a file of gigabytes, a JSON document nested 100,000 deep.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import reprlib
@@ -274,3 +275,25 @@ def _opened(top: int, parts: tuple[str, ...]) -> Iterator[int]:
     finally:
         for opened in fds:
             os.close(opened)
+
+
+class Recorded(io.RawIOBase):
+    """A writable byte stream kept in `file` as it comes (flushed at each write), each
+    piece then handed to take()."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        super().__init__()
+        self.file = file
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        data = bytes(data)
+        self.file.write(data)
+        self.file.flush()
+        self.take(data)
+        return len(data)
+
+    def take(self, data: bytes) -> None:
+        raise NotImplementedError

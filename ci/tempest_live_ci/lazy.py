@@ -61,3 +61,16 @@ def installed(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ImportError:  # a submodule of a package that is not there
         return False
+
+
+def package_attributes(package: str, where: dict[str, str]) -> Any:
+    """A package's __getattr__ (PEP 562) that imports `name` from its module `where[name]`
+    on first use, and keeps it among the package's names."""
+    def attribute(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        setattr(importlib.import_module(package), name, value)
+        return value
+    return attribute

@@ -362,6 +362,15 @@ def identity_alive(text: str) -> bool:
     return pid_alive(pid) and str(start_time(pid)) == fields[1]
 
 
+def processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, argv) of every process whose command line this one may read."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            argv = cmdline(int(entry.name))
+            if argv:
+                yield int(entry.name), argv
+
+
 def cmdline(pid: int) -> list[str]:
     """The process's argv, or [] if it is gone (or not ours to read)."""
     try:

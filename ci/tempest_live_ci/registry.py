@@ -243,6 +243,16 @@ def keep(entry: Entry, kept: bool = True) -> None:
     update(entry)
 
 
+def release(entry: Entry, kept: bool, undo: Callable[[], object]) -> None:
+    """At the end of its maker's block: kept on purpose, or undone (the maker's own way:
+    `undo`) and forgotten."""
+    if kept:
+        keep(entry)
+    else:
+        undo()
+        discard(entry)
+
+
 def discard(entry: Entry) -> None:
     """Forget the record: its resource is undone (or was never made)."""
     with locked(entry.path.parent):

@@ -9,7 +9,6 @@ finished tests and reports them while tempest runs.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import threading
 import time
@@ -65,15 +64,14 @@ class _Counter(testtools.StreamResult):  # type: ignore[misc]
         log.info("tempest: %s", self.line())
 
 
-class SubunitSink(io.RawIOBase):
+class SubunitSink(files.Recorded):
     """A writable stream: bytes to `path` (flushed per write) and to a live parser."""
 
     def __init__(self, path: Path, *, every: float = REPORT_EVERY) -> None:
-        super().__init__()
-        self.path = path
         # The run's output directory may be one given with --output: what is there
         # already (a link to /etc/passwd named tempest.subunit) is replaced, never written.
-        self.file = files.create(path)
+        super().__init__(files.create(path))
+        self.path = path
         self.bytes = 0
         self.counter = _Counter(every)
         read_fd, write_fd = os.pipe()
@@ -93,20 +91,13 @@ class SubunitSink(io.RawIOBase):
             while stream.read(65536):
                 pass
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        data = bytes(data)
-        self.file.write(data)
-        self.file.flush()
+    def take(self, data: bytes) -> None:
         self.bytes += len(data)
         if self._pipe is not None:
             try:
                 self._pipe.write(data)
             except BrokenPipeError:
                 self._pipe = None
-        return len(data)
 
     @property
     def running(self) -> list[str]:

@@ -45,7 +45,7 @@ LOG_TAIL = 12
 STOP_TIMEOUT = 60
 
 
-class LineLog(io.RawIOBase):
+class LineLog(files.Recorded):
     """A byte stream written line by line to a file and to the log.
 
     The step's "==>" / "<==" lines (its parts) show on the console; every
@@ -53,25 +53,17 @@ class LineLog(io.RawIOBase):
     """
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(files.create(path, append=True))
         self.path = path
-        self.file = files.create(path, append=True)
         self.pending = b""
         self.tail: list[str] = []
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        data = bytes(data)
-        self.file.write(data)
-        self.file.flush()
+    def take(self, data: bytes) -> None:
         self.pending += data
         *lines, self.pending = self.pending.split(b"\n")
         for raw in lines:
             self._line(raw.decode(errors="replace").rstrip())
-        return len(data)
 
     def _line(self, line: str) -> None:
         self.tail = [*self.tail[-(LOG_TAIL * 4):], line]

@@ -9,8 +9,9 @@ image.commands for --help and completion without live-build's machinery.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tempest_live_ci.lazy import package_attributes
 
 if TYPE_CHECKING:
     from tempest_live_ci.image.cache import find_image, list_images, load_image, resolve_image
@@ -31,10 +32,4 @@ __all__ = ["Image", "ImageOptions", "build_image", "find_image", "list_images", 
            "resolve_image"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = package_attributes(__name__, _WHERE)

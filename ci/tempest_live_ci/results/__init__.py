@@ -9,8 +9,9 @@ jinja2 with them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from tempest_live_ci.lazy import package_attributes
 
 if TYPE_CHECKING:
     from tempest_live_ci.results.compare import Comparison, compare_runs
@@ -45,10 +46,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = package_attributes(__name__, _WHERE)

@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -61,24 +62,20 @@ def show(source: Path, output_dir: Path | None, as_json: bool) -> int:
     return actions.show(source, output_dir=output_dir, as_json=as_json)
 
 
-@results.command()
-@click.argument("source", type=_SOURCE, metavar="DIR_OR_SUBUNIT")
-@click.option("--file", "-f", "-o", "--output", "output", cls=Renamed, shown=2, metavar="FILE",
-              help="File to write, '-' for stdout (default: DIR/junit.xml).")
-def junit(source: Path, output: str | None) -> int:
-    """Write a JUnit XML report (GitLab, Jenkins)."""
-    _import_reader()
-    return actions.junit(source, output=output)
+def _report_command(name: str, default: str, about: str) -> None:
+    """`results junit` and `results html`: a report of a run directory or a stream."""
+    @results.command(name, help=about)
+    @click.argument("source", type=_SOURCE, metavar="DIR_OR_SUBUNIT")
+    @click.option("--file", "-f", "-o", "--output", "output", cls=Renamed, shown=2,
+                  metavar="FILE", help=f"File to write, '-' for stdout (default: DIR/{default}).")
+    def report(source: Path, output: str | None) -> int:
+        _import_reader()
+        write: Callable[..., int] = getattr(actions, name)
+        return write(source, output=output)
 
 
-@results.command()
-@click.argument("source", type=_SOURCE, metavar="DIR_OR_SUBUNIT")
-@click.option("--file", "-f", "-o", "--output", "output", cls=Renamed, shown=2, metavar="FILE",
-              help="File to write, '-' for stdout (default: DIR/report.html).")
-def html(source: Path, output: str | None) -> int:
-    """Write a self-contained HTML report."""
-    _import_reader()
-    return actions.html(source, output=output)
+_report_command("junit", "junit.xml", "Write a JUnit XML report (GitLab, Jenkins).")
+_report_command("html", "report.html", "Write a self-contained HTML report.")
 
 
 @results.command()

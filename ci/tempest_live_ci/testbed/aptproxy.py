@@ -321,18 +321,9 @@ def _cache_dir_of(directory: Path) -> str | None:
 def _daemon_processes() -> list[tuple[int, Path]]:
     """(pid, state directory) of every apt-cacher-ng started with `-c STATE/conf`."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not argv or os.path.basename(argv[0]) != b"apt-cacher-ng" or b"-c" not in argv:
-            continue
-        index = argv.index(b"-c") + 1
-        if index < len(argv):
-            found.append((int(entry.name), Path(os.fsdecode(argv[index])).parent))
+    for pid, argv in proc.processes():
+        if os.path.basename(argv[0]) == "apt-cacher-ng" and "-c" in argv[:-1]:
+            found.append((pid, Path(argv[argv.index("-c") + 1]).parent))
     return found
 
 
@@ -647,11 +638,8 @@ class _Socat:
 
 def _proxy_socats() -> list[_Socat]:
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        argv = proc.cmdline(int(entry.name))
-        if not argv or os.path.basename(argv[0]) != "socat":
+    for pid, argv in proc.processes():
+        if os.path.basename(argv[0]) != "socat":
             continue
         for argument in argv[1:]:
             kind, _, rest = argument.partition(":")
@@ -665,7 +653,7 @@ def _proxy_socats() -> list[_Socat]:
             for other in argv[1:]:
                 if other.startswith("TCP:") and other.rsplit(":", 1)[1].isdigit():
                     port = int(other.rsplit(":", 1)[1])
-            found.append(_Socat(int(entry.name), argument, sock, int(name.group(1)), port))
+            found.append(_Socat(pid, argument, sock, int(name.group(1)), port))
     return found
 
 

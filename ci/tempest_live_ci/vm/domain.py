@@ -137,11 +137,7 @@ def start_domain(conn: libvirt.virConnect, xml: str, *,
     try:
         yield domain
     finally:
-        if keep and keep.keep:
-            registry.keep(entry)
-        else:
-            destroy_domain(domain)
-            registry.discard(entry)
+        registry.release(entry, bool(keep and keep.keep), lambda: destroy_domain(domain))
 
 
 @registry.kind("domain")

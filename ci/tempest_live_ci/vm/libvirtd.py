@@ -176,11 +176,7 @@ def start_private_libvirtd(state_dir: Path, netns: str | None, *, debug: bool = 
     except TestbedError as e:
         raise TestbedError(f"{e.message}{_log_tail(daemon)}") from e
     finally:
-        if keep and keep.keep:
-            registry.keep(record)
-        else:
-            stop_private_libvirtd(state_dir)
-            registry.discard(record)
+        registry.release(record, bool(keep and keep.keep), lambda: stop_private_libvirtd(state_dir))
 
 
 @registry.kind("libvirtd")
