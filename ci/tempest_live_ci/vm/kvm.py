@@ -16,16 +16,20 @@ off. The verdict is cached per (kernel, qemu, /dev/kvm, host boot):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tempest_live_ci import paths, proc
+from tempest_live_ci import paths, proc, registry
 from tempest_live_ci.digest import sha256_file
 from tempest_live_ci.errors import TLCError
 from tempest_live_ci.log import log
@@ -136,7 +140,7 @@ def detect_accelerator(kernel: Path | None = None, timeout: float = 20, *,
 def _probe(kernel: Path, timeout: float, busybox: Path) -> tuple[Accelerator, bool]:
     """A verdict, and whether it is only that the probe ran out of time."""
     log.debug("probing KVM with %s (timeout %.0fs)", kernel, timeout)
-    with tempfile.TemporaryDirectory(prefix="tlc-kvm-probe-") as tmp:
+    with _probe_directory() as tmp:
         initrd = tinyguest.busybox_initramfs(
             Path(tmp) / "initrd.img", f"echo {MARKER} > /dev/console", busybox=busybox
         )
@@ -185,6 +189,48 @@ def _probe(kernel: Path, timeout: float, busybox: Path) -> tuple[Accelerator, bo
             f"{timeout:.0f}s{where}; {nested_kvm_status()}",
             False,
         ), True
+
+
+@registry.kind("kvm-probe")
+@dataclass(kw_only=True)
+class KvmProbe(registry.Resource):
+    """A KVM probe (`name`: its scratch directory) and its qemu, which a stock kernel
+    hanging under a nested KVM keeps running until it is killed."""
+
+    def undo(self) -> list[str]:
+        removed = []
+        for pid, argv in proc.processes():
+            if os.path.basename(argv[0]) == QEMU and any(self.name in a for a in argv) \
+                    and proc.kill_pid(pid, grace=1):
+                removed.append(f"process {pid} (qemu of the KVM probe)")
+        if Path(self.name).is_dir():
+            shutil.rmtree(self.name, ignore_errors=True)
+            removed.append(f"directory {self.name}")
+        return removed
+
+    def describe(self) -> str:
+        return f"KVM probe {self.name}"
+
+
+@contextlib.contextmanager
+def _probe_directory() -> Iterator[str]:
+    """The probe's scratch directory, recorded (with the qemu that will name it) before it
+    is made: a run killed while it probes leaves them to `cleanup`."""
+    path = os.path.join(tempfile.gettempdir(), f"tlc-kvm-probe-{secrets.token_hex(6)}")
+    probe = KvmProbe(name=path)
+    try:
+        entry: registry.Entry | None = registry.add(probe)
+    except OSError as e:
+        # No state directory of ours to write (doctor as a user): no run to clean up after.
+        log.debug("KVM probe not recorded: %s", e)
+        entry = None
+    try:
+        os.mkdir(path, 0o700)
+        yield path
+    finally:
+        probe.undo()
+        if entry is not None:
+            registry.discard(entry)
 
 
 def _read(path: Path) -> str:
